@@ -1,0 +1,49 @@
+# The two commands that matter: `make run` and `make test` (README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint fmt migrate services down clean
+
+# Create .venv/ and install the hash-pinned lock; redone only when a lock file changes.
+$(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-bootstrap.lock
+	@$(VENV)/bin/uv pip sync --quiet --python $(PY) --require-hashes requirements.lock
+	@$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+run: $(STAMP)
+	@$(PY) -m config.stack run
+
+test: $(STAMP)
+	@$(PY) -m config.stack test $(ARGS)
+
+bench: $(STAMP)
+	@$(PY) -m config.stack test tests/benchmarks -m bench -s -p no:randomly $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+migrate: $(STAMP)
+	@$(PY) -m config.stack prepare
+
+services: $(STAMP)
+	@$(PY) -m config.services check
+
+down: $(STAMP)
+	@$(PY) -m config.services down
+
+lock:
+	uv pip compile pyproject.toml --extra dev --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Durable background work (the sweeper pattern).
+
+``durable_enqueue`` writes a DurableTask row inside the caller's transaction and sends the
+Celery task after commit. ``durable_run`` executes it at most once at a time (row lock +
+lease) and retries with exponential backoff. ``durable_sweep`` re-sends anything whose
+``next_run_at`` has passed: a crash between commit and enqueue, or a worker killed mid-task,
+delays the work but never loses it. Handlers must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from apps.core.models import DurableTask
+
+log = logging.getLogger(__name__)
+LEASE = timedelta(minutes=5)
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def _send(task_id: str) -> None:
+    from apps.core.tasks import run_durable_task
+
+    run_durable_task.apply_async(args=[task_id])
+
+
+def durable_enqueue(*, handler: str, kwargs: dict, idempotency_key: str, run_at=None,
+                    max_attempts: int = 10) -> DurableTask:
+    """Record work to do. Idempotent on ``idempotency_key``: a repeat returns the first row."""
+    task, created = DurableTask.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={"handler": handler, "kwargs": kwargs, "next_run_at": run_at or timezone.now(),
+                  "max_attempts": max_attempts},
+    )
+    if created and task.next_run_at <= timezone.now():
+        transaction.on_commit(lambda: _send(str(task.pk)))
+    return task
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(timedelta(seconds=2 ** min(attempts, 20)), MAX_BACKOFF)
+
+
+def durable_run(*, task_id: str) -> str:
+    """Run one durable task if it is due and not leased. Idempotent; returns the final state."""
+    now = timezone.now()
+    with transaction.atomic():
+        task = (
+            DurableTask.objects.select_for_update(skip_locked=True)
+            .filter(pk=task_id, state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING],
+                    next_run_at__lte=now)
+            .first()
+        )
+        if task is None:
+            return "skipped"
+        task.state = DurableTask.State.RUNNING
+        task.attempts += 1
+        task.next_run_at = now + LEASE  # the lease: the sweeper retries it if we die
+        task.save(update_fields=["state", "attempts", "next_run_at", "updated_at"])
+    try:
+        import_string(task.handler)(**task.kwargs)
+    except Exception as exc:
+        log.exception("durable task failed", extra={"task": str(task.pk), "handler": task.handler})
+        final = task.attempts >= task.max_attempts
+        DurableTask.objects.filter(pk=task.pk).update(
+            state=DurableTask.State.FAILED if final else DurableTask.State.PENDING,
+            next_run_at=timezone.now() + _backoff(task.attempts),
+            last_error=f"{exc.__class__.__name__}: {exc}"[:2000],
+            updated_at=timezone.now(),
+        )
+        return "failed" if final else "retry"
+    DurableTask.objects.filter(pk=task.pk).update(state=DurableTask.State.DONE, updated_at=timezone.now())
+    return "done"
+
+
+def durable_sweep(*, limit: int = 500) -> int:
+    """Re-send due work whose message may have been lost. Idempotent (running a task twice is
+    harmless: ``durable_run`` skips rows that are leased or done). Returns how many it sent."""
+    cutoff = timezone.now() - timedelta(seconds=settings.DURABLE_TASK_STALE_AFTER.total_seconds() / 4)
+    due = list(
+        DurableTask.objects.filter(
+            state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING], next_run_at__lte=cutoff
+        ).values_list("pk", flat=True)[:limit]
+    )
+    for pk in due:
+        _send(str(pk))
+    return len(due)

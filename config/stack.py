@@ -1,0 +1,137 @@
+"""`make run` and `make test`: resolve services, prepare the database, then run.
+
+``python -m config.stack run``  migrate, demo, then web + worker + beat until Ctrl-C.
+``python -m config.stack test [pytest args]``  prepare services, then pytest.
+``python -m config.stack prepare``  only resolve and migrate (used by other targets).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from config import services
+
+BASE = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _resolve_into_env() -> services.Resolved:
+    try:
+        resolved = services.resolve()
+        created = services.ensure_database(resolved.database_url)
+    except services.ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(resolved.describe(), flush=True)
+    if created:
+        print(f"created database {services.parse_database_url(resolved.database_url).name}", flush=True)
+    # Children (web, worker, beat, pytest) inherit the same choice.
+    os.environ["DATABASE_URL"] = resolved.database_url
+    os.environ["REDIS_URL"] = resolved.redis_url
+    return resolved
+
+
+def _manage(*args: str) -> None:
+    result = subprocess.run([PY, "manage.py", *args], cwd=BASE)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def prepare() -> None:
+    _resolve_into_env()
+    _manage("migrate_schemas", "--shared", "-v", "0")
+    _manage("setup_platform")
+    _manage("migrate_schemas", "--tenant", "--executor", "multiprocessing", "-v", "0")
+
+
+def run() -> int:
+    prepare()
+    port = os.environ.get("PORT", "8000")
+    _manage("setup_platform", "--demo", "--port", port)
+    commands = {
+        "web": [PY, "manage.py", "runserver", f"0.0.0.0:{port}", "--noreload"],
+        "worker": [PY, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "--concurrency", "2",
+                   "-n", "worker@%h"],
+        "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "INFO",
+                 "--schedule", str(BASE / ".data" / "celerybeat-schedule")],
+    }
+    (BASE / ".data").mkdir(exist_ok=True)
+    procs: dict[str, subprocess.Popen] = {}
+    for name, cmd in commands.items():
+        # Each child in its own process group so Ctrl-C handling is ours and nothing is left behind.
+        procs[name] = subprocess.Popen(cmd, cwd=BASE, start_new_session=True)
+    print(f"running web (:{port}), worker and beat; Ctrl-C stops them all", flush=True)
+
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                print(f"{name} exited with {proc.returncode}; stopping the rest", file=sys.stderr)
+                exit_code = proc.returncode or 1
+                stopping = True
+                break
+        time.sleep(0.3)
+    _stop_all(procs)
+    return exit_code
+
+
+def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + 15
+    for proc in procs.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for name, proc in procs.items():
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: worker children included
+            if proc.poll() is None:
+                print(f"{name} did not stop in time; killed", file=sys.stderr)
+        except ProcessLookupError:
+            pass
+    print("stopped web, worker and beat", flush=True)
+
+
+def test(args: list[str]) -> int:
+    resolved = _resolve_into_env()
+    if resolved.redis_source != "REDIS_URL":
+        # Keep the suite's queues and worker heartbeats apart from a `make run` on the same Redis.
+        url = resolved.redis_url
+        os.environ["REDIS_URL"] = (url + "?db=15") if url.startswith("unix://") else url.rsplit("/", 1)[0] + "/15"
+    return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE).returncode
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[1] if len(argv) > 1 else "run"
+    if cmd == "run":
+        return run()
+    if cmd == "test":
+        return test(argv[2:])
+    if cmd == "prepare":
+        prepare()
+        return 0
+    print(f"usage: python -m config.stack run|test|prepare (got {cmd!r})", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

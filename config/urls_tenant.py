@@ -1,0 +1,13 @@
+"""URLs of a marketplace's host: its operators' admin and the API."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from config.urls_health import urlpatterns as health_urls
+
+urlpatterns = [
+    *health_urls,
+    path("admin/", admin.site.urls),
+    path("api/", include("apps.api.urls")),
+    path("", include("apps.core.urls")),
+]

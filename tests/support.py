@@ -1,0 +1,74 @@
+"""Helpers for tests that run real processes (Celery workers) against the test database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+BASE = Path(__file__).resolve().parent.parent
+
+
+def test_database_url() -> str:
+    from config.services import with_database
+
+    return with_database(settings.DATABASE_URL, connection.settings_dict["NAME"])
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+class Worker:
+    """A real ``celery worker`` process on its own queue, against the test database."""
+
+    def __init__(self, queue: str | None = None):
+        self.queue = queue or f"test-{uuid.uuid4().hex[:8]}"
+        self.hostname = f"{self.queue}@pytest"
+        env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": settings.REDIS_URL,
+               "CELERY_QUEUE": self.queue, "LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue, "-n", self.hostname,
+             "--concurrency", "1", "--pool", "prefork", "-l", "WARNING", "--without-gossip", "--without-mingle"],
+            cwd=BASE, env=env, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        from apps.core.worker_signals import KEY_PREFIX
+
+        client = redis_client()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if client.exists(KEY_PREFIX + self.hostname):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}")
+            time.sleep(0.2)
+        raise TimeoutError("worker did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("condition not met in time")
