@@ -22,7 +22,7 @@ test: $(STAMP)
 	@$(PY) -m config.stack test $(ARGS)
 
 bench: $(STAMP)
-	@$(PY) -m config.stack test tests/benchmarks -m bench -s -p no:randomly $(ARGS)
+	@$(PY) -m config.stack test tests/benchmarks -m bench -s -q $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -138,8 +138,12 @@ def postgres_answers(url: str) -> str | None:
     p = parse_database_url(url)
     try:
         conn = psycopg.connect(
-            host=p.host, port=p.port, user=p.user, password=p.password,
-            dbname="postgres", connect_timeout=3,
+            host=p.host,
+            port=p.port,
+            user=p.user,
+            password=p.password,
+            dbname="postgres",
+            connect_timeout=3,
         )
     except psycopg.OperationalError as exc:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
@@ -166,8 +170,13 @@ def ensure_database(url: str) -> bool:
 
     p = parse_database_url(url)
     with psycopg.connect(
-        host=p.host, port=p.port, user=p.user, password=p.password,
-        dbname="postgres", autocommit=True, connect_timeout=5,
+        host=p.host,
+        port=p.port,
+        user=p.user,
+        password=p.password,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
     ) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [p.name]).fetchone()
         if exists:
@@ -219,9 +228,25 @@ def embedded_redis_url() -> str:
     rdir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            str(binary), "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
-            "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"), "--dir", str(rdir),
-            "--logfile", str(rdir / "redis.log"), "--save", "", "--appendonly", "yes",
+            str(binary),
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--unixsocketperm",
+            "700",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(rdir / "redis.pid"),
+            "--dir",
+            str(rdir),
+            "--logfile",
+            str(rdir / "redis.log"),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
         ],
         check=True,
     )

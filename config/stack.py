@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -42,23 +43,46 @@ def _manage(*args: str) -> None:
         sys.exit(result.returncode)
 
 
-def prepare() -> None:
-    _resolve_into_env()
+def prepare() -> services.Resolved:
+    resolved = _resolve_into_env()
     _manage("migrate_schemas", "--shared", "-v", "0")
     _manage("setup_platform")
     _manage("migrate_schemas", "--tenant", "--executor", "multiprocessing", "-v", "0")
+    return resolved
 
 
 def run() -> int:
-    prepare()
+    resolved = prepare()
     port = os.environ.get("PORT", "8000")
     _manage("setup_platform", "--demo", "--port", port)
     commands = {
         "web": [PY, "manage.py", "runserver", f"0.0.0.0:{port}", "--noreload"],
-        "worker": [PY, "-m", "celery", "-A", "config", "worker", "-l", "INFO", "--concurrency", "2",
-                   "-n", "worker@%h"],
-        "beat": [PY, "-m", "celery", "-A", "config", "beat", "-l", "INFO",
-                 "--schedule", str(BASE / ".data" / "celerybeat-schedule")],
+        "worker": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-l",
+            "INFO",
+            "--concurrency",
+            "2",
+            "-n",
+            "worker@%h",
+        ],
+        "beat": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "-l",
+            "INFO",
+            "--schedule",
+            str(BASE / ".data" / "celerybeat-schedule"),
+        ],
     }
     (BASE / ".data").mkdir(exist_ok=True)
     procs: dict[str, subprocess.Popen] = {}
@@ -85,22 +109,21 @@ def run() -> int:
                 break
         time.sleep(0.3)
     _stop_all(procs)
+    if "embedded" in (resolved.database_source, resolved.redis_source):
+        # The next `make run` starts them again on the same .data/ (the data is kept).
+        print("stopped embedded " + ", ".join(services.stop_embedded()), flush=True)
     return exit_code
 
 
 def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
     for proc in procs.values():
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + 15
     for proc in procs.values():
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
     for name, proc in procs.items():
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the whole group: worker children included
@@ -116,7 +139,9 @@ def test(args: list[str]) -> int:
     if resolved.redis_source != "REDIS_URL":
         # Keep the suite's queues and worker heartbeats apart from a `make run` on the same Redis.
         url = resolved.redis_url
-        os.environ["REDIS_URL"] = (url + "?db=15") if url.startswith("unix://") else url.rsplit("/", 1)[0] + "/15"
+        os.environ["REDIS_URL"] = (
+            (url + "?db=15") if url.startswith("unix://") else url.rsplit("/", 1)[0] + "/15"
+        )
     return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE).returncode
 
 

@@ -15,7 +15,12 @@ import pytest
 from django.test import Client
 from django_tenants.utils import schema_context, tenant_context
 
-ALPHA = {"slug": "alpha", "name": "Alpha Market", "domain": "alpha.localhost", "owner_email": "ops@alpha.test"}
+ALPHA = {
+    "slug": "alpha",
+    "name": "Alpha Market",
+    "domain": "alpha.localhost",
+    "owner_email": "ops@alpha.test",
+}
 BETA = {"slug": "beta", "name": "Beta Market", "domain": "beta.localhost", "owner_email": "ops@beta.test"}
 
 
@@ -35,11 +40,11 @@ def django_db_setup(django_db_setup, django_db_blocker):
 @pytest.fixture(autouse=True)
 def _public_schema_around_each_test():
     """Requests and tenant_context leave the connection's schema behind; start each test clean."""
-    from django.db import connection
+    from apps.tenants.db import tenant_connection
 
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
     yield
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +81,9 @@ def committed(django_db_setup, django_db_blocker):
     """Database access outside the test transaction: writes are committed (for real workers)."""
     with django_db_blocker.unblock():
         yield
-        from django.db import connection
+        from apps.tenants.db import tenant_connection
 
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
 
 
 @pytest.fixture

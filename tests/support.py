@@ -17,7 +17,7 @@ from django.db import connection
 BASE = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
+def database_url_for_tests() -> str:
     from config.services import with_database
 
     return with_database(settings.DATABASE_URL, connection.settings_dict["NAME"])
@@ -33,12 +33,37 @@ class Worker:
     def __init__(self, queue: str | None = None):
         self.queue = queue or f"test-{uuid.uuid4().hex[:8]}"
         self.hostname = f"{self.queue}@pytest"
-        env = {**os.environ, "DATABASE_URL": test_database_url(), "REDIS_URL": settings.REDIS_URL,
-               "CELERY_QUEUE": self.queue, "LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_tests(),
+            "REDIS_URL": settings.REDIS_URL,
+            "CELERY_QUEUE": self.queue,
+            "LOG_LEVEL": "WARNING",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queue, "-n", self.hostname,
-             "--concurrency", "1", "--pool", "prefork", "-l", "WARNING", "--without-gossip", "--without-mingle"],
-            cwd=BASE, env=env, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "-Q",
+                self.queue,
+                "-n",
+                self.hostname,
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "-l",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=BASE,
+            env=env,
+            start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 60) -> None:

@@ -5,10 +5,10 @@ On a marketplace's host a key of another marketplace is refused (401), revealing
 
 from __future__ import annotations
 
-from django.db import connection
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
+from apps.tenants.db import current_schema, tenant_connection
 from apps.tenants.selectors import api_key_lookup
 
 
@@ -42,9 +42,9 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = api_key_lookup(raw)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key provided.")
-        current = getattr(connection, "schema_name", "public")
+        current = current_schema()
         if current == "public":
-            connection.set_tenant(key.tenant)
+            tenant_connection().set_tenant(key.tenant)
             request._request.tenant = key.tenant
         elif current != key.tenant.schema_name:
             # Same message as an unknown key: do not confirm that the key exists elsewhere.

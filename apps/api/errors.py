@@ -42,8 +42,9 @@ def exception_handler(exc, context):
         return None  # a real bug: Django's 500 handling (and logging) applies
     if isinstance(exc, exceptions.ValidationError):
         param, message, code = _first_validation_error(exc.detail)
-        body = error_body("invalid_request_error", "parameter_invalid" if code == "invalid" else code,
-                          message, param)
+        body = error_body(
+            "invalid_request_error", "parameter_invalid" if code == "invalid" else code, message, param
+        )
         response = Response(body, status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         response.data = error_body("authentication_error", "invalid_api_key", str(exc.detail))
@@ -66,6 +67,11 @@ def exception_handler(exc, context):
 
 
 def api_not_found(request, exception=None):
-    return JsonResponse(error_body("invalid_request_error", "resource_missing",
-                                   f"Unrecognized request URL ({request.method}: {request.path})."),
-                        status=404)
+    return JsonResponse(
+        error_body(
+            "invalid_request_error",
+            "resource_missing",
+            f"Unrecognized request URL ({request.method}: {request.path}).",
+        ),
+        status=404,
+    )

@@ -10,10 +10,12 @@ def account(request: Request) -> Response:
     """The marketplace the key belongs to (Stripe's ``GET /v1/account``)."""
     tenant = request.user.tenant  # type: ignore[union-attr]
     domain = tenant.get_primary_domain()
-    return Response({
-        "object": "account",
-        "id": tenant.schema_name,
-        "name": tenant.name,
-        "domain": domain.domain if domain else None,
-        "livemode": request.auth.mode == "live",  # type: ignore[union-attr]
-    })
+    return Response(
+        {
+            "object": "account",
+            "id": tenant.schema_name,
+            "name": tenant.name,
+            "domain": domain.domain if domain else None,
+            "livemode": request.auth.mode == "live",  # type: ignore[union-attr]
+        }
+    )

@@ -27,16 +27,21 @@ MAX_BACKOFF = timedelta(hours=1)
 def _send(task_id: str) -> None:
     from apps.core.tasks import run_durable_task
 
-    run_durable_task.apply_async(args=[task_id])
+    run_durable_task.apply_async(args=(task_id,))
 
 
-def durable_enqueue(*, handler: str, kwargs: dict, idempotency_key: str, run_at=None,
-                    max_attempts: int = 10) -> DurableTask:
+def durable_enqueue(
+    *, handler: str, kwargs: dict, idempotency_key: str, run_at=None, max_attempts: int = 10
+) -> DurableTask:
     """Record work to do. Idempotent on ``idempotency_key``: a repeat returns the first row."""
     task, created = DurableTask.objects.get_or_create(
         idempotency_key=idempotency_key,
-        defaults={"handler": handler, "kwargs": kwargs, "next_run_at": run_at or timezone.now(),
-                  "max_attempts": max_attempts},
+        defaults={
+            "handler": handler,
+            "kwargs": kwargs,
+            "next_run_at": run_at or timezone.now(),
+            "max_attempts": max_attempts,
+        },
     )
     if created and task.next_run_at <= timezone.now():
         transaction.on_commit(lambda: _send(str(task.pk)))
@@ -53,8 +58,11 @@ def durable_run(*, task_id: str) -> str:
     with transaction.atomic():
         task = (
             DurableTask.objects.select_for_update(skip_locked=True)
-            .filter(pk=task_id, state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING],
-                    next_run_at__lte=now)
+            .filter(
+                pk=task_id,
+                state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING],
+                next_run_at__lte=now,
+            )
             .first()
         )
         if task is None:

@@ -9,6 +9,7 @@ from django_tenants.utils import tenant_context
 
 from apps.core import durable
 from apps.core.jobs import register_tenant_job, registered_jobs
+from apps.tenants.db import current_schema
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,6 @@ def dispatch_tenant_jobs() -> int:
 def echo_schema(marker: str) -> str:
     """Idempotent: writes nothing but a Redis key naming the schema it ran in (diagnostics)."""
     import redis
-    from django.db import connection
 
-    redis.Redis.from_url(settings.REDIS_URL).set(f"mp:echo:{marker}", connection.schema_name, ex=600)
-    return connection.schema_name
+    redis.Redis.from_url(settings.REDIS_URL).set(f"mp:echo:{marker}", current_schema(), ex=600)
+    return current_schema()

@@ -4,10 +4,12 @@ its key, a killed one disappears when the TTL runs out."""
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from celery.signals import worker_ready, worker_shutdown
 
+log = logging.getLogger(__name__)
 KEY_PREFIX = "mp:worker-heartbeat:"
 _stop = threading.Event()
 
@@ -32,7 +34,7 @@ def _beat(hostname: str) -> None:
         try:
             client.set(KEY_PREFIX + hostname, "1", ex=every * 3)
         except Exception:  # Redis blips must not kill the heartbeat thread
-            pass
+            log.warning("worker heartbeat could not be written", exc_info=True)
         _stop.wait(every)
 
 
@@ -48,5 +50,5 @@ def _stop_heartbeat(sender=None, **kwargs):
     hostname = getattr(sender, "hostname", "worker")
     try:
         _client().delete(KEY_PREFIX + hostname)
-    except Exception:
-        pass
+    except Exception:  # the key expires on its own
+        log.warning("worker heartbeat could not be removed", exc_info=True)

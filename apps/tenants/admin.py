@@ -1,6 +1,6 @@
 from django.contrib import admin
-from django.db import connection
 
+from apps.tenants.db import current_schema
 from apps.tenants.models import ApiKey, Domain, Marketplace
 
 
@@ -8,10 +8,10 @@ class PublicOnlyAdmin(admin.ModelAdmin):
     """Marketplaces are the platform owner's business: shown on the public host only."""
 
     def has_module_permission(self, request):
-        return connection.schema_name == "public" and super().has_module_permission(request)
+        return current_schema() == "public" and super().has_module_permission(request)
 
     def has_view_permission(self, request, obj=None):
-        return connection.schema_name == "public" and super().has_view_permission(request, obj)
+        return current_schema() == "public" and super().has_view_permission(request, obj)
 
 
 class DomainInline(admin.TabularInline):

@@ -7,6 +7,8 @@ from django.template.loader import render_to_string
 from django.urls import set_urlconf
 from django_tenants.middleware.main import TenantMainMiddleware
 
+from apps.tenants.db import tenant_connection
+
 HEALTH_PATHS = ("/healthz", "/readyz")
 
 
@@ -14,9 +16,7 @@ class MarketplaceMiddleware(TenantMainMiddleware):
     def no_tenant_found(self, request, hostname):  # type: ignore[override]
         if request.path.startswith(HEALTH_PATHS):
             # Probes (load balancers, orchestrators) often call by IP or an internal name.
-            from django.db import connection
-
-            connection.set_schema_to_public()
+            tenant_connection().set_schema_to_public()
             request.urlconf = "config.urls_health"
             set_urlconf(request.urlconf)
             return None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import models
 from django_tenants.clone import CloneSchema
 from django_tenants.models import DomainMixin, TenantMixin
 from django_tenants.utils import schema_exists
+
+from apps.tenants.db import tenant_connection
 
 
 class Marketplace(TenantMixin):
@@ -42,7 +44,7 @@ class Marketplace(TenantMixin):
         if check_if_exists and schema_exists(self.schema_name):
             return False
         CloneSchema().clone_schema(base, self.schema_name, self.clone_mode)
-        connection.set_schema_to_public()
+        tenant_connection().set_schema_to_public()
         return True
 
 

@@ -15,10 +15,13 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_tenants.utils import schema_context, schema_exists, tenant_context
 
+from apps.tenants.db import tenant_connection
 from apps.tenants.models import ApiKey, Domain, Marketplace
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9_]{1,46}$")
-DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 KEY_ALPHABET = string.ascii_letters + string.digits
 
 
@@ -67,8 +70,13 @@ def marketplace_create(
     operator account in its admin, and whatever the apps install per tenant
     (``settings.TENANT_PROVISIONERS``). Raises ProvisioningError on bad input, changing nothing."""
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
-        return _marketplace_create(slug=slug.strip(), name=name, domain=domain.strip().lower(),
-                                   owner_email=owner_email, operator_password=operator_password)
+        return _marketplace_create(
+            slug=slug.strip(),
+            name=name,
+            domain=domain.strip().lower(),
+            owner_email=owner_email,
+            operator_password=operator_password,
+        )
 
 
 def _marketplace_create(*, slug, name, domain, owner_email, operator_password) -> Provisioned:
@@ -83,8 +91,9 @@ def _marketplace_create(*, slug, name, domain, owner_email, operator_password) -
         marketplace.save()  # clones the template schema
         dom = Domain.objects.create(domain=domain, tenant=marketplace, is_primary=True)
         with tenant_context(marketplace):
-            get_user_model().objects.create_superuser(username=owner_email, email=owner_email,
-                                                      password=password)
+            get_user_model().objects.create_superuser(
+                username=owner_email, email=owner_email, password=password
+            )
             for path in settings.TENANT_PROVISIONERS:
                 import_string(path)(marketplace=marketplace)
     return Provisioned(marketplace, dom, owner_email, password)
@@ -96,15 +105,13 @@ def template_ensure() -> None:
     base = settings.TENANT_BASE_SCHEMA
     if Marketplace.objects.filter(schema_name=base).exists() and schema_exists(base):
         return
-    from django.db import connection
-
     with transaction.atomic():
         # The template itself is built by replaying migrations (there is no base to clone yet):
         # saving the row creates the schema and migrates it.
         Marketplace.objects.get_or_create(
             schema_name=base, defaults={"name": "Template (do not use)", "is_active": False}
         )
-    connection.set_schema_to_public()
+    tenant_connection().set_schema_to_public()
 
 
 def public_tenant_ensure() -> Marketplace:
@@ -136,8 +143,13 @@ def api_key_create(
     prefix = f"sk_{mode}_"
     raw = prefix + "".join(secrets.choice(KEY_ALPHABET) for _ in range(40))
     key = ApiKey.objects.create(
-        tenant=tenant, name=name, mode=mode, key_hash=hash_key(raw), prefix=prefix,
-        last4=raw[-4:], scopes=scopes or {},
+        tenant=tenant,
+        name=name,
+        mode=mode,
+        key_hash=hash_key(raw),
+        prefix=prefix,
+        last4=raw[-4:],
+        scopes=scopes or {},
     )
     return key, raw
 

@@ -25,9 +25,9 @@ def test_task_sent_in_tenant_a_runs_in_a_schema(worker, tenant_a, tenant_b):
     marker_a, marker_b = uuid.uuid4().hex, uuid.uuid4().hex
 
     with tenant_context(tenant_a):
-        echo_schema.apply_async(args=[marker_a], queue=worker.queue)
+        echo_schema.apply_async(args=(marker_a,), queue=worker.queue)
     with tenant_context(tenant_b):
-        echo_schema.apply_async(args=[marker_b], queue=worker.queue)
+        echo_schema.apply_async(args=(marker_b,), queue=worker.queue)
 
     client = redis_client()
     assert wait_for(lambda: client.get(f"mp:echo:{marker_a}")) == b"alpha"
@@ -62,16 +62,18 @@ def test_durable_task_runs_in_its_tenant_once(worker, tenant_a, settings):
     from django.db import transaction
 
     with tenant_context(tenant_a), transaction.atomic():
-        first = durable.durable_enqueue(handler="apps.core.tasks.echo_schema", kwargs={"marker": marker},
-                                        idempotency_key=f"echo-{marker}")
-        again = durable.durable_enqueue(handler="apps.core.tasks.echo_schema", kwargs={"marker": marker},
-                                        idempotency_key=f"echo-{marker}")
+        first = durable.durable_enqueue(
+            handler="apps.core.tasks.echo_schema", kwargs={"marker": marker}, idempotency_key=f"echo-{marker}"
+        )
+        again = durable.durable_enqueue(
+            handler="apps.core.tasks.echo_schema", kwargs={"marker": marker}, idempotency_key=f"echo-{marker}"
+        )
     assert first.pk == again.pk
     # the after-commit send goes to the default queue; the test worker listens on its own
     with tenant_context(tenant_a):
         from apps.core.tasks import run_durable_task
 
-        run_durable_task.apply_async(args=[str(first.pk)], queue=worker.queue)
+        run_durable_task.apply_async(args=(str(first.pk),), queue=worker.queue)
         assert wait_for(lambda: redis_client().get(f"mp:echo:{marker}")) == b"alpha"
         assert wait_for(lambda: DurableTask.objects.get(pk=first.pk).state == "done")
         assert DurableTask.objects.get(pk=first.pk).attempts == 1
@@ -85,9 +87,12 @@ def test_sweeper_resends_work_whose_enqueue_was_lost(tenant_a, committed, monkey
     marker = uuid.uuid4().hex
     with tenant_context(tenant_a):
         # A row committed but never sent (the process died between commit and enqueue).
-        row = DurableTask.objects.create(handler="apps.core.tasks.echo_schema", kwargs={"marker": marker},
-                                         idempotency_key=f"lost-{marker}",
-                                         next_run_at=timezone.now() - timedelta(minutes=5))
+        row = DurableTask.objects.create(
+            handler="apps.core.tasks.echo_schema",
+            kwargs={"marker": marker},
+            idempotency_key=f"lost-{marker}",
+            next_run_at=timezone.now() - timedelta(minutes=5),
+        )
         sent = []
         monkeypatch.setattr(durable, "_send", lambda pk: sent.append(pk))
         assert durable.durable_sweep() >= 1

@@ -12,8 +12,9 @@ from tests.support import BASE
 def run(args, env_extra, timeout=120):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(env_extra)
-    return subprocess.run([sys.executable, *args], cwd=BASE, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, *args], cwd=BASE, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_unreachable_database_url_is_a_clear_error():
@@ -22,7 +23,9 @@ def test_unreachable_database_url_is_a_clear_error():
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("error: DATABASE_URL postgresql://postgres@127.0.0.1:1/nowhere does not answer")
+    assert lines[0].startswith(
+        "error: DATABASE_URL postgresql://postgres@127.0.0.1:1/nowhere does not answer"
+    )
 
 
 def test_unreachable_redis_url_is_a_clear_error():

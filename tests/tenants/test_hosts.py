@@ -20,8 +20,14 @@ def test_key_of_tenant_a_is_refused_on_tenant_b_host(db, tenant_a, tenant_b, hos
     response = host_client("beta.localhost").get("/api/v1/account", HTTP_AUTHORIZATION=f"Bearer {raw}")
 
     assert response.status_code == 401
-    assert response.json() == {"error": {"type": "authentication_error", "code": "invalid_api_key",
-                                         "message": "Invalid API key provided.", "param": None}}
+    assert response.json() == {
+        "error": {
+            "type": "authentication_error",
+            "code": "invalid_api_key",
+            "message": "Invalid API key provided.",
+            "param": None,
+        }
+    }
 
 
 def test_revoked_and_missing_keys_are_refused(db, tenant_a, host_client):
@@ -68,10 +74,12 @@ def test_operator_admin_login_page_on_tenant_host_shows_the_marketplace(db, tena
 
 def test_operator_can_log_in_to_own_admin_but_not_another(db, tenant_a, tenant_b, host_client):
     client_a = host_client("alpha.localhost")
-    ok = client_a.post("/admin/login/?next=/admin/",
-                       {"username": "ops@alpha.test", "password": "test-password-123"})
+    ok = client_a.post(
+        "/admin/login/?next=/admin/", {"username": "ops@alpha.test", "password": "test-password-123"}
+    )
     assert ok.status_code == 302 and ok["Location"] == "/admin/"
     client_b = host_client("beta.localhost")
-    refused = client_b.post("/admin/login/?next=/admin/",
-                            {"username": "ops@alpha.test", "password": "test-password-123"})
+    refused = client_b.post(
+        "/admin/login/?next=/admin/", {"username": "ops@alpha.test", "password": "test-password-123"}
+    )
     assert refused.status_code == 200  # the form again: that user does not exist in beta

@@ -18,8 +18,13 @@ from tests.support import BASE
 def test_marketplace_gets_its_own_schema_with_operator_and_domain(db):
     slug = "m" + uuid.uuid4().hex[:10]
 
-    made = marketplace_create(slug=slug, name="Gamma", domain=f"{slug}.localhost", owner_email="ops@g.test",
-                              operator_password="pw-123456789")
+    made = marketplace_create(
+        slug=slug,
+        name="Gamma",
+        domain=f"{slug}.localhost",
+        owner_email="ops@g.test",
+        operator_password="pw-123456789",
+    )
 
     assert schema_exists(slug)
     assert made.domain.domain == f"{slug}.localhost"
@@ -36,7 +41,9 @@ def test_marketplace_gets_its_own_schema_with_operator_and_domain(db):
 
 def test_data_in_one_tenant_is_invisible_from_another(tenant_a, tenant_b, db):
     with tenant_context(tenant_a):
-        DurableTask.objects.create(handler="x.y", idempotency_key="only-in-a", next_run_at="2030-01-01T00:00Z")
+        DurableTask.objects.create(
+            handler="x.y", idempotency_key="only-in-a", next_run_at="2030-01-01T00:00Z"
+        )
         assert DurableTask.objects.filter(idempotency_key="only-in-a").count() == 1
     with tenant_context(tenant_b):
         assert DurableTask.objects.filter(idempotency_key="only-in-a").count() == 0
@@ -68,9 +75,23 @@ def test_create_marketplace_rejects_bad_input_and_changes_nothing(db, tenant_a, 
 
 def test_create_marketplace_command_exits_non_zero_with_one_line(db, tenant_a):
     result = subprocess.run(
-        [sys.executable, "manage.py", "create_marketplace", "--slug", "public", "--name", "X",
-         "--domain", "x.localhost", "--owner-email", "a@b.test"],
-        cwd=BASE, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "manage.py",
+            "create_marketplace",
+            "--slug",
+            "public",
+            "--name",
+            "X",
+            "--domain",
+            "x.localhost",
+            "--owner-email",
+            "a@b.test",
+        ],
+        cwd=BASE,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["CommandError: slug 'public' is reserved"]
@@ -92,4 +113,5 @@ def test_create_api_key_prints_the_key_last(db, tenant_a, capsys):
     assert last.startswith("sk_test_")
     from apps.tenants.selectors import api_key_lookup
 
-    assert api_key_lookup(last).tenant == tenant_a
+    found = api_key_lookup(last)
+    assert found is not None and found.tenant == tenant_a

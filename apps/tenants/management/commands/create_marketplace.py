@@ -16,8 +16,11 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         try:
             made = marketplace_create(
-                slug=opts["slug"], name=opts["name"], domain=opts["domain"],
-                owner_email=opts["owner_email"], operator_password=opts["password"],
+                slug=opts["slug"],
+                name=opts["name"],
+                domain=opts["domain"],
+                owner_email=opts["owner_email"],
+                operator_password=opts["password"],
             )
         except ProvisioningError as exc:
             raise CommandError(str(exc)) from exc

@@ -13,9 +13,13 @@ from apps.tenants.services import (
     template_ensure,
 )
 
-DEMO = {"slug": "demo", "name": "Demo Marketplace", "domain": "demo.localhost",
-        "owner_email": "ops@demo.localhost"}
-DEMO_PASSWORD = "demo-operator"  # noqa: S105 - a local demo account, printed on purpose
+DEMO = {
+    "slug": "demo",
+    "name": "Demo Marketplace",
+    "domain": "demo.localhost",
+    "owner_email": "ops@demo.localhost",
+}
+DEMO_PASSWORD = "demo-operator"
 
 
 def demo_api_key() -> str:
@@ -53,14 +57,23 @@ class Command(BaseCommand):
         raw = demo_api_key()
         ApiKey.objects.get_or_create(
             key_hash=hash_key(raw),
-            defaults={"tenant": demo, "name": "demo (make run)", "mode": "test", "prefix": "sk_test_",
-                      "last4": raw[-4:]},
+            defaults={
+                "tenant": demo,
+                "name": "demo (make run)",
+                "mode": "test",
+                "prefix": "sk_test_",
+                "last4": raw[-4:],
+            },
         )
         port = opts["port"]
         self.stdout.write("")
         self.stdout.write(f"  Demo admin:    http://demo.localhost:{port}/admin/")
         self.stdout.write(f"  Login:         {DEMO['owner_email']} / {DEMO_PASSWORD}")
-        self.stdout.write(f"  Platform admin: http://localhost:{port}/admin/ (python manage.py createsuperuser)")
+        self.stdout.write(
+            f"  Platform admin: http://localhost:{port}/admin/ (python manage.py createsuperuser)"
+        )
         self.stdout.write(f"  Test API key:  {raw}")
-        self.stdout.write(f"  Try:           curl -H 'Authorization: Bearer {raw}' http://localhost:{port}/api/v1/account")
+        self.stdout.write(
+            f"  Try:           curl -H 'Authorization: Bearer {raw}' http://localhost:{port}/api/v1/account"
+        )
         self.stdout.write("")
