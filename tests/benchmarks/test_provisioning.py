@@ -24,14 +24,16 @@ def _slug() -> str:
 
 def test_provisioning_time(committed, bench_report):
     # warm-up (imports, first clone function install)
-    marketplace_create(slug=_slug(), name="w", domain=f"{uuid.uuid4().hex[:8]}.bench.localhost",
-                       owner_email="o@b.test")
+    marketplace_create(
+        slug=_slug(), name="w", domain=f"{uuid.uuid4().hex[:8]}.bench.localhost", owner_email="o@b.test"
+    )
     full, clone_only = [], []
     for _ in range(N):
         slug = _slug()
         t0 = time.perf_counter()
-        marketplace_create(slug=slug, name=slug, domain=f"{slug.replace('_', '-')}.localhost",
-                           owner_email="o@b.test")
+        marketplace_create(
+            slug=slug, name=slug, domain=f"{slug.replace('_', '-')}.localhost", owner_email="o@b.test"
+        )
         full.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         CloneSchema().clone_schema("tenant_template", slug + "_c", "DATA")
@@ -48,10 +50,18 @@ def test_provisioning_time(committed, bench_report):
         replay.append(time.perf_counter() - t0)
         connection.cursor().execute(f'DROP SCHEMA "{slug}" CASCADE')
 
-    bench_report("marketplace provisioning", [
-        ("create_marketplace (clone + domain + operator + provisioners), median",
-         f"{statistics.median(full) * 1000:.0f} ms  (max {max(full) * 1000:.0f} ms, n={N}; target <= 1000 ms)"),
-        ("schema clone alone, median", f"{statistics.median(clone_only) * 1000:.0f} ms"),
-        ("baseline: CREATE SCHEMA + replaying migrations (in-process), median",
-         f"{statistics.median(replay) * 1000:.0f} ms  (n=3)"),
-    ])
+    bench_report(
+        "marketplace provisioning",
+        [
+            (
+                "create_marketplace (clone + domain + operator + provisioners), median",
+                f"{statistics.median(full) * 1000:.0f} ms  "
+                f"(max {max(full) * 1000:.0f} ms, n={N}; target <= 1000 ms)",
+            ),
+            ("schema clone alone, median", f"{statistics.median(clone_only) * 1000:.0f} ms"),
+            (
+                "baseline: CREATE SCHEMA + replaying migrations (in-process), median",
+                f"{statistics.median(replay) * 1000:.0f} ms  (n=3)",
+            ),
+        ],
+    )
