@@ -59,6 +59,7 @@ TENANT_APPS = [
     "django.contrib.sessions",
     "django.contrib.admin",
     "apps.core",
+    "apps.ledger",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -73,7 +74,7 @@ PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 # Called with marketplace=... inside the new marketplace's schema, in its creating transaction.
-TENANT_PROVISIONERS: list[str] = []
+TENANT_PROVISIONERS: list[str] = ["apps.ledger.services.ledger_chart_install"]
 
 MIDDLEWARE = [
     "apps.tenants.middleware.MarketplaceMiddleware",  # must be first (django-tenants)

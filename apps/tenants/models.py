@@ -17,6 +17,7 @@ class Marketplace(TenantMixin):
     name = models.CharField(max_length=200)
     owner_email = models.EmailField(blank=True)
     brand_color = models.CharField(max_length=7, default="#4f46e5")
+    default_currency = models.CharField(max_length=3, default="USD")
     created_at = models.DateTimeField(auto_now_add=True)
     is_active = models.BooleanField(default=True)
 

@@ -3,6 +3,7 @@ import hmac
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
 from django_tenants.utils import tenant_context
 
 from apps.tenants.models import ApiKey, Marketplace
@@ -47,6 +48,8 @@ class Command(BaseCommand):
         elif not demo.domains.filter(domain=DEMO["domain"]).exists():
             raise CommandError("marketplace 'demo' exists without its demo.localhost domain")
         with tenant_context(demo):
+            for path in settings.TENANT_PROVISIONERS:  # idempotent: backfills what newer apps install
+                import_string(path)(marketplace=demo)
             from django.contrib.auth import get_user_model
 
             user_model = get_user_model()

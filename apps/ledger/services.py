@@ -1,0 +1,587 @@
+"""Ledger services: the only way money facts enter the ledger.
+
+``ledger_record`` is the hot path: one database transaction that inserts the event, its
+journal transaction and entries (one statement), then locks the touched balances in account-id
+order (so concurrent posters never deadlock) and updates them. Protected accounts are checked
+after the update, under the row lock, so no interleaving can overdraw them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.core.money import MoneyError, convert, normalize_currency, require_amount
+from apps.ledger.chart import CHART, FIXED_KINDS, account_kind
+from apps.ledger.errors import (
+    ConcurrencyError,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidPosting,
+    LedgerError,
+)
+from apps.ledger.models import LedgerEvent, Side
+from apps.ledger.rules import Line, rule_for
+from apps.tenants.db import current_schema
+
+VERSION_CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: int
+    code: str
+    currency: str
+    normal_side: str
+    allow_negative: bool
+
+
+@dataclass
+class Recorded:
+    """What ``ledger_record`` returns: the event, its lines and whether this call created it."""
+
+    event: LedgerEvent
+    lines: list[Line]
+    transaction_id: int | None
+    created: bool
+    accounts: dict[tuple[str, str], AccountInfo] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    event_type: str
+    stream: str
+    payload: dict
+    idempotency_key: str
+    occurred_at: datetime | None = None
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _canonical_payload(payload: dict) -> str:
+    if not isinstance(payload, dict):
+        raise InvalidPosting("payload must be a JSON object", param="payload")
+    try:
+        return json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPosting(f"payload must be plain JSON: {exc}", param="payload") from None
+
+
+def validate_lines(lines: Sequence[Line]) -> list[Line]:
+    """Check every line and that debits equal credits per currency. Raises InvalidPosting /
+    UnknownAccount; returns the lines with normalised currencies."""
+    if not lines:
+        return []
+    if len(lines) < 2:
+        raise InvalidPosting("double entry needs at least two lines", param="lines")
+    out = []
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        account_kind(line.account)
+        try:
+            cur = normalize_currency(line.currency)
+            amt = require_amount(line.amount)
+        except MoneyError as exc:
+            raise InvalidPosting(str(exc), param="amount" if "amount" in str(exc) else "currency") from None
+        if line.side not in (Side.DEBIT, Side.CREDIT):
+            raise InvalidPosting(f"side must be 'D' or 'C', got {line.side!r}", param="side")
+        totals[cur] += amt if line.side == Side.DEBIT else -amt
+        out.append(Line(line.account, cur, line.side, amt, line.allow_negative))
+    unbalanced = {cur: net for cur, net in totals.items() if net != 0}
+    if unbalanced:
+        debit_curs = sorted({ln.currency for ln in out if ln.side == Side.DEBIT})
+        credit_curs = sorted({ln.currency for ln in out if ln.side == Side.CREDIT})
+        if debit_curs != credit_curs:
+            raise InvalidPosting(
+                f"currency mismatch: debits in {', '.join(debit_curs)}, credits in {', '.join(credit_curs)}; "
+                "convert through the fx account",
+                param="currency",
+            )
+        cur, net = sorted(unbalanced.items())[0]
+        raise InvalidPosting(
+            f"entries do not balance in {cur}: debits exceed credits by {net}", param="amount"
+        )
+    return out
+
+
+def lines_for(event_type: str, payload: dict) -> list[Line]:
+    return validate_lines(rule_for(event_type)(payload))
+
+
+# --------------------------------------------------------------------------- accounts
+
+_account_cache: dict[tuple[str, str, str], AccountInfo] = {}
+
+
+def _accounts(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AccountInfo]:
+    """Account rows for (code, currency) pairs, created (with their balance rows) when missing.
+    Rows enter the process cache only after commit, so a rolled-back creation is never cached."""
+    schema = current_schema()
+    wanted = set(keys)
+    found = {k: _account_cache[(schema, *k)] for k in wanted if (schema, *k) in _account_cache}
+    missing = wanted - found.keys()
+    if not missing:
+        return found
+    with connection.cursor() as cur:
+        for attempt in range(2):
+            codes = [k[0] for k in missing]
+            curs = [k[1] for k in missing]
+            cur.execute(
+                "SELECT a.id, a.code, a.currency, a.normal_side, a.allow_negative FROM ledger_account a "
+                "JOIN unnest(%s::text[], %s::text[]) AS w(code, currency) "
+                "ON a.code = w.code AND a.currency = w.currency",
+                [codes, curs],
+            )
+            for row in cur.fetchall():
+                info = AccountInfo(*row)
+                found[(info.code, info.currency)] = info
+            missing = wanted - found.keys()
+            if not missing or attempt == 1:
+                break
+            specs = [(code, currency, account_kind(code)) for code, currency in sorted(missing)]
+            cur.execute(
+                "INSERT INTO ledger_account (code, kind, currency, type, normal_side, allow_negative, created_at) "
+                "SELECT * , now() FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                "%s::boolean[]) ON CONFLICT (code, currency) DO NOTHING",
+                [
+                    [s[0] for s in specs],
+                    [s[2].kind for s in specs],
+                    [s[1] for s in specs],
+                    [str(s[2].type) for s in specs],
+                    [str(s[2].normal_side) for s in specs],
+                    [s[2].allow_negative for s in specs],
+                ],
+            )
+            cur.execute(
+                "INSERT INTO ledger_balance (account_id, debits, credits, updated_at) "
+                "SELECT a.id, 0, 0, now() FROM ledger_account a "
+                "JOIN unnest(%s::text[], %s::text[]) AS w(code, currency) "
+                "ON a.code = w.code AND a.currency = w.currency ON CONFLICT DO NOTHING",
+                [[s[0] for s in specs], [s[1] for s in specs]],
+            )
+    if missing:
+        raise LedgerError(f"could not create accounts {sorted(missing)}")
+    snapshot = dict(found)
+    transaction.on_commit(lambda: _account_cache.update({(schema, *k): v for k, v in snapshot.items()}))
+    return found
+
+
+def account_ensure(*, code: str, currency: str) -> AccountInfo:
+    """The account ``code`` in ``currency``, created from the chart if missing."""
+    cur = normalize_currency(currency)
+    with transaction.atomic():
+        return _accounts([(code, cur)])[(code, cur)]
+
+
+def ledger_chart_install(*, marketplace) -> None:
+    """Create the fixed accounts of the chart in the marketplace's default currency. Idempotent."""
+    currency = getattr(marketplace, "default_currency", "USD")
+    with transaction.atomic():
+        _accounts([(kind, currency) for kind in FIXED_KINDS])
+
+
+# --------------------------------------------------------------------------- the hot path
+
+_INSERT_WITH_POSTINGS = """
+WITH ev AS (
+    INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
+    VALUES (%(pid)s, %(type)s, %(stream)s,
+            COALESCE(%(version)s, (SELECT COALESCE(max(version), 0) + 1 FROM ledger_event WHERE stream = %(stream)s)),
+            %(key)s, %(payload)s::jsonb, %(occurred)s)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id, version, recorded_at
+), tx AS (
+    INSERT INTO ledger_transaction (event_id) SELECT id FROM ev RETURNING id, event_id
+), en AS (
+    INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, recorded_at)
+    SELECT tx.id, tx.event_id, v.account_id, v.currency, v.side, v.amount, ev.recorded_at
+    FROM tx CROSS JOIN ev
+    CROSS JOIN unnest(%(acc)s::bigint[], %(cur)s::text[], %(side)s::text[], %(amt)s::bigint[])
+        AS v(account_id, currency, side, amount)
+)
+SELECT ev.id, ev.version, ev.recorded_at, tx.id FROM ev CROSS JOIN tx
+"""
+
+_INSERT_EVENT_ONLY = """
+INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
+VALUES (%(pid)s, %(type)s, %(stream)s,
+        COALESCE(%(version)s, (SELECT COALESCE(max(version), 0) + 1 FROM ledger_event WHERE stream = %(stream)s)),
+        %(key)s, %(payload)s::jsonb, %(occurred)s)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, version, recorded_at, NULL::bigint
+"""
+
+
+def _is_version_conflict(exc: IntegrityError) -> bool:
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == "ledger_event_stream_version"
+
+
+def ledger_record(
+    *,
+    event_type: str,
+    stream: str,
+    payload: dict,
+    idempotency_key: str,
+    expected_version: int | None = None,
+    occurred_at: datetime | None = None,
+) -> Recorded:
+    """Record an event and post its entries, atomically.
+
+    Idempotent: the same ``idempotency_key`` returns the first event and posts nothing new
+    (a different event under the same key raises IdempotencyConflict). With ``expected_version``
+    the stream must be at that version (else ConcurrencyError); without it the next version is
+    taken, retrying on a concurrent writer. Raises UnknownEventType, InvalidPosting,
+    UnknownAccount, InsufficientFunds; nothing is written when it raises. Locks the touched
+    balance rows in account-id order until the surrounding transaction commits."""
+    if not isinstance(stream, str) or not stream or len(stream) > 200:
+        raise InvalidPosting("stream must be a non-empty string of at most 200 characters", param="stream")
+    if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 255:
+        raise InvalidPosting("idempotency_key must be 1-255 characters", param="idempotency_key")
+    if expected_version is not None and (not isinstance(expected_version, int) or expected_version < 0):
+        raise InvalidPosting("expected_version must be a non-negative integer", param="expected_version")
+    payload_json = _canonical_payload(payload)
+    lines = lines_for(event_type, payload)
+    for attempt in range(VERSION_CONFLICT_RETRIES):
+        try:
+            with transaction.atomic():
+                return _record_once(
+                    event_type,
+                    stream,
+                    payload,
+                    payload_json,
+                    idempotency_key,
+                    expected_version,
+                    occurred_at or timezone.now(),
+                    lines,
+                )
+        except IntegrityError as exc:
+            if not _is_version_conflict(exc):
+                raise
+            if expected_version is not None:
+                raise ConcurrencyError(
+                    f"stream {stream!r} is past version {expected_version}; reload and retry",
+                    param="expected_version",
+                ) from None
+            if attempt == VERSION_CONFLICT_RETRIES - 1:
+                raise ConcurrencyError(f"stream {stream!r} kept moving; try again") from None
+    raise AssertionError("unreachable")
+
+
+def _record_once(event_type, stream, payload, payload_json, key, expected_version, occurred_at, lines):
+    accounts = _accounts({(ln.account, ln.currency) for ln in lines}) if lines else {}
+    public_id = new_event_id()
+    params = {
+        "pid": public_id,
+        "type": event_type,
+        "stream": stream,
+        "version": None if expected_version is None else expected_version + 1,
+        "key": key,
+        "payload": payload_json,
+        "occurred": occurred_at,
+    }
+    with connection.cursor() as cur:
+        if lines:
+            params.update(
+                acc=[accounts[(ln.account, ln.currency)].id for ln in lines],
+                cur=[ln.currency for ln in lines],
+                side=[ln.side for ln in lines],
+                amt=[ln.amount for ln in lines],
+            )
+            cur.execute(_INSERT_WITH_POSTINGS, params)
+        else:
+            cur.execute(_INSERT_EVENT_ONLY, params)
+        row = cur.fetchone()
+        if row is None:
+            return _existing(key, event_type, stream, payload, lines)
+        event_id, version, recorded_at, txn_id = row
+        if lines:
+            _apply_to_balances(cur, {event_id: lines}, accounts)
+    event = LedgerEvent(
+        id=event_id,
+        public_id=public_id,
+        type=event_type,
+        stream=stream,
+        version=version,
+        idempotency_key=key,
+        payload=payload,
+        occurred_at=occurred_at,
+        recorded_at=recorded_at,
+    )
+    event._state.adding = False
+    return Recorded(event, lines, txn_id, True, accounts)
+
+
+def _existing(key, event_type, stream, payload, lines) -> Recorded:
+    event = LedgerEvent.objects.filter(idempotency_key=key).select_related("journal").first()
+    if event is None:  # pragma: no cover - the conflicting insert was rolled back meanwhile
+        raise ConcurrencyError("a concurrent write with this idempotency key was rolled back; retry")
+    if event.type != event_type or event.stream != stream or event.payload != json.loads(json.dumps(payload)):
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for event {event.public_id} with different content",
+            param="idempotency_key",
+        )
+    journal = getattr(event, "journal", None)
+    return Recorded(event, lines, journal.pk if journal else None, False)
+
+
+def _apply_to_balances(cur, lines_by_event: dict[int, list[Line]], accounts) -> None:
+    """Lock the touched balances in account-id order, add the deltas, and refuse any overdraft
+    of a protected account (raising InsufficientFunds rolls the whole posting back)."""
+    deltas: dict[int, list[int]] = {}
+    overdraft_ok: set[int] = set()
+    last_event: dict[int, int] = {}
+    for event_id, lines in lines_by_event.items():
+        for ln in lines:
+            info = accounts[(ln.account, ln.currency)]
+            d = deltas.setdefault(info.id, [0, 0])
+            d[0 if ln.side == Side.DEBIT else 1] += ln.amount
+            last_event[info.id] = max(last_event.get(info.id, 0), event_id)
+            if ln.allow_negative:
+                overdraft_ok.add(info.id)
+    ids = sorted(deltas)
+    cur.execute(
+        "SELECT account_id FROM ledger_balance WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
+        [ids],
+    )
+    cur.execute(
+        "UPDATE ledger_balance b SET debits = b.debits + v.d, credits = b.credits + v.c, "
+        "last_event_id = GREATEST(b.last_event_id, v.e), updated_at = now() "
+        "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(account_id, d, c, e) "
+        "WHERE b.account_id = v.account_id RETURNING b.account_id, b.debits, b.credits",
+        [ids, [deltas[i][0] for i in ids], [deltas[i][1] for i in ids], [last_event[i] for i in ids]],
+    )
+    by_id = {info.id: info for info in accounts.values()}
+    for account_id, debits, credits in cur.fetchall():
+        info = by_id[account_id]
+        if info.allow_negative or account_id in overdraft_ok:
+            continue
+        balance = debits - credits if info.normal_side == Side.DEBIT else credits - debits
+        dr, cr = deltas[account_id]
+        decreasing = (cr > dr) if info.normal_side == Side.DEBIT else (dr > cr)
+        if balance < 0 and decreasing:
+            raise InsufficientFunds(
+                f"insufficient funds in {info.code} ({info.currency}): balance would be {balance}",
+                param="amount",
+            )
+
+
+# --------------------------------------------------------------------------- batch path
+
+
+def ledger_record_batch(specs: Sequence[EventSpec]) -> list[Recorded]:
+    """Record many events in one database transaction (imports, bulk settlements).
+
+    Same guarantees as ``ledger_record`` per event (idempotent keys, versions, balanced entries,
+    protected accounts), all-or-nothing for the batch."""
+    if not specs:
+        return []
+    prepared = []
+    rank: dict[str, int] = defaultdict(int)
+    seen_keys: set[str] = set()
+    for spec in specs:
+        if spec.idempotency_key in seen_keys:
+            raise InvalidPosting(f"idempotency key {spec.idempotency_key!r} appears twice in the batch")
+        seen_keys.add(spec.idempotency_key)
+        rank[spec.stream] += 1
+        prepared.append(
+            (
+                spec,
+                _canonical_payload(spec.payload),
+                lines_for(spec.event_type, spec.payload),
+                rank[spec.stream],
+            )
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        accounts = _accounts({(ln.account, ln.currency) for _, _, lines, _ in prepared for ln in lines})
+        public_ids = [new_event_id() for _ in prepared]
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at) "
+                "SELECT v.pid, v.type, v.stream, "
+                "  (SELECT COALESCE(max(version), 0) FROM ledger_event e WHERE e.stream = v.stream) + v.rank, "
+                "  v.key, v.payload::jsonb, v.occurred "
+                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], "
+                "  %s::timestamptz[]) AS v(pid, type, stream, rank, key, payload, occurred) "
+                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key, version, recorded_at",
+                [
+                    public_ids,
+                    [p[0].event_type for p in prepared],
+                    [p[0].stream for p in prepared],
+                    [p[3] for p in prepared],
+                    [p[0].idempotency_key for p in prepared],
+                    [p[1] for p in prepared],
+                    [p[0].occurred_at or now for p in prepared],
+                ],
+            )
+            inserted = {key: (eid, version, rec) for eid, key, version, rec in cur.fetchall()}
+            posting = [
+                (p, inserted[p[0].idempotency_key])
+                for p in prepared
+                if p[0].idempotency_key in inserted and p[2]
+            ]
+            txn_ids: dict[int, int] = {}
+            if posting:
+                cur.execute(
+                    "INSERT INTO ledger_transaction (event_id) SELECT unnest(%s::bigint[]) RETURNING id, event_id",
+                    [[ins[0] for _, ins in posting]],
+                )
+                txn_ids = {event_id: txn_id for txn_id, event_id in cur.fetchall()}
+                cols: tuple[list, list, list, list, list, list, list] = ([], [], [], [], [], [], [])
+                for (_spec, _, lines, _), (event_id, _, recorded_at) in posting:
+                    for ln in lines:
+                        cols[0].append(txn_ids[event_id])
+                        cols[1].append(event_id)
+                        cols[2].append(accounts[(ln.account, ln.currency)].id)
+                        cols[3].append(ln.currency)
+                        cols[4].append(ln.side)
+                        cols[5].append(ln.amount)
+                        cols[6].append(recorded_at)
+                cur.execute(
+                    "INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, "
+                    "recorded_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], "
+                    "%s::text[], %s::bigint[], %s::timestamptz[])",
+                    list(cols),
+                )
+                _apply_to_balances(cur, {ins[0]: p[2] for p, ins in posting}, accounts)
+        results = []
+        for (spec, _, lines, _), public_id in zip(prepared, public_ids, strict=True):
+            if spec.idempotency_key in inserted:
+                event_id, version, recorded_at = inserted[spec.idempotency_key]
+                event = LedgerEvent(
+                    id=event_id,
+                    public_id=public_id,
+                    type=spec.event_type,
+                    stream=spec.stream,
+                    version=version,
+                    idempotency_key=spec.idempotency_key,
+                    payload=spec.payload,
+                    occurred_at=spec.occurred_at or now,
+                    recorded_at=recorded_at,
+                )
+                event._state.adding = False
+                results.append(Recorded(event, lines, txn_ids.get(event_id), True))
+            else:
+                results.append(
+                    _existing(spec.idempotency_key, spec.event_type, spec.stream, spec.payload, lines)
+                )
+    return results
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def ledger_post_manual(
+    *,
+    debit: str,
+    credit: str,
+    amount: int,
+    currency: str,
+    reason: str,
+    actor: str = "",
+    idempotency_key: str | None = None,
+) -> Recorded:
+    """An operator's manual adjustment (its own event, with the reason). Idempotent by key."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidPosting("a manual adjustment needs a reason", param="reason")
+    key = idempotency_key or "adj:" + secrets.token_hex(12)
+    stream = "adj_" + key.replace(":", "_")[:190]
+    payload = {
+        "debit": debit,
+        "credit": credit,
+        "amount": amount,
+        "currency": currency,
+        "reason": reason.strip(),
+        "actor": actor,
+    }
+    if isinstance(currency, str):
+        payload["currency"] = currency.upper()
+    return ledger_record(event_type="ManualAdjustment", stream=stream, payload=payload, idempotency_key=key)
+
+
+def ledger_reverse(*, event: LedgerEvent, reason: str, idempotency_key: str | None = None) -> Recorded:
+    """Record the mirror image of ``event``'s entries. Idempotent: an event is reversed once
+    (unless the caller gives its own key). Raises InvalidPosting if the event posted nothing."""
+    entries = list(event.entries.select_related("account").order_by("id"))
+    if not entries:
+        raise InvalidPosting(f"event {event.public_id} posted nothing; there is nothing to reverse")
+    lines = [
+        {
+            "account": e.account.code,
+            "currency": e.currency,
+            "side": "C" if e.side == "D" else "D",
+            "amount": e.amount,
+        }
+        for e in entries
+    ]
+    return ledger_record(
+        event_type="Reversal",
+        stream=event.stream,
+        payload={"reverses": event.public_id, "reason": reason, "lines": lines},
+        idempotency_key=idempotency_key or f"reverse:{event.public_id}",
+    )
+
+
+def ledger_fx_convert(
+    *,
+    from_account: str,
+    from_currency: str,
+    from_amount: int,
+    to_account: str,
+    to_currency: str,
+    rate: Decimal | str,
+    idempotency_key: str,
+    stream: str | None = None,
+) -> Recorded:
+    """Convert between currencies through the fx account at ``rate`` (recorded on the event)."""
+    try:
+        to_amount = convert(
+            require_amount(from_amount), from_currency=from_currency, to_currency=to_currency, rate=rate
+        )
+    except MoneyError as exc:
+        raise InvalidPosting(str(exc)) from None
+    payload = {
+        "from_account": from_account,
+        "from_currency": normalize_currency(from_currency),
+        "from_amount": from_amount,
+        "to_account": to_account,
+        "to_currency": normalize_currency(to_currency),
+        "to_amount": to_amount,
+        "rate": str(rate),
+    }
+    return ledger_record(
+        event_type="FxConversion",
+        stream=stream or f"fx_{idempotency_key}"[:200],
+        payload=payload,
+        idempotency_key=idempotency_key,
+    )
+
+
+__all__ = [
+    "CHART",
+    "AccountInfo",
+    "EventSpec",
+    "Recorded",
+    "account_ensure",
+    "ledger_chart_install",
+    "ledger_fx_convert",
+    "ledger_post_manual",
+    "ledger_record",
+    "ledger_record_batch",
+    "ledger_reverse",
+    "validate_lines",
+]
