@@ -53,7 +53,7 @@ def balance_as_of(
     if account is None:
         return 0
     where: list[str] = ["account_id = %s"]
-    params: list[object] = [account.pk]
+    params: list[int | datetime] = [account.pk]
     if event_id is not None:
         where.append("event_id <= %s")
         params.append(event_id)
