@@ -99,8 +99,53 @@ def django_database(url: str) -> dict:
         "CONN_MAX_AGE": int(os.environ.get("DB_CONN_MAX_AGE", "60")),
         "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {"connect_timeout": 5, **p.options},
-        "TEST": {"NAME": f"test_{p.name}"},
+        # `make test` names a database per run (TEST_DATABASE_NAME) so parallel runs never collide.
+        "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or f"test_{p.name}"},
     }
+
+
+def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
+    """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone."""
+    import psycopg
+    from psycopg import sql
+
+    p = parse_database_url(url)
+    dropped = []
+    with psycopg.connect(
+        host=p.host,
+        port=p.port,
+        user=p.user,
+        password=p.password,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=5,
+    ) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [prefix.replace("_", r"\_") + "%"]
+            ).fetchall()
+        ]
+        for name in names:
+            pid = name[len(prefix) :]
+            if not pid.isdigit() or _pid_alive(int(pid)):
+                continue
+            try:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                dropped.append(name)
+            except psycopg.Error:
+                pass
+    return dropped
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def with_database(url: str, name: str) -> str:

@@ -142,6 +142,10 @@ def test(args: list[str]) -> int:
         os.environ["REDIS_URL"] = (
             (url + "?db=15") if url.startswith("unix://") else url.rsplit("/", 1)[0] + "/15"
         )
+    name = services.parse_database_url(resolved.database_url).name
+    prefix = f"test_{name}_"
+    services.drop_stale_test_databases(resolved.database_url, prefix)
+    os.environ.setdefault("TEST_DATABASE_NAME", f"{prefix}{os.getpid()}")
     return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE).returncode
 
 
