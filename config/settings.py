@@ -60,6 +60,7 @@ TENANT_APPS = [
     "django.contrib.admin",
     "apps.core",
     "apps.ledger",
+    "apps.payments",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -74,7 +75,10 @@ PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
 # Called with marketplace=... inside the new marketplace's schema, in its creating transaction.
-TENANT_PROVISIONERS: list[str] = ["apps.ledger.services.ledger_chart_install"]
+TENANT_PROVISIONERS: list[str] = [
+    "apps.ledger.services.ledger_chart_install",
+    "apps.payments.services.payments_defaults_install",
+]
 
 MIDDLEWARE = [
     "apps.tenants.middleware.MarketplaceMiddleware",  # must be first (django-tenants)
@@ -152,6 +156,19 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 TENANT_DISPATCH_INTERVAL = timedelta(seconds=int(os.environ.get("TENANT_DISPATCH_SECONDS", "15")))
 DURABLE_TASK_STALE_AFTER = timedelta(seconds=int(os.environ.get("DURABLE_TASK_STALE_SECONDS", "60")))
 WORKER_HEARTBEAT_SECONDS = 5
+
+# --------------------------------------------------------------------------- payments
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "")
+# The first attempt and immediate failovers run inside the request within this budget;
+# whatever is left continues in a worker.
+PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "8000"))
+CIRCUIT_BREAKER = {
+    "consecutive_failures": int(os.environ.get("BREAKER_CONSECUTIVE_FAILURES", "5")),
+    "window_seconds": 30,
+    "min_requests": 20,
+    "error_rate": 0.5,
+    "cooldown_seconds": int(os.environ.get("BREAKER_COOLDOWN_SECONDS", "15")),
+}
 
 # --------------------------------------------------------------------------- DRF
 REST_FRAMEWORK = {

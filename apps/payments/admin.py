@@ -1,0 +1,266 @@
+"""Operators: gateway accounts with live breaker state and health, editable routing and decline
+rules, and read-only payments, attempts and refunds (with capture, cancel and refund actions)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Avg, Count, Q
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
+from apps.core.money import format_amount
+from apps.payments.breaker import CircuitBreaker
+from apps.payments.models import (
+    DeclineRule,
+    GatewayAccount,
+    PaymentAttempt,
+    PaymentIntent,
+    Refund,
+    RoutingRule,
+)
+from apps.payments.services import PaymentError, payment_cancel, payment_capture, payment_refund
+
+
+class GatewayAccountForm(forms.ModelForm):
+    credentials_json = forms.CharField(
+        label="Credentials (JSON)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Write-only: encrypted at rest, never shown again. Leave empty to keep the current ones.",
+    )
+
+    class Meta:
+        model = GatewayAccount
+        fields = ["name", "kind", "enabled", "settings"]
+
+    def clean_credentials_json(self):
+        raw = self.cleaned_data["credentials_json"].strip()
+        if not raw:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise forms.ValidationError(f"not valid JSON: {exc}") from exc
+        if not isinstance(value, dict):
+            raise forms.ValidationError("credentials must be a JSON object")
+        return value
+
+    def save(self, commit=True):
+        account = super().save(commit=False)
+        if self.cleaned_data.get("credentials_json") is not None:
+            account.credentials = self.cleaned_data["credentials_json"]
+        if commit:
+            account.save()
+        return account
+
+
+@admin.register(GatewayAccount)
+class GatewayAccountAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    form = GatewayAccountForm
+    list_display = ("name", "kind", "enabled", "breaker", "recent_success", "has_credentials")
+    list_filter = ("kind", "enabled")
+    actions = ["reset_breaker"]
+    change_list_template = "admin/payments/gatewayaccount/change_list.html"
+
+    @admin.display(description="circuit")
+    def breaker(self, obj):
+        s = CircuitBreaker(obj.name).state()
+        return f"{s.state} ({s.window_errors} errors / {s.window_ok + s.window_errors} calls, 30 s)"
+
+    @admin.display(description="last hour")
+    def recent_success(self, obj):
+        since = timezone.now() - timedelta(hours=1)
+        stats = obj.attempts.filter(created_at__gte=since).aggregate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(status__in=["captured", "authorized"])),
+            lat=Avg("latency_ms"),
+        )
+        if not stats["n"]:
+            return "no attempts"
+        return f"{stats['ok']}/{stats['n']} approved, {stats['lat'] or 0:.0f} ms avg"
+
+    @admin.display(boolean=True, description="credentials")
+    def has_credentials(self, obj):
+        return bool(obj.credentials_encrypted)
+
+    @admin.action(description="Reset the circuit breaker")
+    def reset_breaker(self, request, queryset):
+        for account in queryset:
+            CircuitBreaker(account.name).reset()
+        self.message_user(request, f"reset {queryset.count()} breaker(s)")
+
+    def get_urls(self):
+        return [
+            path("health/", self.admin_site.admin_view(self.health_view), name="payments_gateway_health"),
+            *super().get_urls(),
+        ]
+
+    def health_view(self, request):
+        """Attempts per gateway per 5 minutes over the last 6 hours: approved, declined, errors."""
+        from django.db.models.functions import TruncMinute
+
+        since = timezone.now() - timedelta(hours=6)
+        rows = (
+            PaymentAttempt.objects.filter(created_at__gte=since)
+            .annotate(t=TruncMinute("created_at"))
+            .values("gateway_account__name", "t")
+            .annotate(
+                ok=Count("id", filter=Q(status__in=["captured", "authorized"])),
+                declined=Count("id", filter=Q(status="declined")),
+                errors=Count("id", filter=Q(status__in=["failed", "unknown"])),
+                latency=Avg("latency_ms"),
+            )
+            .order_by("gateway_account__name", "t")
+        )
+        series: dict[str, list[Any]] = {}
+        for r in rows:
+            series.setdefault(r["gateway_account__name"], []).append(r)
+        charts = []
+        for name, points in series.items():
+            charts.append(
+                {
+                    "name": name,
+                    "svg": _bars_svg(points),
+                    "state": CircuitBreaker(name).state(),
+                    "total": sum(p["ok"] + p["declined"] + p["errors"] for p in points),
+                }
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Gateway health (last 6 hours)",
+            "charts": charts,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/payments/gateway_health.html", context)
+
+
+def _bars_svg(points: list[dict], width: int = 860, height: int = 160) -> str:
+    from django.utils.safestring import mark_safe
+
+    n = max(1, len(points))
+    peak = max(1, *(p["ok"] + p["declined"] + p["errors"] for p in points))
+    bar_w = max(1.0, (width - 20) / n)
+    parts = []
+    for i, p in enumerate(points):
+        x = 10 + i * bar_w
+        y = height - 20
+        for value, colour in ((p["ok"], "#16a34a"), (p["declined"], "#f59e0b"), (p["errors"], "#dc2626")):
+            h = value / peak * (height - 30)
+            if h:
+                parts.append(
+                    f'<rect x="{x:.1f}" y="{y - h:.1f}" width="{max(1.0, bar_w - 1):.1f}" height="{h:.1f}" '
+                    f'fill="{colour}"><title>{p["t"]:%H:%M} {value}</title></rect>'
+                )
+            y -= h
+    legend = (
+        f'<text x="10" y="{height - 4}" font-size="11" fill="#16a34a">approved</text>'
+        f'<text x="80" y="{height - 4}" font-size="11" fill="#f59e0b">declined</text>'
+        f'<text x="150" y="{height - 4}" font-size="11" fill="#dc2626">errors / unknown</text>'
+    )
+    return mark_safe(  # noqa: S308 - built from numbers and fixed strings
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%">'
+        f"{''.join(parts)}{legend}</svg>"
+    )
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "priority",
+        "name",
+        "enabled",
+        "mode",
+        "currencies",
+        "card_countries",
+        "card_brands",
+        "candidates",
+        "prefer_success_rate",
+    )
+    list_editable = ("enabled",)
+    list_display_links = ("name",)
+
+
+@admin.register(DeclineRule)
+class DeclineRuleAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("gateway_kind", "code", "advice_code", "action", "note")
+    list_filter = ("action", "gateway_kind")
+    search_fields = ("code", "advice_code")
+    list_editable = ("action",)
+
+
+class AttemptInline(admin.TabularInline):
+    model = PaymentAttempt
+    fields = (
+        "id",
+        "gateway_account",
+        "status",
+        "outcome",
+        "decline_code",
+        "advice_code",
+        "reference",
+        "latency_ms",
+    )
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentIntent)
+class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "amount_display", "status", "gateway_account", "amount_refunded", "created_at")
+    list_filter = ("status", "currency", "gateway_account", "capture_method")
+    search_fields = ("=id", "customer_id")
+    date_hierarchy = "created_at"
+    inlines = [AttemptInline]
+    readonly_fields = [f.name for f in PaymentIntent._meta.fields]
+
+    @admin.display(description="amount")
+    def amount_display(self, obj):
+        return format_amount(obj.amount, obj.currency)
+
+    def get_actions(self, request):
+        return {
+            name: (func, name, desc)
+            for name, func, desc in [
+                ("capture", type(self).capture, "Capture (full amount)"),
+                ("cancel", type(self).cancel, "Cancel"),
+                ("refund", type(self).refund, "Refund what is left"),
+            ]
+        }
+
+    def _each(self, request, queryset, fn, label):
+        done = 0
+        for intent in queryset:
+            try:
+                fn(intent_id=intent.pk)
+                done += 1
+            except PaymentError as exc:
+                self.message_user(request, f"{intent.pk}: {exc}", level=messages.ERROR)
+        if done:
+            self.message_user(request, f"{label} {done} payment(s)")
+
+    def capture(self, request, queryset):
+        self._each(request, queryset, payment_capture, "captured")
+
+    def cancel(self, request, queryset):
+        self._each(request, queryset, payment_cancel, "canceled")
+
+    def refund(self, request, queryset):
+        self._each(request, queryset, payment_refund, "refunded")
+
+
+@admin.register(Refund)
+class RefundAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "intent", "amount", "currency", "status", "created_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "=intent__id")

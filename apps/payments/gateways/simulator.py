@@ -1,0 +1,281 @@
+"""The built-in simulator: the gateway of `make run` and of load tests.
+
+It accepts Stripe's documented test PaymentMethods with the same meanings (apps/payments/methods.py)
+plus ``pm_sim_gateway_error`` (a 5xx: nothing charged) and ``pm_sim_timeout_after_charge`` (the
+charge goes through but the answer is lost). Per gateway account, ``settings`` configures:
+
+- ``latency_ms``: {"p50": 30, "p99": 120} (log-normal between them)
+- ``error_rate``: probability of a 5xx (nothing charged)
+- ``timeout_rate``: probability that the answer is lost after charging
+- ``outages``: [{"start": ISO, "end": ISO}] windows, or ``down``: true — every call fails
+- ``allowed_card_countries``: ["US", ...] refuses cards issued elsewhere (regional rules)
+- ``decline_rate``: probability of a generic soft decline of an otherwise good card
+- ``fee_bps`` / ``fee_fixed``: processing fee (default 290 bps + 30 minor units)
+- ``seed``: makes the random draws reproducible per attempt
+
+Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id), so a repeated
+call with the same attempt id returns the same charge: the simulator honours idempotency keys,
+and ``retrieve`` tells the truth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import secrets
+import time
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.core.money import exponent
+from apps.payments.gateways.base import (
+    ChargeRequest,
+    GatewayConfig,
+    GatewayResult,
+    GatewayStatus,
+    Outcome,
+)
+from apps.payments.methods import TEST_METHODS, card_info
+from apps.payments.models import SimulatorCharge, SimulatorRefund
+
+HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
+
+
+class SimulatorGateway:
+    kind = "simulator"
+
+    def __init__(self, config: GatewayConfig):
+        self.config = config
+        self.account = config.account_id
+        self.settings = config.settings or {}
+
+    # ----------------------------------------------------------------- behaviour
+
+    def _rng(self, key: str) -> random.Random:
+        seed = f"{self.settings.get('seed', '')}:{self.account}:{key}"
+        return random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))
+
+    def _sleep(self, rng: random.Random) -> None:
+        lat = self.settings.get("latency_ms") or {}
+        p50, p99 = float(lat.get("p50", 0)), float(lat.get("p99", 0))
+        if p50 <= 0:
+            return
+        sigma = max(0.01, math.log(max(p99, p50) / p50) / 2.326)  # p99 = p50 * e^(2.326 sigma)
+        time.sleep(min(p50 * math.exp(rng.gauss(0, sigma)), 30_000) / 1000)
+
+    def _down(self) -> bool:
+        if self.settings.get("down"):
+            return True
+        now = timezone.now()
+        for window in self.settings.get("outages", []):
+            try:
+                start = datetime.fromisoformat(window["start"])
+                end = datetime.fromisoformat(window["end"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if start <= now < end:
+                return True
+        return False
+
+    def _fee(self, amount: int, currency: str) -> int:
+        bps = int(self.settings.get("fee_bps", 290))
+        fixed = int(self.settings.get("fee_fixed", 30 if exponent(currency) == 2 else 0))
+        return (amount * bps + 5000) // 10000 + fixed
+
+    @staticmethod
+    def _error(message: str) -> GatewayResult:
+        return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.ERROR, message=message)
+
+    # ----------------------------------------------------------------- port
+
+    def authorize(self, request: ChargeRequest) -> GatewayResult:
+        rng = self._rng(request.attempt_id)
+        self._sleep(rng)
+        existing = SimulatorCharge.objects.filter(account=self.account, attempt_id=request.attempt_id).first()
+        if existing is not None:  # idempotent replay of the same attempt
+            return self._result_for(existing)
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        method = TEST_METHODS.get(request.payment_method)
+        if method is None:
+            return GatewayResult(
+                Outcome.DECLINED_HARD,
+                GatewayStatus.DECLINED,
+                decline_code="invalid_payment_method",
+                message=f"unknown payment method {request.payment_method!r}",
+            )
+        if method.fault == "gateway_error" or rng.random() < float(self.settings.get("error_rate", 0)):
+            return self._error("simulated 500 Internal Server Error")
+        allowed = self.settings.get("allowed_card_countries")
+        if allowed and method.card.country not in allowed:
+            return GatewayResult(
+                Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                decline_code="transaction_not_allowed",
+                message=f"this acquirer does not accept cards issued in {method.card.country}",
+            )
+        if method.requires_action:
+            return GatewayResult(
+                Outcome.REQUIRES_ACTION,
+                GatewayStatus.REQUIRES_ACTION,
+                message="3-D Secure authentication required",
+                raw={"next_action": {"type": "use_stripe_sdk"}},
+            )
+        if method.decline_code:
+            hard = method.decline_code in HARD or method.advice_code == "do_not_try_again"
+            return GatewayResult(
+                Outcome.DECLINED_HARD if hard else Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                decline_code=method.decline_code,
+                advice_code=method.advice_code,
+                message=f"card declined: {method.decline_code}",
+            )
+        if rng.random() < float(self.settings.get("decline_rate", 0)):
+            return GatewayResult(
+                Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                decline_code="generic_decline",
+                message="card declined: generic_decline",
+            )
+        charge = self._charge(request)
+        if method.fault == "timeout_after_charge" or rng.random() < float(
+            self.settings.get("timeout_rate", 0)
+        ):
+            return GatewayResult(
+                Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="simulated timeout after charging"
+            )
+        return self._result_for(charge)
+
+    def _charge(self, request: ChargeRequest) -> SimulatorCharge:
+        try:
+            with transaction.atomic():
+                return SimulatorCharge.objects.create(
+                    account=self.account,
+                    attempt_id=request.attempt_id,
+                    reference="sim_ch_" + secrets.token_hex(10),
+                    amount=request.amount,
+                    currency=request.currency,
+                    payment_method=request.payment_method,
+                    status="captured" if request.capture else "authorized",
+                    amount_captured=request.amount if request.capture else 0,
+                )
+        except IntegrityError:  # a concurrent call with the same attempt id won: same charge
+            return SimulatorCharge.objects.get(account=self.account, attempt_id=request.attempt_id)
+
+    def _result_for(self, charge: SimulatorCharge) -> GatewayResult:
+        status = {
+            "authorized": GatewayStatus.AUTHORIZED,
+            "captured": GatewayStatus.CAPTURED,
+            "canceled": GatewayStatus.CANCELED,
+        }[charge.status]
+        return GatewayResult(
+            Outcome.SUCCEEDED,
+            status,
+            reference=charge.reference,
+            amount_authorized=charge.amount,
+            amount_captured=charge.amount_captured,
+            amount_refunded=charge.amount_refunded,
+            fee=self._fee(charge.amount_captured, charge.currency) if charge.amount_captured else 0,
+            raw={"id": charge.reference, "status": charge.status},
+        )
+
+    def _locked(self, reference: str) -> SimulatorCharge | None:
+        return (
+            SimulatorCharge.objects.select_for_update()
+            .filter(account=self.account, reference=reference)
+            .first()
+        )
+
+    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        with transaction.atomic():
+            charge = self._locked(reference)
+            if charge is None:
+                return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
+            if charge.status == "captured":  # idempotent
+                return self._result_for(charge)
+            if charge.status != "authorized" or amount > charge.amount:
+                return GatewayResult(
+                    Outcome.DECLINED_HARD,
+                    GatewayStatus.DECLINED,
+                    message=f"cannot capture {amount} of a {charge.status} charge",
+                )
+            charge.status, charge.amount_captured = "captured", amount
+            charge.save(update_fields=["status", "amount_captured"])
+        return self._result_for(charge)
+
+    def cancel(self, *, attempt_id, reference, idempotency_key) -> GatewayResult:
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        with transaction.atomic():
+            if reference:
+                charge = self._locked(reference)
+            else:  # technical cancel by our attempt id
+                charge = (
+                    SimulatorCharge.objects.select_for_update()
+                    .filter(account=self.account, attempt_id=attempt_id)
+                    .first()
+                )
+            if charge is None:
+                return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.NOT_FOUND, message="nothing to cancel")
+            if charge.status == "captured":
+                return GatewayResult(
+                    Outcome.DECLINED_HARD,
+                    GatewayStatus.CAPTURED,
+                    reference=charge.reference,
+                    message="a captured charge cannot be cancelled; refund it",
+                )
+            charge.status = "canceled"
+            charge.save(update_fields=["status"])
+        return self._result_for(charge)
+
+    def refund(self, *, attempt_id, reference, refund_id, amount, currency, idempotency_key) -> GatewayResult:
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        with transaction.atomic():
+            charge = self._locked(reference)
+            if charge is None:
+                return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
+            if SimulatorRefund.objects.filter(refund_id=refund_id).exists():  # idempotent
+                return GatewayResult(
+                    Outcome.SUCCEEDED,
+                    GatewayStatus.CAPTURED,
+                    reference=refund_id,
+                    amount_refunded=charge.amount_refunded,
+                )
+            if charge.status != "captured" or charge.amount_refunded + amount > charge.amount_captured:
+                return GatewayResult(
+                    Outcome.DECLINED_HARD,
+                    GatewayStatus.DECLINED,
+                    message=f"cannot refund {amount}: {charge.amount_refunded} of "
+                    f"{charge.amount_captured} already refunded",
+                )
+            SimulatorRefund.objects.create(charge=charge, refund_id=refund_id, amount=amount)
+            charge.amount_refunded += amount
+            charge.save(update_fields=["amount_refunded"])
+        return GatewayResult(
+            Outcome.SUCCEEDED,
+            GatewayStatus.CAPTURED,
+            reference=refund_id,
+            amount_refunded=charge.amount_refunded,
+        )
+
+    def retrieve(self, *, attempt_id, reference) -> GatewayResult:
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        qs = SimulatorCharge.objects.filter(account=self.account)
+        charge = (qs.filter(reference=reference) if reference else qs.filter(attempt_id=attempt_id)).first()
+        if charge is None:
+            return GatewayResult(
+                Outcome.DECLINED_SOFT, GatewayStatus.NOT_FOUND, message="no charge for this attempt"
+            )
+        return self._result_for(charge)
+
+
+def card_for(payment_method: str) -> dict:
+    c = card_info(payment_method)
+    return {"brand": c.brand, "country": c.country, "funding": c.funding, "last4": c.last4}

@@ -1,0 +1,272 @@
+"""Payment intents, attempts, refunds, gateway accounts, routing and decline rules.
+
+Every state change goes through ``statemachine.transition`` (an illegal one raises) and records
+a ledger event; the money-moving ones post (see ``ledger_rules``)."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+from apps.core.crypto import decrypt_json, encrypt_json
+from apps.payments.gateways.base import Outcome
+
+
+def new_id(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
+
+
+class GatewayAccount(models.Model):
+    class Kind(models.TextChoices):
+        SIMULATOR = "simulator"
+        STRIPE = "stripe"
+        ADYEN = "adyen"
+
+    name = models.SlugField(
+        max_length=60, unique=True, help_text="e.g. stripe_main; used in ledger account codes"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    enabled = models.BooleanField(default=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    settings = models.JSONField(
+        default=dict, blank=True, help_text="Non-secret settings (api base, simulator behaviour)."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    @property
+    def credentials(self) -> dict:
+        return decrypt_json(self.credentials_encrypted) if self.credentials_encrypted else {}
+
+    @credentials.setter
+    def credentials(self, value: dict) -> None:
+        self.credentials_encrypted = encrypt_json(value) if value else ""
+
+    @property
+    def clearing_account(self) -> str:
+        return f"processor_clearing:{self.name}"
+
+
+class RoutingRule(models.Model):
+    """Ordered rules; the first whose conditions match yields the candidate gateways."""
+
+    class Mode(models.TextChoices):
+        ORDERED = "ordered", "priority order"
+        WEIGHTED = "weighted", "weighted volume split (then the rest in order)"
+
+    name = models.CharField(max_length=100)
+    priority = models.IntegerField(default=100, help_text="Lower runs first.")
+    enabled = models.BooleanField(default=True)
+    currencies = models.JSONField(default=list, blank=True, help_text='e.g. ["USD", "EUR"]; empty = any')
+    card_countries = models.JSONField(default=list, blank=True, help_text='e.g. ["BR"]; empty = any')
+    card_brands = models.JSONField(default=list, blank=True, help_text='e.g. ["visa", "amex"]; empty = any')
+    payment_method_types = models.JSONField(default=list, blank=True, help_text='e.g. ["card"]; empty = any')
+    amount_min = models.BigIntegerField(null=True, blank=True)
+    amount_max = models.BigIntegerField(null=True, blank=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ORDERED)
+    candidates = models.JSONField(
+        default=list, help_text='[{"gateway": "sim_main", "weight": 70}, ...] in priority order'
+    )
+    prefer_success_rate = models.BooleanField(
+        default=False, help_text="Move the gateway with the best recent success rate to the front."
+    )
+
+    class Meta:
+        ordering = ["priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.priority}: {self.name}"
+
+
+class DeclineRule(models.Model):
+    """(gateway, decline code, advice code) -> what the mesh does. ``*`` matches anything.
+    An issuer's advice code (do_not_try_again, try_again_later) outranks this table."""
+
+    class Action(models.TextChoices):
+        RETRY_LATER = "retry_later", "retry later at the same gateway"
+        FAILOVER = "failover", "fail over to the next gateway now"
+        STOP = "stop", "stop"
+
+    gateway_kind = models.CharField(max_length=20, default="*")
+    code = models.CharField(max_length=80)
+    advice_code = models.CharField(max_length=80, default="*")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["gateway_kind", "code", "advice_code"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway_kind", "code", "advice_code"], name="payments_decline_rule_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway_kind}/{self.code}/{self.advice_code} -> {self.action}"
+
+
+class PaymentIntent(models.Model):
+    class Status(models.TextChoices):
+        REQUIRES_CONFIRMATION = "requires_confirmation"
+        PROCESSING = "processing"
+        REQUIRES_ACTION = "requires_action"
+        REQUIRES_CAPTURE = "requires_capture"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    class CaptureMethod(models.TextChoices):
+        AUTOMATIC = "automatic"
+        MANUAL = "manual"
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.REQUIRES_CONFIRMATION)
+    capture_method = models.CharField(
+        max_length=10, choices=CaptureMethod.choices, default=CaptureMethod.AUTOMATIC
+    )
+    payment_method = models.CharField(max_length=255)
+    customer_id = models.CharField(max_length=40, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    card = models.JSONField(
+        default=dict, blank=True, help_text="brand, country, funding, last4 used for routing"
+    )
+    off_session = models.BooleanField(default=False)
+    amount_capturable = models.BigIntegerField(default=0)
+    amount_received = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    gateway_account = models.ForeignKey(
+        GatewayAccount,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        help_text="the gateway that took the charge",
+    )
+    routing = models.JSONField(default=dict, blank=True, help_text="the routing decision and its reasons")
+    last_error = models.JSONField(default=dict, blank=True)
+    next_action = models.JSONField(default=dict, blank=True)
+    splits = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payments_intent_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(amount_refunded__lte=models.F("amount_received")),
+                name="payments_intent_refund_not_above_received",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class PaymentAttempt(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"  # created; the gateway call may be in flight
+        AUTHORIZED = "authorized"
+        CAPTURED = "captured"
+        REQUIRES_ACTION = "requires_action"
+        DECLINED = "declined"
+        FAILED = "failed"  # gateway error: nothing was charged
+        UNKNOWN = "unknown"  # sent, answer lost: must be resolved before anything else
+        CANCELED = "canceled"  # voided / technically cancelled
+
+    id = models.CharField(primary_key=True, max_length=50, editable=False)  # "<intent id>_<n>"
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="attempts")
+    number = models.PositiveIntegerField()
+    gateway_account = models.ForeignKey(GatewayAccount, on_delete=models.PROTECT, related_name="attempts")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    outcome = models.CharField(max_length=20, choices=[(o.value, o.value) for o in Outcome], blank=True)
+    reference = models.CharField(max_length=100, blank=True, help_text="the gateway's id for this charge")
+    decline_code = models.CharField(max_length=80, blank=True)
+    advice_code = models.CharField(max_length=80, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    amount_authorized = models.BigIntegerField(default=0)
+    amount_captured = models.BigIntegerField(default=0)
+    fee = models.BigIntegerField(default=0)
+    latency_ms = models.IntegerField(null=True, blank=True)
+    resolve_count = models.PositiveIntegerField(default=0)
+    next_resolve_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["intent_id", "number"]
+        constraints = [models.UniqueConstraint(fields=["intent", "number"], name="payments_attempt_number")]
+        indexes = [models.Index(fields=["status", "updated_at"], name="payments_attempt_status")]
+
+    def __str__(self) -> str:
+        return f"{self.id} @{self.gateway_account_id} {self.status}"
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="refunds")
+    attempt = models.ForeignKey(PaymentAttempt, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=200, blank=True)
+    reference = models.CharField(max_length=100, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="payments_refund_amount_positive")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} {self.status}"
+
+
+class SimulatorCharge(models.Model):
+    """The simulator's own record of what it charged: ``retrieve`` tells the truth from here,
+    and tests count real charges per intent."""
+
+    account = models.CharField(max_length=60)
+    attempt_id = models.CharField(max_length=50)
+    reference = models.CharField(max_length=40, unique=True)
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    payment_method = models.CharField(max_length=255)
+    status = models.CharField(max_length=20)  # authorized, captured, canceled
+    amount_captured = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "attempt_id"], name="payments_sim_charge_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {self.amount} {self.currency} {self.status}"
+
+
+class SimulatorRefund(models.Model):
+    charge = models.ForeignKey(SimulatorCharge, on_delete=models.CASCADE, related_name="refunds")
+    refund_id = models.CharField(max_length=60, unique=True)
+    amount = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.refund_id} {self.amount}"

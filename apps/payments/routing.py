@@ -1,0 +1,142 @@
+"""Rule-based routing: the first enabled rule whose conditions match the payment yields an ordered
+list of candidate gateway accounts. The decision and the reasons for it are stored on the intent."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import redis
+
+from apps.payments.breaker import CircuitBreaker, _client
+from apps.payments.models import GatewayAccount, PaymentIntent, RoutingRule
+from apps.tenants.db import current_schema
+
+SUCCESS_WINDOW_SECONDS = 600
+SUCCESS_BUCKET_SECONDS = 60
+SUCCESS_MIN_SAMPLES = 20
+
+
+@dataclass
+class Decision:
+    rule: str | None
+    candidates: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)  # gateway -> why it was left out
+    reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "candidates": self.candidates,
+            "skipped": self.skipped,
+            "reasons": self.reasons,
+        }
+
+
+def _matches(rule: RoutingRule, intent: PaymentIntent) -> tuple[bool, str]:
+    card = intent.card or {}
+    checks = [
+        (rule.currencies, intent.currency, "currency"),
+        ([c.upper() for c in rule.card_countries], (card.get("country") or "").upper(), "card country"),
+        ([b.lower() for b in rule.card_brands], (card.get("brand") or "").lower(), "card brand"),
+        (
+            rule.payment_method_types,
+            "card" if intent.payment_method.startswith(("pm_", "card_")) else "other",
+            "payment method",
+        ),
+    ]
+    for allowed, value, label in checks:
+        if allowed and value not in [a.upper() if label == "currency" else a for a in allowed]:
+            return False, f"{label} {value or '?'} not in {allowed}"
+    if rule.amount_min is not None and intent.amount < rule.amount_min:
+        return False, f"amount {intent.amount} < {rule.amount_min}"
+    if rule.amount_max is not None and intent.amount > rule.amount_max:
+        return False, f"amount {intent.amount} > {rule.amount_max}"
+    return True, "matched"
+
+
+def _weighted_first(names: list[str], weights: list[int], seed: str) -> list[str]:
+    """Deterministic per payment (hash of its id), so a retried decision picks the same gateway."""
+    total = sum(max(0, w) for w in weights)
+    if total <= 0:
+        return names
+    point = int(hashlib.sha256(seed.encode()).hexdigest()[:12], 16) % total
+    for name, w in zip(names, weights, strict=True):
+        if point < max(0, w):
+            return [name] + [n for n in names if n != name]
+        point -= max(0, w)
+    return names
+
+
+def success_record(account_name: str, *, approved: bool) -> None:
+    """Count an authorisation outcome (approved or declined) for the success-rate preference."""
+    bucket = int(time.time() // SUCCESS_BUCKET_SECONDS)
+    key = f"mp:sr:{current_schema()}:{account_name}:{bucket}"
+    try:
+        pipe = _client().pipeline()
+        pipe.hincrby(key, "ok" if approved else "no", 1)
+        pipe.expire(key, SUCCESS_WINDOW_SECONDS + SUCCESS_BUCKET_SECONDS)
+        pipe.execute()
+    except redis.RedisError:
+        pass
+
+
+def success_rate(account_name: str) -> tuple[float | None, int]:
+    bucket = int(time.time() // SUCCESS_BUCKET_SECONDS)
+    ok = no = 0
+    try:
+        pipe = _client().pipeline()
+        for i in range(SUCCESS_WINDOW_SECONDS // SUCCESS_BUCKET_SECONDS):
+            pipe.hmget(f"mp:sr:{current_schema()}:{account_name}:{bucket - i}", "ok", "no")
+        for v in pipe.execute():
+            ok += int(v[0] or 0)
+            no += int(v[1] or 0)
+    except redis.RedisError:
+        return None, 0
+    total = ok + no
+    return (ok / total if total else None), total
+
+
+def route(intent: PaymentIntent, *, exclude: set[str] | None = None) -> Decision:
+    """Ordered candidates for ``intent``: rule order (or weighted split), optional success-rate
+    preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``."""
+    exclude = exclude or set()
+    accounts = {a.name: a for a in GatewayAccount.objects.all()}
+    decision = Decision(rule=None, candidates=[])
+    for rule in RoutingRule.objects.filter(enabled=True):
+        ok, why = _matches(rule, intent)
+        if not ok:
+            decision.reasons.append(f"rule {rule.name!r} skipped: {why}")
+            continue
+        names = [c["gateway"] for c in rule.candidates if isinstance(c, dict) and c.get("gateway")]
+        decision.rule = rule.name
+        decision.reasons.append(f"rule {rule.name!r} matched")
+        if rule.mode == RoutingRule.Mode.WEIGHTED:
+            names = _weighted_first(names, [int(c.get("weight", 1)) for c in rule.candidates], intent.id)
+            decision.reasons.append(f"weighted split chose {names[0]} first")
+        if rule.prefer_success_rate:
+            rates = {n: success_rate(n) for n in names}
+            eligible = {
+                n: r for n, (r, total) in rates.items() if r is not None and total >= SUCCESS_MIN_SAMPLES
+            }
+            if eligible:
+                best = max(eligible, key=lambda n: eligible[n])
+                names = [best] + [n for n in names if n != best]
+                decision.reasons.append(f"success-rate preference: {best} ({eligible[best]:.0%} recently)")
+        for name in names:
+            account = accounts.get(name)
+            if account is None:
+                decision.skipped[name] = "no such gateway account"
+            elif not account.enabled:
+                decision.skipped[name] = "disabled"
+            elif name in exclude:
+                decision.skipped[name] = "already tried"
+            elif not CircuitBreaker(name).allow():
+                decision.skipped[name] = "circuit open"
+            else:
+                decision.candidates.append(name)
+        break
+    else:
+        decision.reasons.append("no routing rule matched")
+    return decision

@@ -1,0 +1,289 @@
+from __future__ import annotations
+
+import pytest
+
+from apps.ledger.models import Entry
+from apps.payments.breaker import CircuitBreaker
+from apps.payments.models import PaymentAttempt, PaymentIntent, RoutingRule, SimulatorCharge
+from apps.payments.services import (
+    PaymentError,
+    payment_attempt_resolve,
+    payment_cancel,
+    payment_capture,
+    payment_intent_create,
+    payment_refund,
+)
+from apps.payments.statemachine import IllegalTransition, intent_to
+from tests.payments.conftest import configure
+
+
+def ledger_lines(intent_id: str, event_type: str) -> list[tuple[str, str, int]]:
+    return sorted(
+        (e.account.code, e.side, e.amount)
+        for e in Entry.objects.filter(event__stream=intent_id, event__type=event_type).select_related("account")
+    )
+
+
+def charges(intent: PaymentIntent) -> int:
+    return SimulatorCharge.objects.filter(attempt_id__startswith=intent.id + "_").count()
+
+
+def pay(pm="pm_card_visa", amount=10000, currency="usd", **kw) -> PaymentIntent:
+    return payment_intent_create(amount=amount, currency=currency, payment_method=pm, confirm=True, **kw)
+
+
+def test_automatic_capture_posts_clearing_revenue_and_fee(mesh):
+    intent = pay()
+
+    assert intent.status == "succeeded"
+    assert intent.amount_received == 10000
+    assert intent.gateway_account.name == "sim_main"
+    attempt = intent.attempts.get()
+    assert (attempt.id, attempt.status, attempt.fee) == (f"{intent.id}_1", "captured", 320)
+    assert ledger_lines(intent.id, "ChargeCaptured") == [
+        ("platform_revenue", "C", 10000),
+        ("processor_clearing:sim_main", "C", 320),
+        ("processor_clearing:sim_main", "D", 10000),
+        ("processor_fees", "D", 320),
+    ]
+    assert charges(intent) == 1
+
+
+def test_manual_capture_partial_then_nothing_more(mesh):
+    intent = pay(capture_method="manual")
+    assert (intent.status, intent.amount_capturable) == ("requires_capture", 10000)
+    assert ledger_lines(intent.id, "ChargeCaptured") == []
+
+    captured = payment_capture(intent_id=intent.id, amount=7000)
+
+    assert (captured.status, captured.amount_received, captured.amount_capturable) == ("succeeded", 7000, 0)
+    assert ("processor_clearing:sim_main", "D", 7000) in ledger_lines(intent.id, "ChargeCaptured")
+    with pytest.raises(PaymentError, match="only requires_capture"):
+        payment_capture(intent_id=intent.id)
+
+
+@pytest.mark.parametrize("amount", [0, -5, 10001, 1.5, "100", True])
+def test_capture_rejects_bad_amounts(mesh, amount):
+    intent = pay(capture_method="manual")
+    with pytest.raises(PaymentError):
+        payment_capture(intent_id=intent.id, amount=amount)
+    assert PaymentIntent.objects.get(pk=intent.id).status == "requires_capture"
+
+
+def test_cancel_voids_the_authorisation(mesh):
+    intent = pay(capture_method="manual")
+
+    canceled = payment_cancel(intent_id=intent.id)
+
+    assert canceled.status == "canceled"
+    assert SimulatorCharge.objects.get(attempt_id=f"{intent.id}_1").status == "canceled"
+    assert payment_cancel(intent_id=intent.id).status == "canceled"  # idempotent
+
+
+def test_refunds_partial_several_and_never_above_received(mesh):
+    intent = pay(amount=5000)
+
+    first = payment_refund(intent_id=intent.id, amount=2000)
+    second = payment_refund(intent_id=intent.id, amount=1000)
+
+    assert (first.status, second.status) == ("succeeded", "succeeded")
+    assert PaymentIntent.objects.get(pk=intent.id).amount_refunded == 3000
+    assert ledger_lines(intent.id, "RefundSucceeded") == [
+        ("processor_clearing:sim_main", "C", 1000),
+        ("processor_clearing:sim_main", "C", 2000),
+        ("refunds", "D", 1000),
+        ("refunds", "D", 2000),
+    ]
+    with pytest.raises(PaymentError, match="between 1 and 2000"):
+        payment_refund(intent_id=intent.id, amount=2001)
+    rest = payment_refund(intent_id=intent.id)
+    assert rest.amount == 2000
+    with pytest.raises(PaymentError):
+        payment_refund(intent_id=intent.id, amount=1)
+    assert SimulatorCharge.objects.get(attempt_id=f"{intent.id}_1").amount_refunded == 5000
+
+
+def test_gateway_error_fails_over_to_the_next_gateway_at_once(mesh):
+    configure("sim_main", down=True)
+
+    intent = pay()
+
+    assert intent.status == "succeeded"
+    assert list(intent.attempts.values_list("gateway_account__name", "status")) == [
+        ("sim_main", "failed"), ("sim_backup", "captured")]
+    assert intent.gateway_account.name == "sim_backup"
+    assert charges(intent) == 1
+
+
+def test_breaker_opens_after_consecutive_failures_and_the_gateway_is_skipped(mesh, settings):
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 3, "cooldown_seconds": 60}
+    configure("sim_main", down=True)
+    for _ in range(3):
+        pay()
+    assert CircuitBreaker("sim_main").state().state == "open"
+
+    intent = pay()
+
+    assert list(intent.attempts.values_list("gateway_account__name", flat=True)) == ["sim_backup"]
+    assert intent.routing["decision"]["skipped"] == {"sim_main": "circuit open"}
+
+
+def test_breaker_probes_half_open_after_cooldown_and_closes_on_success(mesh, settings):
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 2, "cooldown_seconds": 0}
+    breaker = CircuitBreaker("sim_main")
+    breaker.record(success=False)
+    breaker.record(success=False)
+    assert breaker.state().state == "open"
+
+    assert breaker.allow() is True  # the single probe
+    assert breaker.allow() is False  # nobody else while it probes
+    breaker.record(success=True)
+
+    assert breaker.state().state == "closed"
+    assert breaker.allow() is True
+
+
+def test_regional_refusal_fails_over_and_the_sale_is_saved(mesh):
+    configure("sim_main", allowed_card_countries=["US"])
+
+    intent = pay(pm="pm_card_br")
+
+    assert intent.status == "succeeded"
+    first, second = intent.attempts.all()
+    assert (first.status, first.decline_code) == ("declined", "transaction_not_allowed")
+    assert (second.gateway_account.name, second.status) == ("sim_backup", "captured")
+
+
+def test_hard_decline_stops_after_one_attempt(mesh):
+    intent = pay(pm="pm_card_chargeDeclinedLostCard")
+
+    assert intent.status == "failed"
+    assert intent.attempts.count() == 1
+    assert intent.last_error["decline_code"] == "lost_card"
+    assert intent.last_error["action"] == "stop"
+    assert charges(intent) == 0
+
+
+def test_issuer_advice_try_again_later_is_honoured(mesh):
+    intent = pay(pm="pm_card_chargeDeclinedInsufficientFunds")
+
+    assert intent.status == "failed"
+    assert intent.attempts.count() == 1
+    assert (intent.last_error["advice_code"], intent.last_error["action"]) == ("try_again_later", "retry_later")
+
+
+def test_unknown_outcome_blocks_failover_until_resolved_and_charges_once(mesh):
+    intent = pay(pm="pm_sim_timeout_after_charge")
+
+    assert intent.status == "processing"
+    assert list(intent.attempts.values_list("status", flat=True)) == ["unknown"]
+    assert charges(intent) == 1
+
+    payment_attempt_resolve(attempt_id=f"{intent.id}_1")
+    payment_attempt_resolve(attempt_id=f"{intent.id}_1")  # a duplicate delivery changes nothing
+
+    intent.refresh_from_db()
+    assert intent.status == "succeeded"
+    assert list(intent.attempts.values_list("status", flat=True)) == ["captured"]
+    assert charges(intent) == 1
+    assert len(ledger_lines(intent.id, "ChargeCaptured")) == 4
+
+
+def test_unknown_attempt_with_no_charge_resolves_and_fails_over(mesh):
+    intent = payment_intent_create(amount=100, currency="usd", payment_method="pm_card_visa")
+    from apps.payments.models import GatewayAccount
+    from apps.payments.statemachine import attempt_to
+
+    intent_to(intent, "processing")
+    intent.save()
+    attempt = PaymentAttempt.objects.create(id=f"{intent.id}_1", intent=intent, number=1,
+                                            gateway_account=GatewayAccount.objects.get(name="sim_main"))
+    attempt_to(attempt, "unknown")  # the answer was lost before the simulator charged
+    attempt.save()
+    intent.routing = {"tried": ["sim_main"]}
+    intent.save()
+
+    payment_attempt_resolve(attempt_id=attempt.id)
+
+    intent.refresh_from_db()
+    assert intent.status == "succeeded"
+    assert list(intent.attempts.values_list("gateway_account__name", "status")) == [
+        ("sim_main", "failed"), ("sim_backup", "captured")]
+    assert charges(intent) == 1
+
+
+def test_routing_rules_by_currency_with_reasons(mesh):
+    RoutingRule.objects.create(name="euro", priority=1, currencies=["EUR"],
+                               candidates=[{"gateway": "sim_backup"}, {"gateway": "sim_main"}])
+
+    eur = pay(currency="eur")
+    usd = pay(currency="usd")
+
+    assert eur.gateway_account.name == "sim_backup"
+    assert eur.routing["decision"]["rule"] == "euro"
+    assert usd.gateway_account.name == "sim_main"
+    assert "rule 'euro' skipped: currency USD not in ['EUR']" in usd.routing["decision"]["reasons"]
+
+
+def test_weighted_split_is_deterministic_and_roughly_proportional(mesh):
+    RoutingRule.objects.create(name="split", priority=1, mode="weighted",
+                               candidates=[{"gateway": "sim_main", "weight": 80}, {"gateway": "sim_backup", "weight": 20}])
+    from apps.payments.routing import route
+
+    firsts = [route(payment_intent_create(amount=100, currency="usd", payment_method="pm_card_visa")).candidates[0]
+              for _ in range(100)]
+
+    assert 65 <= firsts.count("sim_main") <= 95
+    intent = PaymentIntent.objects.first()
+    assert route(intent).candidates == route(intent).candidates
+
+
+def test_no_gateway_available_fails_clearly(mesh):
+    configure("sim_main", down=True)
+    configure("sim_backup", down=True)
+
+    intent = pay()
+
+    assert intent.status == "failed"
+    assert intent.last_error["code"] == "gateway_error"
+    assert charges(intent) == 0
+
+
+def test_illegal_transition_raises(mesh):
+    intent = pay()
+    with pytest.raises(IllegalTransition, match="cannot go from succeeded to processing"):
+        intent_to(intent, "processing")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [({"amount": 0}, "amount"), ({"amount": 1.5}, "amount"), ({"currency": "xyz"}, "currency"),
+     ({"payment_method": ""}, "payment_method"), ({"capture_method": "later"}, "capture_method")],
+)
+def test_bad_input_is_refused_and_nothing_is_created(mesh, kwargs, param):
+    args = {"amount": 100, "currency": "usd", "payment_method": "pm_card_visa", **kwargs}
+    before = PaymentIntent.objects.count()
+    with pytest.raises(PaymentError) as err:
+        payment_intent_create(**args)
+    assert err.value.param == param
+    assert PaymentIntent.objects.count() == before
+
+
+def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(mesh, host_client):
+    from django.contrib.auth import get_user_model
+
+    intent = pay()
+    client = host_client("alpha.localhost")
+    client.force_login(get_user_model().objects.get(username="ops@alpha.test"))
+
+    gateways = client.get("/admin/payments/gatewayaccount/")
+    health = client.get("/admin/payments/gatewayaccount/health/")
+    payment = client.get(f"/admin/payments/paymentintent/{intent.id}/change/")
+    add = client.get("/admin/payments/paymentintent/add/")
+    rules = client.get("/admin/payments/declinerule/?action__exact=stop")
+
+    assert gateways.status_code == 200 and b"closed (0 errors" in gateways.content
+    assert health.status_code == 200 and b"<svg" in health.content and b"sim_main" in health.content
+    assert payment.status_code == 200 and intent.id.encode() in payment.content
+    assert add.status_code == 403
+    assert rules.status_code == 200 and b"lost_card" in rules.content
