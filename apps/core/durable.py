@@ -22,12 +22,22 @@ from apps.core.models import DurableTask
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
+# Short waits ride on the message (countdown); longer ones wait in the database for the sweeper,
+# because broker ETAs past the visibility timeout get redelivered (celery #4984).
+MAX_COUNTDOWN = timedelta(minutes=10)
 
 
-def _send(task_id: str) -> None:
+def _send(task_id: str, delay: timedelta | None = None) -> None:
     from apps.core.tasks import run_durable_task
 
-    run_durable_task.apply_async(args=(task_id,))
+    countdown = max(0.0, delay.total_seconds()) if delay else None
+    run_durable_task.apply_async(args=(task_id,), countdown=countdown)
+
+
+def _schedule(task_id: str, run_at) -> None:
+    delay = run_at - timezone.now()
+    if delay <= MAX_COUNTDOWN:
+        transaction.on_commit(lambda: _send(task_id, delay if delay.total_seconds() > 0 else None))
 
 
 def durable_enqueue(
@@ -43,8 +53,8 @@ def durable_enqueue(
             "max_attempts": max_attempts,
         },
     )
-    if created and task.next_run_at <= timezone.now():
-        transaction.on_commit(lambda: _send(str(task.pk)))
+    if created:
+        _schedule(str(task.pk), task.next_run_at)
     return task
 
 
@@ -76,12 +86,15 @@ def durable_run(*, task_id: str) -> str:
     except Exception as exc:
         log.exception("durable task failed", extra={"task": str(task.pk), "handler": task.handler})
         final = task.attempts >= task.max_attempts
+        retry_at = timezone.now() + _backoff(task.attempts)
         DurableTask.objects.filter(pk=task.pk).update(
             state=DurableTask.State.FAILED if final else DurableTask.State.PENDING,
-            next_run_at=timezone.now() + _backoff(task.attempts),
+            next_run_at=retry_at,
             last_error=f"{exc.__class__.__name__}: {exc}"[:2000],
             updated_at=timezone.now(),
         )
+        if not final:
+            _schedule(str(task.pk), retry_at)
         return "failed" if final else "retry"
     DurableTask.objects.filter(pk=task.pk).update(state=DurableTask.State.DONE, updated_at=timezone.now())
     return "done"

@@ -238,8 +238,8 @@ def _attempt_start(intent: PaymentIntent, account: GatewayAccount, decision) -> 
     return attempt
 
 
-def _authorize(account: GatewayAccount, attempt: PaymentAttempt, intent: PaymentIntent) -> GatewayResult:
-    request = ChargeRequest(
+def _charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequest:
+    return ChargeRequest(
         attempt_id=attempt.id,
         amount=intent.amount,
         currency=intent.currency,
@@ -250,9 +250,12 @@ def _authorize(account: GatewayAccount, attempt: PaymentAttempt, intent: Payment
         off_session=intent.off_session,
         metadata={"payment": intent.id},
     )
+
+
+def _authorize(account: GatewayAccount, attempt: PaymentAttempt, intent: PaymentIntent) -> GatewayResult:
     started = time.perf_counter()
     try:
-        result = gateway_client(account).authorize(request)
+        result = gateway_client(account).authorize(_charge_request(intent, attempt))
     except Exception as exc:  # an adapter bug must not lose the attempt: we do not know what happened
         log.exception("gateway adapter raised", extra={"attempt": attempt.id})
         result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
@@ -435,12 +438,21 @@ def _fail(intent: PaymentIntent, decision) -> PaymentIntent:
 def payment_attempt_resolve(*, attempt_id: str) -> None:
     """Idempotent: find out what happened to an attempt whose answer was lost, apply it, and let
     the payment continue. Raises AttemptStillUnknown (the durable task retries with backoff)."""
-    attempt = PaymentAttempt.objects.select_related("gateway_account").get(pk=attempt_id)
+    attempt = PaymentAttempt.objects.select_related("gateway_account", "intent").get(pk=attempt_id)
     if attempt.status not in (AS.PENDING, AS.UNKNOWN):
         return
     account = attempt.gateway_account
     gateway = gateway_client(account)
     truth = gateway.retrieve(attempt_id=attempt.id, reference=attempt.reference or None)
+    if truth.status in (GatewayStatus.UNKNOWN, GatewayStatus.ERROR):
+        # The gateway has no lookup (Adyen) or could not answer: replay the very same request with
+        # the same idempotency key. The processor returns its first answer if it got the request,
+        # or processes it now if it never did; either way the charge exists at most once.
+        replay = gateway.authorize(_charge_request(attempt.intent, attempt))
+        if replay.outcome != Outcome.UNKNOWN:
+            if _attempt_finish(attempt.id, replay) == "failover" or replay.outcome != Outcome.SUCCEEDED:
+                payment_continue(intent_id=attempt.intent_id)
+            return
     if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         _attempt_finish(
             attempt.id,

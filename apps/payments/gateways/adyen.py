@@ -1,0 +1,528 @@
+"""Adyen, through the official SDK (``Adyen`` 16.x, Checkout API v72).
+
+Configuration (``GatewayConfig``):
+
+- ``credentials``: ``api_key`` (the x-api-key of a web service user) and ``merchant_account``.
+- ``settings``: ``environment`` ("test" or "live"; default "test"), ``live_endpoint_prefix``
+  (required for live: ``https://{prefix}-checkout-live.adyenpayments.com/checkout/...``),
+  ``return_url`` (sent with every payment; a ChargeRequest's ``metadata["return_url"]`` wins),
+  ``capture_delay_hours`` (optional: sent as ``captureDelayHours`` when capturing, to pin the
+  capture timing instead of relying on the merchant account's setting), and
+  ``connect_timeout_seconds`` (default 3; ``timeout_seconds`` bounds the wait for the answer).
+
+What is sent: ``POST /payments`` with ``reference`` = our attempt id, the amount in minor units,
+``paymentMethod`` {"type": "scheme", "storedPaymentMethodId": token} (or, when the token is a JSON
+object, Adyen's encrypted details passed through as they are), ``shopperReference`` when known,
+and ``additionalData.manualCapture`` = "true" to authorise only. Captures, refunds and cancels go
+to ``/payments/{pspReference}/captures|refunds|cancels``; a cancel without a pspReference is a
+technical cancel, ``POST /cancels`` with ``paymentReference`` = our attempt id. Every call carries
+the ``Idempotency-Key`` header (the attempt id for payments, the caller's key otherwise).
+
+How answers are read:
+
+- ``Authorised`` succeeds (captured when capture was asked); ``Refused`` / ``Cancelled`` are
+  declines, soft or hard by ``refusalReasonCode`` (``REFUSALS`` below, written in the shared
+  decline vocabulary of ``apps/payments/declines.py``), refined by the scheme's merchant advice
+  code when Adyen returns one; ``RedirectShopper`` / ``IdentifyShopper`` / ``ChallengeShopper`` /
+  ``PresentToShopper`` require action (Adyen's ``action`` object is kept in ``raw["action"]`` and
+  offered as ``raw["next_action"]`` = {"type": "adyen_action", "adyen_action": action});
+  ``Error`` is a gateway error (a final state: nothing was charged).
+- ``Pending`` / ``Received`` are UNKNOWN: Adyen has taken the payment but does not know the
+  outcome yet (asynchronous methods); money may still move, so nothing may fail over. The
+  AUTHORISATION webhook settles it.
+- HTTP errors: 401/403/404, and errors Adyen types "configuration" or "security", are gateway
+  errors (our account is unusable: fail over); other 4xx (``errorType`` "validation") are hard
+  declines of this request; 5xx are gateway errors (Adyen documents 500 for requests it could not
+  process) except 504, an intermediary's timeout after forwarding, which is UNKNOWN; 422 with
+  errorCode 704 (the same idempotency key is still being processed) is UNKNOWN.
+- Transport: no connection (refused, DNS, connect timeout, a certificate that fails verification)
+  is a gateway error; anything after the request may have left (read timeout, connection dropped,
+  other TLS errors) is UNKNOWN.
+
+Modifications are asynchronous at Adyen: captures, refunds and cancels answer ``"status":
+"received"``, and the outcome arrives later in the CAPTURE / REFUND / CANCELLATION /
+TECHNICAL_CANCEL webhooks (``success`` true or false; CAPTURE_FAILED and REFUND_FAILED can
+follow). A received capture or refund is reported SUCCEEDED with the status the charge will have
+(CAPTURED; ``raw["status"]`` keeps "received"), and the inbound webhook handler must be able to
+undo it. A received cancel is SUCCEEDED with status UNKNOWN: Adyen cannot cancel a captured
+payment, and a technical cancel does not even know whether the payment exists, so claiming
+CANCELED could let the mesh fail over while a first charge stands.
+
+``retrieve``: Checkout has no synchronous lookup of a payment (by pspReference or by our
+reference), so it answers UNKNOWN without calling Adyen. An UNKNOWN attempt at Adyen is resolved
+by (a) replaying ``authorize`` with the identical ChargeRequest: same Idempotency-Key, so Adyen
+returns the first answer if it processed the payment (keys live at least 31 days), or processes
+it now if it never arrived; or (b) a technical cancel (``cancel(reference=None)``), confirmed by
+the TECHNICAL_CANCEL webhook; or (c) the AUTHORISATION webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from Adyen.client import AdyenClient
+from Adyen.exceptions import AdyenAPIResponseError, AdyenError
+from Adyen.services.checkout import ModificationsApi, PaymentsApi
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+
+from apps.payments.gateways.base import (
+    ChargeRequest,
+    GatewayCallError,
+    GatewayConfig,
+    GatewayResult,
+    GatewayStatus,
+    Outcome,
+)
+
+APPLICATION_NAME = "marketplace-payments"
+
+# refusalReasonCode -> (decline code in the shared vocabulary, hard?, advice code).
+# Adyen's list: docs.adyen.com/development-resources/refusal-reasons. Hard: this card will not
+# work for this payment anywhere; soft: another acquirer or a later try may approve.
+REFUSALS: dict[str, tuple[str, bool, str | None]] = {
+    "2": ("generic_decline", False, None),  # Refused
+    "3": ("call_issuer", False, None),  # Referral
+    "4": ("processing_error", False, None),  # Acquirer Error
+    "5": ("restricted_card", True, None),  # Blocked Card
+    "6": ("expired_card", True, None),  # Expired Card
+    "7": ("invalid_amount", True, None),  # Invalid Amount
+    "8": ("incorrect_number", True, None),  # Invalid Card Number
+    "9": ("issuer_not_available", False, None),  # Issuer Unavailable
+    "10": ("card_not_supported", True, None),  # Not supported
+    "11": ("authentication_required", False, None),  # 3D Not Authenticated
+    "12": ("insufficient_funds", False, None),  # Not enough balance
+    "14": ("fraudulent", True, None),  # Acquirer Fraud
+    "15": ("generic_decline", False, None),  # Cancelled
+    "16": ("shopper_cancelled", False, None),  # Shopper Cancelled
+    "17": ("incorrect_pin", False, None),  # Invalid Pin
+    "18": ("pin_try_exceeded", True, None),  # Pin tries exceeded
+    "19": ("processing_error", False, None),  # Pin validation not possible
+    "20": ("fraudulent", True, None),  # FRAUD (Adyen's risk checks)
+    "21": ("processing_error", False, None),  # Not Submitted
+    "22": ("fraudulent", True, None),  # FRAUD-CANCELLED
+    "23": ("transaction_not_allowed", False, None),  # Transaction Not Permitted
+    "24": ("incorrect_cvc", True, None),  # CVC Declined
+    "25": ("restricted_card", True, None),  # Restricted Card
+    "26": ("revocation_of_authorization", True, "do_not_try_again"),  # Revocation Of Auth
+    "27": ("generic_decline", False, None),  # Declined Non Generic
+    "28": ("card_velocity_exceeded", False, None),  # Withdrawal amount exceeded
+    "29": ("withdrawal_count_limit_exceeded", False, None),  # Withdrawal count exceeded
+    "31": ("fraudulent", True, None),  # Issuer Suspected Fraud
+    "32": ("incorrect_address", True, "confirm_card_data"),  # AVS Declined
+    "33": ("online_or_offline_pin_required", False, None),  # Card requires online pin
+    "34": ("invalid_account", True, None),  # No checking account available on Card
+    "35": ("invalid_account", True, None),  # No savings account available on Card
+    "36": ("online_or_offline_pin_required", False, None),  # Mobile pin required
+    "37": ("reenter_transaction", False, None),  # Contactless fallback
+    "38": ("authentication_required", False, None),  # Authentication required (SCA soft decline)
+    "39": ("processing_error", False, None),  # RReq not received from DS
+    "40": ("try_again_later", False, None),  # Current AID is in Penalty Box
+    "41": ("online_or_offline_pin_required", False, None),  # CVM Required Restart Payment
+    "42": ("processing_error", False, None),  # 3DS Authentication Error
+    "43": ("online_or_offline_pin_required", False, None),  # Online PIN required
+    "44": ("reenter_transaction", False, None),  # Try another interface
+    "45": ("reenter_transaction", False, None),  # Chip downgrade mode
+    # Adyen stops retries that would cost scheme fees: retrying elsewhere is exactly what not to do.
+    "46": ("retries_blocked", True, "do_not_try_again"),
+}
+
+# Scheme merchant advice codes (additionalData.merchantAdviceCode, e.g. "03: Do not try again"):
+# the issuer's own word outranks our reading of the refusal reason.
+MERCHANT_ADVICE: dict[str, tuple[bool, str]] = {
+    "01": (True, "confirm_card_data"),  # new account information available
+    "02": (False, "try_again_later"),  # cannot approve at this time
+    "03": (True, "do_not_try_again"),
+    "21": (True, "do_not_try_again"),  # payment cancellation (recurring stopped)
+}
+
+ACTION_RESULTS = {"RedirectShopper", "IdentifyShopper", "ChallengeShopper", "PresentToShopper"}
+
+# What we keep of a response for audit: no card data, no session blobs beyond the action.
+_KEPT = (
+    "resultCode",
+    "pspReference",
+    "merchantReference",
+    "refusalReason",
+    "refusalReasonCode",
+    "amount",
+    "action",
+    "status",
+    "paymentPspReference",
+    "paymentReference",
+    "reference",
+    "errorCode",
+    "errorType",
+    "message",
+    "title",
+    "detail",
+)
+_KEPT_ADDITIONAL = ("merchantAdviceCode", "refusalReasonRaw")
+
+
+class AdyenGateway:
+    kind = "adyen"
+
+    def __init__(self, config: GatewayConfig):
+        credentials, settings = config.credentials or {}, config.settings or {}
+        api_key = credentials.get("api_key")
+        self.merchant_account = credentials.get("merchant_account")
+        if not api_key or not self.merchant_account:
+            raise GatewayCallError(
+                f"{config.account_id}: adyen needs credentials api_key and merchant_account"
+            )
+        environment = settings.get("environment", "test")
+        prefix = settings.get("live_endpoint_prefix")
+        if environment not in ("test", "live") or (environment == "live" and not prefix):
+            raise GatewayCallError(
+                f"{config.account_id}: environment must be 'test' or 'live' (live needs live_endpoint_prefix)"
+            )
+        self.config = config
+        self.settings = settings
+        connect = min(float(settings.get("connect_timeout_seconds", 3.0)), config.timeout_seconds)
+        client = AdyenClient(
+            xapikey=api_key,
+            platform=environment,
+            live_endpoint_prefix=prefix,
+            application_name=APPLICATION_NAME,
+            http_force="requests",
+            # requests takes (connect, read): only a read timeout can leave a charge behind.
+            http_timeout=(connect, config.timeout_seconds),
+        )
+        self.payments = PaymentsApi(client=client)
+        self.modifications = ModificationsApi(client=client)
+
+    # ----------------------------------------------------------------- port
+
+    def authorize(self, request: ChargeRequest) -> GatewayResult:
+        """Idempotent by attempt id (the Idempotency-Key): a replay returns Adyen's first answer."""
+        body: dict[str, Any] = {
+            "merchantAccount": self.merchant_account,
+            "reference": request.attempt_id,
+            "amount": {"value": request.amount, "currency": request.currency},
+            "paymentMethod": self._payment_method(request.payment_method),
+        }
+        if request.customer_reference:
+            body["shopperReference"] = request.customer_reference
+        if request.off_session:  # merchant-initiated, on a card the shopper stored with us
+            body["shopperInteraction"] = "ContAuth"
+            body["recurringProcessingModel"] = "UnscheduledCardOnFile"
+        elif "storedPaymentMethodId" in body["paymentMethod"]:
+            body["shopperInteraction"] = "Ecommerce"
+            body["recurringProcessingModel"] = "CardOnFile"
+        return_url = request.metadata.get("return_url") or self.settings.get("return_url")
+        if return_url:
+            body["returnUrl"] = return_url
+        if not request.capture:
+            body["additionalData"] = {"manualCapture": "true"}
+        elif self.settings.get("capture_delay_hours") is not None:
+            body["captureDelayHours"] = int(self.settings["capture_delay_hours"])
+
+        answer = self._call(self.payments.payments, body, idempotency_key=request.attempt_id)
+        if isinstance(answer, GatewayResult):
+            return answer
+        return self._payment_result(answer, request)
+
+    def capture(
+        self, *, attempt_id: str, reference: str, amount: int, currency: str, idempotency_key: str
+    ) -> GatewayResult:
+        """Asks Adyen to capture ``amount`` (partial allowed); confirmed later by the CAPTURE webhook."""
+        body = {
+            "merchantAccount": self.merchant_account,
+            "amount": {"value": amount, "currency": currency},
+            "reference": idempotency_key,
+        }
+        answer = self._call(
+            self.modifications.capture_authorised_payment, body, reference, idempotency_key=idempotency_key
+        )
+        if isinstance(answer, GatewayResult):
+            return answer
+        return self._received(
+            answer, reference, GatewayStatus.CAPTURED, "capture received", amount_captured=amount
+        )
+
+    def cancel(self, *, attempt_id: str, reference: str | None, idempotency_key: str) -> GatewayResult:
+        """Asks Adyen to void an authorisation by pspReference, or (no reference) a technical
+        cancel by our attempt id. Either is only "received": SUCCEEDED with status UNKNOWN, because
+        Adyen cannot cancel a payment that is already captured (auto-capture, or a pending payment
+        that completed) and says so only in the CANCELLATION / TECHNICAL_CANCEL webhook. Reporting
+        CANCELED here would let the mesh fail over while the first charge stands."""
+        if reference:
+            body = {"merchantAccount": self.merchant_account, "reference": idempotency_key}
+            answer = self._call(
+                self.modifications.cancel_authorised_payment_by_psp_reference,
+                body,
+                reference,
+                idempotency_key=idempotency_key,
+            )
+            if isinstance(answer, GatewayResult):
+                return answer
+            return self._received(
+                answer,
+                reference,
+                GatewayStatus.UNKNOWN,
+                "cancel received; the CANCELLATION webhook says whether the authorisation was voided",
+            )
+
+        body = {
+            "merchantAccount": self.merchant_account,
+            "paymentReference": attempt_id,
+            "reference": idempotency_key,
+        }
+        answer = self._call(
+            self.modifications.cancel_authorised_payment, body, idempotency_key=idempotency_key
+        )
+        if isinstance(answer, GatewayResult):
+            return answer
+        return self._received(
+            answer,
+            None,
+            GatewayStatus.UNKNOWN,
+            "technical cancel received; the TECHNICAL_CANCEL webhook says whether a payment was voided",
+        )
+
+    def refund(
+        self,
+        *,
+        attempt_id: str,
+        reference: str,
+        refund_id: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """Asks Adyen to refund ``amount`` (partial and repeated refunds allowed, up to the captured
+        total); ``reference`` of the result is the refund's pspReference, ``amount_refunded`` this
+        refund's amount (Adyen reports no running total). Confirmed later by the REFUND webhook."""
+        body = {
+            "merchantAccount": self.merchant_account,
+            "amount": {"value": amount, "currency": currency},
+            "reference": refund_id,
+        }
+        answer = self._call(
+            self.modifications.refund_captured_payment, body, reference, idempotency_key=idempotency_key
+        )
+        if isinstance(answer, GatewayResult):
+            return answer
+        return self._received(
+            answer,
+            answer.get("pspReference"),
+            GatewayStatus.CAPTURED,
+            "refund received",
+            amount_refunded=amount,
+        )
+
+    def retrieve(self, *, attempt_id: str, reference: str | None) -> GatewayResult:
+        """Always UNKNOWN, with no call: Checkout cannot look a payment up (see the module doc for
+        how an unknown Adyen attempt is resolved instead)."""
+        return GatewayResult(
+            Outcome.UNKNOWN,
+            GatewayStatus.UNKNOWN,
+            reference=reference,
+            message="adyen has no payment lookup: replay authorize with the same attempt, "
+            "cancel by reference, or wait for the AUTHORISATION webhook",
+        )
+
+    # ----------------------------------------------------------------- requests
+
+    @staticmethod
+    def _payment_method(token: str) -> dict[str, Any]:
+        if token.lstrip().startswith("{"):  # encrypted details from Adyen's web components
+            try:
+                details = json.loads(token)
+            except ValueError:
+                raise GatewayCallError("adyen payment method looks like JSON but is not") from None
+            if not isinstance(details, dict):
+                raise GatewayCallError("adyen payment method JSON must be an object")
+            return details
+        return {"type": "scheme", "storedPaymentMethodId": token}
+
+    def _call(self, method: Callable[..., Any], *args: Any, idempotency_key: str) -> dict | GatewayResult:
+        """The response body, or the result that a failure to get one amounts to."""
+        try:
+            response = method(*args, idempotency_key=idempotency_key)
+        except AdyenAPIResponseError as exc:
+            return self._http_error(exc)
+        except AdyenError as exc:  # raised before sending: missing credentials, bad endpoint
+            raise GatewayCallError(f"{self.config.account_id}: {exc}") from exc
+        except requests.RequestException as exc:
+            return self._transport_error(exc)
+        message = response.message
+        return message if isinstance(message, dict) else {}
+
+    # ----------------------------------------------------------------- answers
+
+    def _payment_result(self, body: dict, request: ChargeRequest) -> GatewayResult:
+        code = body.get("resultCode")
+        psp = body.get("pspReference")
+        raw = _trim(body)
+        if code in ("Authorised", "PartiallyAuthorised"):
+            # PartiallyAuthorised needs partial authorisation, which we never ask for; if it comes,
+            # the amounts below say how much was actually held.
+            authorized = int((body.get("amount") or {}).get("value", request.amount))
+            return GatewayResult(
+                Outcome.SUCCEEDED,
+                GatewayStatus.CAPTURED if request.capture else GatewayStatus.AUTHORIZED,
+                reference=psp,
+                amount_authorized=authorized,
+                amount_captured=authorized if request.capture else 0,
+                message=code,
+                raw=raw,
+            )
+        if code in ("Refused", "Cancelled"):
+            return self._decline(body, psp, raw, cancelled=code == "Cancelled")
+        if code in ACTION_RESULTS:
+            # next_action is what the payment shows the storefront (Adyen's components take it).
+            raw["next_action"] = {"type": "adyen_action", "adyen_action": body.get("action") or {}}
+            return GatewayResult(
+                Outcome.REQUIRES_ACTION,
+                GatewayStatus.REQUIRES_ACTION,
+                reference=psp,
+                message=f"{code}: the shopper must complete {(body.get('action') or {}).get('type', 'an action')}",
+                raw=raw,
+            )
+        if code == "Error":
+            return GatewayResult(
+                Outcome.GATEWAY_ERROR,
+                GatewayStatus.ERROR,
+                reference=psp,
+                message=f"Error: {body.get('refusalReason', '')}".rstrip(": "),
+                raw=raw,
+            )
+        # Pending / Received (asynchronous methods), or a code we do not know: the payment may
+        # still complete, so the honest answer is UNKNOWN until the AUTHORISATION webhook.
+        return GatewayResult(
+            Outcome.UNKNOWN,
+            GatewayStatus.UNKNOWN,
+            reference=psp,
+            message=f"{code or 'no resultCode'}: final outcome follows in the AUTHORISATION webhook",
+            raw=raw,
+        )
+
+    @staticmethod
+    def _decline(body: dict, psp: str | None, raw: dict, *, cancelled: bool) -> GatewayResult:
+        reason_code = str(body.get("refusalReasonCode", ""))
+        reason = body.get("refusalReason", "")
+        decline_code, hard, advice = REFUSALS.get(reason_code, ("generic_decline", False, None))
+        mac = str((body.get("additionalData") or {}).get("merchantAdviceCode", ""))[:2]
+        if mac in MERCHANT_ADVICE:
+            mac_hard, advice = MERCHANT_ADVICE[mac]
+            hard = hard or mac_hard
+        return GatewayResult(
+            Outcome.DECLINED_HARD if hard else Outcome.DECLINED_SOFT,
+            GatewayStatus.CANCELED if cancelled else GatewayStatus.DECLINED,
+            reference=psp,
+            decline_code=decline_code,
+            advice_code=advice,
+            message=f"{body.get('resultCode')}: {reason} (adyen refusal {reason_code or '?'})",
+            raw=raw,
+        )
+
+    @staticmethod
+    def _received(
+        body: dict,
+        reference: str | None,
+        status: GatewayStatus,
+        message: str,
+        *,
+        amount_captured: int = 0,
+        amount_refunded: int = 0,
+    ) -> GatewayResult:
+        if body.get("status") != "received":  # documented as always "received"; anything else is news
+            return GatewayResult(
+                Outcome.UNKNOWN,
+                GatewayStatus.UNKNOWN,
+                reference=reference,
+                message=f"unexpected modification answer {body.get('status')!r}",
+                raw=_trim(body),
+            )
+        return GatewayResult(
+            Outcome.SUCCEEDED,
+            status,
+            reference=reference,
+            amount_captured=amount_captured,
+            amount_refunded=amount_refunded,
+            message=message,
+            raw=_trim(body),
+        )
+
+    @staticmethod
+    def _http_error(exc: AdyenAPIResponseError) -> GatewayResult:
+        body = exc.message if isinstance(exc.message, dict) else {}
+        status = int(exc.status_code or 0)
+        error_code = str(body.get("errorCode") or exc.error_code or "")
+        text = body.get("message") or body.get("detail") or body.get("title") or str(exc.raw_response)[:200]
+        raw = _trim(body) | {"httpStatus": status}
+        message = f"HTTP {status} {error_code}: {text}".strip()
+        if status == 504 or (status == 422 and error_code == "704"):
+            # 504: a proxy gave up waiting, Adyen may have processed it. 704: the same
+            # idempotency key is still being processed.
+            return GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=message, raw=raw)
+        if (
+            status >= 500
+            or status in (401, 403, 404, 429)
+            or body.get("errorType") in ("configuration", "security", "internal")
+        ):
+            return GatewayResult(
+                Outcome.GATEWAY_ERROR,
+                GatewayStatus.ERROR,
+                decline_code=error_code or None,
+                message=message,
+                raw=raw,
+            )
+        # 400 / 422 validation: Adyen refused this request as it stands; sending it again,
+        # here or elsewhere, will not help.
+        return GatewayResult(
+            Outcome.DECLINED_HARD,
+            GatewayStatus.ERROR,
+            decline_code="invalid_request",
+            message=message,
+            raw=raw,
+        )
+
+    @staticmethod
+    def _transport_error(exc: requests.RequestException) -> GatewayResult:
+        message = f"{type(exc).__name__}: {exc}"[:300]
+        if _never_sent(exc):
+            return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.ERROR, message=message)
+        return GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=message)
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True only when the request cannot have reached Adyen: the connection was never made."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ProxyError):
+        return True
+    if not isinstance(exc, requests.exceptions.ConnectionError):  # read timeouts and the like
+        return False
+    # requests wraps urllib3's error (often in a MaxRetryError): look for a connect-phase cause.
+    # NewConnectionError covers refused connections and DNS failures; a certificate that fails
+    # verification stops the TLS handshake before anything is written. Any other SSL error may
+    # come mid-response, after the request was sent.
+    return any(
+        isinstance(cause, NewConnectionError | ConnectTimeoutError | ssl.SSLCertVerificationError)
+        for cause in _causes(exc)
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or any(item is seen for seen in found):
+            continue
+        found.append(item)
+        stack += [getattr(item, "reason", None), item.__cause__, item.__context__, *item.args]
+    return found
+
+
+def _trim(body: dict) -> dict:
+    kept = {k: body[k] for k in _KEPT if k in body}
+    additional = body.get("additionalData") or {}
+    extra = {k: additional[k] for k in _KEPT_ADDITIONAL if k in additional}
+    if extra:
+        kept["additionalData"] = extra
+    return kept
