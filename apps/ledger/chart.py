@@ -1,6 +1,6 @@
 """The chart of accounts (ARCHITECTURE section 5). A marketplace's accounts are rows created
 from these kinds, one per code and currency; parameterised kinds take a suffix
-(``processor_clearing:sim_main``, ``vendor_payable:ven_123``)."""
+(``processor_clearing:primary``, ``vendor_payable:ven_123``)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class RoutingRule(models.Model):
     amount_max = models.BigIntegerField(null=True, blank=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.ORDERED)
     candidates = models.JSONField(
-        default=list, help_text='[{"gateway": "sim_main", "weight": 70}, ...] in priority order'
+        default=list, help_text='[{"gateway": "primary", "weight": 70}, ...] in priority order'
     )
     prefer_success_rate = models.BooleanField(
         default=False, help_text="Move the gateway with the best recent success rate to the front."

@@ -68,15 +68,15 @@ class AttemptStillUnknown(RuntimeError):
 def payments_defaults_install(*, marketplace=None) -> None:
     """Simulator gateways, a default routing rule and the default decline table. Idempotent."""
     for name, cfg in (
-        ("sim_main", {"latency_ms": {"p50": 25, "p99": 120}}),
-        ("sim_backup", {"latency_ms": {"p50": 40, "p99": 200}}),
+        ("primary", {"latency_ms": {"p50": 25, "p99": 120}}),
+        ("secondary", {"latency_ms": {"p50": 40, "p99": 200}}),
     ):
         GatewayAccount.objects.get_or_create(
             name=name, defaults={"kind": GatewayAccount.Kind.SIMULATOR, "settings": cfg}
         )
     if not RoutingRule.objects.exists():
         RoutingRule.objects.create(
-            name="default", priority=1000, candidates=[{"gateway": "sim_main"}, {"gateway": "sim_backup"}]
+            name="default", priority=1000, candidates=[{"gateway": "primary"}, {"gateway": "secondary"}]
         )
     DeclineRule.objects.bulk_create(
         [

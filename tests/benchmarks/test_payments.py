@@ -44,20 +44,20 @@ def test_payment_and_failover_latency(committed, bench_report):
     ).marketplace
     with tenant_context(tenant):
         GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
-        for name in ("sim_main", "sim_backup"):
+        for name in ("primary", "secondary"):
             CircuitBreaker(name).reset()
         _run(20)  # warm-up
         direct = _run(N)
-        GatewayAccount.objects.filter(name="sim_main").update(settings={"down": True})
-        # Breaker thresholds high enough that every payment really tries sim_main first.
+        GatewayAccount.objects.filter(name="primary").update(settings={"down": True})
+        # Breaker thresholds high enough that every payment really tries primary first.
         from django.conf import settings
 
         saved = settings.CIRCUIT_BREAKER
         settings.CIRCUIT_BREAKER = {**saved, "consecutive_failures": 10**9, "min_requests": 10**9}
         failover = _run(N)
         settings.CIRCUIT_BREAKER = {**saved, "consecutive_failures": 5}
-        CircuitBreaker("sim_main").reset()
-        skipped = _run(N)  # after 5 failures the breaker opens: sim_main is skipped without a call
+        CircuitBreaker("primary").reset()
+        skipped = _run(N)  # after 5 failures the breaker opens: primary is skipped without a call
         settings.CIRCUIT_BREAKER = saved
     extra = statistics.median(failover) - statistics.median(direct)
     bench_report(

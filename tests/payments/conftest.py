@@ -10,10 +10,10 @@ from apps.payments.models import GatewayAccount
 def mesh(in_tenant_a):
     """Tenant A with its two simulator gateways, no latency, closed breakers."""
     GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
-    for name in ("sim_main", "sim_backup"):
+    for name in ("primary", "secondary"):
         CircuitBreaker(name).reset()
     yield in_tenant_a
-    for name in ("sim_main", "sim_backup"):
+    for name in ("primary", "secondary"):
         CircuitBreaker(name).reset()
 
 

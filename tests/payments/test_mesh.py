@@ -39,13 +39,13 @@ def test_automatic_capture_posts_clearing_revenue_and_fee(mesh):
 
     assert intent.status == "succeeded"
     assert intent.amount_received == 10000
-    assert intent.gateway_account.name == "sim_main"
+    assert intent.gateway_account.name == "primary"
     attempt = intent.attempts.get()
     assert (attempt.id, attempt.status, attempt.fee) == (f"{intent.id}_1", "captured", 320)
     assert ledger_lines(intent.id, "ChargeCaptured") == [
         ("platform_revenue", "C", 10000),
-        ("processor_clearing:sim_main", "C", 320),
-        ("processor_clearing:sim_main", "D", 10000),
+        ("processor_clearing:primary", "C", 320),
+        ("processor_clearing:primary", "D", 10000),
         ("processor_fees", "D", 320),
     ]
     assert charges(intent) == 1
@@ -59,7 +59,7 @@ def test_manual_capture_partial_then_nothing_more(mesh):
     captured = payment_capture(intent_id=intent.id, amount=7000)
 
     assert (captured.status, captured.amount_received, captured.amount_capturable) == ("succeeded", 7000, 0)
-    assert ("processor_clearing:sim_main", "D", 7000) in ledger_lines(intent.id, "ChargeCaptured")
+    assert ("processor_clearing:primary", "D", 7000) in ledger_lines(intent.id, "ChargeCaptured")
     with pytest.raises(PaymentError, match="only requires_capture"):
         payment_capture(intent_id=intent.id)
 
@@ -91,8 +91,8 @@ def test_refunds_partial_several_and_never_above_received(mesh):
     assert (first.status, second.status) == ("succeeded", "succeeded")
     assert PaymentIntent.objects.get(pk=intent.id).amount_refunded == 3000
     assert ledger_lines(intent.id, "RefundSucceeded") == [
-        ("processor_clearing:sim_main", "C", 1000),
-        ("processor_clearing:sim_main", "C", 2000),
+        ("processor_clearing:primary", "C", 1000),
+        ("processor_clearing:primary", "C", 2000),
         ("refunds", "D", 1000),
         ("refunds", "D", 2000),
     ]
@@ -106,35 +106,35 @@ def test_refunds_partial_several_and_never_above_received(mesh):
 
 
 def test_gateway_error_fails_over_to_the_next_gateway_at_once(mesh):
-    configure("sim_main", down=True)
+    configure("primary", down=True)
 
     intent = pay()
 
     assert intent.status == "succeeded"
     assert list(intent.attempts.values_list("gateway_account__name", "status")) == [
-        ("sim_main", "failed"),
-        ("sim_backup", "captured"),
+        ("primary", "failed"),
+        ("secondary", "captured"),
     ]
-    assert intent.gateway_account.name == "sim_backup"
+    assert intent.gateway_account.name == "secondary"
     assert charges(intent) == 1
 
 
 def test_breaker_opens_after_consecutive_failures_and_the_gateway_is_skipped(mesh, settings):
     settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 3, "cooldown_seconds": 60}
-    configure("sim_main", down=True)
+    configure("primary", down=True)
     for _ in range(3):
         pay()
-    assert CircuitBreaker("sim_main").state().state == "open"
+    assert CircuitBreaker("primary").state().state == "open"
 
     intent = pay()
 
-    assert list(intent.attempts.values_list("gateway_account__name", flat=True)) == ["sim_backup"]
-    assert intent.routing["decision"]["skipped"] == {"sim_main": "circuit open"}
+    assert list(intent.attempts.values_list("gateway_account__name", flat=True)) == ["secondary"]
+    assert intent.routing["decision"]["skipped"] == {"primary": "circuit open"}
 
 
 def test_breaker_probes_half_open_after_cooldown_and_closes_on_success(mesh, settings):
     settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 2, "cooldown_seconds": 0}
-    breaker = CircuitBreaker("sim_main")
+    breaker = CircuitBreaker("primary")
     breaker.record(success=False)
     breaker.record(success=False)
     assert breaker.state().state == "open"
@@ -148,14 +148,14 @@ def test_breaker_probes_half_open_after_cooldown_and_closes_on_success(mesh, set
 
 
 def test_regional_refusal_fails_over_and_the_sale_is_saved(mesh):
-    configure("sim_main", allowed_card_countries=["US"])
+    configure("primary", allowed_card_countries=["US"])
 
     intent = pay(pm="pm_card_br")
 
     assert intent.status == "succeeded"
     first, second = intent.attempts.all()
     assert (first.status, first.decline_code) == ("declined", "transaction_not_allowed")
-    assert (second.gateway_account.name, second.status) == ("sim_backup", "captured")
+    assert (second.gateway_account.name, second.status) == ("secondary", "captured")
 
 
 def test_hard_decline_stops_after_one_attempt(mesh):
@@ -207,11 +207,11 @@ def test_unknown_attempt_with_no_charge_resolves_and_fails_over(mesh):
         id=f"{intent.id}_1",
         intent=intent,
         number=1,
-        gateway_account=GatewayAccount.objects.get(name="sim_main"),
+        gateway_account=GatewayAccount.objects.get(name="primary"),
     )
     attempt_to(attempt, "unknown")  # the answer was lost before the simulator charged
     attempt.save()
-    intent.routing = {"tried": ["sim_main"]}
+    intent.routing = {"tried": ["primary"]}
     intent.save()
 
     payment_attempt_resolve(attempt_id=attempt.id)
@@ -219,8 +219,8 @@ def test_unknown_attempt_with_no_charge_resolves_and_fails_over(mesh):
     intent.refresh_from_db()
     assert intent.status == "succeeded"
     assert list(intent.attempts.values_list("gateway_account__name", "status")) == [
-        ("sim_main", "failed"),
-        ("sim_backup", "captured"),
+        ("primary", "failed"),
+        ("secondary", "captured"),
     ]
     assert charges(intent) == 1
 
@@ -230,15 +230,15 @@ def test_routing_rules_by_currency_with_reasons(mesh):
         name="euro",
         priority=1,
         currencies=["EUR"],
-        candidates=[{"gateway": "sim_backup"}, {"gateway": "sim_main"}],
+        candidates=[{"gateway": "secondary"}, {"gateway": "primary"}],
     )
 
     eur = pay(currency="eur")
     usd = pay(currency="usd")
 
-    assert eur.gateway_account.name == "sim_backup"
+    assert eur.gateway_account.name == "secondary"
     assert eur.routing["decision"]["rule"] == "euro"
-    assert usd.gateway_account.name == "sim_main"
+    assert usd.gateway_account.name == "primary"
     assert "rule 'euro' skipped: currency USD not in ['EUR']" in usd.routing["decision"]["reasons"]
 
 
@@ -247,7 +247,7 @@ def test_weighted_split_is_deterministic_and_roughly_proportional(mesh):
         name="split",
         priority=1,
         mode="weighted",
-        candidates=[{"gateway": "sim_main", "weight": 80}, {"gateway": "sim_backup", "weight": 20}],
+        candidates=[{"gateway": "primary", "weight": 80}, {"gateway": "secondary", "weight": 20}],
     )
     from apps.payments.routing import route
 
@@ -256,14 +256,14 @@ def test_weighted_split_is_deterministic_and_roughly_proportional(mesh):
         for _ in range(100)
     ]
 
-    assert 65 <= firsts.count("sim_main") <= 95
+    assert 65 <= firsts.count("primary") <= 95
     intent = PaymentIntent.objects.get(pk=PaymentIntent.objects.values_list("pk", flat=True).first())
     assert route(intent).candidates == route(intent).candidates
 
 
 def test_no_gateway_available_fails_clearly(mesh):
-    configure("sim_main", down=True)
-    configure("sim_backup", down=True)
+    configure("primary", down=True)
+    configure("secondary", down=True)
 
     intent = pay()
 
@@ -311,7 +311,7 @@ def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(m
     rules = client.get("/admin/payments/declinerule/?action__exact=stop")
 
     assert gateways.status_code == 200 and b"closed (0 errors" in gateways.content
-    assert health.status_code == 200 and b"<svg" in health.content and b"sim_main" in health.content
+    assert health.status_code == 200 and b"<svg" in health.content and b"primary" in health.content
     assert payment.status_code == 200 and intent.id.encode() in payment.content
     assert add.status_code == 403
     assert rules.status_code == 200 and b"lost_card" in rules.content

@@ -27,7 +27,7 @@ def fresh_tenant(committed):
     ).marketplace
     with tenant_context(tenant):
         GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
-        for name in ("sim_main", "sim_backup"):
+        for name in ("primary", "secondary"):
             CircuitBreaker(name).reset()
         yield tenant
 
@@ -59,20 +59,20 @@ def test_a_worker_resolves_an_unknown_outcome_and_the_payment_completes_once(wor
 
 
 def test_what_does_not_fit_the_latency_budget_continues_in_a_worker(worker, fresh_tenant):
-    GatewayAccount.objects.filter(name="sim_main").update(settings={"down": True})
+    GatewayAccount.objects.filter(name="primary").update(settings={"down": True})
     intent = payment_intent_create(amount=1000, currency="usd", payment_method="pm_card_visa")
 
-    # A zero budget: the first attempt fails at sim_main, the failover is left to the worker.
+    # A zero budget: the first attempt fails at primary, the failover is left to the worker.
     after_request = payment_confirm(intent_id=intent.id, budget_ms=0)
 
     assert after_request.status == "processing"
     final = wait_for(
         lambda: PaymentIntent.objects.filter(pk=intent.id, status="succeeded").first(), timeout=60
     )
-    assert final.gateway_account.name == "sim_backup"
+    assert final.gateway_account.name == "secondary"
     assert list(final.attempts.values_list("gateway_account__name", "status")) == [
-        ("sim_main", "failed"),
-        ("sim_backup", "captured"),
+        ("primary", "failed"),
+        ("secondary", "captured"),
     ]
 
 

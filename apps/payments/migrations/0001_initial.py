@@ -41,7 +41,7 @@ class Migration(migrations.Migration):
                 ('amount_min', models.BigIntegerField(blank=True, null=True)),
                 ('amount_max', models.BigIntegerField(blank=True, null=True)),
                 ('mode', models.CharField(choices=[('ordered', 'priority order'), ('weighted', 'weighted volume split (then the rest in order)')], default='ordered', max_length=10)),
-                ('candidates', models.JSONField(default=list, help_text='[{"gateway": "sim_main", "weight": 70}, ...] in priority order')),
+                ('candidates', models.JSONField(default=list, help_text='[{"gateway": "primary", "weight": 70}, ...] in priority order')),
                 ('prefer_success_rate', models.BooleanField(default=False, help_text='Move the gateway with the best recent success rate to the front.')),
             ],
             options={
