@@ -689,3 +689,21 @@ def refund_execute(*, refund_id: str) -> Refund:
             )
         refund.save()
     return refund
+
+
+# --------------------------------------------------------------------------- gateway accounts
+
+
+def gateway_account_update(*, name: str, settings: dict | None = None, enabled: bool | None = None) -> GatewayAccount:
+    """Change a gateway account's non-secret settings or enabled flag (admin, simulate_traffic)."""
+    account = GatewayAccount.objects.get(name=name)
+    fields = []
+    if settings is not None:
+        account.settings = settings
+        fields.append("settings")
+    if enabled is not None:
+        account.enabled = enabled
+        fields.append("enabled")
+    if fields:
+        account.save(update_fields=fields)
+    return account

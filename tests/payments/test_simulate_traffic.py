@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+from django.conf import settings
+from django_tenants.utils import tenant_context
+
+from apps.payments.breaker import CircuitBreaker
+from apps.payments.models import GatewayAccount
+from apps.tenants.services import marketplace_create
+from tests.support import BASE, database_url_for_tests
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    env = {"DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "manage.py", "simulate_traffic", *args],
+        cwd=BASE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(committed):
+    slug = "st" + uuid.uuid4().hex[:8]
+    tenant = marketplace_create(
+        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="o@s.test"
+    ).marketplace
+    with tenant_context(tenant):
+        GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 1}})
+        for name in ("primary", "secondary"):
+            CircuitBreaker(name).reset()
+
+    result = run(
+        "--tenant",
+        slug,
+        "--payments",
+        "120",
+        "--concurrency",
+        "4",
+        "--outage",
+        "primary:0.5",
+        "--seed",
+        "7",
+        "--json",
+    )
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    for key in (
+        "payments",
+        "succeeded",
+        "failed",
+        "declined",
+        "failed_over",
+        "unknown_resolved",
+        "max_charges_per_intent",
+        "ledger_verified",
+        "p50_ms",
+        "p99_ms",
+    ):
+        assert key in report
+    assert report["payments"] == 120
+    assert report["max_charges_per_intent"] == 1
+    assert report["ledger_verified"] is True
+    assert report["failed_over"] >= 1  # the outage started mid-run: some payments failed over
+    assert report["by_gateway"]["secondary"] > 0
+    assert report["unknown_resolved"] >= 1
+    assert report["succeeded"] + report["failed"] + report["declined"] + report["requires_action"] == 120
+    with tenant_context(tenant):
+        assert GatewayAccount.objects.get(name="primary").settings == {"latency_ms": {"p50": 1}}  # restored
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tenant", "nope", "--payments", "5"], "no marketplace 'nope'"),
+        (["--tenant", "alpha", "--payments", "0"], "--payments must be at least 1"),
+        (
+            ["--tenant", "alpha", "--payments", "5", "--outage", "tertiary:0.5"],
+            "--outage must be GATEWAY:FRACTION",
+        ),
+        (
+            ["--tenant", "alpha", "--payments", "5", "--outage", "primary:2"],
+            "--outage must be GATEWAY:FRACTION",
+        ),
+    ],
+)
+def test_simulate_traffic_bad_input_is_one_line_and_exit_1(db, args, message):
+    result = run(*args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
