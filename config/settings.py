@@ -155,6 +155,8 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # Beat ticks the per-tenant dispatcher; jobs register their own intervals (apps.core.jobs).
 TENANT_DISPATCH_INTERVAL = timedelta(seconds=int(os.environ.get("TENANT_DISPATCH_SECONDS", "15")))
 DURABLE_TASK_STALE_AFTER = timedelta(seconds=int(os.environ.get("DURABLE_TASK_STALE_SECONDS", "60")))
+# How long a running durable task is leased to its worker; past it the sweeper re-sends it.
+DURABLE_TASK_LEASE = timedelta(seconds=int(os.environ.get("DURABLE_TASK_LEASE_SECONDS", "300")))
 WORKER_HEARTBEAT_SECONDS = 5
 
 # --------------------------------------------------------------------------- payments

@@ -30,7 +30,7 @@ def redis_client() -> redis.Redis:
 class Worker:
     """A real ``celery worker`` process on its own queue, against the test database."""
 
-    def __init__(self, queue: str | None = None):
+    def __init__(self, queue: str | None = None, env: dict | None = None):
         self.queue = queue or f"test-{uuid.uuid4().hex[:8]}"
         self.hostname = f"{self.queue}@pytest"
         env = {
@@ -39,6 +39,7 @@ class Worker:
             "REDIS_URL": settings.REDIS_URL,
             "CELERY_QUEUE": self.queue,
             "LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         self.proc = subprocess.Popen(
             [
@@ -79,6 +80,11 @@ class Worker:
             time.sleep(0.2)
         raise TimeoutError("worker did not become ready")
 
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process and pool children), as a crash would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
@@ -97,3 +103,11 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.1):
             return value
         time.sleep(interval)
     raise TimeoutError("condition not met in time")
+
+
+def sleepy_echo(*, marker: str, seconds: float) -> None:
+    """A durable-task handler for tests: sleeps, then writes a Redis key naming its schema."""
+    from apps.tenants.db import current_schema
+
+    time.sleep(seconds)
+    redis_client().set(f"mp:echo:{marker}", current_schema(), ex=600)

@@ -20,7 +20,6 @@ from django.utils.module_loading import import_string
 from apps.core.models import DurableTask
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
 MAX_BACKOFF = timedelta(hours=1)
 # Short waits ride on the message (countdown); longer ones wait in the database for the sweeper,
 # because broker ETAs past the visibility timeout get redelivered (celery #4984).
@@ -79,7 +78,7 @@ def durable_run(*, task_id: str) -> str:
             return "skipped"
         task.state = DurableTask.State.RUNNING
         task.attempts += 1
-        task.next_run_at = now + LEASE  # the lease: the sweeper retries it if we die
+        task.next_run_at = now + settings.DURABLE_TASK_LEASE  # the lease: the sweeper retries it if we die
         task.save(update_fields=["state", "attempts", "next_run_at", "updated_at"])
     try:
         import_string(task.handler)(**task.kwargs)
