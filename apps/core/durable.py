@@ -29,7 +29,7 @@ MAX_COUNTDOWN = timedelta(minutes=10)
 def _send(task_id: str, delay: timedelta | None = None) -> None:
     from apps.core.tasks import run_durable_task
 
-    countdown = max(0.0, delay.total_seconds()) if delay else None
+    countdown = max(0.0, delay.total_seconds()) if delay else 0.0
     run_durable_task.apply_async(args=(task_id,), countdown=countdown)
 
 

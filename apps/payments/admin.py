@@ -13,6 +13,7 @@ from django.db.models import Avg, Count, Q
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.core.money import format_amount
@@ -222,7 +223,55 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     search_fields = ("=id", "customer_id")
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
-    readonly_fields = [f.name for f in PaymentIntent._meta.fields]
+    readonly_fields = ["timeline", "routing_reasons", *[f.name for f in PaymentIntent._meta.fields]]
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        """Every ledger event of this payment, oldest first: what happened, when, and what it posted."""
+        from apps.ledger.models import LedgerEvent
+
+        events = (
+            LedgerEvent.objects.filter(stream=obj.pk).order_by("version").prefetch_related("entries__account")
+        )
+        rows = []
+        for e in events:
+            detail = ", ".join(
+                f"{'Dr' if en.side == 'D' else 'Cr'} {en.account.code} {format_amount(en.amount, en.currency)}"
+                for en in e.entries.all()
+            )
+            extra = {
+                k: v
+                for k, v in e.payload.items()
+                if k in ("attempt", "gateway_account", "decline_code", "advice_code", "action", "refund")
+            }
+            rows.append(
+                (
+                    e.recorded_at.strftime("%H:%M:%S.%f")[:-3],
+                    e.type,
+                    " ".join(f"{k}={v}" for k, v in extra.items() if v),
+                    detail,
+                )
+            )
+        return format_html(
+            "<table>{}</table>",
+            format_html_join(
+                "", "<tr><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td></tr>", rows
+            ),
+        )
+
+    @admin.display(description="routing")
+    def routing_reasons(self, obj):
+        decision = (obj.routing or {}).get("decision") or {}
+        items = [
+            *decision.get("reasons", []),
+            *(f"{g}: {why}" for g, why in decision.get("skipped", {}).items()),
+        ]
+        tried = (obj.routing or {}).get("tried", [])
+        return format_html(
+            "<div>tried: {}</div><ul>{}</ul>",
+            " → ".join(tried) or "-",
+            format_html_join("", "<li>{}</li>", ((i,) for i in items)),
+        )
 
     @admin.display(description="amount")
     def amount_display(self, obj):

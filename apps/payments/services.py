@@ -115,6 +115,29 @@ def _allocations(intent: PaymentIntent, amount: int) -> list[dict]:
 # --------------------------------------------------------------------------- create and confirm
 
 
+def _check_amount_limit(amount: int, currency: str) -> None:
+    from apps.tenants.db import tenant_connection
+
+    tenant = getattr(tenant_connection(), "tenant", None)
+    limit = getattr(tenant, "max_payment_amount", None)
+    if limit and amount > limit:
+        raise PaymentError(
+            f"amount {amount} is above this marketplace's limit of {limit} per payment",
+            code="amount_too_large",
+            param="amount",
+        )
+
+
+def _check_payment_method(token: str) -> None:
+    """A test token must be one we know when only simulators could take it: an unknown one is a
+    clear error now rather than a declined payment later."""
+    from apps.payments.methods import TEST_METHODS
+
+    if token in TEST_METHODS or not token.startswith(("pm_card_", "pm_sim_")):
+        return
+    raise PaymentError(f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method")
+
+
 def payment_intent_create(
     *,
     amount: int,
@@ -138,6 +161,8 @@ def payment_intent_create(
         ) from None
     if not isinstance(payment_method, str) or not payment_method.strip():
         raise PaymentError("payment_method is required", code="parameter_missing", param="payment_method")
+    _check_amount_limit(amount, currency)
+    _check_payment_method(payment_method.strip())
     if capture_method not in PaymentIntent.CaptureMethod.values:
         raise PaymentError(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
@@ -694,7 +719,9 @@ def refund_execute(*, refund_id: str) -> Refund:
 # --------------------------------------------------------------------------- gateway accounts
 
 
-def gateway_account_update(*, name: str, settings: dict | None = None, enabled: bool | None = None) -> GatewayAccount:
+def gateway_account_update(
+    *, name: str, settings: dict | None = None, enabled: bool | None = None
+) -> GatewayAccount:
     """Change a gateway account's non-secret settings or enabled flag (admin, simulate_traffic)."""
     account = GatewayAccount.objects.get(name=name)
     fields = []

@@ -18,6 +18,9 @@ class Marketplace(TenantMixin):
     owner_email = models.EmailField(blank=True)
     brand_color = models.CharField(max_length=7, default="#4f46e5")
     default_currency = models.CharField(max_length=3, default="USD")
+    max_payment_amount = models.BigIntegerField(
+        default=99_999_999, help_text="Largest single payment in minor units (any currency)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     is_active = models.BooleanField(default=True)
 

@@ -313,5 +313,33 @@ def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(m
     assert gateways.status_code == 200 and b"closed (0 errors" in gateways.content
     assert health.status_code == 200 and b"<svg" in health.content and b"primary" in health.content
     assert payment.status_code == 200 and intent.id.encode() in payment.content
+    assert b"ChargeCaptured" in payment.content and b"Dr processor_clearing:primary 100.00 USD" in payment.content
+    assert b"rule &#x27;default&#x27; matched" in payment.content
     assert add.status_code == 403
     assert rules.status_code == 200 and b"lost_card" in rules.content
+
+
+def test_amount_above_the_marketplace_limit_is_refused(mesh):
+    from django.db import connection
+
+    connection.tenant.max_payment_amount = 50_000
+    before = PaymentIntent.objects.count()
+    with pytest.raises(PaymentError, match="above this marketplace's limit of 50000") as err:
+        pay(amount=50_001)
+    assert (err.value.param, err.value.code) == ("amount", "amount_too_large")
+    assert PaymentIntent.objects.count() == before
+    assert pay(amount=50_000).status == "succeeded"
+
+
+def test_unknown_test_token_is_a_clear_error_and_nothing_is_charged(mesh):
+    before = SimulatorCharge.objects.count()
+    with pytest.raises(PaymentError, match="No such PaymentMethod: 'pm_card_nonsense'") as err:
+        pay(pm="pm_card_nonsense")
+    assert err.value.param == "payment_method"
+    assert SimulatorCharge.objects.count() == before
+
+
+def test_capture_of_a_failed_payment_is_refused(mesh):
+    intent = pay(pm="pm_card_chargeDeclinedLostCard", capture_method="manual")
+    with pytest.raises(PaymentError, match="is failed; only requires_capture"):
+        payment_capture(intent_id=intent.id)
