@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "mp:worker-heartbeat:"
@@ -52,3 +52,18 @@ def _stop_heartbeat(sender=None, **kwargs):
         _client().delete(KEY_PREFIX + hostname)
     except Exception:  # the key expires on its own
         log.warning("worker heartbeat could not be removed", exc_info=True)
+
+
+@task_prerun.connect
+def _task_request_id(task_id=None, task=None, **kwargs):
+    """Log lines of a task carry its id as the request id (and the schema, via the filter)."""
+    from config.logging import request_id_var
+
+    request_id_var.set(f"task_{task_id}")
+
+
+@task_postrun.connect
+def _task_request_id_clear(**kwargs):
+    from config.logging import request_id_var
+
+    request_id_var.set("-")
