@@ -326,39 +326,58 @@ def stop_embedded() -> list[str]:
 # --------------------------------------------------------------------------- resolution
 
 
+def _pick(
+    *,
+    label: str,
+    env_var: str,
+    probe,
+    local_env: str,
+    local_default: str,
+    local_url,
+    embedded,
+    start_embedded: bool,
+    check_configured: bool,
+) -> tuple[str, str]:
+    configured = os.environ.get(env_var, "").strip()
+    if configured:
+        if check_configured and (why := probe(configured)):
+            raise ServiceError(f"{env_var} {redact(configured)} does not answer: {why}")
+        return configured, env_var
+    host, port = _addr(local_env, local_default)
+    url = local_url(host, port)
+    if _tcp_answers(host, port) and probe(url) is None:
+        return url, "local"
+    if start_embedded:
+        return embedded(), "embedded"
+    raise ServiceError(f"no {label} answers and the embedded default is not allowed here")
+
+
 def resolve(*, start_embedded: bool = True, check_configured: bool = True) -> Resolved:
     """Pick PostgreSQL and Redis. Raises ServiceError when a configured URL does not answer."""
-    db_env = os.environ.get("DATABASE_URL", "").strip()
-    redis_env = os.environ.get("REDIS_URL", "").strip()
-
-    if db_env:
-        if check_configured and (why := postgres_answers(db_env)):
-            raise ServiceError(f"DATABASE_URL {redact(db_env)} does not answer: {why}")
-        db_url, db_src = db_env, "DATABASE_URL"
-    else:
-        host, port = _addr("LOCAL_POSTGRES_ADDR", "127.0.0.1:5432")
-        local = f"postgresql://{os.environ.get('PGUSER', 'postgres')}@{host}:{port}/{DEFAULT_DB_NAME}"
-        if _tcp_answers(host, port) and postgres_answers(local) is None:
-            db_url, db_src = local, "local"
-        elif start_embedded:
-            db_url, db_src = embedded_postgres_url(), "embedded"
-        else:
-            raise ServiceError("no PostgreSQL answers and the embedded default is not allowed here")
-
-    if redis_env:
-        if check_configured and (why := redis_answers(redis_env)):
-            raise ServiceError(f"REDIS_URL {redact(redis_env)} does not answer: {why}")
-        redis_url, redis_src = redis_env, "REDIS_URL"
-    else:
-        host, port = _addr("LOCAL_REDIS_ADDR", "127.0.0.1:6379")
-        local = f"redis://{host}:{port}/0"
-        if _tcp_answers(host, port) and redis_answers(local) is None:
-            redis_url, redis_src = local, "local"
-        elif start_embedded:
-            redis_url, redis_src = embedded_redis_url(), "embedded"
-        else:
-            raise ServiceError("no Redis answers and the embedded default is not allowed here")
-
+    db_url, db_src = _pick(
+        label="PostgreSQL",
+        env_var="DATABASE_URL",
+        probe=postgres_answers,
+        local_env="LOCAL_POSTGRES_ADDR",
+        local_default="127.0.0.1:5432",
+        local_url=lambda h, p: (
+            f"postgresql://{os.environ.get('PGUSER', 'postgres')}@{h}:{p}/{DEFAULT_DB_NAME}"
+        ),
+        embedded=embedded_postgres_url,
+        start_embedded=start_embedded,
+        check_configured=check_configured,
+    )
+    redis_url, redis_src = _pick(
+        label="Redis",
+        env_var="REDIS_URL",
+        probe=redis_answers,
+        local_env="LOCAL_REDIS_ADDR",
+        local_default="127.0.0.1:6379",
+        local_url=lambda h, p: f"redis://{h}:{p}/0",
+        embedded=embedded_redis_url,
+        start_embedded=start_embedded,
+        check_configured=check_configured,
+    )
     return Resolved(db_url, redis_url, db_src, redis_src)
 
 
