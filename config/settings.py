@@ -52,6 +52,8 @@ SHARED_APPS = [
     "django.contrib.admin",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",
@@ -61,6 +63,9 @@ TENANT_APPS = [
     "apps.core",
     "apps.ledger",
     "apps.payments",
+    "apps.customers",
+    "apps.api",
+    "apps.webhooks",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -74,6 +79,10 @@ TENANT_MULTIPROCESSING_CHUNKS = 2
 PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
 SHOW_PUBLIC_IF_NO_TENANT_FOUND = False
+# `SET search_path` once per connection and schema switch, not before every cursor (django-tenants
+# re-issues it after a rollback, a savepoint rollback, a reconnect or set_tenant). No PgBouncer in
+# transaction pooling mode (see PITFALLS): it would break the session-level setting anyway.
+TENANT_LIMIT_SET_CALLS = True
 # Called with marketplace=... inside the new marketplace's schema, in its creating transaction.
 TENANT_PROVISIONERS: list[str] = [
     "apps.ledger.services.ledger_chart_install",
@@ -175,11 +184,34 @@ CIRCUIT_BREAKER = {
 # --------------------------------------------------------------------------- DRF
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "apps.api.permissions.KeyScopePermission",
+    ],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.api.throttling.ApiKeyRateThrottle"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": None,
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Marketplace payments API",
+    "DESCRIPTION": "Storefront REST API. Authenticate with `Authorization: Bearer sk_test_...`; "
+    "every POST accepts an `Idempotency-Key` header. Amounts are integers in minor units.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Served from our own static files (drf-spectacular-sidecar): the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# Per API key (Redis token bucket): this many requests a second, bursts up to API_RATE_LIMIT_BURST.
+API_RATE_LIMIT_PER_SECOND = float(os.environ.get("API_RATE_LIMIT_PER_SECOND", "100"))
+API_RATE_LIMIT_BURST = int(os.environ.get("API_RATE_LIMIT_BURST", "200"))
+# Idempotency records are kept this long; an in-flight one whose request died is taken over after the lock.
+API_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("API_IDEMPOTENCY_TTL_HOURS", "24"))
+API_IDEMPOTENCY_LOCK_SECONDS = int(os.environ.get("API_IDEMPOTENCY_LOCK_SECONDS", "120"))
 
 # --------------------------------------------------------------------------- email
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

@@ -1,4 +1,4 @@
-"""URLs of a marketplace's host: its operators' admin and the API."""
+"""URLs of a marketplace's host: its operators' admin, the API and the processors' webhooks."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,5 +9,6 @@ urlpatterns = [
     *health_urls,
     path("admin/", admin.site.urls),
     path("api/", include("apps.api.urls")),
+    path("webhooks/", include("apps.webhooks.urls")),
     path("", include("apps.core.urls")),
 ]

@@ -26,15 +26,27 @@ BETA = {"slug": "beta", "name": "Beta Market", "domain": "beta.localhost", "owne
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
     from apps.tenants.models import Marketplace
     from apps.tenants.services import marketplace_create, public_tenant_ensure, template_ensure
 
     with django_db_blocker.unblock():
+        # pytest-django creates the test database only when a collected test asks for `db`; a run
+        # of `committed` tests alone (`make bench`) would otherwise use the development database.
+        created = None
+        if connection.settings_dict["NAME"] != connection.settings_dict["TEST"]["NAME"]:
+            created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
         public_tenant_ensure()
         template_ensure()
         for spec in (ALPHA, BETA):
             if not Marketplace.objects.filter(schema_name=spec["slug"]).exists():
                 marketplace_create(**spec, operator_password="test-password-123")
+    yield
+    if created is not None:
+        with django_db_blocker.unblock():
+            teardown_databases(created, verbosity=0)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,45 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.core.money import MoneyError
+from apps.payments.services import PaymentError
+
 log = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An error with our full shape: status, type, code, message and the param it is about."""
+
+    def __init__(self, status_code: int, type_: str, code: str, message: str, param: str | None = None):
+        super().__init__(message, code)
+        self.status_code = status_code
+        self.type = type_
+        self.error_code = code
+        self.param = param
+
+
+def payment_error(exc: PaymentError | MoneyError) -> ApiError:
+    """A payment service's refusal, as an API error. Bad input (it names a param) is 400; a request
+    the payment's current state does not allow is 409; a gateway refusing a capture or cancel is 422."""
+    code = getattr(exc, "code", "parameter_invalid")
+    param = getattr(exc, "param", None)
+    if isinstance(exc, MoneyError):
+        param = "currency" if "currency" in str(exc) else "amount"
+    if param is not None:
+        status_code = 400
+    elif code == "payment_intent_unexpected_state":
+        status_code = 409
+    else:
+        status_code = 422
+    return ApiError(status_code, "invalid_request_error", code, str(exc), param)
+
+
+# DRF's validation codes, in Stripe's words where Stripe has one.
+_VALIDATION_CODES = {
+    "invalid": "parameter_invalid",
+    "required": "parameter_missing",
+    "null": "parameter_missing",
+}
 
 
 def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict:
@@ -37,14 +75,16 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (PaymentError, MoneyError)):
+        exc = payment_error(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # a real bug: Django's 500 handling (and logging) applies
-    if isinstance(exc, exceptions.ValidationError):
+    if isinstance(exc, ApiError):
+        response.data = error_body(exc.type, exc.error_code, str(exc.detail), exc.param)
+    elif isinstance(exc, exceptions.ValidationError):
         param, message, code = _first_validation_error(exc.detail)
-        body = error_body(
-            "invalid_request_error", "parameter_invalid" if code == "invalid" else code, message, param
-        )
+        body = error_body("invalid_request_error", _VALIDATION_CODES.get(code, code), message, param)
         response = Response(body, status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         response.data = error_body("authentication_error", "invalid_api_key", str(exc.detail))

@@ -1,8 +1,53 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
+from apps.api.v1 import customers, ledger, payments
+
+
+class ObjectIdConverter:
+    """Our ids are letters, digits and underscores; anything else cannot name an object."""
+
+    regex = "[A-Za-z0-9_]{1,64}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(ObjectIdConverter, "objid")
 
 urlpatterns = [
     path("v1/account", views.account, name="api-account"),
+    path("v1/customers", customers.CustomerListView.as_view(), name="api-customers"),
+    path("v1/customers/<objid:customer_id>", customers.CustomerDetailView.as_view(), name="api-customer"),
+    path("v1/payments", payments.PaymentListView.as_view(), name="api-payments"),
+    path("v1/payments/<objid:payment_id>", payments.PaymentDetailView.as_view(), name="api-payment"),
+    path("v1/payments/<objid:payment_id>/confirm", payments.PaymentConfirmView.as_view()),
+    path("v1/payments/<objid:payment_id>/capture", payments.PaymentCaptureView.as_view()),
+    path("v1/payments/<objid:payment_id>/cancel", payments.PaymentCancelView.as_view()),
+    path("v1/payments/<objid:payment_id>/refunds", payments.PaymentRefundCreateView.as_view()),
+    path("v1/refunds", payments.RefundListView.as_view(), name="api-refunds"),
+    path("v1/refunds/<objid:refund_id>", payments.RefundDetailView.as_view(), name="api-refund"),
+    path("v1/balance", ledger.BalanceView.as_view(), name="api-balance"),
+    path(
+        "v1/ledger/transactions", ledger.LedgerTransactionListView.as_view(), name="api-ledger-transactions"
+    ),
+    path("v1/events", ledger.EventListView.as_view(), name="api-events"),
+    path("v1/events/<objid:event_id>", ledger.EventDetailView.as_view(), name="api-event"),
+    path(
+        "v1/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="api-schema",
+    ),
+    path(
+        "v1/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", authentication_classes=[], permission_classes=[]
+        ),
+        name="api-docs",
+    ),
     re_path(r"^.*$", errors.api_not_found),
 ]

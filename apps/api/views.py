@@ -1,10 +1,25 @@
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 
+@extend_schema(
+    operation_id="account_retrieve",
+    responses=inline_serializer(
+        "Account",
+        {
+            "object": serializers.CharField(),
+            "id": serializers.CharField(),
+            "name": serializers.CharField(),
+            "domain": serializers.CharField(allow_null=True),
+            "livemode": serializers.BooleanField(),
+        },
+    ),
+)
 @api_view(["GET"])
 def account(request: Request) -> Response:
     """The marketplace the key belongs to (Stripe's ``GET /v1/account``)."""

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
+import psycopg
 from django.db import connection, transaction
 
 from apps.ledger.models import Seal
@@ -28,16 +32,23 @@ from apps.tenants.db import current_schema
 GENESIS = "0" * 64
 SEAL_MAX_EVENTS = 50_000
 
+
 # The event's canonical content, hashed inside PostgreSQL so seal and verify agree by construction.
-EVENT_HASH_SQL = """
+# ``entries`` is the event's entries as text (see ENTRIES_TEXT_SQL), or NULL when it has none.
+def event_hash_sql(entries: str, payload_text: str = "e.payload::text") -> str:
+    return f"""
 encode(sha256(convert_to(
     e.public_id || '|' || e.type || '|' || e.stream || '|' || e.version || '|' || e.idempotency_key || '|'
-    || e.payload::text || '|' || (extract(epoch FROM e.occurred_at) * 1000000)::bigint || '|'
-    || coalesce((SELECT string_agg(en.account_id || ':' || en.currency || ':' || en.side || ':' || en.amount, ','
-                                   ORDER BY en.id)
-                 FROM ledger_entry en WHERE en.event_id = e.id), ''),
+    || {payload_text} || '|' || (extract(epoch FROM e.occurred_at) * 1000000)::bigint || '|'
+    || coalesce({entries}, ''),
     'UTF8')), 'hex')
 """
+
+
+# An event's entries in id order, "account_id:currency:side:amount" joined by "," (aggregate over ``en``).
+ENTRIES_TEXT_SQL = "string_agg(en.account_id || ':' || en.currency || ':' || en.side || ':' || en.amount, ',' ORDER BY en.id)"
+
+EVENT_HASH_SQL = event_hash_sql(f"(SELECT {ENTRIES_TEXT_SQL} FROM ledger_entry en WHERE en.event_id = e.id)")
 
 Progress = Callable[[int], None]
 
@@ -49,11 +60,15 @@ def _h(*parts: str) -> str:
 def merkle_root(leaves: list[str]) -> str:
     if not leaves:
         return GENESIS
+    sha256 = hashlib.sha256
     level = leaves
     while len(level) > 1:
         if len(level) % 2:
             level = [*level, level[-1]]
-        level = [_h(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        # _h(left, right), inlined: verify and seal hash a million of these.
+        level = [
+            sha256(f"{a}|{b}".encode()).hexdigest() for a, b in zip(level[::2], level[1::2], strict=True)
+        ]
     return level[0]
 
 
@@ -141,19 +156,20 @@ def _seal_one_block(max_events: int) -> int:
                     [cut_txid],
                 )
                 rows, block_horizon = cur.fetchall(), cut_txid + 1
-        seqs, event_ids, event_hashes, chain_hashes = [], [], [], []
-        for event_id, _txid, event_hash in rows:
-            last_seq += 1
-            chain = _h(chain, event_hash)
-            seqs.append(last_seq)
-            event_ids.append(event_id)
-            event_hashes.append(event_hash)
+        seqs = list(range(last_seq + 1, last_seq + 1 + len(rows)))
+        event_ids = [r[0] for r in rows]
+        event_hashes = [r[2] for r in rows]
+        chain_hashes = []
+        sha256 = hashlib.sha256
+        for event_hash in event_hashes:
+            chain = sha256(f"{chain}|{event_hash}".encode()).hexdigest()  # _h(chain, event_hash)
             chain_hashes.append(chain)
-        cur.execute(
-            "INSERT INTO ledger_chain_link (seq, event_id, block, event_hash, chain_hash) "
-            "SELECT s, e, %s, eh, ch FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[]) AS v(s, e, eh, ch)",
-            [number, seqs, event_ids, event_hashes, chain_hashes],
-        )
+        # COPY: the rows are written by psycopg's C code, not quoted into arrays one by one.
+        with cur.copy(
+            "COPY ledger_chain_link (seq, event_id, block, event_hash, chain_hash) FROM STDIN"
+        ) as copy:
+            for row in zip(seqs, event_ids, repeat(number), event_hashes, chain_hashes, strict=False):
+                copy.write_row(row)
         root = merkle_root(event_hashes)
         cur.execute(
             "INSERT INTO ledger_seal (number, first_seq, last_seq, event_count, horizon_txid, prev_hash, merkle_root, "
@@ -336,140 +352,406 @@ class VerifyReport:
 def ledger_verify(*, progress: Progress | None = None, digest: dict | None = None) -> VerifyReport:
     """Recompute everything: the hash chain and seals, that nothing was inserted into sealed
     history, double entry per transaction and currency, postings against the rules, and the
-    balance projection against a replay. Read-only; runs in one REPEATABLE READ snapshot."""
+    balance projection against a replay. Read-only; runs in one REPEATABLE READ snapshot.
+
+    Two passes, each on its own connection in the same snapshot (exported to them) and driven by
+    a thread (the GIL is released while one waits for PostgreSQL): the links pass checks the chain
+    link by link, history inserts, seals and double entry; the events pass has PostgreSQL hash
+    every event against its link and fetch its entries, a chunk ahead of this thread, which puts
+    every event through its posting rule. Problems are reported in the order above."""
     report = VerifyReport()
+    nested = connection.in_atomic_block
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-        _verify_chain(report, progress)
-        _verify_seals(report, digest)
-        _verify_double_entry(report)
-        _verify_postings_and_balances(report)
+            cur.execute(_VERIFY_SETTINGS)
+        helpers = [] if nested else _Helper.start(2)
+        history, postings = VerifyReport(), VerifyReport()
+        found: list[_Finding | None] = [None]
+        try:
+            if helpers:
+                helpers[0].run(lambda cur: found.__setitem__(0, _verify_sealed_history(history, digest, cur)))
+            else:
+                with connection.cursor() as cur:
+                    found[0] = _verify_sealed_history(history, digest, cur)
+            chunks = helpers[1].prefetch(_event_chunks) if len(helpers) > 1 else None
+            changed = _verify_postings_and_balances(postings, chunks, progress)
+            for helper in helpers:
+                helper.join()
+        finally:
+            for helper in helpers:
+                helper.close()
+        # The first link with a problem, in chain order; at one link a gap comes first, then a
+        # missing or changed event, then a broken chain.
+        first = min((f for f in (found[0], changed) if f is not None), key=_Finding.key, default=None)
+        report.events, report.sealed = postings.events, history.sealed
+        # The inserted-event problem (found by the events pass) belongs with the chain's.
+        inserted = [p for p in postings.problems if p.endswith(_INSERTED)]
+        report.problems = (
+            ([first.message] if first else [])
+            + inserted
+            + history.problems
+            + [p for p in postings.problems if not p.endswith(_INSERTED)]
+        )
     return report
 
 
-def _verify_chain(report: VerifyReport, progress: Progress | None) -> None:
-    chain = GENESIS
-    expected_seq = 1
-    with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT l.seq, l.event_id, l.event_hash, l.chain_hash, e.public_id, "
-            f"CASE WHEN e.id IS NULL THEN NULL ELSE {EVENT_HASH_SQL} END "
-            "FROM ledger_chain_link l LEFT JOIN ledger_event e ON e.id = l.event_id ORDER BY l.seq"
-        )
-        while rows := cur.fetchmany(10_000):
-            for seq, event_id, stored_event_hash, stored_chain, public_id, actual_hash in rows:
-                report.sealed += 1
-                if not report.ok:
-                    continue
-                name = public_id or f"event id {event_id}"
-                if seq != expected_seq:
-                    report.fail(f"chain gap: expected link {expected_seq}, found {seq} (a link was removed)")
-                    continue
-                expected_seq += 1
-                if actual_hash is None:
-                    report.fail(f"event id {event_id} (chain link {seq}) is missing: it was deleted")
-                elif actual_hash != stored_event_hash:
-                    report.fail(
-                        f"event {name} (chain link {seq}) was changed after sealing: its content no "
-                        "longer matches its sealed hash"
-                    )
-                chain = _h(chain, stored_event_hash)
-                if report.ok and chain != stored_chain:
-                    report.fail(f"chain broken at link {seq} ({name}): links were reordered or rewritten")
-            if progress:
-                progress(len(rows))
-        # Events written by transactions below the last seal's horizon must all be in the chain.
-        cur.execute(
-            "SELECT e.public_id, e.id FROM ledger_event e "
-            "WHERE e.txid < coalesce((SELECT max(horizon_txid) FROM ledger_seal), 0) "
-            "AND NOT EXISTS (SELECT 1 FROM ledger_chain_link l WHERE l.event_id = e.id) ORDER BY e.id LIMIT 1"
-        )
-        inserted = cur.fetchone()
-        if inserted:
-            report.fail(f"event {inserted[0]} was inserted into sealed history (it is not in the chain)")
-        cur.execute("SELECT count(*) FROM ledger_event")
-        report.events = cur.fetchone()[0]
+# For verify's transactions: compiling its per-row expressions costs more than it saves, and
+# parallel workers would only compete with verify's own connections for the cores.
+_VERIFY_SETTINGS = "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
 
 
-def _verify_seals(report: VerifyReport, digest: dict | None) -> None:
-    prev = GENESIS
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT number, first_seq, last_seq, event_count, prev_hash, merkle_root, last_chain_hash, hash "
-            "FROM ledger_seal ORDER BY number"
-        )
-        seals = cur.fetchall()
-        for number, _first, _last, count, prev_hash, root, last_chain, stored in seals:
-            cur.execute(
-                "SELECT event_hash, chain_hash FROM ledger_chain_link WHERE block = %s ORDER BY seq", [number]
-            )
-            links = cur.fetchall()
-            problem = None
-            if prev_hash != prev:
-                problem = f"block {number} does not follow block {number - 1}"
-            elif len(links) != count or (links and links[-1][1] != last_chain):
-                problem = f"block {number}: its links no longer match the seal"
-            elif merkle_root([x[0] for x in links]) != root:
-                problem = f"block {number}: Merkle root mismatch"
-            elif (
-                block_hash(
-                    number=number, prev_hash=prev_hash, merkle=root, last_chain_hash=last_chain, count=count
+class _Helper:
+    """Another connection in the caller's snapshot, with a thread to drive it."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    @classmethod
+    def start(cls, count: int) -> list[_Helper]:
+        """Up to ``count`` helpers (fewer, or none, when connections are refused: the work then
+        stays on the caller's connection)."""
+        if getattr(connection, "pool", None) is not None:
+            return []  # a pooled connection would have to go back to the pool
+        try:
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = cur.fetchone()[0]
+        except Exception:  # e.g. on a standby
+            return []
+        helpers: list[_Helper] = []
+        for _ in range(count):
+            try:
+                conn = connection.get_new_connection(connection.get_connection_params())
+            except Exception:  # connection limit
+                break
+            try:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                cur = psycopg.ClientCursor(conn)
+                cur.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                cur.execute(
+                    "SELECT set_config('search_path', %s, true)",
+                    [connection.ops.quote_name(current_schema())],
                 )
-                != stored
-            ):
-                problem = f"block {number}: block hash mismatch"
-            if problem:
-                report.fail(problem)
-                return
-            prev = stored
+                cur.execute(_VERIFY_SETTINGS)
+            except Exception:
+                conn.close()
+                break
+            helpers.append(cls(conn))
+        return helpers
+
+    def run(self, work: Callable) -> None:
+        def target():
+            try:
+                with psycopg.ClientCursor(self.conn) as cur:
+                    work(cur)
+            except BaseException as exc:  # re-raised by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, name="ledger-verify", daemon=True)
+        self.thread.start()
+
+    def prefetch(self, produce: Callable) -> Iterator:
+        """Run ``produce(cursor)`` (a generator) here, a couple of items ahead of the consumer."""
+        items: queue.Queue = queue.Queue(maxsize=2)
+        end = object()
+
+        def work(cur):
+            try:
+                for item in produce(cur):
+                    while not self.stop.is_set():
+                        try:
+                            items.put(item, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+                    if self.stop.is_set():
+                        return
+            finally:
+                while not self.stop.is_set():
+                    try:
+                        items.put(end, timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+
+        self.run(work)
+
+        def consume():
+            while (item := items.get()) is not end:
+                yield item
+            self.join()  # the producer's error, if it stopped on one
+
+        return consume()
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None and self.thread.is_alive():
+            self.conn.cancel()
+            self.thread.join()
+        self.conn.close()
+
+
+def _verify_sealed_history(report: VerifyReport, digest: dict | None, cur) -> _Finding | None:
+    """The chain's links in order (without the events' hashes: the events pass checks those),
+    seals and double entry. The chain's first problem is returned rather than
+    reported: the events pass may find a changed event at an earlier link."""
+    finding = _verify_links(report, cur)
+    _verify_seals(report, digest, cur)
+    _verify_double_entry(report, cur)
+    return finding
+
+
+VERIFY_CHUNK = 100_000
+
+# One chunk of chain links (seq in (after, last]), each checked on its own: it is where it should
+# be, its event exists, and chain_hash = H(previous link's stored chain_hash, event_hash). If every
+# link passes that, recomputing the chain from GENESIS gives the stored hashes link by link (by
+# induction), so the first link that fails it is where a sequential recomputation diverges. The
+# first link with a problem comes back, or else the chunk's last link (to carry on from).
+_VERIFY_LINKS = """
+WITH l AS (
+    SELECT l.seq, l.event_id, l.event_hash, l.chain_hash,
+           NOT EXISTS (SELECT FROM ledger_event e WHERE e.id = l.event_id) AS missing,
+           %(after)s + row_number() OVER (ORDER BY l.seq) AS pos,
+           lag(l.chain_hash, 1, %(prev)s::varchar) OVER (ORDER BY l.seq) AS prev_chain
+    FROM ledger_chain_link l
+    WHERE l.seq > %(after)s AND l.seq <= %(last)s
+), c AS (
+    SELECT *, chain_hash IS DISTINCT FROM
+              encode(sha256(convert_to(prev_chain || '|' || event_hash, 'UTF8')), 'hex') AS broken
+    FROM l
+)
+SELECT seq, event_id, chain_hash, pos, missing, broken FROM c
+WHERE seq <> pos OR missing OR broken OR seq = %(last)s
+ORDER BY seq
+LIMIT 1
+"""
+
+# At one link, which problem is named: a gap, then a missing or changed event, then the chain.
+_PRECEDENCE = {"gap": 0, "missing": 1, "changed": 1, "chain": 2}
+
+
+@dataclass
+class _Finding:
+    seq: int
+    kind: str
+    message: str
+
+    def key(self) -> tuple[int, int]:
+        return (self.seq, _PRECEDENCE[self.kind])
+
+
+def _changed_finding(seq: int, public_id: str) -> _Finding:
+    return _Finding(
+        seq,
+        "changed",
+        f"event {public_id} (chain link {seq}) was changed after sealing: its content no longer matches "
+        "its sealed hash",
+    )
+
+
+def _verify_links(report: VerifyReport, cur) -> _Finding | None:
+    cur.execute("SELECT count(*) FROM ledger_chain_link")
+    total = cur.fetchone()[0]
+    report.sealed = total
+    after, prev, done = 0, GENESIS, 0
+    finding = None
+    while done < total and finding is None:
+        cur.execute(
+            "SELECT max(seq), count(*) FROM (SELECT seq FROM ledger_chain_link WHERE seq > %s ORDER BY seq LIMIT %s) s",
+            [after, VERIFY_CHUNK],
+        )
+        last, count = cur.fetchone()
+        if not count:
+            break
+        cur.execute(_VERIFY_LINKS, {"after": after, "last": last, "prev": prev})
+        seq, event_id, stored_chain, pos, missing, broken = cur.fetchone()
+        if seq != pos:
+            finding = _Finding(
+                seq, "gap", f"chain gap: expected link {pos}, found {seq} (a link was removed)"
+            )
+        elif missing:
+            finding = _Finding(
+                seq, "missing", f"event id {event_id} (chain link {seq}) is missing: it was deleted"
+            )
+        elif broken:
+            cur.execute("SELECT public_id FROM ledger_event WHERE id = %s", [event_id])
+            name = cur.fetchone()[0]
+            finding = _Finding(
+                seq, "chain", f"chain broken at link {seq} ({name}): links were reordered or rewritten"
+            )
+        done += count
+        after, prev = last, stored_chain
+    return finding
+
+
+def _verify_seals(report: VerifyReport, digest: dict | None, cur) -> None:
+    prev = GENESIS
+    cur.execute(
+        "SELECT number, first_seq, last_seq, event_count, prev_hash, merkle_root, last_chain_hash, hash "
+        "FROM ledger_seal ORDER BY number"
+    )
+    seals = cur.fetchall()
+    for number, _first, _last, count, prev_hash, root, last_chain, stored in seals:
+        cur.execute(
+            "SELECT event_hash, chain_hash FROM ledger_chain_link WHERE block = %s ORDER BY seq", [number]
+        )
+        links = cur.fetchall()
+        problem = None
+        if prev_hash != prev:
+            problem = f"block {number} does not follow block {number - 1}"
+        elif len(links) != count or (links and links[-1][1] != last_chain):
+            problem = f"block {number}: its links no longer match the seal"
+        elif merkle_root([x[0] for x in links]) != root:
+            problem = f"block {number}: Merkle root mismatch"
+        elif (
+            block_hash(
+                number=number, prev_hash=prev_hash, merkle=root, last_chain_hash=last_chain, count=count
+            )
+            != stored
+        ):
+            problem = f"block {number}: block hash mismatch"
+        if problem:
+            report.fail(problem)
+            return
+        prev = stored
     if digest is not None:
         match = [s for s in seals if s[0] == digest.get("block")]
         if not match or match[0][7] != digest.get("hash"):
             report.fail(f"published digest for block {digest.get('block')} does not match the ledger")
 
 
-def _verify_double_entry(report: VerifyReport) -> None:
-    with connection.cursor() as cur:
-        cur.execute(
-            "SELECT t.id, ev.public_id, en.currency FROM ledger_entry en JOIN ledger_transaction t ON t.id = "
-            "en.transaction_id JOIN ledger_event ev ON ev.id = t.event_id GROUP BY t.id, ev.public_id, en.currency "
-            "HAVING sum(CASE WHEN en.side = 'D' THEN en.amount ELSE -en.amount END) <> 0 ORDER BY t.id LIMIT 1"
-        )
-        bad = cur.fetchone()
-        if bad:
-            report.fail(f"journal transaction {bad[0]} of event {bad[1]} does not balance in {bad[2]}")
-        cur.execute(
-            "SELECT currency, sum(CASE WHEN side = 'D' THEN amount ELSE -amount END) FROM ledger_entry "
-            "GROUP BY currency HAVING sum(CASE WHEN side = 'D' THEN amount ELSE -amount END) <> 0"
-        )
-        for currency, net in cur.fetchall():
-            report.fail(f"all entries in {currency} do not net to zero (off by {net})")
+def _verify_double_entry(report: VerifyReport, cur) -> None:
+    # Group the entries alone (one pass, in transaction_id order), then name the first unbalanced
+    # journal transaction; joining every entry to its transaction and event first costs 4x.
+    cur.execute(
+        "SELECT t.id, ev.public_id, x.currency FROM ("
+        "  SELECT en.transaction_id, en.currency FROM ledger_entry en GROUP BY en.transaction_id, en.currency "
+        "  HAVING sum(CASE WHEN en.side = 'D' THEN en.amount ELSE -en.amount END) <> 0) x "
+        "JOIN ledger_transaction t ON t.id = x.transaction_id JOIN ledger_event ev ON ev.id = t.event_id "
+        "ORDER BY t.id LIMIT 1"
+    )
+    bad = cur.fetchone()
+    if bad:
+        report.fail(f"journal transaction {bad[0]} of event {bad[1]} does not balance in {bad[2]}")
+    cur.execute(
+        "SELECT currency, sum(CASE WHEN side = 'D' THEN amount ELSE -amount END) FROM ledger_entry "
+        "GROUP BY currency HAVING sum(CASE WHEN side = 'D' THEN amount ELSE -amount END) <> 0"
+    )
+    for currency, net in cur.fetchall():
+        report.fail(f"all entries in {currency} do not net to zero (off by {net})")
 
 
-def _verify_postings_and_balances(report: VerifyReport) -> None:
+EVENTS_CHUNK = 50_000
+_INSERTED = " was inserted into sealed history (it is not in the chain)"
+
+# One chunk of events (id in (after, last]) with their entries, grouped in one pass over the
+# chunk's range of the entries' event index (a subquery per event costs twice as much), and for
+# a sealed event whether its content still hashes to what its chain link holds.
+_VERIFY_EVENTS = f"""
+SELECT e.id, e.public_id, e.type, e.payload_text, e.entries, e.seq,
+       e.seq IS NOT NULL AND e.link_hash IS DISTINCT FROM {event_hash_sql("e.entries", "e.payload_text")} AS changed,
+       e.seq IS NULL AND e.txid < %(horizon)s AS inserted
+FROM (
+    SELECT e.id, e.public_id, e.type, e.stream, e.version, e.idempotency_key, e.occurred_at, e.txid,
+           e.payload::text AS payload_text, en.entries, l.seq, l.event_hash AS link_hash
+    FROM ledger_event e
+    LEFT JOIN (
+        SELECT en.event_id, {ENTRIES_TEXT_SQL} AS entries FROM ledger_entry en
+        WHERE en.event_id > %(after)s AND en.event_id <= %(last)s GROUP BY en.event_id
+    ) en ON en.event_id = e.id
+    LEFT JOIN LATERAL (  -- LIMIT 1 (event_id is unique) keeps this a lookup, not a hash of every link
+        SELECT l.seq, l.event_hash FROM ledger_chain_link l WHERE l.event_id = e.id LIMIT 1
+    ) l ON true
+    WHERE e.id > %(after)s AND e.id <= %(last)s
+    ORDER BY e.id
+    OFFSET 0  -- keeps payload::text computed once, for the row and for the hash
+) e
+ORDER BY e.id
+"""
+
+
+def _event_chunks(cur) -> Iterator[list[tuple]]:
+    """Every event as (id, public_id, type, payload text, entries text, chain seq, changed,
+    inserted), in id order, a chunk at a time. ``inserted``: not in the chain although written
+    below the last seal's horizon (every event there must be sealed)."""
+    cur.execute("SELECT coalesce(max(horizon_txid), 0) FROM ledger_seal")
+    horizon = cur.fetchone()[0]
+    after = 0
+    while True:
+        cur.execute(
+            "SELECT max(id) FROM (SELECT id FROM ledger_event WHERE id > %s ORDER BY id LIMIT %s) s",
+            [after, EVENTS_CHUNK],
+        )
+        last = cur.fetchone()[0]
+        if last is None:
+            return
+        cur.execute(_VERIFY_EVENTS, {"after": after, "last": last, "horizon": horizon})
+        yield cur.fetchall()
+        after = last
+
+
+def _stored_lines(stored: str | None, codes: dict[str, str]) -> list[tuple] | None:
+    """(code, currency, side, amount) of each stored entry, sorted; None if it does not parse.
+    Legitimate sides and currencies hold no ":" or ",", so only a tampered entry fails to parse
+    (and then it cannot match its rule either)."""
+    if not stored:
+        return []
+    out = []
+    try:
+        for entry in stored.split(","):
+            account_id, currency, side, amount = entry.split(":")
+            out.append((codes.get(account_id, _NO_ACCOUNT), currency, side, int(amount)))
+    except ValueError:
+        return None
+    out.sort()
+    return out
+
+
+_NO_ACCOUNT = "\x00(no such account)"
+
+
+def _verify_postings_and_balances(
+    report: VerifyReport, chunks: Iterator[list[tuple]] | None = None, progress: Progress | None = None
+) -> _Finding | None:
+    """Every event through its posting rule, against its stored entries, and the balances against
+    the sum of all rule lines; and that every event below the last seal's horizon is sealed. Returns the first (in chain order) sealed event whose content no
+    longer hashes to its link. ``progress`` gets the number of sealed events as they are done."""
     from apps.ledger.errors import LedgerError
     from apps.ledger.services import lines_for
 
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     first_mismatch = None
-    last_id = 0
+    changed: tuple[int, str] | None = None
+    first_inserted = None
+    loads = json.loads
     with connection.cursor() as cur:
-        while True:
-            cur.execute(
-                "SELECT e.id, e.public_id, e.type, e.payload::text, "
-                "  (SELECT array_agg(a.code || '|' || en.currency || '|' || en.side || '|' || en.amount ORDER BY "
-                "   a.code, en.currency, en.side, en.amount) FROM ledger_entry en JOIN ledger_account a ON "
-                "   a.id = en.account_id WHERE en.event_id = e.id) "
-                "FROM ledger_event e WHERE e.id > %s ORDER BY e.id LIMIT 20000",
-                [last_id],
-            )
-            rows = cur.fetchall()
-            if not rows:
-                break
-            for _id, public_id, event_type, payload_text, stored in rows:
+        cur.execute("SELECT id::text, code, currency FROM ledger_account")
+        accounts = cur.fetchall()
+        codes = {account_id: code for account_id, code, _ in accounts}
+        ids = {(code, currency): account_id for account_id, code, currency in accounts}
+        for rows in _event_chunks(cur) if chunks is None else chunks:
+            if progress:
+                progress(sum(1 for row in rows if row[5] is not None))
+            report.events += len(rows)
+            for _id, public_id, event_type, payload_text, stored, seq, hash_differs, inserted in rows:
+                if hash_differs and (changed is None or seq < changed[0]):
+                    changed = (seq, public_id)
+                if inserted and first_inserted is None:
+                    first_inserted = public_id
                 try:
-                    lines: list[Line] = lines_for(event_type, json.loads(payload_text))
+                    lines: list[Line] = lines_for(event_type, loads(payload_text))
                 except LedgerError as exc:
                     first_mismatch = (
                         first_mismatch or f"event {public_id} no longer passes its posting rule: {exc}"
@@ -478,12 +760,24 @@ def _verify_postings_and_balances(report: VerifyReport) -> None:
                 for ln in lines:
                     t = totals[(ln.account, ln.currency)]
                     t[0 if ln.side == "D" else 1] += ln.amount
-                derived = sorted(f"{ln.account}|{ln.currency}|{ln.side}|{ln.amount}" for ln in lines)
-                if first_mismatch is None and derived != (stored or []):
-                    first_mismatch = (
-                        f"event {public_id}: stored entries differ from what its posting rule gives"
+                if first_mismatch is None:
+                    # Entries are written in the order of their lines, so the stored text usually
+                    # reads exactly as the lines would; if it does not, compare (code, currency,
+                    # side, amount) of both sides, sorted.
+                    expected = ",".join(
+                        [
+                            f"{ids.get((ln.account, ln.currency))}:{ln.currency}:{ln.side}:{ln.amount}"
+                            for ln in lines
+                        ]
                     )
-            last_id = rows[-1][0]
+                    if (stored or "") != expected and sorted(
+                        [(ln.account, ln.currency, ln.side, ln.amount) for ln in lines]
+                    ) != _stored_lines(stored, codes):
+                        first_mismatch = (
+                            f"event {public_id}: stored entries differ from what its posting rule gives"
+                        )
+        if first_inserted:
+            report.fail(f"event {first_inserted}{_INSERTED}")
         if first_mismatch:
             report.fail(first_mismatch)
         cur.execute(
@@ -500,3 +794,4 @@ def _verify_postings_and_balances(report: VerifyReport) -> None:
                 f"{replayed[0] - replayed[1]}"
             )
             break
+    return _changed_finding(*changed) if changed else None

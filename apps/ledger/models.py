@@ -81,11 +81,13 @@ class LedgerEvent(models.Model):
     """A domain fact. ``(stream, version)`` is unique (optimistic concurrency) and so is
     ``idempotency_key`` (recording twice returns the first)."""
 
-    public_id = models.CharField(max_length=40, unique=True)
+    # Unique through Meta.constraints rather than unique=True, which would add a second
+    # (pattern-ops) index per column: random keys in a large index cost every insert.
+    public_id = models.CharField(max_length=40)
     type = models.CharField(max_length=100)
     stream = models.CharField(max_length=200)
     version = models.PositiveIntegerField()
-    idempotency_key = models.CharField(max_length=255, unique=True)
+    idempotency_key = models.CharField(max_length=255)
     payload = models.JSONField()
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(db_default=Now())
@@ -95,7 +97,9 @@ class LedgerEvent(models.Model):
         db_table = "ledger_event"
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["stream", "version"], name="ledger_event_stream_version")
+            models.UniqueConstraint(fields=["stream", "version"], name="ledger_event_stream_version"),
+            models.UniqueConstraint(fields=["public_id"], name="ledger_event_public_id_uniq"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="ledger_event_idempotency_key_uniq"),
         ]
         indexes = [
             models.Index(fields=["txid", "id"], name="ledger_event_txid"),
@@ -124,8 +128,9 @@ class JournalTransaction(models.Model):
 
 class Entry(models.Model):
     transaction = models.ForeignKey(JournalTransaction, on_delete=models.PROTECT, related_name="entries")
-    event = models.ForeignKey(LedgerEvent, on_delete=models.PROTECT, related_name="entries")
-    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries")
+    # No single-column FK indexes: Meta.indexes lead with event and with account already.
+    event = models.ForeignKey(LedgerEvent, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="entries", db_index=False)
     currency = models.CharField(max_length=3)
     side = models.CharField(max_length=1, choices=Side.choices)
     amount = models.BigIntegerField()

@@ -144,7 +144,10 @@ def _fx_conversion(payload: dict) -> list[Line]:
         raise InvalidPosting("rate must be a decimal number", param="rate") from None
     if not rate.is_finite() or rate <= 0:
         raise InvalidPosting("rate must be positive", param="rate")
-    expected = convert(from_amt, from_currency=from_cur, to_currency=to_cur, rate=rate)
+    try:
+        expected = convert(from_amt, from_currency=from_cur, to_currency=to_cur, rate=rate)
+    except ArithmeticError:  # decimal.InvalidOperation: the converted amount is out of range
+        raise InvalidPosting(f"rate {rate} is out of range", param="rate") from None
     if expected != to_amt:
         raise InvalidPosting(
             f"to_amount {to_amt} does not match {from_amt} {from_cur} at {rate} (= {expected} {to_cur})",

@@ -1,9 +1,9 @@
 """Ledger services: the only way money facts enter the ledger.
 
-``ledger_record`` is the hot path: one database transaction that inserts the event, its
-journal transaction and entries (one statement), then locks the touched balances in account-id
-order (so concurrent posters never deadlock) and updates them. Protected accounts are checked
-after the update, under the row lock, so no interleaving can overdraw them.
+``ledger_record`` is the hot path: one database transaction holding one prepared statement
+that inserts the event, its journal transaction and entries, then locks the touched balances in
+account-id order (so concurrent posters never deadlock) and updates them. Protected accounts are
+checked after the update, under the row lock, so no interleaving can overdraw them.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
+import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
+from psycopg.types.numeric import Int8
 
-from apps.core.money import MoneyError, convert, normalize_currency, require_amount
+from apps.core.money import CURRENCY_EXPONENTS, MoneyError, convert, normalize_currency, require_amount
 from apps.ledger.chart import CHART, FIXED_KINDS, account_kind
 from apps.ledger.errors import (
     ConcurrencyError,
@@ -33,6 +35,7 @@ from apps.ledger.rules import Line, rule_for
 from apps.tenants.db import current_schema
 
 VERSION_CONFLICT_RETRIES = 5
+MAX_AMOUNT = 2**63 - 1  # entries and balances are bigint columns
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ def _canonical_payload(payload: dict) -> str:
         raise InvalidPosting(f"payload must be plain JSON: {exc}", param="payload") from None
 
 
+# Account codes already found in the chart (``account_kind`` is a pure function of the code).
+_chart_codes: set[str] = set()
+
+
 def validate_lines(lines: Sequence[Line]) -> list[Line]:
     """Check every line and that debits equal credits per currency. Raises InvalidPosting /
     UnknownAccount; returns the lines with normalised currencies."""
@@ -90,16 +97,34 @@ def validate_lines(lines: Sequence[Line]) -> list[Line]:
     out = []
     totals: dict[str, int] = defaultdict(int)
     for line in lines:
-        account_kind(line.account)
-        try:
-            cur = normalize_currency(line.currency)
-            amt = require_amount(line.amount)
-        except MoneyError as exc:
-            raise InvalidPosting(str(exc), param="amount" if "amount" in str(exc) else "currency") from None
-        if line.side not in (Side.DEBIT, Side.CREDIT):
-            raise InvalidPosting(f"side must be 'D' or 'C', got {line.side!r}", param="side")
-        totals[cur] += amt if line.side == Side.DEBIT else -amt
-        out.append(Line(line.account, cur, line.side, amt, line.allow_negative))
+        # Replay and verify run this for every event: the common case (a known code, an upper-case
+        # listed currency, a plain positive int) skips the general checks, which it would pass.
+        code = line.account
+        if type(code) is not str or code not in _chart_codes:
+            account_kind(code)
+            if len(_chart_codes) < 100_000:
+                _chart_codes.add(code)
+        cur, amt = line.currency, line.amount
+        if type(cur) is not str or cur not in CURRENCY_EXPONENTS or type(amt) is not int or amt <= 0:
+            try:
+                cur = normalize_currency(cur)
+                amt = require_amount(amt)
+            except MoneyError as exc:
+                raise InvalidPosting(
+                    str(exc), param="amount" if "amount" in str(exc) else "currency"
+                ) from None
+        if amt > MAX_AMOUNT:
+            raise InvalidPosting(
+                f"amount {amt} is larger than the ledger's limit of {MAX_AMOUNT}", param="amount"
+            )
+        side = line.side
+        if side != "D" and side != "C":
+            raise InvalidPosting(f"side must be 'D' or 'C', got {side!r}", param="side")
+        totals[cur] += amt if side == "D" else -amt
+        if type(line) is Line and cur is line.currency and amt is line.amount:
+            out.append(line)  # already normalised (Line is immutable)
+        else:
+            out.append(Line(code, cur, side, amt, line.allow_negative))
     unbalanced = {cur: net for cur, net in totals.items() if net != 0}
     if unbalanced:
         debit_curs = sorted({ln.currency for ln in out if ln.side == Side.DEBIT})
@@ -194,40 +219,137 @@ def ledger_chart_install(*, marketplace) -> None:
 
 
 # --------------------------------------------------------------------------- the hot path
+#
+# Statements on the hot path name their tables with the tenant's schema and run on a cursor that
+# binds parameters server-side and prepares them: no ``SET search_path`` round trip, no re-parsing
+# and re-planning per posting. Parameters are cast explicitly so one prepared statement serves
+# every call (ints are sent as int8, whatever their size).
 
-_INSERT_WITH_POSTINGS = """
-WITH ev AS (
-    INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
-    VALUES (%(pid)s, %(type)s, %(stream)s,
-            COALESCE(%(version)s, (SELECT COALESCE(max(version), 0) + 1 FROM ledger_event WHERE stream = %(stream)s)),
-            %(key)s, %(payload)s::jsonb, %(occurred)s)
+_EVENT_INSERT = """
+    INSERT INTO {s}.ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
+    VALUES (%(pid)s::text, %(type)s::text, %(stream)s::text,
+            COALESCE(%(version)s::integer,
+                     (SELECT COALESCE(max(version), 0) + 1 FROM {s}.ledger_event WHERE stream = %(stream)s::text)),
+            %(key)s::text, %(payload)s::jsonb, %(occurred)s::timestamptz)
     ON CONFLICT (idempotency_key) DO NOTHING
-    RETURNING id, version, recorded_at
+"""
+
+# Event, journal transaction, entries and balances in one statement. The balance rows are locked
+# in account-id order (``locked``, materialised, so every lock is taken before the first update and
+# in that order), and only when the event was inserted (a replayed idempotency key posts nothing).
+# Within one statement the UPDATE re-reads a row another transaction changed meanwhile (READ
+# COMMITTED re-check), so concurrent postings add up exactly as with separate statements.
+# One row per touched balance comes back: (event id, version, recorded_at, txn id, account id,
+# debits, credits); no row at all means the idempotency key was taken.
+# The arrays are written ARRAY[$1, $2, ...] (one statement per number of lines and of balances)
+# so the planner knows their length: a generic plan then costs what a custom one does, and
+# PostgreSQL keeps reusing it instead of planning every execution.
+_RECORD_WITH_POSTINGS = (
+    "WITH ev AS ("
+    + _EVENT_INSERT
+    + """    RETURNING id, version, recorded_at
 ), tx AS (
-    INSERT INTO ledger_transaction (event_id) SELECT id FROM ev RETURNING id, event_id
+    INSERT INTO {s}.ledger_transaction (event_id) SELECT id FROM ev RETURNING id, event_id
 ), en AS (
-    INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, recorded_at)
+    INSERT INTO {s}.ledger_entry (transaction_id, event_id, account_id, currency, side, amount, recorded_at)
     SELECT tx.id, tx.event_id, v.account_id, v.currency, v.side, v.amount, ev.recorded_at
     FROM tx CROSS JOIN ev
-    CROSS JOIN unnest(%(acc)s::bigint[], %(cur)s::text[], %(side)s::text[], %(amt)s::bigint[])
+    CROSS JOIN unnest({acc}::bigint[], {cur}::text[], {side}::text[], {amt}::bigint[])
         AS v(account_id, currency, side, amount)
+), delta AS (
+    SELECT * FROM unnest({bal}::bigint[], {d}::bigint[], {c}::bigint[]) AS d(account_id, d, c)
+), locked AS MATERIALIZED (
+    SELECT b.account_id FROM {s}.ledger_balance b
+    WHERE b.account_id = ANY({bal}::bigint[]) AND EXISTS (SELECT FROM ev)
+    ORDER BY b.account_id FOR UPDATE
+), upd AS (
+    UPDATE {s}.ledger_balance b
+    SET debits = b.debits + delta.d, credits = b.credits + delta.c,
+        last_event_id = GREATEST(b.last_event_id, ev.id), updated_at = now()
+    FROM locked JOIN delta ON delta.account_id = locked.account_id CROSS JOIN ev
+    WHERE b.account_id = locked.account_id AND b.account_id = ANY({bal}::bigint[])
+    RETURNING b.account_id, b.debits, b.credits
 )
-SELECT ev.id, ev.version, ev.recorded_at, tx.id FROM ev CROSS JOIN tx
+SELECT ev.id, ev.version, ev.recorded_at, tx.id, upd.account_id, upd.debits, upd.credits
+FROM ev CROSS JOIN tx LEFT JOIN upd ON true
 """
+)
 
-_INSERT_EVENT_ONLY = """
-INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
-VALUES (%(pid)s, %(type)s, %(stream)s,
-        COALESCE(%(version)s, (SELECT COALESCE(max(version), 0) + 1 FROM ledger_event WHERE stream = %(stream)s)),
-        %(key)s, %(payload)s::jsonb, %(occurred)s)
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, version, recorded_at, NULL::bigint
-"""
+_RECORD_EVENT_ONLY = "INSERT" + _EVENT_INSERT.split("INSERT", 1)[1] + "RETURNING id, version, recorded_at"
+
+_STREAM_VERSION = "SELECT COALESCE(max(version), 0) FROM {s}.ledger_event WHERE stream = %s::text"
+
+_ARRAYS = {
+    "acc": "bigint",
+    "cur": "text",
+    "side": "text",
+    "amt": "bigint",
+    "bal": "bigint",
+    "d": "bigint",
+    "c": "bigint",
+}
+
+# (statement, schema, lines, balances) -> the statement for that schema and those array lengths
+_qualified: dict[tuple[str, str, int, int], str] = {}
+
+
+def _sql(statement: str, lines: int = 0, balances: int = 0) -> str:
+    """``statement`` with the current schema's quoted name for ``{s}`` and, for each array
+    placeholder, ``ARRAY[%(name0)s::type, ...]`` of the given length (see ``_array_params``)."""
+    schema = current_schema()
+    key = (statement, schema, lines, balances)
+    try:
+        return _qualified[key]
+    except KeyError:
+        arrays = {
+            name: "ARRAY["
+            + ", ".join(f"%({name}{i})s::{typ}" for i in range(lines if name in _LINE_ARRAYS else balances))
+            + "]"
+            for name, typ in _ARRAYS.items()
+        }
+        text = statement.format(s=connection.ops.quote_name(schema), **arrays)
+        _qualified[key] = text
+        return text
+
+
+_LINE_ARRAYS = ("acc", "cur", "side", "amt")
+
+
+def _array_params(params: dict[str, object], name: str, values: list) -> None:
+    for i, value in enumerate(values):
+        params[f"{name}{i}"] = value
+
+
+class _PreparingCursor(psycopg.Cursor):
+    """Server-side binding, every statement prepared."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
+        return super().execute(query, params, prepare=True, binary=binary)
+
+
+def _prepared_cursor():
+    """A cursor on Django's connection and transaction, wrapped like Django's own cursors (error
+    translation, execute wrappers, query log), whose statements are prepared. Use it only with
+    schema-qualified SQL (``_sql``): it does not set the search path."""
+    connection.ensure_connection()
+    pg = connection.connection
+    if pg.prepare_threshold is None:
+        # Django sets None, which makes psycopg ignore prepare=True too. A threshold no query
+        # reaches keeps automatic preparation off for every other cursor (Django's bind client-side
+        # and never prepare anyway) while this one's explicit prepare=True takes effect.
+        pg.prepare_threshold = 2**31 - 1
+    raw = _PreparingCursor(pg)
+    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 
 def _is_version_conflict(exc: IntegrityError) -> bool:
+    # Schemas cloned from the template carry the constraint as "ledger_event_stream_version_key"
+    # (django-tenants' clone renames unique constraints), so match both names.
     diag = getattr(exc.__cause__, "diag", None)
-    return getattr(diag, "constraint_name", None) == "ledger_event_stream_version"
+    return getattr(diag, "constraint_name", None) in (
+        "ledger_event_stream_version",
+        "ledger_event_stream_version_key",
+    )
 
 
 def ledger_record(
@@ -238,6 +360,7 @@ def ledger_record(
     idempotency_key: str,
     expected_version: int | None = None,
     occurred_at: datetime | None = None,
+    savepoint: bool = True,
 ) -> Recorded:
     """Record an event and post its entries, atomically.
 
@@ -246,7 +369,12 @@ def ledger_record(
     the stream must be at that version (else ConcurrencyError); without it the next version is
     taken, retrying on a concurrent writer. Raises UnknownEventType, InvalidPosting,
     UnknownAccount, InsufficientFunds; nothing is written when it raises. Locks the touched
-    balance rows in account-id order until the surrounding transaction commits."""
+    balance rows in account-id order until the surrounding transaction commits.
+
+    ``savepoint=False`` (inside a transaction the caller lets roll back whole if this raises, e.g.
+    a stream only written under a row lock): no SAVEPOINT / RELEASE round trips, so the balance
+    rows are held one round trip less; if it raises, the surrounding transaction can only roll
+    back, and a concurrent writer on the stream raises ConcurrencyError instead of a retry."""
     if not isinstance(stream, str) or not stream or len(stream) > 200:
         raise InvalidPosting("stream must be a non-empty string of at most 200 characters", param="stream")
     if not isinstance(idempotency_key, str) or not idempotency_key or len(idempotency_key) > 255:
@@ -257,7 +385,7 @@ def ledger_record(
     lines = lines_for(event_type, payload)
     for attempt in range(VERSION_CONFLICT_RETRIES):
         try:
-            with transaction.atomic():
+            with transaction.atomic(savepoint=savepoint):
                 return _record_once(
                     event_type,
                     stream,
@@ -276,7 +404,7 @@ def ledger_record(
                     f"stream {stream!r} is past version {expected_version}; reload and retry",
                     param="expected_version",
                 ) from None
-            if attempt == VERSION_CONFLICT_RETRIES - 1:
+            if attempt == VERSION_CONFLICT_RETRIES - 1 or not savepoint:
                 raise ConcurrencyError(f"stream {stream!r} kept moving; try again") from None
     raise AssertionError("unreachable")
 
@@ -284,32 +412,50 @@ def ledger_record(
 def _record_once(event_type, stream, payload, payload_json, key, expected_version, occurred_at, lines):
     accounts = _accounts({(ln.account, ln.currency) for ln in lines}) if lines else {}
     public_id = new_event_id()
-    params = {
+    params: dict[str, object] = {
         "pid": public_id,
         "type": event_type,
         "stream": stream,
-        "version": None if expected_version is None else expected_version + 1,
+        "version": None if expected_version is None else Int8(expected_version + 1),
         "key": key,
         "payload": payload_json,
         "occurred": occurred_at,
     }
-    with connection.cursor() as cur:
+    with _prepared_cursor() as cur:
+        if expected_version is not None:
+            # A version ahead of the stream would insert past a gap; behind is caught by the unique index.
+            cur.execute(_sql(_STREAM_VERSION), [stream])
+            current = cur.fetchone()[0]
+            if current < expected_version:
+                raise ConcurrencyError(
+                    f"stream {stream!r} is at version {current}, not {expected_version}; reload and retry",
+                    param="expected_version",
+                )
         if lines:
-            params.update(
-                acc=[accounts[(ln.account, ln.currency)].id for ln in lines],
-                cur=[ln.currency for ln in lines],
-                side=[ln.side for ln in lines],
-                amt=[ln.amount for ln in lines],
-            )
-            cur.execute(_INSERT_WITH_POSTINGS, params)
+            deltas = _balance_deltas({0: lines}, accounts)
+            ids = sorted(deltas.total)
+            _array_params(params, "acc", [Int8(accounts[(ln.account, ln.currency)].id) for ln in lines])
+            _array_params(params, "cur", [ln.currency for ln in lines])
+            _array_params(params, "side", [ln.side for ln in lines])
+            _array_params(params, "amt", [Int8(ln.amount) for ln in lines])
+            _array_params(params, "bal", [Int8(i) for i in ids])
+            _array_params(params, "d", [Int8(deltas.total[i][0]) for i in ids])
+            _array_params(params, "c", [Int8(deltas.total[i][1]) for i in ids])
+            cur.execute(_sql(_RECORD_WITH_POSTINGS, len(lines), len(ids)), params)
+            rows = cur.fetchall()
+            if not rows:
+                return _existing(key, event_type, stream, payload, lines)
+            event_id, version, recorded_at, txn_id = rows[0][:4]
+            if len(rows) != len(ids) or any(r[4] is None for r in rows):  # pragma: no cover - defensive
+                raise LedgerError(f"balance rows missing for accounts {ids}")
+            _check_overdrafts([r[4:] for r in rows], deltas, accounts)
         else:
-            cur.execute(_INSERT_EVENT_ONLY, params)
-        row = cur.fetchone()
-        if row is None:
-            return _existing(key, event_type, stream, payload, lines)
-        event_id, version, recorded_at, txn_id = row
-        if lines:
-            _apply_to_balances(cur, {event_id: lines}, accounts)
+            cur.execute(_sql(_RECORD_EVENT_ONLY), params)
+            row = cur.fetchone()
+            if row is None:
+                return _existing(key, event_type, stream, payload, lines)
+            event_id, version, recorded_at = row
+            txn_id = None
     event = LedgerEvent(
         id=event_id,
         public_id=public_id,
@@ -338,21 +484,51 @@ def _existing(key, event_type, stream, payload, lines) -> Recorded:
     return Recorded(event, lines, journal.pk if journal else None, False)
 
 
-def _apply_to_balances(cur, lines_by_event: dict[int, list[Line]], accounts) -> None:
-    """Lock the touched balances in account-id order, add the deltas, and refuse any overdraft
-    of a protected account (raising InsufficientFunds rolls the whole posting back)."""
-    deltas: dict[int, list[int]] = {}
-    overdraft_ok: set[int] = set()
-    last_event: dict[int, int] = {}
+@dataclass
+class _Deltas:
+    total: dict[int, list[int]]  # account id -> [debits, credits] to add
+    # The part of each delta held to the protected-account rule: unwinds (allow_negative lines) may
+    # overdraw, but in a batch they must not excuse another event's lines on the same account.
+    guarded: dict[int, list[int]]
+    last_event: dict[int, int]
+
+
+def _balance_deltas(lines_by_event: dict[int, list[Line]], accounts) -> _Deltas:
+    out = _Deltas({}, {}, {})
     for event_id, lines in lines_by_event.items():
         for ln in lines:
             info = accounts[(ln.account, ln.currency)]
-            d = deltas.setdefault(info.id, [0, 0])
+            d = out.total.setdefault(info.id, [0, 0])
             d[0 if ln.side == Side.DEBIT else 1] += ln.amount
-            last_event[info.id] = max(last_event.get(info.id, 0), event_id)
-            if ln.allow_negative:
-                overdraft_ok.add(info.id)
-    ids = sorted(deltas)
+            out.last_event[info.id] = max(out.last_event.get(info.id, 0), event_id)
+            if not ln.allow_negative:
+                out.guarded.setdefault(info.id, [0, 0])[0 if ln.side == Side.DEBIT else 1] += ln.amount
+    return out
+
+
+def _check_overdrafts(rows, deltas: _Deltas, accounts) -> None:
+    """Refuse any overdraft of a protected account, given the updated (account id, debits,
+    credits) rows (raising InsufficientFunds rolls the whole posting back)."""
+    by_id = {info.id: info for info in accounts.values()}
+    for account_id, debits, credits in rows:
+        info = by_id[account_id]
+        if info.allow_negative or account_id not in deltas.guarded:
+            continue
+        balance = debits - credits if info.normal_side == Side.DEBIT else credits - debits
+        dr, cr = deltas.guarded[account_id]
+        decreasing = (cr > dr) if info.normal_side == Side.DEBIT else (dr > cr)
+        if balance < 0 and decreasing:
+            raise InsufficientFunds(
+                f"insufficient funds in {info.code} ({info.currency}): balance would be {balance}",
+                param="amount",
+            )
+
+
+def _apply_to_balances(cur, lines_by_event: dict[int, list[Line]], accounts) -> None:
+    """Lock the touched balances in account-id order, add the deltas, and refuse any overdraft
+    of a protected account (raising InsufficientFunds rolls the whole posting back)."""
+    deltas = _balance_deltas(lines_by_event, accounts)
+    ids = sorted(deltas.total)
     cur.execute(
         "SELECT account_id FROM ledger_balance WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
         [ids],
@@ -362,24 +538,55 @@ def _apply_to_balances(cur, lines_by_event: dict[int, list[Line]], accounts) -> 
         "last_event_id = GREATEST(b.last_event_id, v.e), updated_at = now() "
         "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(account_id, d, c, e) "
         "WHERE b.account_id = v.account_id RETURNING b.account_id, b.debits, b.credits",
-        [ids, [deltas[i][0] for i in ids], [deltas[i][1] for i in ids], [last_event[i] for i in ids]],
+        [
+            ids,
+            [deltas.total[i][0] for i in ids],
+            [deltas.total[i][1] for i in ids],
+            [deltas.last_event[i] for i in ids],
+        ],
     )
-    by_id = {info.id: info for info in accounts.values()}
-    for account_id, debits, credits in cur.fetchall():
-        info = by_id[account_id]
-        if info.allow_negative or account_id in overdraft_ok:
-            continue
-        balance = debits - credits if info.normal_side == Side.DEBIT else credits - debits
-        dr, cr = deltas[account_id]
-        decreasing = (cr > dr) if info.normal_side == Side.DEBIT else (dr > cr)
-        if balance < 0 and decreasing:
-            raise InsufficientFunds(
-                f"insufficient funds in {info.code} ({info.currency}): balance would be {balance}",
-                param="amount",
-            )
+    _check_overdrafts(cur.fetchall(), deltas, accounts)
 
 
 # --------------------------------------------------------------------------- batch path
+
+
+# Rows travel as one JSON document per statement (psycopg quotes a text[] element by element in
+# Python; a JSON document is one string, built by the C encoder). The stream's current version is
+# read once per distinct stream, before any row is inserted: read per row, each lookup would walk
+# the index entries of the rows this statement already inserted for the stream (quadratic).
+_BATCH_EVENTS = """
+WITH v AS (
+    SELECT e.n, e.x->>0 AS pid, e.x->>1 AS type, e.x->>2 AS stream, (e.x->>3)::integer AS rank,
+           e.x->>4 AS key, (e.x->>5)::timestamptz AS occurred, e.x->6 AS payload
+    FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n)
+), base AS MATERIALIZED (
+    SELECT s.stream, (SELECT COALESCE(max(version), 0) FROM ledger_event e WHERE e.stream = s.stream) AS version
+    FROM (SELECT DISTINCT stream FROM v) s
+)
+INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
+SELECT v.pid, v.type, v.stream, base.version + v.rank, v.key, v.payload, v.occurred
+FROM v JOIN base ON base.stream = v.stream
+ORDER BY v.n
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, idempotency_key, version, recorded_at
+"""
+
+# Journal transactions in event order, then entries in the order given (an event's lines keep
+# their order: the event hash covers them by entry id).
+_BATCH_POSTINGS = """
+WITH tx AS (
+    INSERT INTO ledger_transaction (event_id) SELECT unnest(%s::bigint[]) RETURNING id, event_id
+), en AS (
+    INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, recorded_at)
+    SELECT tx.id, tx.event_id, (l.x->>1)::bigint, l.x->>2, l.x->>3, (l.x->>4)::bigint, ev.recorded_at
+    FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS l(x, n)
+    JOIN tx ON tx.event_id = (l.x->>0)::bigint
+    JOIN ledger_event ev ON ev.id = tx.event_id
+    ORDER BY l.n
+)
+SELECT id, event_id FROM tx
+"""
 
 
 def ledger_record_batch(specs: Sequence[EventSpec]) -> list[Recorded]:
@@ -409,25 +616,29 @@ def ledger_record_batch(specs: Sequence[EventSpec]) -> list[Recorded]:
     with transaction.atomic():
         accounts = _accounts({(ln.account, ln.currency) for _, _, lines, _ in prepared for ln in lines})
         public_ids = [new_event_id() for _ in prepared]
-        with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at) "
-                "SELECT v.pid, v.type, v.stream, "
-                "  (SELECT COALESCE(max(version), 0) FROM ledger_event e WHERE e.stream = v.stream) + v.rank, "
-                "  v.key, v.payload::jsonb, v.occurred "
-                "FROM unnest(%s::text[], %s::text[], %s::text[], %s::int[], %s::text[], %s::text[], "
-                "  %s::timestamptz[]) AS v(pid, type, stream, rank, key, payload, occurred) "
-                "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key, version, recorded_at",
-                [
-                    public_ids,
-                    [p[0].event_type for p in prepared],
-                    [p[0].stream for p in prepared],
-                    [p[3] for p in prepared],
-                    [p[0].idempotency_key for p in prepared],
-                    [p[1] for p in prepared],
-                    [p[0].occurred_at or now for p in prepared],
-                ],
+        dumps = json.dumps
+        events_doc = (
+            "["
+            + ",".join(
+                dumps(
+                    [
+                        public_id,
+                        spec.event_type,
+                        spec.stream,
+                        stream_rank,
+                        spec.idempotency_key,
+                        (spec.occurred_at or now).isoformat(),
+                    ]
+                )[:-1]
+                + ","
+                + payload_json
+                + "]"
+                for (spec, payload_json, _, stream_rank), public_id in zip(prepared, public_ids, strict=True)
             )
+            + "]"
+        )
+        with connection.cursor() as cur:
+            cur.execute(_BATCH_EVENTS, [events_doc])
             inserted = {key: (eid, version, rec) for eid, key, version, rec in cur.fetchall()}
             posting = [
                 (p, inserted[p[0].idempotency_key])
@@ -436,27 +647,13 @@ def ledger_record_batch(specs: Sequence[EventSpec]) -> list[Recorded]:
             ]
             txn_ids: dict[int, int] = {}
             if posting:
-                cur.execute(
-                    "INSERT INTO ledger_transaction (event_id) SELECT unnest(%s::bigint[]) RETURNING id, event_id",
-                    [[ins[0] for _, ins in posting]],
-                )
+                entries = [
+                    [event_id, accounts[(ln.account, ln.currency)].id, ln.currency, ln.side, ln.amount]
+                    for (_spec, _, lines, _), (event_id, _, _) in posting
+                    for ln in lines
+                ]
+                cur.execute(_BATCH_POSTINGS, [[ins[0] for _, ins in posting], dumps(entries)])
                 txn_ids = {event_id: txn_id for txn_id, event_id in cur.fetchall()}
-                cols: tuple[list, list, list, list, list, list, list] = ([], [], [], [], [], [], [])
-                for (_spec, _, lines, _), (event_id, _, recorded_at) in posting:
-                    for ln in lines:
-                        cols[0].append(txn_ids[event_id])
-                        cols[1].append(event_id)
-                        cols[2].append(accounts[(ln.account, ln.currency)].id)
-                        cols[3].append(ln.currency)
-                        cols[4].append(ln.side)
-                        cols[5].append(ln.amount)
-                        cols[6].append(recorded_at)
-                cur.execute(
-                    "INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, "
-                    "recorded_at) SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[], "
-                    "%s::text[], %s::bigint[], %s::timestamptz[])",
-                    list(cols),
-                )
                 _apply_to_balances(cur, {ins[0]: p[2] for p, ins in posting}, accounts)
         results = []
         for (spec, _, lines, _), public_id in zip(prepared, public_ids, strict=True):
@@ -554,6 +751,8 @@ def ledger_fx_convert(
         )
     except MoneyError as exc:
         raise InvalidPosting(str(exc)) from None
+    except ArithmeticError:  # decimal.InvalidOperation: not a number, NaN, infinite or out of range
+        raise InvalidPosting(f"rate must be a positive decimal number, got {rate!r}", param="rate") from None
     payload = {
         "from_account": from_account,
         "from_currency": normalize_currency(from_currency),

@@ -9,6 +9,7 @@ Only gateway failures (errors, unknown outcomes) count; declines are the card's 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -83,30 +84,57 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """May a call go to this gateway now? Fails open (allows) if Redis is unreachable."""
         try:
-            r = _client()
-            state, opened_at = r.hmget(self.key, "state", "opened_at")
-            if state is None or state.decode() == CLOSED:
-                return True
-            now = time.time()
-            if state.decode() == OPEN:
-                if now - float(opened_at or 0) < self.cfg["cooldown_seconds"]:
-                    return False
-                # Cool-down over: exactly one caller gets to probe.
-                if r.set(self.key + ":probe", "1", nx=True, ex=int(max(5, self.cfg["cooldown_seconds"]))):
-                    r.hset(self.key, mapping={"state": HALF_OPEN, "changed_at": now})
-                    return True
-                return False
-            return bool(
-                r.set(self.key + ":probe", "1", nx=True, ex=int(max(5, self.cfg["cooldown_seconds"])))
-            )
+            state, opened_at = _client().hmget(self.key, "state", "opened_at")
+            return self._allow(state, opened_at)
         except redis.RedisError:
             return True
 
-    def record(self, *, success: bool) -> str:
+    def _allow(self, state: bytes | None, opened_at: bytes | None) -> bool:
+        """``allow`` given the state just read (may take the half-open probe token)."""
+        if state is None or state.decode() == CLOSED:
+            return True
+        r = _client()
+        now = time.time()
+        if state.decode() == OPEN:
+            if now - float(opened_at or 0) < self.cfg["cooldown_seconds"]:
+                return False
+            # Cool-down over: exactly one caller gets to probe.
+            if r.set(self.key + ":probe", "1", nx=True, ex=int(max(5, self.cfg["cooldown_seconds"]))):
+                r.hset(self.key, mapping={"state": HALF_OPEN, "changed_at": now})
+                return True
+            return False
+        return bool(r.set(self.key + ":probe", "1", nx=True, ex=int(max(5, self.cfg["cooldown_seconds"]))))
+
+    @classmethod
+    def allow_many(cls, account_names: list[str]) -> dict[str, bool]:
+        """``allow()`` for each account, with one Redis round trip while the breakers are closed
+        or open (a cool-down ending costs the usual probe calls). Fails open like ``allow``."""
+        breakers = [cls(name) for name in account_names]
+        if not breakers:
+            return {}
+        try:
+            pipe = _client().pipeline(transaction=False)
+            for b in breakers:
+                pipe.hmget(b.key, "state", "opened_at")
+            states = pipe.execute()
+        except redis.RedisError:
+            return {b.account: True for b in breakers}
+        out = {}
+        for b, (state, opened_at) in zip(breakers, states, strict=True):
+            try:
+                out[b.account] = b._allow(state, opened_at)
+            except redis.RedisError:
+                out[b.account] = True
+        return out
+
+    def record(self, *, success: bool, also: Callable[[Any], None] | None = None) -> str:
+        """Count a call's result (atomically, with the state change it implies). ``also`` may add
+        commands to the same Redis round trip (a pipeline); their errors are ignored."""
         now = time.time()
         keys = self._window_keys(now)
         try:
-            result = _client().eval(
+            pipe = _client().pipeline(transaction=False)
+            pipe.eval(
                 _RECORD,
                 2,
                 self.key,
@@ -119,7 +147,12 @@ class CircuitBreaker:
                 _json(keys),
                 int(self.cfg["window_seconds"]) + 10,
             )
+            if also is not None:
+                also(pipe)
+            result = pipe.execute(raise_on_error=False)[0]
         except redis.RedisError:
+            return "unknown"
+        if isinstance(result, Exception):
             return "unknown"
         return result.decode() if isinstance(result, bytes) else str(result)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from apps.payments.gateways.base import Outcome
 from apps.payments.models import DeclineRule
 
@@ -72,18 +74,29 @@ def default_rules() -> list[tuple[str, str, str, str, str]]:
 
 
 def decline_action(
-    *, gateway_kind: str, outcome: str, decline_code: str, advice_code: str
+    *,
+    gateway_kind: str,
+    outcome: str,
+    decline_code: str,
+    advice_code: str,
+    table: Iterable[DeclineRule] | None = None,
 ) -> tuple[str, str]:
-    """(action, why). The advice code outranks the table; then the most specific table row."""
+    """(action, why). The advice code outranks the table; then the most specific table row.
+    ``table`` is the whole decline table in its model ordering (e.g. from ``mesh_config()``);
+    without it the matching rows are read from the database."""
     if advice_code == "do_not_try_again":
         return Action.STOP, "issuer advised do_not_try_again"
-    rows = list(
-        DeclineRule.objects.filter(
-            gateway_kind__in=[gateway_kind, "*"],
-            code__in=[decline_code or "", "*"],
-            advice_code__in=[advice_code or "", "*"],
+    if table is None:
+        rows = list(
+            DeclineRule.objects.filter(
+                gateway_kind__in=[gateway_kind, "*"],
+                code__in=[decline_code or "", "*"],
+                advice_code__in=[advice_code or "", "*"],
+            )
         )
-    )
+    else:
+        kinds, codes, advice = (gateway_kind, "*"), (decline_code or "", "*"), (advice_code or "", "*")
+        rows = [r for r in table if r.gateway_kind in kinds and r.code in codes and r.advice_code in advice]
 
     def specificity(r: DeclineRule) -> tuple[int, int, int]:
         return (r.code != "*", r.advice_code != "*", r.gateway_kind != "*")

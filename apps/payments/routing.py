@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import redis
 
 from apps.payments.breaker import CircuitBreaker, _client
-from apps.payments.models import GatewayAccount, PaymentIntent, RoutingRule
+from apps.payments.config import MeshConfig, mesh_config
+from apps.payments.models import PaymentIntent, RoutingRule
 from apps.tenants.db import current_schema
 
 SUCCESS_WINDOW_SECONDS = 600
@@ -69,15 +70,17 @@ def _weighted_first(names: list[str], weights: list[int], seed: str) -> list[str
     return names
 
 
-def success_record(account_name: str, *, approved: bool) -> None:
-    """Count an authorisation outcome (approved or declined) for the success-rate preference."""
+def success_record(account_name: str, *, approved: bool, pipe=None) -> None:
+    """Count an authorisation outcome (approved or declined) for the success-rate preference.
+    With ``pipe`` (a Redis pipeline) the commands are only added to it."""
     bucket = int(time.time() // SUCCESS_BUCKET_SECONDS)
     key = f"mp:sr:{current_schema()}:{account_name}:{bucket}"
     try:
-        pipe = _client().pipeline()
-        pipe.hincrby(key, "ok" if approved else "no", 1)
-        pipe.expire(key, SUCCESS_WINDOW_SECONDS + SUCCESS_BUCKET_SECONDS)
-        pipe.execute()
+        p = _client().pipeline() if pipe is None else pipe
+        p.hincrby(key, "ok" if approved else "no", 1)
+        p.expire(key, SUCCESS_WINDOW_SECONDS + SUCCESS_BUCKET_SECONDS)
+        if pipe is None:
+            p.execute()
     except redis.RedisError:
         pass
 
@@ -98,13 +101,17 @@ def success_rate(account_name: str) -> tuple[float | None, int]:
     return (ok / total if total else None), total
 
 
-def route(intent: PaymentIntent, *, exclude: set[str] | None = None) -> Decision:
+def route(
+    intent: PaymentIntent, *, exclude: set[str] | None = None, config: MeshConfig | None = None
+) -> Decision:
     """Ordered candidates for ``intent``: rule order (or weighted split), optional success-rate
-    preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``."""
+    preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``.
+    ``config`` defaults to ``mesh_config()``; the breakers are read in one Redis round trip."""
     exclude = exclude or set()
-    accounts = {a.name: a for a in GatewayAccount.objects.all()}
+    cfg = config or mesh_config()
+    accounts = cfg.accounts
     decision = Decision(rule=None, candidates=[])
-    for rule in RoutingRule.objects.filter(enabled=True):
+    for rule in cfg.rules:
         ok, why = _matches(rule, intent)
         if not ok:
             decision.reasons.append(f"rule {rule.name!r} skipped: {why}")
@@ -124,15 +131,20 @@ def route(intent: PaymentIntent, *, exclude: set[str] | None = None) -> Decision
                 best = max(eligible, key=lambda n: eligible[n])
                 names = [best] + [n for n in names if n != best]
                 decision.reasons.append(f"success-rate preference: {best} ({eligible[best]:.0%} recently)")
+        why_not: dict[str, str] = {}
         for name in names:
             account = accounts.get(name)
             if account is None:
-                decision.skipped[name] = "no such gateway account"
+                why_not[name] = "no such gateway account"
             elif not account.enabled:
-                decision.skipped[name] = "disabled"
+                why_not[name] = "disabled"
             elif name in exclude:
-                decision.skipped[name] = "already tried"
-            elif not CircuitBreaker(name).allow():
+                why_not[name] = "already tried"
+        allowed = CircuitBreaker.allow_many(list(dict.fromkeys(n for n in names if n not in why_not)))
+        for name in names:
+            if name in why_not:
+                decision.skipped[name] = why_not[name]
+            elif not allowed[name]:
                 decision.skipped[name] = "circuit open"
             else:
                 decision.candidates.append(name)

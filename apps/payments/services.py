@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
-from apps.ledger.services import ledger_record
-from apps.payments import declines
+from apps.ledger.services import EventSpec, ledger_record
+from apps.payments import declines, hotpath
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.breaker import CircuitBreaker
+from apps.payments.config import MeshConfig, mesh_config
 from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayResult, GatewayStatus, Outcome
 from apps.payments.gateways.registry import gateway_for
 from apps.payments.gateways.simulator import card_for
@@ -87,7 +90,11 @@ def payments_defaults_install(*, marketplace=None) -> None:
     )
 
 
-def gateway_client(account: GatewayAccount):
+def gateway_client(account: GatewayAccount, config: MeshConfig | None = None):
+    """The adapter for ``account``; with ``config`` (a ``mesh_config()`` snapshot holding this
+    account) its credentials are not decrypted again."""
+    if config is not None:
+        return gateway_for(account.kind, config.gateway_config(account))
     return gateway_for(
         account.kind,
         GatewayConfig(account_id=account.name, credentials=account.credentials, settings=account.settings),
@@ -97,13 +104,32 @@ def gateway_client(account: GatewayAccount):
 # --------------------------------------------------------------------------- ledger events
 
 
-def _event(intent: PaymentIntent, event_type: str, key: str, payload: dict | None = None) -> None:
-    ledger_record(
+def _spec(intent: PaymentIntent, event_type: str, key: str, payload: dict | None = None) -> EventSpec:
+    return EventSpec(
         event_type=event_type,
         stream=intent.id,
         payload={"payment": intent.id, **(payload or {})},
         idempotency_key=f"{intent.id}:{key}",
     )
+
+
+def _record(specs: list[EventSpec]) -> None:
+    """Record a payment's events of one transaction, in order. Callers write them last, just before
+    the commit, so the balance rows a posting locks are held as briefly as possible. No savepoint
+    per event: a payment's stream is only written under its row lock (or at its creation), and if
+    recording fails the caller's whole transaction rolls back."""
+    for s in specs:
+        ledger_record(
+            event_type=s.event_type,
+            stream=s.stream,
+            payload=s.payload,
+            idempotency_key=s.idempotency_key,
+            savepoint=False,
+        )
+
+
+def _event(intent: PaymentIntent, event_type: str, key: str, payload: dict | None = None) -> None:
+    _record([_spec(intent, event_type, key, payload)])
 
 
 def _allocations(intent: PaymentIntent, amount: int) -> list[dict]:
@@ -179,17 +205,26 @@ def payment_intent_create(
         off_session=off_session,
         card=card or card_for(payment_method),
     )
+    created = _spec(
+        intent,
+        "PaymentIntentCreated",
+        "created",
+        {"amount": amount, "currency": currency, "capture_method": capture_method},
+    )
+    if not confirm:
+        with transaction.atomic():
+            intent.save(force_insert=True)
+            _record([created])
+        return intent
+    # Created and confirmed at once: the payment is written already processing, together with its
+    # first attempt (and both events), in one transaction committed before the gateway is called.
+    config = mesh_config()
+    deadline = time.monotonic() + settings.PAYMENT_LATENCY_BUDGET_MS / 1000
     with transaction.atomic():
-        intent.save(force_insert=True)
-        _event(
-            intent,
-            "PaymentIntentCreated",
-            "created",
-            {"amount": amount, "currency": currency, "capture_method": capture_method},
-        )
-    if confirm:
-        return payment_confirm(intent_id=intent.id)
-    return intent
+        intent_to(intent, IS.PROCESSING)
+        intent.routing = {"tried": []}
+        step = _step(intent, config, deadline=deadline, number=1, insert=True, events=[created])
+    return _run(step, config, deadline)
 
 
 def payment_confirm(
@@ -197,6 +232,9 @@ def payment_confirm(
 ) -> PaymentIntent:
     """Start (or restart after a failure) the attempts. Returns the intent in its new state:
     succeeded, requires_capture, requires_action, failed, or processing (a worker continues)."""
+    budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
+    config = mesh_config()
+    deadline = time.monotonic() + budget / 1000
     with transaction.atomic():
         intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
         if intent.status not in (IS.REQUIRES_CONFIRMATION, IS.FAILED, IS.REQUIRES_ACTION):
@@ -207,9 +245,13 @@ def payment_confirm(
         intent.routing = {"tried": []}
         intent.last_error = {}
         intent.next_action = {}
-        intent.save()
-    budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
-    return _drive(intent_id, deadline=time.monotonic() + budget / 1000)
+        step = _next(
+            intent,
+            config,
+            deadline=deadline,
+            changed=("status", "payment_method", "card", "routing", "last_error", "next_action"),
+        )
+    return _run(step, config, deadline)
 
 
 def payment_continue(*, intent_id: str) -> None:
@@ -218,49 +260,115 @@ def payment_continue(*, intent_id: str) -> None:
 
 
 def _drive(intent_id: str, *, deadline: float) -> PaymentIntent:
-    while True:
-        intent = PaymentIntent.objects.get(pk=intent_id)
+    config = mesh_config()
+    with transaction.atomic():
+        intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
         if intent.status != IS.PROCESSING:
             return intent
-        if intent.attempts.filter(status__in=[AS.PENDING, AS.UNKNOWN]).exists():
-            return intent  # never fail over while a charge may exist
-        tried = set(intent.routing.get("tried", []))
-        decision = route(intent, exclude=tried)
-        if not decision.candidates:
-            return _fail(intent, decision)
-        if time.monotonic() > deadline:
-            durable_enqueue(
-                handler="apps.payments.services.payment_continue",
-                kwargs={"intent_id": intent.id},
-                idempotency_key=f"continue:{intent.id}:{len(tried)}",
-            )
-            return intent
-        account = GatewayAccount.objects.get(name=decision.candidates[0])
-        attempt = _attempt_start(intent, account, decision)
-        result = _authorize(account, attempt, intent)
-        if _attempt_finish(attempt.pk, result) != "failover":
-            return PaymentIntent.objects.get(pk=intent_id)
+        step = _next(intent, config, deadline=deadline)
+    return _run(step, config, deadline)
 
 
-def _attempt_start(intent: PaymentIntent, account: GatewayAccount, decision) -> PaymentAttempt:
-    with transaction.atomic():
-        intent = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
-        number = (intent.attempts.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-        attempt = PaymentAttempt.objects.create(
+@dataclass
+class _Step:
+    """Where a payment stands after a transaction: ``attempt`` was started (committed) and
+    ``account`` is to be called next, or ``attempt`` is None and there is nothing to call now
+    (the payment finished, failed, waits for an unknown outcome, or was left to a worker)."""
+
+    intent: PaymentIntent
+    account: GatewayAccount | None = None
+    attempt: PaymentAttempt | None = None
+
+
+def _run(step: _Step, config: MeshConfig, deadline: float) -> PaymentIntent:
+    """Call the gateway for each started attempt, with no transaction open, and apply its answer
+    (a failover starts the next attempt in the same transaction). Returns the payment as it is."""
+    while step.attempt is not None and step.account is not None:
+        result, latency_ms = _authorize(step.account, step.attempt, step.intent, config)
+        _, step = _finish(step.attempt.pk, result, latency_ms=latency_ms, config=config, deadline=deadline)
+    return step.intent
+
+
+def _next(
+    intent: PaymentIntent, config: MeshConfig, *, deadline: float, changed: tuple[str, ...] = ()
+) -> _Step:
+    """``_step`` for a locked, processing payment, unless one of its attempts is pending or unknown:
+    then nothing happens (never fail over while a charge may exist)."""
+    attempts = list(PaymentAttempt.objects.filter(intent_id=intent.pk).values_list("number", "status"))
+    if any(status in (AS.PENDING, AS.UNKNOWN) for _, status in attempts):
+        if changed:
+            intent.save(update_fields=[*changed, "updated_at"])
+        return _Step(intent)
+    number = max((n for n, _ in attempts), default=0) + 1
+    return _step(intent, config, deadline=deadline, number=number, changed=changed)
+
+
+def _step(
+    intent: PaymentIntent,
+    config: MeshConfig,
+    *,
+    deadline: float,
+    number: int,
+    insert: bool = False,
+    changed: tuple[str, ...] = (),
+    events: list[EventSpec] | None = None,
+    also_update: list[tuple[PaymentAttempt, list[str]]] | None = None,
+) -> _Step:
+    """Inside the caller's transaction, for a processing payment that is locked (or new: ``insert``)
+    and has no attempt pending or unknown: route it, excluding the gateways already tried, then
+    start attempt ``number`` at the first candidate; or fail the payment when no gateway can take
+    it; or leave the rest to a worker when the latency budget is spent. Writes the payment (with
+    the fields in ``changed`` the caller set), the attempt and the caller's ``also_update`` rows in
+    one statement, then records ``events`` and the events of what was done here, in that order."""
+    events = list(events or [])
+    fields = set(changed)
+    tried = list(intent.routing.get("tried", []))
+    decision = route(intent, exclude=set(tried), config=config)
+    account = attempt = None
+    if not decision.candidates:
+        if not intent.last_error:
+            intent.last_error = {
+                "type": "api_error",
+                "code": "no_gateway_available",
+                "message": "no gateway could take this payment",
+                "skipped": decision.skipped,
+            }
+        intent.routing = {**intent.routing, "final": decision.as_dict()}
+        intent_to(intent, IS.FAILED)
+        fields |= {"status", "last_error", "routing"}
+        events.append(
+            _spec(intent, "PaymentFailed", f"failed:{len(tried)}", {"code": intent.last_error.get("code")})
+        )
+    elif time.monotonic() > deadline:
+        durable_enqueue(
+            handler="apps.payments.services.payment_continue",
+            kwargs={"intent_id": intent.id},
+            idempotency_key=f"continue:{intent.id}:{len(tried)}",
+        )
+    else:
+        account = config.accounts[decision.candidates[0]]
+        attempt = PaymentAttempt(
             id=f"{intent.id}_{number}", intent=intent, number=number, gateway_account=account
         )
-        routing = dict(intent.routing)
-        routing["decision"] = decision.as_dict()
-        routing["tried"] = [*routing.get("tried", []), account.name]
-        intent.routing = routing
-        intent.save(update_fields=["routing", "updated_at"])
-        _event(
-            intent,
-            "AttemptStarted",
-            f"{attempt.id}:started",
-            {"attempt": attempt.id, "gateway_account": account.name},
+        intent.routing = {**intent.routing, "decision": decision.as_dict(), "tried": [*tried, account.name]}
+        fields.add("routing")
+        events.append(
+            _spec(
+                intent,
+                "AttemptStarted",
+                f"{attempt.id}:started",
+                {"attempt": attempt.id, "gateway_account": account.name},
+            )
         )
-    return attempt
+    inserts: list[Model] = [intent] if insert else []
+    updates: list[tuple[Model, list[str]]] = list(also_update or [])
+    if fields and not insert:
+        updates.append((intent, [*sorted(fields), "updated_at"]))
+    if attempt is not None:
+        inserts.append(attempt)
+    hotpath.write(insert=inserts, update=updates)
+    _record(events)
+    return _Step(intent, account, attempt)
 
 
 def _charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequest:
@@ -277,44 +385,86 @@ def _charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeReq
     )
 
 
-def _authorize(account: GatewayAccount, attempt: PaymentAttempt, intent: PaymentIntent) -> GatewayResult:
+def _authorize(
+    account: GatewayAccount, attempt: PaymentAttempt, intent: PaymentIntent, config: MeshConfig | None = None
+) -> tuple[GatewayResult, int]:
+    """The gateway's answer for an attempt and how long it took (ms). Writes nothing to the
+    database: the latency is saved with the outcome."""
     started = time.perf_counter()
     try:
-        result = gateway_client(account).authorize(_charge_request(intent, attempt))
+        result = gateway_client(account, config).authorize(_charge_request(intent, attempt))
     except Exception as exc:  # an adapter bug must not lose the attempt: we do not know what happened
         log.exception("gateway adapter raised", extra={"attempt": attempt.id})
         result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
     latency = int((time.perf_counter() - started) * 1000)
-    PaymentAttempt.objects.filter(pk=attempt.pk).update(latency_ms=latency)
     _observe(account.name, result)
-    return result
+    return result, latency
 
 
 def _observe(account_name: str, result: GatewayResult) -> None:
+    """Feed the breaker (and, for answers, the success rate) in one Redis round trip."""
     breaker = CircuitBreaker(account_name)
     if result.outcome in (Outcome.GATEWAY_ERROR, Outcome.UNKNOWN):
         breaker.record(success=False)
     else:
-        breaker.record(success=True)
-        success_record(account_name, approved=result.outcome in (Outcome.SUCCEEDED, Outcome.REQUIRES_ACTION))
+        approved = result.outcome in (Outcome.SUCCEEDED, Outcome.REQUIRES_ACTION)
+        breaker.record(
+            success=True, also=lambda pipe: success_record(account_name, approved=approved, pipe=pipe)
+        )
 
 
 def _attempt_finish(attempt_id: str, result: GatewayResult) -> str:
     """Apply a gateway result to the attempt and its payment. Returns "done", "failover" or
     "unknown". Idempotent: a result for an attempt that already left pending/unknown is ignored."""
+    return _finish(attempt_id, result)[0]
+
+
+_ATTEMPT_RESULT_FIELDS = (
+    "status",
+    "outcome",
+    "reference",
+    "decline_code",
+    "advice_code",
+    "message",
+    "amount_authorized",
+    "amount_captured",
+    "fee",
+    "next_resolve_at",
+)
+_INTENT_RESULT_FIELDS = (
+    "status",
+    "gateway_account",
+    "amount_received",
+    "amount_capturable",
+    "next_action",
+    "last_error",
+)
+
+
+def _finish(
+    attempt_id: str,
+    result: GatewayResult,
+    *,
+    latency_ms: int | None = None,
+    config: MeshConfig | None = None,
+    deadline: float | None = None,
+) -> tuple[str, _Step]:
+    """``_attempt_finish``, also saving the call's latency; with a ``deadline``, a failover starts
+    the next attempt (or fails the payment, or leaves it to a worker) in the same transaction."""
+    config = config or mesh_config()
     with transaction.atomic():
-        attempt = (
-            PaymentAttempt.objects.select_for_update().select_related("gateway_account").get(pk=attempt_id)
-        )
-        intent = PaymentIntent.objects.select_for_update().get(pk=attempt.intent_id)
+        attempt = hotpath.lock_attempt(attempt_id)  # and its payment, both FOR UPDATE
+        intent = attempt.intent
         if attempt.status not in (AS.PENDING, AS.UNKNOWN):
-            return "done"
+            return "done", _Step(intent)
+        account = config.account_by_id(attempt.gateway_account_id) or attempt.gateway_account
+        attempt.gateway_account = account
         attempt.outcome = result.outcome
         attempt.reference = result.reference or attempt.reference
         attempt.decline_code = result.decline_code or ""
         attempt.advice_code = result.advice_code or ""
         attempt.message = (result.message or "")[:500]
-        account = attempt.gateway_account
+        events: list[EventSpec] = []
         if result.outcome == Outcome.SUCCEEDED and result.status in (
             GatewayStatus.CAPTURED,
             GatewayStatus.AUTHORIZED,
@@ -327,45 +477,54 @@ def _attempt_finish(attempt_id: str, result: GatewayResult) -> str:
                 attempt.fee = result.fee
                 intent_to(intent, IS.SUCCEEDED)
                 intent.amount_received = attempt.amount_captured
-                _post_capture(intent, attempt, attempt.amount_captured, result.fee)
+                events.append(_capture_spec(intent, attempt, attempt.amount_captured, result.fee))
             else:
                 attempt_to(attempt, AS.AUTHORIZED)
                 intent_to(intent, IS.REQUIRES_CAPTURE)
                 intent.amount_capturable = attempt.amount_authorized
-                _event(
-                    intent,
-                    "ChargeAuthorized",
-                    f"{attempt.id}:authorized",
-                    {
-                        "attempt": attempt.id,
-                        "gateway_account": account.name,
-                        "amount": attempt.amount_authorized,
-                    },
+                events.append(
+                    _spec(
+                        intent,
+                        "ChargeAuthorized",
+                        f"{attempt.id}:authorized",
+                        {
+                            "attempt": attempt.id,
+                            "gateway_account": account.name,
+                            "amount": attempt.amount_authorized,
+                        },
+                    )
                 )
             outcome = "done"
         elif result.outcome == Outcome.REQUIRES_ACTION:
             attempt_to(attempt, AS.REQUIRES_ACTION)
             intent_to(intent, IS.REQUIRES_ACTION)
             intent.next_action = result.raw.get("next_action", {"type": "authenticate"})
-            _event(intent, "AttemptRequiresAction", f"{attempt.id}:requires_action", {"attempt": attempt.id})
+            events.append(
+                _spec(
+                    intent, "AttemptRequiresAction", f"{attempt.id}:requires_action", {"attempt": attempt.id}
+                )
+            )
             outcome = "done"
         elif result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
             attempt_to(attempt, AS.DECLINED)
-            _event(
-                intent,
-                "AttemptDeclined",
-                f"{attempt.id}:declined",
-                {
-                    "attempt": attempt.id,
-                    "decline_code": attempt.decline_code,
-                    "advice_code": attempt.advice_code,
-                },
+            events.append(
+                _spec(
+                    intent,
+                    "AttemptDeclined",
+                    f"{attempt.id}:declined",
+                    {
+                        "attempt": attempt.id,
+                        "decline_code": attempt.decline_code,
+                        "advice_code": attempt.advice_code,
+                    },
+                )
             )
             action, why = declines.decline_action(
                 gateway_kind=account.kind,
                 outcome=result.outcome,
                 decline_code=attempt.decline_code,
                 advice_code=attempt.advice_code,
+                table=config.decline_rules,
             )
             intent.last_error = {
                 "type": "card_error",
@@ -381,8 +540,13 @@ def _attempt_finish(attempt_id: str, result: GatewayResult) -> str:
                 outcome = "failover"
             else:
                 intent_to(intent, IS.FAILED)
-                _event(
-                    intent, "PaymentFailed", f"{attempt.id}:failed", {"attempt": attempt.id, "action": action}
+                events.append(
+                    _spec(
+                        intent,
+                        "PaymentFailed",
+                        f"{attempt.id}:failed",
+                        {"attempt": attempt.id, "action": action},
+                    )
                 )
                 outcome = "done"
         elif result.outcome == Outcome.GATEWAY_ERROR:
@@ -393,16 +557,18 @@ def _attempt_finish(attempt_id: str, result: GatewayResult) -> str:
                 "message": attempt.message,
                 "attempt": attempt.id,
             }
-            _event(intent, "AttemptFailed", f"{attempt.id}:failed", {"attempt": attempt.id})
+            events.append(_spec(intent, "AttemptFailed", f"{attempt.id}:failed", {"attempt": attempt.id}))
             outcome = "failover"
         else:  # UNKNOWN: the charge may exist; stop and resolve
             attempt_to(attempt, AS.UNKNOWN)
             attempt.next_resolve_at = timezone.now() + timedelta(seconds=RESOLVE_BACKOFF_SECONDS[0])
-            _event(
-                intent,
-                "AttemptUnknown",
-                f"{attempt.id}:unknown:{attempt.resolve_count}",
-                {"attempt": attempt.id},
+            events.append(
+                _spec(
+                    intent,
+                    "AttemptUnknown",
+                    f"{attempt.id}:unknown:{attempt.resolve_count}",
+                    {"attempt": attempt.id},
+                )
             )
             durable_enqueue(
                 handler="apps.payments.services.payment_attempt_resolve",
@@ -412,13 +578,32 @@ def _attempt_finish(attempt_id: str, result: GatewayResult) -> str:
                 max_attempts=len(RESOLVE_BACKOFF_SECONDS) + 5,
             )
             outcome = "unknown"
-        attempt.save()
-        intent.save()
-    return outcome
+        if latency_ms is not None:
+            attempt.latency_ms = latency_ms
+        attempt_fields = [
+            *_ATTEMPT_RESULT_FIELDS,
+            *(("latency_ms",) if latency_ms is not None else ()),
+            "updated_at",
+        ]
+        if outcome == "failover" and deadline is not None and intent.status == IS.PROCESSING:
+            # The attempt just finished was the payment's latest and only open one.
+            step = _step(
+                intent,
+                config,
+                deadline=deadline,
+                number=attempt.number + 1,
+                changed=_INTENT_RESULT_FIELDS,
+                events=events,
+                also_update=[(attempt, attempt_fields)],
+            )
+            return outcome, step
+        hotpath.write(update=[(attempt, attempt_fields), (intent, [*_INTENT_RESULT_FIELDS, "updated_at"])])
+        _record(events)
+    return outcome, _Step(intent)
 
 
-def _post_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int, fee: int) -> None:
-    _event(
+def _capture_spec(intent: PaymentIntent, attempt: PaymentAttempt, amount: int, fee: int) -> EventSpec:
+    return _spec(
         intent,
         "ChargeCaptured",
         f"{attempt.id}:captured",
@@ -433,28 +618,8 @@ def _post_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int, f
     )
 
 
-def _fail(intent: PaymentIntent, decision) -> PaymentIntent:
-    with transaction.atomic():
-        intent = PaymentIntent.objects.select_for_update().get(pk=intent.pk)
-        if intent.status != IS.PROCESSING:
-            return intent
-        if not intent.last_error:
-            intent.last_error = {
-                "type": "api_error",
-                "code": "no_gateway_available",
-                "message": "no gateway could take this payment",
-                "skipped": decision.skipped,
-            }
-        intent.routing = {**intent.routing, "final": decision.as_dict()}
-        intent_to(intent, IS.FAILED)
-        intent.save()
-        _event(
-            intent,
-            "PaymentFailed",
-            f"failed:{len(intent.routing.get('tried', []))}",
-            {"code": intent.last_error.get("code")},
-        )
-    return intent
+def _post_capture(intent: PaymentIntent, attempt: PaymentAttempt, amount: int, fee: int) -> None:
+    _record([_capture_spec(intent, attempt, amount, fee)])
 
 
 # --------------------------------------------------------------------------- unknown outcomes
@@ -474,10 +639,19 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
         # the same idempotency key. The processor returns its first answer if it got the request,
         # or processes it now if it never did; either way the charge exists at most once.
         replay = gateway.authorize(_charge_request(attempt.intent, attempt))
-        if replay.outcome != Outcome.UNKNOWN:
+        # Only an answer about this very key settles it. A gateway error on the replay (refused
+        # connection, 5xx) says nothing about the original request, so it stays unknown.
+        if replay.outcome in (
+            Outcome.SUCCEEDED,
+            Outcome.REQUIRES_ACTION,
+            Outcome.DECLINED_SOFT,
+            Outcome.DECLINED_HARD,
+        ):
             if _attempt_finish(attempt.id, replay) == "failover" or replay.outcome != Outcome.SUCCEEDED:
                 payment_continue(intent_id=attempt.intent_id)
             return
+        if truth.status == GatewayStatus.ERROR:
+            _still_unknown(attempt, account)
     if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         _attempt_finish(
             attempt.id,
@@ -520,13 +694,17 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
                 ),
             )
         else:
-            count = attempt.resolve_count + 1
-            delay = RESOLVE_BACKOFF_SECONDS[min(count, len(RESOLVE_BACKOFF_SECONDS) - 1)]
-            PaymentAttempt.objects.filter(pk=attempt.pk).update(
-                resolve_count=count, next_resolve_at=timezone.now() + timedelta(seconds=delay)
-            )
-            raise AttemptStillUnknown(f"attempt {attempt.id} is still unknown at {account.name}")
+            _still_unknown(attempt, account)
     payment_continue(intent_id=attempt.intent_id)
+
+
+def _still_unknown(attempt: PaymentAttempt, account: GatewayAccount) -> None:
+    count = attempt.resolve_count + 1
+    delay = RESOLVE_BACKOFF_SECONDS[min(count, len(RESOLVE_BACKOFF_SECONDS) - 1)]
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(
+        resolve_count=count, next_resolve_at=timezone.now() + timedelta(seconds=delay)
+    )
+    raise AttemptStillUnknown(f"attempt {attempt.id} is still unknown at {account.name}")
 
 
 def payments_reconcile() -> int:
@@ -734,3 +912,302 @@ def gateway_account_update(
     if fields:
         account.save(update_fields=fields)
     return account
+
+
+# --------------------------------------------------------------------------- gateway news (webhooks)
+# What a processor tells us after the fact (its webhooks): applied forward only, so a duplicate or an
+# older event changes nothing. Added for apps.webhooks; self-contained (it uses ``_attempt_finish``,
+# ``payment_continue``, ``_event``, ``_post_capture`` and the state machines, nothing else here).
+
+
+class GatewayTruthConflict(RuntimeError):
+    """The gateway reports something a final state here contradicts (money taken on an attempt we
+    closed as failed, a capture or refund failing after it was recorded). Nothing was changed: an
+    operator must look."""
+
+
+class GatewayTruthNotYet(RuntimeError):
+    """The news depends on news not applied yet (a refund reported before its capture). Nothing
+    was changed; applying it again later works."""
+
+
+def payment_attempt_apply_gateway_truth(*, attempt_id: str, result: GatewayResult) -> str:
+    """Idempotent: move an attempt, and its payment, forward to what the gateway says the charge
+    is now (``result.status``: AUTHORIZED, CAPTURED, DECLINED, CANCELED or NOT_FOUND), never back.
+    News already applied, or older than what we know, changes nothing. Returns what it did.
+
+    A pending or unknown attempt takes the resolver's path (``_attempt_finish``); when nothing was
+    charged the payment continues at the next gateway. A settled attempt moves on under the
+    attempt's and the payment's row locks: an authorisation captured or voided at the gateway, a
+    customer action (3-D Secure) completed or abandoned. Raises GatewayTruthConflict, changing
+    nothing, when the news contradicts a final state."""
+    before = PaymentAttempt.objects.only("status", "intent_id").get(pk=attempt_id)
+    if before.status in (AS.PENDING, AS.UNKNOWN) and _attempt_finish(attempt_id, result) == "failover":
+        payment_continue(intent_id=before.intent_id)
+    _attempt_move_forward(attempt_id, result)
+    after = PaymentAttempt.objects.select_related("intent").get(pk=attempt_id)
+    if after.status == before.status:
+        return f"attempt {attempt_id} stays {after.status} (payment {after.intent.status})"
+    return f"attempt {attempt_id} {before.status} -> {after.status} (payment {after.intent.status})"
+
+
+def _attempt_move_forward(attempt_id: str, result: GatewayResult) -> None:
+    GS = GatewayStatus
+    with transaction.atomic():
+        attempt = (
+            PaymentAttempt.objects.select_for_update(of=("self", "intent"))
+            .select_related("intent", "gateway_account")
+            .get(pk=attempt_id)
+        )
+        intent, news, now = attempt.intent, result.status, attempt.status
+        if now in (AS.PENDING, AS.UNKNOWN):
+            return  # the news was itself inconclusive
+        if news == GS.CAPTURED and now == AS.AUTHORIZED:
+            _truth_capture(intent, attempt, result)
+        elif news in (GS.CAPTURED, GS.AUTHORIZED) and now == AS.REQUIRES_ACTION:
+            _truth_action_completed(intent, attempt, result)
+        elif news in (GS.CANCELED, GS.NOT_FOUND) and now == AS.AUTHORIZED:
+            _truth_void(intent, attempt)
+        elif news in (GS.CANCELED, GS.NOT_FOUND, GS.DECLINED) and now == AS.REQUIRES_ACTION:
+            _truth_action_failed(intent, attempt, result)
+        elif (news in (GS.CAPTURED, GS.AUTHORIZED) and now in (AS.DECLINED, AS.FAILED)) or (
+            news == GS.CAPTURED and now == AS.CANCELED
+        ):
+            raise GatewayTruthConflict(
+                f"{attempt.gateway_account.name} reports attempt {attempt.id} {news}, but it is {now} "
+                "here: the customer may have been charged for an attempt we closed"
+            )
+        elif news in (GS.CANCELED, GS.NOT_FOUND) and now == AS.CAPTURED:
+            raise GatewayTruthConflict(
+                f"{attempt.gateway_account.name} reports attempt {attempt.id} {news}, but it is captured here"
+            )
+        # Anything else is news we already have, or older news (authorised after captured,
+        # declined after authorised): nothing to do.
+
+
+def _truth_capture(intent: PaymentIntent, attempt: PaymentAttempt, result: GatewayResult) -> None:
+    """An authorisation captured at the gateway (outside our API, or our capture's answer lost)."""
+    if intent.status != IS.REQUIRES_CAPTURE:
+        raise GatewayTruthConflict(
+            f"attempt {attempt.id} was captured at the gateway but payment {intent.id} is {intent.status}"
+        )
+    amount = result.amount_captured or attempt.amount_authorized
+    attempt_to(attempt, AS.CAPTURED)
+    attempt.amount_captured, attempt.fee = amount, result.fee
+    attempt.save(update_fields=["status", "amount_captured", "fee", "updated_at"])
+    intent_to(intent, IS.SUCCEEDED)
+    intent.amount_received, intent.amount_capturable = amount, 0
+    intent.save(update_fields=["status", "amount_received", "amount_capturable", "updated_at"])
+    _post_capture(intent, attempt, amount, result.fee)
+
+
+def _truth_action_completed(intent: PaymentIntent, attempt: PaymentAttempt, result: GatewayResult) -> None:
+    """The customer completed the action (3-D Secure) and the gateway authorised or captured."""
+    moved_on = PaymentAttempt.objects.filter(intent_id=intent.pk, number__gt=attempt.number).exists()
+    if intent.status != IS.REQUIRES_ACTION or moved_on:
+        raise GatewayTruthConflict(
+            f"attempt {attempt.id} succeeded at the gateway after its action, but payment {intent.id} "
+            f"moved on ({intent.status}): it may have been charged twice"
+        )
+    intent_to(intent, IS.PROCESSING)
+    intent.next_action, intent.last_error = {}, {}
+    intent.gateway_account = attempt.gateway_account
+    attempt.amount_authorized = result.amount_authorized or intent.amount
+    attempt.reference = attempt.reference or result.reference or ""
+    if result.status == GatewayStatus.CAPTURED:
+        attempt_to(attempt, AS.CAPTURED)
+        attempt.amount_captured, attempt.fee = result.amount_captured or attempt.amount_authorized, result.fee
+        intent_to(intent, IS.SUCCEEDED)
+        intent.amount_received = attempt.amount_captured
+    else:
+        attempt_to(attempt, AS.AUTHORIZED)
+        intent_to(intent, IS.REQUIRES_CAPTURE)
+        intent.amount_capturable = attempt.amount_authorized
+    attempt.save()
+    intent.save()
+    if attempt.status == AS.CAPTURED:
+        _post_capture(intent, attempt, attempt.amount_captured, attempt.fee)
+    else:
+        _event(
+            intent,
+            "ChargeAuthorized",
+            f"{attempt.id}:authorized",
+            {
+                "attempt": attempt.id,
+                "gateway_account": attempt.gateway_account.name,
+                "amount": attempt.amount_authorized,
+            },
+        )
+
+
+def _truth_void(intent: PaymentIntent, attempt: PaymentAttempt) -> None:
+    """An authorisation voided at the gateway (expired, or cancelled outside our API)."""
+    attempt_to(attempt, AS.CANCELED)
+    attempt.save(update_fields=["status", "updated_at"])
+    _event(intent, "AuthorizationVoided", f"{attempt.id}:voided", {"attempt": attempt.id})
+    if intent.status == IS.REQUIRES_CAPTURE:
+        intent_to(intent, IS.CANCELED)
+        intent.amount_capturable = 0
+        intent.save(update_fields=["status", "amount_capturable", "updated_at"])
+        _event(intent, "PaymentCanceled", "canceled", {"reason": "authorization voided at the gateway"})
+
+
+def _truth_action_failed(intent: PaymentIntent, attempt: PaymentAttempt, result: GatewayResult) -> None:
+    """The action (3-D Secure) failed or was abandoned: nothing was charged. The payment fails
+    with the reason, so the storefront can confirm it again (e.g. with another card)."""
+    declined = result.status == GatewayStatus.DECLINED
+    attempt_to(attempt, AS.DECLINED if declined else AS.CANCELED)
+    attempt.decline_code = (result.decline_code or "")[:80]
+    attempt.advice_code = (result.advice_code or "")[:80]
+    attempt.message = (result.message or "")[:500]
+    attempt.save(update_fields=["status", "decline_code", "advice_code", "message", "updated_at"])
+    if declined:
+        _event(
+            intent,
+            "AttemptDeclined",
+            f"{attempt.id}:declined",
+            {"attempt": attempt.id, "decline_code": attempt.decline_code, "advice_code": attempt.advice_code},
+        )
+    else:
+        _event(intent, "AttemptFailed", f"{attempt.id}:canceled", {"attempt": attempt.id})
+    moved_on = PaymentAttempt.objects.filter(intent_id=intent.pk, number__gt=attempt.number).exists()
+    if intent.status == IS.REQUIRES_ACTION and not moved_on:
+        intent_to(intent, IS.FAILED)
+        intent.next_action = {}
+        intent.last_error = {
+            "type": "card_error" if declined else "api_error",
+            "code": "card_declined" if declined else "payment_intent_authentication_failure",
+            "decline_code": attempt.decline_code,
+            "message": attempt.message,
+            "attempt": attempt.id,
+        }
+        intent.save(update_fields=["status", "next_action", "last_error", "updated_at"])
+        _event(intent, "PaymentFailed", f"{attempt.id}:failed", {"attempt": attempt.id, "action": "stop"})
+
+
+def payment_attempt_capture_failed(*, attempt_id: str, message: str = "") -> str:
+    """Idempotent: the gateway reports that a capture failed. An attempt still authorised stays so
+    (nothing was recorded for the capture). One already recorded captured raises
+    GatewayTruthConflict, changing nothing: a captured attempt is final here, so the recorded
+    capture must be reversed by an operator (``ledger_reverse``)."""
+    attempt = PaymentAttempt.objects.get(pk=attempt_id)
+    if attempt.status == AS.CAPTURED:
+        raise GatewayTruthConflict(
+            f"the gateway reports the capture of attempt {attempt.id} failed ({message or 'no reason'}), "
+            "but it was recorded as captured"
+        )
+    return f"attempt {attempt.id} stays {attempt.status}: capture failed ({message or 'no reason'})"
+
+
+def payment_refund_apply_gateway_truth(
+    *, refund_id: str, succeeded: bool, reference: str = "", message: str = ""
+) -> str:
+    """Idempotent: settle a pending refund as the gateway reports it (its answer was lost, or the
+    gateway confirms asynchronously). A settled refund is left alone; news contradicting it
+    raises GatewayTruthConflict, changing nothing. Locks the refund, then its payment (as
+    ``refund_execute``)."""
+    with transaction.atomic():
+        refund = (
+            Refund.objects.select_for_update().select_related("attempt__gateway_account").get(pk=refund_id)
+        )
+        intent = PaymentIntent.objects.select_for_update().get(pk=refund.intent_id)
+        if refund.status == Refund.Status.PENDING:
+            if succeeded:
+                refund_to(refund, Refund.Status.SUCCEEDED)
+                refund.reference = refund.reference or reference[:100]
+                _event(
+                    intent,
+                    "RefundSucceeded",
+                    f"{refund.id}:succeeded",
+                    {
+                        "refund": refund.id,
+                        "gateway_account": refund.attempt.gateway_account.name,
+                        "amount": refund.amount,
+                        "currency": refund.currency,
+                        "allocations": [{"account": "refunds", "amount": refund.amount}],
+                    },
+                )
+            else:
+                refund_to(refund, Refund.Status.FAILED)
+                refund.failure_message = message[:500]
+                intent.amount_refunded -= refund.amount  # release the reservation
+                intent.save(update_fields=["amount_refunded", "updated_at"])
+                _event(
+                    intent, "RefundFailed", f"{refund.id}:failed", {"refund": refund.id, "message": message}
+                )
+            refund.save()
+            return f"refund {refund.id} pending -> {refund.status}"
+        if (refund.status == Refund.Status.SUCCEEDED) == succeeded:
+            return f"refund {refund.id} stays {refund.status}"
+    raise GatewayTruthConflict(
+        f"the gateway reports refund {refund.id} {'succeeded' if succeeded else 'failed'}"
+        f"{f' ({message})' if message else ''}, but it is {refund.status} here"
+    )
+
+
+def payment_refund_record_external(
+    *,
+    attempt_id: str,
+    reference: str,
+    amount: int | None = None,
+    refunded_total: int | None = None,
+    reason: str = "",
+) -> str:
+    """Idempotent by ``reference`` (the gateway's id for the refund): record a refund made at the
+    gateway outside this platform (its dashboard). Give its ``amount``, or the gateway's running
+    ``refunded_total`` for the charge: then what exceeds the refunds known here (pending or not) is
+    recorded, worked out under the payment's lock, and an older, smaller total records nothing.
+    Raises GatewayTruthNotYet while the capture it refunds is not recorded here,
+    GatewayTruthConflict when it is more than is left to refund; nothing is changed when it raises."""
+    with transaction.atomic():
+        attempt = (
+            PaymentAttempt.objects.select_for_update(of=("self", "intent"))
+            .select_related("intent", "gateway_account")
+            .get(pk=attempt_id)
+        )
+        intent = attempt.intent
+        if Refund.objects.filter(attempt_id=attempt.pk, reference=reference).exists():
+            return f"refund {reference} already recorded"
+        if refunded_total is not None:
+            amount = refunded_total - intent.amount_refunded
+            if amount <= 0:
+                return f"refunds of attempt {attempt.id} already recorded ({intent.amount_refunded})"
+        if amount is None:
+            raise ValueError("give amount or refunded_total")
+        if attempt.status in (AS.PENDING, AS.UNKNOWN, AS.AUTHORIZED, AS.REQUIRES_ACTION):
+            raise GatewayTruthNotYet(
+                f"refund {reference} of attempt {attempt.id}, which is {attempt.status} here: "
+                "waiting for its capture"
+            )
+        remaining = intent.amount_received - intent.amount_refunded
+        if attempt.status != AS.CAPTURED or intent.status != IS.SUCCEEDED or not 0 < amount <= remaining:
+            raise GatewayTruthConflict(
+                f"the gateway reports a refund of {amount} on attempt {attempt.id} ({attempt.status}); "
+                f"{remaining} is left to refund on payment {intent.id} ({intent.status})"
+            )
+        refund = Refund(
+            id=new_id("re_"),
+            intent=intent,
+            attempt=attempt,
+            amount=amount,
+            currency=intent.currency,
+            reason=(reason or "refunded at the gateway")[:200],
+            reference=reference[:100],
+        )
+        refund_to(refund, Refund.Status.SUCCEEDED)
+        refund.save(force_insert=True)
+        intent.amount_refunded += amount
+        intent.save(update_fields=["amount_refunded", "updated_at"])
+        _event(
+            intent,
+            "RefundSucceeded",
+            f"{refund.id}:succeeded",
+            {
+                "refund": refund.id,
+                "gateway_account": attempt.gateway_account.name,
+                "amount": amount,
+                "currency": intent.currency,
+                "allocations": [{"account": "refunds", "amount": amount}],
+            },
+        )
+    return f"refund {refund.id} of {amount} recorded (made at the gateway as {reference})"

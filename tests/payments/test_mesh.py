@@ -313,16 +313,19 @@ def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(m
     assert gateways.status_code == 200 and b"closed (0 errors" in gateways.content
     assert health.status_code == 200 and b"<svg" in health.content and b"primary" in health.content
     assert payment.status_code == 200 and intent.id.encode() in payment.content
-    assert b"ChargeCaptured" in payment.content and b"Dr processor_clearing:primary 100.00 USD" in payment.content
+    assert (
+        b"ChargeCaptured" in payment.content
+        and b"Dr processor_clearing:primary 100.00 USD" in payment.content
+    )
     assert b"rule &#x27;default&#x27; matched" in payment.content
     assert add.status_code == 403
     assert rules.status_code == 200 and b"lost_card" in rules.content
 
 
 def test_amount_above_the_marketplace_limit_is_refused(mesh):
-    from django.db import connection
+    from apps.tenants.db import tenant_connection
 
-    connection.tenant.max_payment_amount = 50_000
+    tenant_connection().tenant.max_payment_amount = 50_000
     before = PaymentIntent.objects.count()
     with pytest.raises(PaymentError, match="above this marketplace's limit of 50000") as err:
         pay(amount=50_001)
@@ -343,3 +346,22 @@ def test_capture_of_a_failed_payment_is_refused(mesh):
     intent = pay(pm="pm_card_chargeDeclinedLostCard", capture_method="manual")
     with pytest.raises(PaymentError, match="is failed; only requires_capture"):
         payment_capture(intent_id=intent.id)
+
+
+def test_resolution_while_the_gateway_is_down_stays_unknown_and_never_fails_over(mesh):
+    from apps.payments.services import AttemptStillUnknown
+
+    intent = pay(pm="pm_sim_timeout_after_charge")
+    configure("primary", down=True)  # it took the charge, then stopped answering
+
+    with pytest.raises(AttemptStillUnknown):
+        payment_attempt_resolve(attempt_id=f"{intent.id}_1")
+
+    intent.refresh_from_db()
+    assert intent.status == "processing"
+    assert list(intent.attempts.values_list("status", flat=True)) == ["unknown"]
+    configure("primary")
+    payment_attempt_resolve(attempt_id=f"{intent.id}_1")
+    intent.refresh_from_db()
+    assert intent.status == "succeeded"
+    assert charges(intent) == 1

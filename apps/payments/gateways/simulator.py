@@ -94,11 +94,11 @@ class SimulatorGateway:
     def authorize(self, request: ChargeRequest) -> GatewayResult:
         rng = self._rng(request.attempt_id)
         self._sleep(rng)
+        if self._down():  # a gateway that is down answers nothing, not even replays
+            return self._error("simulated outage: 503 Service Unavailable")
         existing = SimulatorCharge.objects.filter(account=self.account, attempt_id=request.attempt_id).first()
         if existing is not None:  # idempotent replay of the same attempt
             return self._result_for(existing)
-        if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
         method = TEST_METHODS.get(request.payment_method)
         if method is None:
             return GatewayResult(

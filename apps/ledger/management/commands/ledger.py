@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_tenants.utils import tenant_context
 from tqdm import tqdm
 
-from apps.core.money import format_amount
+from apps.core.money import MoneyError, format_amount
 from apps.ledger import integrity, selectors, services
 from apps.ledger.errors import LedgerError
 from apps.tenants.models import Marketplace
@@ -53,7 +53,7 @@ class Command(BaseCommand):
         try:
             with tenant_context(tenant):
                 getattr(self, "do_" + opts["action"])(opts)
-        except LedgerError as exc:
+        except (LedgerError, MoneyError) as exc:
             raise CommandError(str(exc)) from None
 
     def _progress(self, total: int, desc: str):
@@ -117,7 +117,9 @@ class Command(BaseCommand):
             try:
                 digest = json.loads(opts["digest"])
             except json.JSONDecodeError:
-                raise CommandError("--digest must be the JSON printed by `ledger digest`") from None
+                digest = None
+            if not isinstance(digest, dict):
+                raise CommandError("--digest must be the JSON printed by `ledger digest`")
         bar = self._progress(ChainLink.objects.count(), "verifying")
         report = integrity.ledger_verify(progress=bar.update, digest=digest)
         bar.close()

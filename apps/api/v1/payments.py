@@ -1,0 +1,349 @@
+"""Payments (create with confirm, retrieve, list with filters, confirm, capture, cancel) and
+refunds (create on a payment, retrieve, list). Views parse, call one payment service, render."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.api import selectors
+from apps.api.errors import ApiError
+from apps.api.fields import (
+    AmountField,
+    BlankAsNullField,
+    ConstantField,
+    CurrencyField,
+    EmptyAsNullObjectField,
+    MetadataField,
+    TimestampField,
+)
+from apps.api.idempotency import idempotent
+from apps.api.pagination import cursor_paginate, list_body
+from apps.api.v1.common import (
+    ERRORS,
+    LIST_PARAMETERS,
+    ApiView,
+    expansions,
+    list_of,
+    timestamp_filters,
+    validated,
+)
+from apps.customers.selectors import customer_get
+from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
+from apps.payments.services import (
+    payment_cancel,
+    payment_capture,
+    payment_confirm,
+    payment_intent_create,
+    payment_refund,
+)
+
+# --------------------------------------------------------------------------- shapes
+
+
+class PaymentAttemptOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("payment_attempt")
+    status = serializers.ChoiceField(choices=PaymentAttempt.Status.choices)
+    gateway = serializers.CharField(source="gateway_account.name")
+    decline_code = BlankAsNullField()
+    message = BlankAsNullField()
+    amount_authorized = serializers.IntegerField()
+    amount_captured = serializers.IntegerField()
+    created = TimestampField(source="created_at")
+
+
+ATTEMPT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "object": {"type": "string"},
+        "status": {"type": "string"},
+        "gateway": {"type": "string"},
+        "decline_code": {"type": "string", "nullable": True},
+        "message": {"type": "string", "nullable": True},
+        "amount_authorized": {"type": "integer"},
+        "amount_captured": {"type": "integer"},
+        "created": {"type": "integer"},
+    },
+}
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "description": "attempt ids; the attempt objects with expand[]=attempts",
+        "items": {"oneOf": [{"type": "string"}, ATTEMPT_SCHEMA]},
+    }
+)
+class AttemptsField(serializers.ReadOnlyField):
+    def to_representation(self, value):
+        attempts = sorted(value.attempts.all(), key=lambda a: a.number)
+        if "attempts" in self.context.get("expand", ()):
+            return PaymentAttemptOut(attempts, many=True).data
+        return [a.id for a in attempts]
+
+
+class PaymentOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("payment")
+    amount = serializers.IntegerField()
+    currency = CurrencyField()
+    status = serializers.ChoiceField(choices=PaymentIntent.Status.choices)
+    capture_method = serializers.ChoiceField(choices=PaymentIntent.CaptureMethod.choices)
+    payment_method = serializers.CharField()
+    amount_capturable = serializers.IntegerField()
+    amount_received = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    customer = BlankAsNullField(source="customer_id")
+    description = BlankAsNullField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    last_error = EmptyAsNullObjectField()
+    next_action = EmptyAsNullObjectField()
+    created = TimestampField(source="created_at")
+    attempts = AttemptsField(source="*")
+
+
+class RefundOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("refund")
+    amount = serializers.IntegerField()
+    currency = CurrencyField()
+    payment = serializers.CharField(source="intent_id")
+    status = serializers.ChoiceField(choices=Refund.Status.choices)
+    reason = BlankAsNullField()
+    failure_message = BlankAsNullField()
+    created = TimestampField(source="created_at")
+
+
+class PaymentCreateIn(serializers.Serializer):
+    amount = AmountField()
+    currency = CurrencyField()
+    payment_method = serializers.CharField(max_length=255)
+    customer = serializers.CharField(required=False, max_length=40)
+    confirm = serializers.BooleanField(default=False)
+    capture_method = serializers.ChoiceField(
+        choices=PaymentIntent.CaptureMethod.choices, default=PaymentIntent.CaptureMethod.AUTOMATIC
+    )
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    metadata = MetadataField(required=False)
+
+
+class PaymentConfirmIn(serializers.Serializer):
+    payment_method = serializers.CharField(required=False, max_length=255)
+
+
+class PaymentCaptureIn(serializers.Serializer):
+    amount = AmountField(required=False, help_text="default: everything authorised")
+
+
+class PaymentCancelIn(serializers.Serializer):
+    cancellation_reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+class RefundCreateIn(serializers.Serializer):
+    amount = AmountField(required=False, help_text="default: what is left to refund")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+
+
+def payment_body(intent: PaymentIntent, expand: set[str] | frozenset[str] = frozenset()) -> dict:
+    intent = selectors.payments_query().get(pk=intent.pk)  # fresh, with its attempts
+    return PaymentOut(intent, context={"expand": expand}).data
+
+
+def _payment_or_404(payment_id: str) -> PaymentIntent:
+    return get_object_or_404(PaymentIntent, pk=payment_id)
+
+
+EXPAND_PARAMETER = OpenApiParameter(
+    "expand[]", str, many=True, enum=["attempts"], description="expand the attempts into objects"
+)
+
+
+# --------------------------------------------------------------------------- payments
+
+
+class PaymentListView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("status", str, enum=PaymentIntent.Status.values),
+            OpenApiParameter("customer", str),
+            OpenApiParameter("created[gte]", int, description="unix seconds"),
+            OpenApiParameter("created[lte]", int, description="unix seconds"),
+            EXPAND_PARAMETER,
+        ],
+        responses={200: list_of("PaymentList", PaymentOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        expand = expansions(params, {"attempts"})
+        state = params.get("status")
+        if state and state not in PaymentIntent.Status.values:
+            raise ApiError(
+                400, "invalid_request_error", "parameter_invalid", f"Unknown status {state!r}.", "status"
+            )
+        qs = selectors.payments_query(
+            status=state, customer=params.get("customer"), created=timestamp_filters(params, "created")
+        )
+        page = cursor_paginate(params, qs)
+        data = PaymentOut(page.data, many=True, context={"expand": expand}).data
+        return Response(list_body(request, data, page.has_more))
+
+    @extend_schema(
+        operation_id="payments_create",
+        request=PaymentCreateIn,
+        parameters=[EXPAND_PARAMETER],
+        responses={201: PaymentOut, **ERRORS},
+        description=(
+            "Create a payment; with `confirm: true` it is also confirmed (attempts at the gateways). "
+            "A declined payment is still created: 201 with `status: failed` and `last_error`."
+        ),
+        examples=[
+            OpenApiExample(
+                "Pay 20.00 USD with the simulator's Visa",
+                value={"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "A succeeded payment",
+                value={
+                    "id": "pay_3kTm9x2QyR7bLw1ZpE4vNc8a",
+                    "object": "payment",
+                    "amount": 2000,
+                    "currency": "usd",
+                    "status": "succeeded",
+                    "capture_method": "automatic",
+                    "payment_method": "pm_card_visa",
+                    "amount_capturable": 0,
+                    "amount_received": 2000,
+                    "amount_refunded": 0,
+                    "customer": None,
+                    "description": None,
+                    "metadata": {},
+                    "last_error": None,
+                    "next_action": None,
+                    "created": 1767225600,
+                    "attempts": ["pay_3kTm9x2QyR7bLw1ZpE4vNc8a_1"],
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        expand = expansions(request.query_params, {"attempts"})
+        data = validated(PaymentCreateIn, request.data)
+        customer = data.pop("customer", "")
+        if customer and customer_get(customer_id=customer) is None:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "resource_missing",
+                f"No such customer: {customer!r}",
+                "customer",
+            )
+        intent = payment_intent_create(customer_id=customer, **data)
+        return Response(payment_body(intent, expand), status=status.HTTP_201_CREATED)
+
+
+class PaymentDetailView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_retrieve", parameters=[EXPAND_PARAMETER], responses={200: PaymentOut, **ERRORS}
+    )
+    def get(self, request: Request, payment_id: str) -> Response:
+        expand = expansions(request.query_params, {"attempts"})
+        return Response(payment_body(_payment_or_404(payment_id), expand))
+
+
+class PaymentConfirmView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_confirm", request=PaymentConfirmIn, responses={200: PaymentOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(PaymentConfirmIn, request.data)
+        intent = payment_confirm(intent_id=intent.pk, payment_method=data.get("payment_method"))
+        return Response(payment_body(intent))
+
+
+class PaymentCaptureView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_capture", request=PaymentCaptureIn, responses={200: PaymentOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(PaymentCaptureIn, request.data)
+        intent = payment_capture(intent_id=intent.pk, amount=data.get("amount"))
+        return Response(payment_body(intent))
+
+
+class PaymentCancelView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_cancel", request=PaymentCancelIn, responses={200: PaymentOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(PaymentCancelIn, request.data)
+        intent = payment_cancel(intent_id=intent.pk, reason=data["cancellation_reason"])
+        return Response(payment_body(intent))
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+class PaymentRefundCreateView(ApiView):
+    scope_resource = "refunds"
+
+    @extend_schema(
+        operation_id="refunds_create",
+        request=RefundCreateIn,
+        responses={201: RefundOut, **ERRORS},
+        examples=[OpenApiExample("Refund 5.00", value={"amount": 500}, request_only=True)],
+    )
+    @idempotent
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(RefundCreateIn, request.data)
+        refund = payment_refund(intent_id=intent.pk, amount=data.get("amount"), reason=data["reason"])
+        return Response(RefundOut(refund).data, status=status.HTTP_201_CREATED)
+
+
+class RefundListView(ApiView):
+    scope_resource = "refunds"
+
+    @extend_schema(
+        operation_id="refunds_list",
+        parameters=[*LIST_PARAMETERS, OpenApiParameter("payment", str)],
+        responses={200: list_of("RefundList", RefundOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        qs = selectors.refunds_query(payment=request.query_params.get("payment"))
+        page = cursor_paginate(request.query_params, qs)
+        return Response(list_body(request, RefundOut(page.data, many=True).data, page.has_more))
+
+
+class RefundDetailView(ApiView):
+    scope_resource = "refunds"
+
+    @extend_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
+    def get(self, request: Request, refund_id: str) -> Response:
+        return Response(RefundOut(get_object_or_404(Refund, pk=refund_id)).data)

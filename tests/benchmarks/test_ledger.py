@@ -1,0 +1,325 @@
+"""Ledger throughput, each figure beside its same-run baseline.
+
+1. Transfers/s through ``ledger_record`` with 8 and 32 writer processes, spread over ~200 accounts,
+   against raw psycopg 3 doing the same rows (event, transaction, two entries, two balance updates)
+   in one transaction on plain tables of the same shape.
+2. The same with every transfer touching one hot clearing account.
+3. The batch path (``ledger_record_batch``, 1000 transfers = 2000 entries per call): entries/s.
+4. Seal, replay and verify over LEDGER_BENCH_EVENTS events (default 1,000,000).
+
+LEDGER_BENCH_EVENTS shrinks part 4 for quick runs; LEDGER_BENCH_SECONDS (default 5) is the length
+of each concurrent phase. Figures are printed, never asserted; correctness checks are asserted.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from django.db import connection
+from django_tenants.utils import tenant_context
+
+from apps.ledger import integrity
+from apps.ledger.models import Balance, LedgerEvent
+from apps.ledger.services import EventSpec, account_ensure, ledger_record, ledger_record_batch
+from apps.tenants.services import marketplace_create
+from tests.benchmarks.ledger_workers import (
+    CURRENCY,
+    HOT,
+    RAW_SCHEMA_SQL,
+    account_code,
+    writer_main,
+)
+from tests.support import database_url_for_tests
+
+pytestmark = pytest.mark.bench
+
+ACCOUNTS = 200
+WRITERS = (8, 32)
+SECONDS = float(os.environ.get("LEDGER_BENCH_SECONDS", "5"))
+EVENTS = int(os.environ.get("LEDGER_BENCH_EVENTS", "1000000"))
+BATCH = 1000
+
+
+def _marketplace():
+    slug = "bench_" + uuid.uuid4().hex[:10]
+    return marketplace_create(
+        slug=slug, name=slug, domain=f"{slug.replace('_', '-')}.localhost", owner_email="o@b.test"
+    ).marketplace
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s" if seconds > 0 else "n/a"
+
+
+# --------------------------------------------------------------------------- concurrent writers
+
+
+class Writers:
+    """A pool of spawned writer processes; ``run`` starts ``n`` of them on the same instant."""
+
+    def __init__(self, count: int, db_url: str, tenant_schema: str, raw_schema: str):
+        ctx = multiprocessing.get_context("spawn")
+        self.outbox = ctx.Queue()
+        self.inboxes = [ctx.Queue() for _ in range(count)]
+        self.procs = [
+            ctx.Process(
+                target=writer_main,
+                args=(i, db_url, tenant_schema, raw_schema, ACCOUNTS, self.inboxes[i], self.outbox),
+                daemon=True,
+            )
+            for i in range(count)
+        ]
+        for p in self.procs:
+            p.start()
+        self._collect("ready", count, timeout=300)
+
+    def _collect(self, kind: str, n: int, timeout: float) -> list:
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            try:
+                msg = self.outbox.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"writers did not report {kind!r} in {timeout}s") from None
+            if msg[0] == "crashed":
+                raise RuntimeError(f"writer {msg[1]} crashed:\n{msg[2]}")
+            assert msg[0] == kind, msg
+            out.append(msg[2])
+        return out
+
+    def run(self, *, phase: str, mode: str, hot: bool, n: int) -> dict:
+        start = time.monotonic() + 0.5
+        for inbox in self.inboxes[:n]:
+            inbox.put(
+                {
+                    "kind": "run",
+                    "phase": phase,
+                    "mode": mode,
+                    "hot": hot,
+                    "start": start,
+                    "deadline": start + SECONDS,
+                }
+            )
+        results = self._collect("done", n, timeout=SECONDS + 120)
+        latencies = [x for r in results for x in r["latencies"]]
+        errors: dict[str, int] = {}
+        for r in results:
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        elapsed = max(r["end"] for r in results) - start
+        return {"count": len(latencies), "rate": len(latencies) / elapsed, "lat": latencies, "errors": errors}
+
+    def close(self) -> None:
+        for inbox in self.inboxes:
+            inbox.put({"kind": "stop"})
+        for p in self.procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+
+
+def _raw_schema_create(db_url: str) -> str:
+    name = "bench_raw_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+        conn.execute(RAW_SCHEMA_SQL.format(s=name))
+        conn.execute(
+            f"INSERT INTO {name}.balance (account_id) SELECT generate_series(0, %s)", [ACCOUNTS]
+        )  # 0..ACCOUNTS-1 and the hot one (ACCOUNTS)
+    return name
+
+
+def _raw_schema_drop(db_url: str, name: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def _latency(r: dict) -> str:
+    return f"p50 {_pct(r['lat'], 0.5) * 1000:.1f} ms, p99 {_pct(r['lat'], 0.99) * 1000:.1f} ms"
+
+
+def test_ledger_concurrent_transfers(committed, bench_report):
+    db_url = database_url_for_tests()
+    market = _marketplace()
+    with tenant_context(market):
+        for n in range(ACCOUNTS):
+            account_ensure(code=account_code(n), currency=CURRENCY)
+        account_ensure(code=HOT, currency=CURRENCY)
+        events_before = LedgerEvent.objects.count()
+    raw_schema = _raw_schema_create(db_url)
+    writers = Writers(max(WRITERS), db_url, market.schema_name, raw_schema)
+    results: dict[tuple[bool, int, str], dict] = {}
+    try:
+        for hot in (False, True):
+            for n in WRITERS:
+                for mode in ("raw", "ledger"):
+                    phase = f"{'hot' if hot else 'spread'}{n}{mode}"
+                    results[(hot, n, mode)] = writers.run(phase=phase, mode=mode, hot=hot, n=n)
+    finally:
+        writers.close()
+        _raw_schema_drop(db_url, raw_schema)
+
+    rows = []
+    for hot in (False, True):
+        for n in WRITERS:
+            led, raw = results[(hot, n, "ledger")], results[(hot, n, "raw")]
+            case = f"{'hot account' if hot else f'spread over {ACCOUNTS} accounts'}, {n} writers"
+            ratio = led["rate"] / raw["rate"] if raw["rate"] else float("nan")
+            target = "" if hot else "; target >= 50%"
+            rows += [
+                (f"{case}: ledger_record", f"{led['rate']:,.0f} transfers/s  ({_latency(led)})"),
+                (f"{case}: baseline raw psycopg", f"{raw['rate']:,.0f} transfers/s  ({_latency(raw)})"),
+                (f"{case}: ledger / baseline", f"{ratio:.0%}{target}"),
+            ]
+            for mode, r in (("ledger", led), ("raw", raw)):
+                if r["errors"]:
+                    rows.append((f"{case}: {mode} errors", str(r["errors"])))
+    bench_report(f"ledger_record, concurrent writer processes ({SECONDS:g} s per phase)", rows)
+
+    # Correctness under concurrency: every reported transfer is there, and the books balance.
+    with tenant_context(market):
+        recorded = LedgerEvent.objects.count() - events_before
+        warmups = max(WRITERS) * 10
+        assert (
+            recorded == sum(r["count"] for (_, _, mode), r in results.items() if mode == "ledger") + warmups
+        )
+        assert sum(b.debits - b.credits for b in Balance.objects.all()) == 0
+        report = integrity.ledger_verify()
+        assert report.ok, report.problems
+
+
+# --------------------------------------------------------------------------- batch, seal, replay, verify
+
+
+def _specs(batch_no: int, rng: random.Random) -> list[EventSpec]:
+    specs = []
+    for i in range(BATCH):
+        a, b = rng.sample(range(ACCOUNTS), 2)
+        specs.append(
+            EventSpec(
+                event_type="Transfer",
+                stream=f"import_{batch_no:06d}",
+                payload={
+                    "debit": account_code(a),
+                    "credit": account_code(b),
+                    "amount": rng.randint(1, 100_000),
+                    "currency": CURRENCY,
+                },
+                idempotency_key=f"import:{batch_no}:{i}",
+            )
+        )
+    return specs
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _scan_all_events(db_url: str, schema: str) -> tuple[float, int]:
+    """Baseline for replay/verify: fetch every event's (id, type, payload) with raw psycopg."""
+    with psycopg.connect(db_url) as conn:
+        t0 = time.perf_counter()
+        n = 0
+        with conn.cursor(name="scan") as cur:
+            cur.itersize = 20_000
+            cur.execute(f"SELECT id, type, payload::text FROM {schema}.ledger_event ORDER BY id")
+            for _ in cur:
+                n += 1
+        return time.perf_counter() - t0, n
+
+
+def test_ledger_batch_seal_replay_verify(committed, bench_report):
+    db_url = database_url_for_tests()
+    market = _marketplace()
+    rng = random.Random(42)
+    batches = max(1, EVENTS // BATCH)
+    with tenant_context(market):
+        for n in range(ACCOUNTS):
+            account_ensure(code=account_code(n), currency=CURRENCY)
+
+        # Baseline for the batch path: the same transfers one ledger_record call at a time.
+        single = 1000
+        t_single, _ = _timed(
+            lambda: [
+                ledger_record(
+                    event_type=s.event_type,
+                    stream=s.stream,
+                    payload=s.payload,
+                    idempotency_key=s.idempotency_key,
+                )
+                for s in _specs(-1, rng)[:single]
+            ]
+        )
+        # The batch path: builds the history the rest of this test reads.
+        t_batch = 0.0
+        for b in range(batches):
+            specs = _specs(b, rng)
+            t0 = time.perf_counter()
+            ledger_record_batch(specs)
+            t_batch += time.perf_counter() - t0
+        built = batches * BATCH
+        total = LedgerEvent.objects.count()
+
+        t_seal, sealed = _timed(integrity.ledger_seal)
+        assert isinstance(sealed, integrity.SealResult) and sealed.events == total
+
+        t_replay, replayed = _timed(integrity.replay_balances)
+        assert isinstance(replayed, integrity.Replayed) and replayed.events == total
+        live = {
+            (b.account.code, b.account.currency): [b.debits, b.credits]
+            for b in Balance.objects.select_related("account")
+            if b.debits or b.credits
+        }
+        assert replayed.balances == live
+
+        t_verify, report = _timed(integrity.ledger_verify)
+        assert isinstance(report, integrity.VerifyReport) and report.ok, report.problems
+        assert report.events == total and report.sealed == total
+        schema = connection.schema_name
+    connection.set_schema_to_public()
+    t_scan, scanned = _scan_all_events(db_url, schema)
+
+    bench_report(
+        f"ledger batch path, seal, replay, verify over {total:,} events",
+        [
+            (
+                f"ledger_record_batch ({BATCH} transfers per call, {built:,} events)",
+                f"{_rate(built * 2, t_batch)} entries  ({_rate(built, t_batch)} events, {t_batch:.1f} s; "
+                "target >= 15,000 entries/s)",
+            ),
+            (
+                "baseline: ledger_record one at a time, 1 writer",
+                f"{_rate(single * 2, t_single)} entries  ({_rate(single, t_single)} events)",
+            ),
+            ("ledger_seal", f"{_rate(total, t_seal)} events  ({t_seal:.1f} s, {sealed.blocks} blocks)"),
+            (
+                "replay_balances",
+                f"{_rate(total, t_replay)} events  ({t_replay:.1f} s; target >= 50,000 events/s)",
+            ),
+            (
+                "ledger_verify",
+                f"{_rate(total, t_verify)} events  ({t_verify:.1f} s; target >= 100,000 events/s)",
+            ),
+            (
+                "baseline: raw psycopg scan of every event (id, type, payload)",
+                f"{_rate(scanned, t_scan)} events  ({t_scan:.1f} s)",
+            ),
+        ],
+    )
