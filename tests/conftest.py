@@ -37,7 +37,7 @@ def django_db_setup(django_db_setup, django_db_blocker):
         # of `committed` tests alone (`make bench`) would otherwise use the development database.
         created = None
         if connection.settings_dict["NAME"] != connection.settings_dict["TEST"]["NAME"]:
-            created = setup_databases(verbosity=0, interactive=False, aliases={"default"})
+            created = setup_databases(verbosity=0, interactive=False, aliases={"default"})  # type: ignore[arg-type]
         public_tenant_ensure()
         template_ensure()
         for spec in (ALPHA, BETA):

@@ -375,7 +375,7 @@ def ledger_verify(*, progress: Progress | None = None, digest: dict | None = Non
                 with connection.cursor() as cur:
                     found[0] = _verify_sealed_history(history, digest, cur)
             chunks = helpers[1].prefetch(_event_chunks) if len(helpers) > 1 else None
-            changed = _verify_postings_and_balances(postings, chunks, progress)
+            changed, inserted = _verify_postings_and_balances(postings, chunks, progress)
             for helper in helpers:
                 helper.join()
         finally:
@@ -385,13 +385,16 @@ def ledger_verify(*, progress: Progress | None = None, digest: dict | None = Non
         # missing or changed event, then a broken chain.
         first = min((f for f in (found[0], changed) if f is not None), key=_Finding.key, default=None)
         report.events, report.sealed = postings.events, history.sealed
-        # The inserted-event problem (found by the events pass) belongs with the chain's.
-        inserted = [p for p in postings.problems if p.endswith(_INSERTED)]
+        # The inserted event (found by the events pass) is reported with the chain, as before.
         report.problems = (
             ([first.message] if first else [])
-            + inserted
+            + (
+                [f"event {inserted} was inserted into sealed history (it is not in the chain)"]
+                if inserted
+                else []
+            )
             + history.problems
-            + [p for p in postings.problems if not p.endswith(_INSERTED)]
+            + postings.problems
         )
     return report
 
@@ -431,13 +434,13 @@ class _Helper:
             try:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 conn.read_only = True
-                cur = psycopg.ClientCursor(conn)
-                cur.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
-                cur.execute(
+                setup = psycopg.ClientCursor(conn)
+                setup.execute("SET TRANSACTION SNAPSHOT %s", [snapshot])
+                setup.execute(
                     "SELECT set_config('search_path', %s, true)",
                     [connection.ops.quote_name(current_schema())],
                 )
-                cur.execute(_VERIFY_SETTINGS)
+                setup.execute(_VERIFY_SETTINGS)
             except Exception:
                 conn.close()
                 break
@@ -654,7 +657,6 @@ def _verify_double_entry(report: VerifyReport, cur) -> None:
 
 
 EVENTS_CHUNK = 50_000
-_INSERTED = " was inserted into sealed history (it is not in the chain)"
 
 # One chunk of events (id in (after, last]) with their entries, grouped in one pass over the
 # chunk's range of the entries' event index (a subquery per event costs twice as much), and for
@@ -724,10 +726,11 @@ _NO_ACCOUNT = "\x00(no such account)"
 
 def _verify_postings_and_balances(
     report: VerifyReport, chunks: Iterator[list[tuple]] | None = None, progress: Progress | None = None
-) -> _Finding | None:
+) -> tuple[_Finding | None, str | None]:
     """Every event through its posting rule, against its stored entries, and the balances against
-    the sum of all rule lines; and that every event below the last seal's horizon is sealed. Returns the first (in chain order) sealed event whose content no
-    longer hashes to its link. ``progress`` gets the number of sealed events as they are done."""
+    the sum of all rule lines. Returns the first (in chain order) sealed event whose content no
+    longer hashes to its link, and the first event (by id) written below the last seal's horizon
+    but not in the chain. ``progress`` gets the number of sealed events as they are done."""
     from apps.ledger.errors import LedgerError
     from apps.ledger.services import lines_for
 
@@ -776,8 +779,6 @@ def _verify_postings_and_balances(
                         first_mismatch = (
                             f"event {public_id}: stored entries differ from what its posting rule gives"
                         )
-        if first_inserted:
-            report.fail(f"event {first_inserted}{_INSERTED}")
         if first_mismatch:
             report.fail(first_mismatch)
         cur.execute(
@@ -794,4 +795,4 @@ def _verify_postings_and_balances(
                 f"{replayed[0] - replayed[1]}"
             )
             break
-    return _changed_finding(*changed) if changed else None
+    return (_changed_finding(*changed) if changed else None), first_inserted

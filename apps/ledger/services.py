@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import psycopg
 from django.db import IntegrityError, connection, transaction
@@ -338,7 +339,7 @@ def _prepared_cursor():
         # reaches keeps automatic preparation off for every other cursor (Django's bind client-side
         # and never prepare anyway) while this one's explicit prepare=True takes effect.
         pg.prepare_threshold = 2**31 - 1
-    raw = _PreparingCursor(pg)
+    raw: Any = _PreparingCursor(pg)
     return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
 
 

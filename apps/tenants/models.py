@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django_tenants.clone import CloneSchema
 from django_tenants.models import DomainMixin, TenantMixin
 from django_tenants.utils import schema_exists
 
@@ -38,16 +37,18 @@ class Marketplace(TenantMixin):
         return self.schema_name
 
     def create_schema(self, check_if_exists=False, sync_schema=True, verbosity=1):
-        """Clone the migrated template schema, tables, rows (migration history, permissions),
-        functions and triggers included. Unlike django-tenants' default this skips the fake
-        ``migrate_schemas`` run afterwards: the cloned ``django_migrations`` rows already say
-        everything is applied, and loading the migration graph was most of the cost."""
+        """Clone the migrated template schema (apps/tenants/cloning.py): tables, rows (migration
+        history, permissions), constraints, indexes and triggers, every object under its own name.
+        No ``migrate_schemas`` run afterwards: the cloned ``django_migrations`` rows already say
+        everything is applied."""
         base = settings.TENANT_BASE_SCHEMA
         if not sync_schema or self.schema_name == base or not schema_exists(base):
             return super().create_schema(check_if_exists, sync_schema, verbosity)
         if check_if_exists and schema_exists(self.schema_name):
             return False
-        CloneSchema().clone_schema(base, self.schema_name, self.clone_mode)
+        from apps.tenants.cloning import clone_schema
+
+        clone_schema(base, self.schema_name)
         tenant_connection().set_schema_to_public()
         return True
 
