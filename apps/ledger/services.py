@@ -237,7 +237,8 @@ _EVENT_INSERT = """
 
 # Event, journal transaction, entries and balances in one statement. The balance rows are locked
 # in account-id order (``locked``, materialised, so every lock is taken before the first update and
-# in that order), and only when the event was inserted (a replayed idempotency key posts nothing).
+# in that order), only once the entries are written (so the locks are held as briefly as possible)
+# and only when the event was inserted (a replayed idempotency key writes no entries, posts nothing).
 # Within one statement the UPDATE re-reads a row another transaction changed meanwhile (READ
 # COMMITTED re-check), so concurrent postings add up exactly as with separate statements.
 # One row per touched balance comes back: (event id, version, recorded_at, txn id, account id,
@@ -257,11 +258,12 @@ _RECORD_WITH_POSTINGS = (
     FROM tx CROSS JOIN ev
     CROSS JOIN unnest({acc}::bigint[], {cur}::text[], {side}::text[], {amt}::bigint[])
         AS v(account_id, currency, side, amount)
+    RETURNING 1
 ), delta AS (
     SELECT * FROM unnest({bal}::bigint[], {d}::bigint[], {c}::bigint[]) AS d(account_id, d, c)
 ), locked AS MATERIALIZED (
     SELECT b.account_id FROM {s}.ledger_balance b
-    WHERE b.account_id = ANY({bal}::bigint[]) AND EXISTS (SELECT FROM ev)
+    WHERE b.account_id = ANY({bal}::bigint[]) AND (SELECT count(*) FROM en) > 0
     ORDER BY b.account_id FOR UPDATE
 ), upd AS (
     UPDATE {s}.ledger_balance b
