@@ -13,9 +13,7 @@ of each concurrent phase. Figures are printed, never asserted; correctness check
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue
 import random
 import time
 import uuid
@@ -38,6 +36,7 @@ from tests.benchmarks.ledger_workers import (
     account_code,
     writer_main,
 )
+from tests.benchmarks.pool import ProcessPool, percentile
 from tests.support import database_url_for_tests
 
 pytestmark = pytest.mark.bench
@@ -56,82 +55,11 @@ def _marketplace():
     ).marketplace
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _rate(n: int, seconds: float, unit: str) -> str:
     return f"{n / seconds:,.0f} {unit}/s" if seconds > 0 else f"n/a {unit}/s"
 
 
 # --------------------------------------------------------------------------- concurrent writers
-
-
-class Writers:
-    """A pool of spawned writer processes; ``run`` starts ``n`` of them on the same instant."""
-
-    def __init__(self, count: int, db_url: str, tenant_schema: str, raw_schema: str):
-        ctx = multiprocessing.get_context("spawn")
-        self.outbox = ctx.Queue()
-        self.inboxes = [ctx.Queue() for _ in range(count)]
-        self.procs = [
-            ctx.Process(
-                target=writer_main,
-                args=(i, db_url, tenant_schema, raw_schema, ACCOUNTS, self.inboxes[i], self.outbox),
-                daemon=True,
-            )
-            for i in range(count)
-        ]
-        for p in self.procs:
-            p.start()
-        self._collect("ready", count, timeout=300)
-
-    def _collect(self, kind: str, n: int, timeout: float) -> list:
-        out: list = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n:
-            try:
-                msg = self.outbox.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"writers did not report {kind!r} in {timeout}s") from None
-            if msg[0] == "crashed":
-                raise RuntimeError(f"writer {msg[1]} crashed:\n{msg[2]}")
-            assert msg[0] == kind, msg
-            out.append(msg[2])
-        return out
-
-    def run(self, *, phase: str, mode: str, hot: bool, n: int) -> dict:
-        start = time.monotonic() + 0.5
-        for inbox in self.inboxes[:n]:
-            inbox.put(
-                {
-                    "kind": "run",
-                    "phase": phase,
-                    "mode": mode,
-                    "hot": hot,
-                    "start": start,
-                    "deadline": start + SECONDS,
-                }
-            )
-        results = self._collect("done", n, timeout=SECONDS + 120)
-        latencies = [x for r in results for x in r["latencies"]]
-        errors: dict[str, int] = {}
-        for r in results:
-            for k, v in r["errors"].items():
-                errors[k] = errors.get(k, 0) + v
-        elapsed = max(r["end"] for r in results) - start
-        return {"count": len(latencies), "rate": len(latencies) / elapsed, "lat": latencies, "errors": errors}
-
-    def close(self) -> None:
-        for inbox in self.inboxes:
-            inbox.put({"kind": "stop"})
-        for p in self.procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
 
 
 def _raw_schema_create(db_url: str) -> str:
@@ -151,7 +79,7 @@ def _raw_schema_drop(db_url: str, name: str) -> None:
 
 
 def _latency(r: dict) -> str:
-    return f"p50 {_pct(r['lat'], 0.5) * 1000:.1f} ms, p99 {_pct(r['lat'], 0.99) * 1000:.1f} ms"
+    return f"p50 {percentile(r['lat'], 0.5) * 1000:.1f} ms, p99 {percentile(r['lat'], 0.99) * 1000:.1f} ms"
 
 
 def test_ledger_concurrent_transfers(committed, bench_report):
@@ -163,14 +91,18 @@ def test_ledger_concurrent_transfers(committed, bench_report):
         account_ensure(code=HOT, currency=CURRENCY)
         events_before = LedgerEvent.objects.count()
     raw_schema = _raw_schema_create(db_url)
-    writers = Writers(max(WRITERS), db_url, market.schema_name, raw_schema)
+    writers = ProcessPool(
+        writer_main, (db_url, market.schema_name, raw_schema, ACCOUNTS), max(WRITERS), "writer"
+    )
     results: dict[tuple[bool, int, str], dict] = {}
     try:
         for hot in (False, True):
             for n in WRITERS:
                 for mode in ("raw", "ledger"):
                     phase = f"{'hot' if hot else 'spread'}{n}{mode}"
-                    results[(hot, n, mode)] = writers.run(phase=phase, mode=mode, hot=hot, n=n)
+                    results[(hot, n, mode)] = writers.run(
+                        {"phase": phase, "mode": mode, "hot": hot}, n=n, seconds=SECONDS
+                    )
     finally:
         writers.close()
         _raw_schema_drop(db_url, raw_schema)

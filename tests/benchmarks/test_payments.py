@@ -17,9 +17,7 @@ is asserted.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import queue
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +36,7 @@ from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, 
 from apps.payments.services import payment_intent_create
 from apps.tenants.services import marketplace_create
 from tests.benchmarks.payment_workers import client_main
+from tests.benchmarks.pool import ProcessPool, percentile
 from tests.support import database_url_for_tests
 
 pytestmark = pytest.mark.bench
@@ -65,17 +64,12 @@ def _marketplace():
     return market
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:6.2f} ms"
 
 
 def _dist(values: list[float]) -> str:
-    return f"p50 {_ms(_pct(values, 0.5))}  p99 {_ms(_pct(values, 0.99))}  (n={len(values)})"
+    return f"p50 {_ms(percentile(values, 0.5))}  p99 {_ms(percentile(values, 0.99))}  (n={len(values)})"
 
 
 def _pay(amount: int = 1000) -> Callable[[], None]:
@@ -157,8 +151,8 @@ def test_mesh_overhead_against_a_direct_simulator_call(committed, bench_report):
         t_mesh, t_direct = _interleaved(mesh, direct, N)
         assert PaymentIntent.objects.exclude(status="succeeded").count() == 0
 
-    p50 = _pct(t_mesh, 0.5) - _pct(t_direct, 0.5)
-    p99 = _pct(t_mesh, 0.99) - _pct(t_direct, 0.99)
+    p50 = percentile(t_mesh, 0.5) - percentile(t_direct, 0.5)
+    p99 = percentile(t_mesh, 0.99) - percentile(t_direct, 0.99)
     bench_report(
         f"payment mesh overhead, one process, simulator at 0 ms, N={N} interleaved",
         [
@@ -207,8 +201,8 @@ def test_failover_cost_once_the_breaker_is_open(committed, bench_report):
         assert sample is not None and sample.routing["decision"]["skipped"] == {"tertiary": "circuit open"}
         breaker.reset()
 
-    p50 = _pct(t_failing, 0.5) - _pct(t_healthy, 0.5)
-    p99 = _pct(t_failing, 0.99) - _pct(t_healthy, 0.99)
+    p50 = percentile(t_failing, 0.5) - percentile(t_healthy, 0.5)
+    p99 = percentile(t_failing, 0.99) - percentile(t_healthy, 0.99)
     bench_report(
         f"failover once the breaker is open, one process, simulator at 0 ms, N={N} interleaved",
         [
@@ -223,70 +217,17 @@ def test_failover_cost_once_the_breaker_is_open(committed, bench_report):
 # --------------------------------------------------------------------------- 3. throughput
 
 
-class Clients:
-    """``count`` spawned client processes; ``run`` starts them on the same instant."""
-
-    def __init__(self, count: int, db_url: str, tenant_schema: str):
-        ctx = multiprocessing.get_context("spawn")
-        self.outbox = ctx.Queue()
-        self.inboxes = [ctx.Queue() for _ in range(count)]
-        self.procs = [
-            ctx.Process(
-                target=client_main, args=(i, db_url, tenant_schema, self.inboxes[i], self.outbox), daemon=True
-            )
-            for i in range(count)
-        ]
-        for p in self.procs:
-            p.start()
-        self._collect("ready", count, timeout=300)
-
-    def _collect(self, kind: str, n: int, timeout: float) -> list:
-        out: list = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n:
-            try:
-                msg = self.outbox.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                raise TimeoutError(f"clients did not report {kind!r} in {timeout}s") from None
-            if msg[0] == "crashed":
-                raise RuntimeError(f"client {msg[1]} crashed:\n{msg[2]}")
-            assert msg[0] == kind, msg
-            out.append(msg[2])
-        return out
-
-    def run(self, mode: str) -> dict:
-        start = time.monotonic() + 0.5
-        for inbox in self.inboxes:
-            inbox.put({"kind": "run", "mode": mode, "start": start, "deadline": start + SECONDS})
-        results = self._collect("done", len(self.inboxes), timeout=SECONDS + 120)
-        latencies = [x for r in results for x in r["latencies"]]
-        errors: dict[str, int] = {}
-        for r in results:
-            for k, v in r["errors"].items():
-                errors[k] = errors.get(k, 0) + v
-        elapsed = max(r["end"] for r in results) - start
-        return {"count": len(latencies), "rate": len(latencies) / elapsed, "lat": latencies, "errors": errors}
-
-    def close(self) -> None:
-        for inbox in self.inboxes:
-            inbox.put({"kind": "stop"})
-        for p in self.procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-
-
 def test_payments_per_second_with_concurrent_clients(committed, bench_report):
     market = _marketplace()
-    clients = Clients(CLIENTS, database_url_for_tests(), market.schema_name)
+    clients = ProcessPool(client_main, (database_url_for_tests(), market.schema_name), CLIENTS, "client")
     try:
-        direct = clients.run("direct")
-        mesh = clients.run("mesh")
+        direct = clients.run({"mode": "direct"}, n=CLIENTS, seconds=SECONDS)
+        mesh = clients.run({"mode": "mesh"}, n=CLIENTS, seconds=SECONDS)
     finally:
         clients.close()
 
     def line(r: dict, unit: str) -> str:
-        return f"{r['rate']:7.1f} {unit}/s  (p50 {_ms(_pct(r['lat'], 0.5))}, p99 {_ms(_pct(r['lat'], 0.99))})"
+        return f"{r['rate']:7.1f} {unit}/s  (p50 {_ms(percentile(r['lat'], 0.5))}, p99 {_ms(percentile(r['lat'], 0.99))})"
 
     rows = [
         ("baseline: SimulatorGateway.authorize alone", line(direct, "authorizations")),
