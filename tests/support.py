@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -111,3 +112,19 @@ def sleepy_echo(*, marker: str, seconds: float) -> None:
 
     time.sleep(seconds)
     redis_client().set(f"mp:echo:{marker}", current_schema(), ex=600)
+
+
+@contextlib.contextmanager
+def default_queue_worker(**kwargs):
+    """A ready worker whose queue is the default one, so after-commit sends reach it."""
+    from config.celery import app as celery_app
+
+    worker = Worker(**kwargs)
+    worker.wait_ready()
+    previous = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = worker.queue
+    try:
+        yield worker
+    finally:
+        celery_app.conf.task_default_queue = previous
+        worker.stop()

@@ -13,8 +13,7 @@ from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import GatewayAccount, PaymentIntent, SimulatorCharge
 from apps.payments.services import PaymentError, payment_confirm, payment_intent_create
 from apps.tenants.services import marketplace_create
-from config.celery import app as celery_app
-from tests.support import Worker, wait_for
+from tests.support import default_queue_worker, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -34,13 +33,8 @@ def fresh_tenant(committed):
 
 @pytest.fixture
 def worker(fresh_tenant):
-    w = Worker()
-    w.wait_ready()
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = w.queue  # after-commit sends go to this test's worker
-    yield w
-    celery_app.conf.task_default_queue = previous
-    w.stop()
+    with default_queue_worker() as w:
+        yield w
 
 
 def test_a_worker_resolves_an_unknown_outcome_and_the_payment_completes_once(worker, fresh_tenant):

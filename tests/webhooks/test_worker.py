@@ -13,8 +13,7 @@ from apps.core import durable
 from apps.payments.models import PaymentIntent
 from apps.tenants.services import marketplace_create
 from apps.webhooks.models import InboundEvent
-from config.celery import app as celery_app
-from tests.support import Worker, wait_for
+from tests.support import default_queue_worker, wait_for
 from tests.webhooks.processors import (
     install_gateways,
     post_stripe,
@@ -40,13 +39,8 @@ def fresh_tenant(committed):
 
 @pytest.fixture
 def worker(fresh_tenant):
-    w = Worker()
-    w.wait_ready()
-    previous = celery_app.conf.task_default_queue
-    celery_app.conf.task_default_queue = w.queue  # after-commit sends go to this test's worker
-    yield w
-    celery_app.conf.task_default_queue = previous
-    w.stop()
+    with default_queue_worker() as w:
+        yield w
 
 
 def test_a_real_worker_resolves_an_unknown_attempt_from_a_stripe_webhook(
