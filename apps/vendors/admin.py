@@ -1,0 +1,172 @@
+"""Operators: vendors (status, Stripe account, requirements in plain words, payout holds) and the
+marketplace's commission policy."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html, format_html_join
+
+from apps.core.admin_mixins import TenantOnlyAdminMixin
+from apps.core.money import format_amount
+from apps.vendors.connect import requirements_in_words
+from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
+from apps.vendors.services import vendor_payouts_hold, vendor_payouts_release
+from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError, format_bps
+
+
+def _check_terms(cleaned: dict, *, percent_field: str, fixed_field: str, fee_field: str) -> None:
+    """Reuse the split rules' own validation so the admin refuses what a split would refuse."""
+    percent = cleaned.get(percent_field)
+    fixed = cleaned.get(fixed_field)
+    try:
+        CommissionTerms(
+            percent_bps=0 if percent is None else percent,
+            fixed={} if fixed is None else fixed,
+            fee_policy=FeePolicy(cleaned.get(fee_field) or FeePolicy.PLATFORM),
+        )
+    except SplitError as exc:
+        field = {"percent_bps": percent_field, "fee_policy": fee_field}.get(exc.param or "", fixed_field)
+        raise forms.ValidationError({field: exc.message}) from None
+
+
+class VendorForm(forms.ModelForm):
+    class Meta:
+        model = Vendor
+        fields = [
+            "name",
+            "email",
+            "country",
+            "default_currency",
+            "status",
+            "metadata",
+            "payout_schedule",
+            "payout_minimum",
+            "payouts_held",
+            "commission_percent_bps",
+            "commission_fixed",
+            "fee_policy",
+        ]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        _check_terms(
+            cleaned,
+            percent_field="commission_percent_bps",
+            fixed_field="commission_fixed",
+            fee_field="fee_policy",
+        )
+        return cleaned
+
+
+class VendorInviteInline(admin.TabularInline):
+    model = VendorInvite
+    extra = 0
+    fields = ("created_at", "expires_at", "used_at")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False  # invites are issued by vendor_invite_create (the raw token is shown once)
+
+
+@admin.register(Vendor)
+class VendorAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    form = VendorForm
+    list_display = (
+        "name",
+        "email",
+        "status",
+        "default_currency",
+        "payouts_held",
+        "stripe_account_id",
+        "created_at",
+    )
+    list_filter = ("status", "payouts_held", "default_currency", "payout_schedule", "country")
+    search_fields = ("id", "name", "email", "stripe_account_id")
+    readonly_fields = (
+        "id",
+        "stripe_account_id",
+        "charges_enabled",
+        "payouts_enabled",
+        "requirements_in_words",
+        "payout_minimum_display",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("id", "name", "email", "country", "default_currency", "status", "metadata")}),
+        (
+            "Stripe account",
+            {"fields": ("stripe_account_id", "charges_enabled", "payouts_enabled", "requirements_in_words")},
+        ),
+        (
+            "Payouts",
+            {"fields": ("payout_schedule", "payout_minimum", "payout_minimum_display", "payouts_held")},
+        ),
+        (
+            "Commission (empty fields use the marketplace's policy)",
+            {"fields": ("commission_percent_bps", "commission_fixed", "fee_policy")},
+        ),
+        (None, {"fields": ("created_at", "updated_at")}),
+    )
+    inlines = [VendorInviteInline]
+    actions = ["hold_payouts", "release_payouts"]
+
+    @admin.display(description="Stripe needs")
+    def requirements_in_words(self, obj: Vendor) -> str:
+        lines = requirements_in_words(obj.requirements)
+        if not lines:
+            return "nothing"
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((line,) for line in lines)))
+
+    @admin.display(description="payout minimum")
+    def payout_minimum_display(self, obj: Vendor) -> str:
+        try:
+            return format_amount(obj.payout_minimum, obj.default_currency)
+        except Exception:  # an unsaved or half-filled vendor
+            return "-"
+
+    @admin.action(description="Hold payouts")
+    def hold_payouts(self, request, queryset):
+        count = 0
+        for vendor in queryset:
+            vendor_payouts_hold(vendor=vendor)
+            count += 1
+        self.message_user(request, f"payouts held for {count} vendor(s)", messages.SUCCESS)
+
+    @admin.action(description="Release payouts")
+    def release_payouts(self, request, queryset):
+        count = 0
+        for vendor in queryset:
+            vendor_payouts_release(vendor=vendor)
+            count += 1
+        self.message_user(request, f"payouts released for {count} vendor(s)", messages.SUCCESS)
+
+
+class CommissionPolicyForm(forms.ModelForm):
+    class Meta:
+        model = CommissionPolicy
+        fields = ["percent_bps", "fixed", "fee_policy"]
+
+    def clean(self):
+        cleaned = super().clean() or {}
+        _check_terms(cleaned, percent_field="percent_bps", fixed_field="fixed", fee_field="fee_policy")
+        return cleaned
+
+
+@admin.register(CommissionPolicy)
+class CommissionPolicyAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    form = CommissionPolicyForm
+    list_display = ("__str__", "percent", "fee_policy", "updated_at")
+
+    @admin.display(description="percent")
+    def percent(self, obj: CommissionPolicy) -> str:
+        return format_bps(obj.percent_bps)
+
+    def has_add_permission(self, request):
+        # One policy per marketplace, created when the marketplace is provisioned.
+        return not CommissionPolicy.objects.exists() and super().has_add_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return False

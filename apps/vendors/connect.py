@@ -1,0 +1,622 @@
+"""Stripe Connect for vendors, on the official SDK (``stripe.StripeClient``, stripe-python 15).
+
+Funds flow is *separate charges and transfers*: the platform charges the customer on its own
+account, then moves each vendor's net to the vendor's connected account with a transfer in the
+payment's ``transfer_group`` (``source_transaction`` ties it to the charge so it waits for the
+charge's funds); a refund takes money back with a transfer reversal. Vendors are Express
+accounts onboarded through Stripe-hosted Account Links and see their payouts in the Express
+dashboard (login links). Payouts on a connected account are created *on that account*
+(``Stripe-Account`` header).
+
+Every POST carries an idempotency key (Stripe keeps it 24 h): money-moving calls require one
+from the caller (derive it from our own ids, e.g. ``transfer:<payment>:<vendor>``), the others
+accept one. The SDK never retries by itself (``max_network_retries=0``): a ``ConnectError`` with
+``retryable`` set may be retried with the same key. Every Stripe failure is one ``ConnectError``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import stripe
+from stripe.params import (
+    AccountCreateParams,
+    AccountLinkCreateParams,
+    PayoutCreateParams,
+    TransferCreateParams,
+    TransferReversalCreateParams,
+)
+
+from apps.core.money import MoneyError, normalize_currency, require_amount
+
+DEFAULT_TIMEOUT_SECONDS = 20.0
+_CONNECT_TIMEOUT_SECONDS = 5.0
+
+
+class ConnectError(Exception):
+    """A Stripe Connect call failed. ``message`` is one readable line; ``type`` is Stripe's error
+    type (``invalid_request_error``, ``api_error``...) or ``api_connection_error`` when Stripe was
+    not reached or its answer was lost; ``retryable`` says the same request (same idempotency key)
+    may be sent again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        http_status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.operation = operation
+        self.type = type
+        self.code = code
+        self.param = param
+        self.http_status = http_status
+        self.request_id = request_id
+        self.retryable = retryable
+
+
+# --------------------------------------------------------------------------- results
+
+
+class ConnectStatus:
+    """Our vendor statuses that an account's state maps to (see ``account_status``)."""
+
+    ONBOARDING = "onboarding"
+    ACTIVE = "active"
+    RESTRICTED = "restricted"
+
+
+@dataclass(frozen=True)
+class ConnectAccount:
+    id: str
+    status: str  # ConnectStatus
+    charges_enabled: bool
+    payouts_enabled: bool
+    details_submitted: bool
+    currently_due: tuple[str, ...]
+    past_due: tuple[str, ...]
+    disabled_reason: str | None
+    country: str | None
+    default_currency: str | None
+    email: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def requirements(self) -> dict[str, Any]:
+        """What ``Vendor.requirements`` stores."""
+        return {
+            "currently_due": list(self.currently_due),
+            "past_due": list(self.past_due),
+            "disabled_reason": self.disabled_reason,
+        }
+
+    @property
+    def requirements_in_words(self) -> list[str]:
+        return requirements_in_words(self.requirements)
+
+
+@dataclass(frozen=True)
+class AccountLink:
+    url: str
+    expires_at: int
+    created: int
+
+
+@dataclass(frozen=True)
+class LoginLink:
+    url: str
+    created: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    id: str
+    amount: int
+    amount_reversed: int
+    currency: str  # lower case, as Stripe sends it
+    destination: str
+    transfer_group: str | None
+    source_transaction: str | None
+    reversed: bool
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransferReversal:
+    id: str
+    transfer: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Payout:
+    id: str
+    account: str
+    amount: int
+    currency: str
+    status: str  # pending, in_transit, paid, failed, canceled
+    arrival_date: int | None
+    failure_code: str | None
+    failure_message: str | None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- status mapping
+
+# Stripe's requirement field paths (docs.stripe.com/connect/required-verification-information)
+# in plain words. Person-specific paths (``person_123.verification.document``) are matched
+# without the person id; unknown paths fall back to the path in words.
+_REQUIREMENT_WORDS: dict[str, str] = {
+    "external_account": "a bank account for payouts",
+    "tos_acceptance.date": "acceptance of Stripe's terms of service",
+    "tos_acceptance.ip": "acceptance of Stripe's terms of service",
+    "business_type": "the type of business (individual or company)",
+    "business_profile.url": "the business's website",
+    "business_profile.mcc": "the business's industry",
+    "business_profile.product_description": "a description of what the business sells",
+    "business_profile.support_phone": "a customer support phone number",
+    "business_profile.name": "the business's name",
+    "individual.verification.document": "an identity document",
+    "individual.verification.additional_document": "a proof of address document",
+    "individual.id_number": "a government ID number",
+    "individual.ssn_last_4": "the last 4 digits of a social security number",
+    "individual.dob.day": "a date of birth",
+    "individual.dob.month": "a date of birth",
+    "individual.dob.year": "a date of birth",
+    "individual.first_name": "a legal name",
+    "individual.last_name": "a legal name",
+    "individual.email": "an email address",
+    "individual.phone": "a phone number",
+    "individual.address.line1": "a home address",
+    "individual.address.city": "a home address",
+    "individual.address.postal_code": "a home address",
+    "individual.address.state": "a home address",
+    "company.name": "the company's legal name",
+    "company.tax_id": "the company's tax ID",
+    "company.phone": "the company's phone number",
+    "company.address.line1": "the company's address",
+    "company.address.city": "the company's address",
+    "company.address.postal_code": "the company's address",
+    "company.address.state": "the company's address",
+    "company.verification.document": "a company registration document",
+    "company.owners_provided": "the company's owners",
+    "company.directors_provided": "the company's directors",
+    "company.executives_provided": "the company's executives",
+    "representative.verification.document": "an identity document for the company's representative",
+    "person.verification.document": "an identity document for a person on the account",
+    "person.verification.additional_document": "a proof of address document for a person on the account",
+}
+
+_DISABLED_REASON_WORDS: dict[str, str] = {
+    "requirements.past_due": "required information is past due",
+    "requirements.pending_verification": "Stripe is verifying the information provided",
+    "listed": "the account is under review (possible match on a prohibited persons list)",
+    "platform_paused": "paused by the marketplace",
+    "rejected.fraud": "rejected by Stripe (suspected fraud)",
+    "rejected.incomplete_verification": "rejected by Stripe (verification not completed)",
+    "rejected.listed": "rejected by Stripe (prohibited persons list)",
+    "rejected.other": "rejected by Stripe",
+    "rejected.terms_of_service": "rejected by Stripe (terms of service violation)",
+    "under_review": "under review by Stripe",
+    "action_required.requested_capabilities": "the requested capabilities need more information",
+    "other": "disabled by Stripe",
+}
+
+_PERSON_PATH = re.compile(r"^person_[A-Za-z0-9]+\.")
+
+
+def requirement_in_words(path: str) -> str:
+    """``external_account`` -> ``a bank account for payouts``; unknown paths in words."""
+    key = _PERSON_PATH.sub("person.", path)
+    if key in _REQUIREMENT_WORDS:
+        return _REQUIREMENT_WORDS[key]
+    return key.replace(".", " ").replace("_", " ")
+
+
+def disabled_reason_in_words(reason: str | None) -> str | None:
+    if not reason:
+        return None
+    return _DISABLED_REASON_WORDS.get(reason, reason.replace(".", ": ").replace("_", " "))
+
+
+def requirements_in_words(requirements: Mapping[str, Any] | None) -> list[str]:
+    """Plain-word lines for ``Vendor.requirements``: past-due items first (marked), then the rest
+    currently due, each said once, then why the account is disabled, if it is."""
+    requirements = requirements or {}
+    lines: list[str] = []
+    seen: set[str] = set()
+    for path in requirements.get("past_due") or []:
+        words = requirement_in_words(path)
+        if words not in seen:
+            seen.add(words)
+            lines.append(f"{words} (past due)")
+    for path in requirements.get("currently_due") or []:
+        words = requirement_in_words(path)
+        if words not in seen:
+            seen.add(words)
+            lines.append(words)
+    reason = disabled_reason_in_words(requirements.get("disabled_reason"))
+    if reason:
+        lines.append(f"disabled: {reason}")
+    return lines
+
+
+def account_status(account: Mapping[str, Any]) -> str:
+    """Our status for a Stripe account object:
+
+    - ``onboarding`` while the vendor has not finished Stripe's form (``details_submitted`` is
+      false), or has finished it and Stripe is only verifying (``disabled_reason`` is
+      ``requirements.pending_verification`` with nothing due);
+    - ``active`` when charges and payouts are enabled, nothing is past due and nothing disables it
+      (items due later with a deadline still leave it active);
+    - ``restricted`` otherwise: Stripe needs more (the requirements say what) or disabled it.
+    """
+    requirements = account.get("requirements") or {}
+    past_due = requirements.get("past_due") or []
+    currently_due = requirements.get("currently_due") or []
+    reason = requirements.get("disabled_reason")
+    if not account.get("details_submitted"):
+        return ConnectStatus.ONBOARDING
+    if account.get("charges_enabled") and account.get("payouts_enabled") and not past_due and not reason:
+        return ConnectStatus.ACTIVE
+    if reason == "requirements.pending_verification" and not past_due and not currently_due:
+        return ConnectStatus.ONBOARDING
+    return ConnectStatus.RESTRICTED
+
+
+def _account(data: Mapping[str, Any]) -> ConnectAccount:
+    requirements = data.get("requirements") or {}
+    return ConnectAccount(
+        id=data["id"],
+        status=account_status(data),
+        charges_enabled=bool(data.get("charges_enabled")),
+        payouts_enabled=bool(data.get("payouts_enabled")),
+        details_submitted=bool(data.get("details_submitted")),
+        currently_due=tuple(requirements.get("currently_due") or ()),
+        past_due=tuple(requirements.get("past_due") or ()),
+        disabled_reason=requirements.get("disabled_reason"),
+        country=data.get("country"),
+        default_currency=data.get("default_currency"),
+        email=data.get("email"),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def _transfer(data: Mapping[str, Any]) -> Transfer:
+    return Transfer(
+        id=data["id"],
+        amount=int(data["amount"]),
+        amount_reversed=int(data.get("amount_reversed") or 0),
+        currency=data["currency"],
+        destination=_id(data.get("destination")) or "",
+        transfer_group=data.get("transfer_group"),
+        source_transaction=_id(data.get("source_transaction")),
+        reversed=bool(data.get("reversed")),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def _id(value: Any) -> str | None:
+    """An expandable field: the id whether Stripe sent the id or the expanded object."""
+    if isinstance(value, Mapping):
+        return value.get("id")
+    return value if isinstance(value, str) else None
+
+
+# --------------------------------------------------------------------------- the client
+
+
+class ConnectClient:
+    """Stripe Connect calls for one marketplace's platform account (its Stripe secret key).
+
+    ``api_base`` replaces ``https://api.stripe.com`` (tests, a proxy); ``http_client`` replaces the
+    SDK's HTTP client (by default ``requests`` with a 5 s connect and ``timeout_seconds`` read
+    timeout). Results are our dataclasses; failures are ``ConnectError``."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_base: str | None = None,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        http_client: stripe.HTTPClient | None = None,
+    ):
+        if not secret_key:
+            raise ConnectError("the Stripe secret key is missing", operation="configure")
+        if http_client is None:
+            http_client = stripe.RequestsClient(
+                timeout=(min(timeout_seconds, _CONNECT_TIMEOUT_SECONDS), timeout_seconds)
+            )
+        self.client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base} if api_base else None,
+            max_network_retries=0,
+            http_client=http_client,
+        )
+
+    @classmethod
+    def from_gateway(cls, credentials: Mapping[str, Any], settings: Mapping[str, Any]) -> ConnectClient:
+        """From a ``stripe`` gateway account's ``credentials`` (``secret_key``) and ``settings``
+        (``api_base``, ``timeout_seconds``), as the payments app stores them."""
+        return cls(
+            str(credentials.get("secret_key") or ""),
+            api_base=settings.get("api_base") or None,
+            timeout_seconds=float(settings.get("timeout_seconds") or DEFAULT_TIMEOUT_SECONDS),
+        )
+
+    # ----------------------------------------------------------------- accounts
+
+    def account_create(
+        self,
+        *,
+        vendor_id: str,
+        email: str,
+        country: str,
+        business_type: str = "individual",
+        default_currency: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> ConnectAccount:
+        """Create an Express account requesting ``card_payments`` and ``transfers``, tagged with
+        ``metadata.vendor_id``. Use ``idempotency_key=f"account:{vendor_id}"`` so a retry cannot
+        create a second account."""
+        params: AccountCreateParams = {
+            "type": "express",
+            "country": country.upper(),
+            "email": email,
+            "business_type": business_type,  # type: ignore[typeddict-item]
+            "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
+            "metadata": {**_metadata(metadata), "vendor_id": vendor_id},
+        }
+        if default_currency:
+            params["default_currency"] = _currency(default_currency, "account_create")
+        data = self._send(
+            "account_create",
+            lambda: self.client.v1.accounts.create(params, _options(idempotency_key)),
+        )
+        return _account(data)
+
+    def account_retrieve(self, account_id: str) -> ConnectAccount:
+        """The account as Stripe has it now, mapped to our status (``account_status``)."""
+        return _account(self._send("account_retrieve", lambda: self.client.v1.accounts.retrieve(account_id)))
+
+    def account_link_create(
+        self,
+        *,
+        account_id: str,
+        refresh_url: str,
+        return_url: str,
+        idempotency_key: str | None = None,
+    ) -> AccountLink:
+        """A single-use onboarding link (``account_onboarding``) to Stripe's hosted form. Stripe
+        sends the vendor to ``refresh_url`` when the link expired or was used (make a new one
+        there) and to ``return_url`` when the vendor leaves the form (not proof of completion:
+        retrieve the account)."""
+        params: AccountLinkCreateParams = {
+            "account": account_id,
+            "type": "account_onboarding",
+            "refresh_url": refresh_url,
+            "return_url": return_url,
+        }
+        data = self._send(
+            "account_link_create",
+            lambda: self.client.v1.account_links.create(params, _options(idempotency_key)),
+        )
+        return AccountLink(url=data["url"], expires_at=int(data["expires_at"]), created=int(data["created"]))
+
+    def login_link_create(self, *, account_id: str, idempotency_key: str | None = None) -> LoginLink:
+        """A single-use link into the vendor's Express dashboard."""
+        data = self._send(
+            "login_link_create",
+            lambda: self.client.v1.accounts.login_links.create(account_id, None, _options(idempotency_key)),
+        )
+        return LoginLink(url=data["url"], created=int(data["created"]))
+
+    # ----------------------------------------------------------------- money
+
+    def transfer_create(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        destination: str,
+        transfer_group: str,
+        idempotency_key: str,
+        source_transaction: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        description: str | None = None,
+    ) -> Transfer:
+        """Move ``amount`` minor units from the platform's balance to ``destination`` (an
+        ``acct_...``). ``source_transaction`` (a ``ch_...``) makes it wait for that charge's funds."""
+        params: TransferCreateParams = {
+            "amount": _amount(amount, "transfer_create"),
+            "currency": _currency(currency, "transfer_create"),
+            "destination": destination,
+            "transfer_group": transfer_group,
+            "metadata": _metadata(metadata),
+        }
+        if source_transaction:
+            params["source_transaction"] = source_transaction
+        if description:
+            params["description"] = description
+        data = self._send(
+            "transfer_create",
+            lambda: self.client.v1.transfers.create(params, _options(_required_key(idempotency_key))),
+        )
+        return _transfer(data)
+
+    def transfer_reverse(
+        self,
+        *,
+        transfer_id: str,
+        idempotency_key: str,
+        amount: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> TransferReversal:
+        """Take ``amount`` (all that is left when None) of a transfer back from the connected
+        account to the platform."""
+        params: TransferReversalCreateParams = {"metadata": _metadata(metadata)}
+        if amount is not None:
+            params["amount"] = _amount(amount, "transfer_reverse")
+        data = self._send(
+            "transfer_reverse",
+            lambda: self.client.v1.transfers.reversals.create(
+                transfer_id, params, _options(_required_key(idempotency_key))
+            ),
+        )
+        return TransferReversal(
+            id=data["id"],
+            transfer=_id(data.get("transfer")) or transfer_id,
+            amount=int(data["amount"]),
+            currency=data["currency"],
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+    def payout_create(
+        self,
+        *,
+        account_id: str,
+        amount: int,
+        currency: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str] | None = None,
+        statement_descriptor: str | None = None,
+    ) -> Payout:
+        """Pay ``amount`` out of the connected account's Stripe balance to its bank account
+        (sent with ``Stripe-Account: <account_id>``)."""
+        params: PayoutCreateParams = {
+            "amount": _amount(amount, "payout_create"),
+            "currency": _currency(currency, "payout_create"),
+            "metadata": _metadata(metadata),
+        }
+        if statement_descriptor:
+            params["statement_descriptor"] = statement_descriptor
+        data = self._send(
+            "payout_create",
+            lambda: self.client.v1.payouts.create(
+                params, _options(_required_key(idempotency_key), stripe_account=account_id)
+            ),
+        )
+        return Payout(
+            id=data["id"],
+            account=account_id,
+            amount=int(data["amount"]),
+            currency=data["currency"],
+            status=data.get("status") or "pending",
+            arrival_date=data.get("arrival_date"),
+            failure_code=data.get("failure_code"),
+            failure_message=data.get("failure_message"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _send(self, operation: str, call: Callable[[], stripe.StripeObject]) -> dict[str, Any]:
+        try:
+            return call().to_dict()
+        except stripe.StripeError as exc:
+            raise _connect_error(exc, operation) from exc
+
+
+def _options(idempotency_key: str | None, *, stripe_account: str | None = None) -> stripe.RequestOptions:
+    options: stripe.RequestOptions = {}
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    if stripe_account:
+        options["stripe_account"] = stripe_account
+    return options
+
+
+def _required_key(key: str) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise ConnectError("an idempotency key is required for calls that move money", operation="configure")
+    return key
+
+
+def _amount(amount: int, operation: str) -> int:
+    try:
+        return require_amount(amount)
+    except MoneyError as exc:
+        raise ConnectError(str(exc), operation=operation, param="amount") from None
+
+
+def _currency(currency: str, operation: str) -> str:
+    try:
+        return normalize_currency(currency).lower()
+    except MoneyError as exc:
+        raise ConnectError(str(exc), operation=operation, param="currency") from None
+
+
+def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (metadata or {}).items()}
+
+
+_OPERATION_WORDS = {
+    "account_create": "creating the connected account",
+    "account_retrieve": "retrieving the connected account",
+    "account_link_create": "creating the onboarding link",
+    "login_link_create": "creating the dashboard login link",
+    "transfer_create": "creating the transfer",
+    "transfer_reverse": "reversing the transfer",
+    "payout_create": "creating the payout",
+}
+
+
+def _connect_error(exc: stripe.StripeError, operation: str) -> ConnectError:
+    """One readable ConnectError for any SDK failure."""
+    error = exc.error.to_dict() if exc.error is not None else {}
+    doing = _OPERATION_WORDS.get(operation, operation)
+    if isinstance(exc, stripe.APIConnectionError):
+        cause = exc.__cause__
+        detail = f"{type(cause).__name__}: {cause}" if cause is not None else (exc.user_message or str(exc))
+        return ConnectError(
+            f"Stripe could not be reached or its answer was lost while {doing} ({detail}); "
+            "retry with the same idempotency key",
+            operation=operation,
+            type="api_connection_error",
+            retryable=True,
+        )
+    status = exc.http_status
+    kind = error.get("type") or _error_type(exc)
+    text = error.get("message") or exc.user_message or str(exc) or "no message"
+    retryable = status is not None and (status == 429 or status >= 500 or status == 409)
+    message = (
+        f"Stripe refused {doing}: {text}" if status and status < 500 else f"Stripe failed {doing}: {text}"
+    )
+    message += f" ({kind}" + (f", {error['code']}" if error.get("code") else "") + f", HTTP {status})"
+    return ConnectError(
+        " ".join(message.split()),
+        operation=operation,
+        type=kind,
+        code=error.get("code") or exc.code,
+        param=error.get("param"),
+        http_status=status,
+        request_id=exc.request_id,
+        retryable=retryable,
+    )
+
+
+def _error_type(exc: stripe.StripeError) -> str:
+    for cls, name in (
+        (stripe.AuthenticationError, "authentication_error"),
+        (stripe.PermissionError, "permission_error"),
+        (stripe.RateLimitError, "rate_limit_error"),
+        (stripe.IdempotencyError, "idempotency_error"),
+        (stripe.InvalidRequestError, "invalid_request_error"),
+        (stripe.CardError, "card_error"),
+    ):
+        if isinstance(exc, cls):
+            return name
+    return "api_error"

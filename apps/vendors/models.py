@@ -1,0 +1,180 @@
+"""Vendors (``ven_...``), the marketplace's commission policy and single-use vendor invites.
+
+Money fields are integers in minor units; per-currency maps are JSON objects keyed by the
+lower-case ISO 4217 code (``{"usd": 30, "jpy": 50}``). The pure split rules live in ``splits``;
+the models only hold the terms (``Vendor.split_terms``, ``CommissionPolicy.terms``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.payments.models import new_id
+from apps.vendors.splits import CommissionTerms, FeePolicy, VendorTerms, format_bps
+
+DEFAULT_INVITE_TTL_DAYS = 7
+
+
+def new_vendor_id() -> str:
+    return new_id("ven_")
+
+
+def invite_expiry() -> datetime:
+    """Now plus ``settings.VENDOR_INVITE_TTL_DAYS`` (default 7 days)."""
+    days = getattr(settings, "VENDOR_INVITE_TTL_DAYS", DEFAULT_INVITE_TTL_DAYS)
+    return timezone.now() + timedelta(days=days)
+
+
+class Vendor(models.Model):
+    class Status(models.TextChoices):
+        INVITED = "invited"
+        ONBOARDING = "onboarding"
+        ACTIVE = "active"
+        RESTRICTED = "restricted", "restricted (Stripe needs more information)"
+        DISABLED = "disabled", "disabled (by an operator)"
+
+    class PayoutSchedule(models.TextChoices):
+        DAILY = "daily"
+        WEEKLY = "weekly"
+        MONTHLY = "monthly"
+        MANUAL = "manual"
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_vendor_id, editable=False)
+    email = models.EmailField()
+    name = models.CharField(max_length=256)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2, e.g. US")
+    default_currency = models.CharField(max_length=3, help_text="ISO 4217, lower case, e.g. usd")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.INVITED, db_index=True)
+    charges_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    requirements = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="From Stripe: {currently_due: [...], past_due: [...], disabled_reason: ...}",
+    )
+    stripe_account_id = models.CharField(max_length=255, blank=True, db_index=True)
+    payout_schedule = models.CharField(
+        max_length=10, choices=PayoutSchedule.choices, default=PayoutSchedule.WEEKLY
+    )
+    payout_minimum = models.BigIntegerField(
+        default=0, help_text="Minor units of the default currency; smaller balances wait."
+    )
+    commission_percent_bps = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Overrides the marketplace's percentage, in basis points (1000 = 10%). Empty: default.",
+    )
+    commission_fixed = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Overrides the marketplace\'s fixed fee per currency, e.g. {"usd": 30}. Empty: default.',
+    )
+    fee_policy = models.CharField(
+        max_length=10,
+        choices=FeePolicy.choices(),
+        null=True,
+        blank=True,
+        help_text="Who bears processor fees on this vendor's sales. Empty: the marketplace's policy.",
+    )
+    payouts_held = models.BooleanField(default=False, help_text="An operator's hold: no payouts while set.")
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["email"], name="vendors_email")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(payout_minimum__gte=0), name="vendors_payout_minimum_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(commission_percent_bps__isnull=True)
+                | models.Q(commission_percent_bps__lte=10_000),
+                name="vendors_commission_percent_at_most_100",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+    @property
+    def payable_account(self) -> str:
+        """The vendor's ledger account code (a protected liability, per currency)."""
+        return f"vendor_payable:{self.id}"
+
+    def split_terms(self) -> VendorTerms:
+        """What ``splits`` needs to know about this vendor (no database access)."""
+        return VendorTerms(
+            vendor_id=self.id,
+            status=self.status,
+            currency=self.default_currency,
+            percent_bps=self.commission_percent_bps,
+            fixed=self.commission_fixed,
+            fee_policy=FeePolicy(self.fee_policy) if self.fee_policy else None,
+        )
+
+
+class CommissionPolicy(models.Model):
+    """The marketplace's default commission: one row per marketplace schema (``singleton`` is
+    unique and always True). Vendors may override any part of it."""
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    percent_bps = models.PositiveIntegerField(
+        default=1000, help_text="Basis points of each vendor's part (1000 = 10%)."
+    )
+    fixed = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Fixed fee per vendor part, per currency in minor units, e.g. {"usd": 30}.',
+    )
+    fee_policy = models.CharField(
+        max_length=10,
+        choices=FeePolicy.choices(),
+        default=FeePolicy.PLATFORM.value,
+        help_text="Who bears processor fees: the platform, the vendor, or both pro rata.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "commission policy"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(singleton=True), name="vendors_commission_policy_singleton"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(percent_bps__lte=10_000), name="vendors_policy_percent_at_most_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        fixed = ", ".join(f"{v} {c}" for c, v in sorted((self.fixed or {}).items()))
+        return f"{format_bps(self.percent_bps)} commission" + (f" + {fixed}" if fixed else "")
+
+    def terms(self) -> CommissionTerms:
+        return CommissionTerms(
+            percent_bps=self.percent_bps, fixed=self.fixed or {}, fee_policy=FeePolicy(self.fee_policy)
+        )
+
+
+class VendorInvite(models.Model):
+    """A single-use onboarding invite. Only the SHA-256 of the token is stored; the raw token is
+    shown once, in the link sent to the vendor."""
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="invites")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField(default=invite_expiry)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"invite for {self.vendor_id}"
+
+    def usable(self, at: datetime | None = None) -> bool:
+        return self.used_at is None and (at or timezone.now()) < self.expires_at

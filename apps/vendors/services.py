@@ -1,0 +1,162 @@
+"""Every way a Vendor, its invites and the marketplace's commission policy change.
+
+Stripe calls (``apps.vendors.connect``) are made by the caller, outside any database
+transaction; these services only record what Stripe answered (``vendor_account_apply``)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.money import MoneyError, normalize_currency, require_amount
+from apps.vendors.connect import ConnectAccount
+from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
+from apps.vendors.splits import FeePolicy
+
+# A new marketplace's default: 10% of each vendor part, no fixed fee, the platform bears
+# processor fees (the simplest terms to explain to vendors; operators change them in the admin).
+DEFAULT_COMMISSION_BPS = 1000
+DEFAULT_FEE_POLICY = FeePolicy.PLATFORM
+
+
+class VendorError(ValueError):
+    """Bad input or a state that forbids the change; ``code`` and ``param`` as in the API."""
+
+    def __init__(self, code: str, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def commission_policy_install(*, marketplace: Any = None) -> CommissionPolicy:
+    """Provisioner (``settings.TENANT_PROVISIONERS``): the marketplace's default commission
+    policy. Idempotent: an existing policy is left as it is."""
+    policy, _ = CommissionPolicy.objects.get_or_create(
+        singleton=True,
+        defaults={"percent_bps": DEFAULT_COMMISSION_BPS, "fixed": {}, "fee_policy": DEFAULT_FEE_POLICY.value},
+    )
+    return policy
+
+
+def vendor_create(
+    *,
+    email: str,
+    name: str,
+    country: str,
+    default_currency: str,
+    payout_schedule: str = Vendor.PayoutSchedule.WEEKLY,
+    payout_minimum: int = 0,
+    metadata: Mapping[str, Any] | None = None,
+) -> Vendor:
+    """A new vendor in status ``invited`` (no Stripe account yet). Raises VendorError."""
+    if not name.strip():
+        raise VendorError("parameter_missing", "name must not be empty", param="name")
+    if len(country) != 2 or not country.isalpha():
+        raise VendorError(
+            "parameter_invalid", f"country must be a 2-letter code, got {country!r}", param="country"
+        )
+    try:
+        currency = normalize_currency(default_currency).lower()
+        minimum = require_amount(payout_minimum, allow_zero=True)
+    except MoneyError as exc:
+        param = "payout_minimum" if "amount" in str(exc) else "default_currency"
+        raise VendorError("parameter_invalid", str(exc), param=param) from None
+    if payout_schedule not in Vendor.PayoutSchedule.values:
+        raise VendorError(
+            "parameter_invalid",
+            f"payout_schedule must be one of {', '.join(Vendor.PayoutSchedule.values)}",
+            param="payout_schedule",
+        )
+    return Vendor.objects.create(
+        email=email.strip(),
+        name=name.strip(),
+        country=country.upper(),
+        default_currency=currency,
+        payout_schedule=payout_schedule,
+        payout_minimum=minimum,
+        metadata=dict(metadata or {}),
+    )
+
+
+def hash_invite_token(raw: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is the right tool (as for API keys).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def vendor_invite_create(*, vendor: Vendor) -> tuple[VendorInvite, str]:
+    """A single-use invite; returns it with the raw token (only its hash is stored, so the
+    token is shown once). Earlier unused invites stay valid until they expire or one is used."""
+    if vendor.status == Vendor.Status.DISABLED:
+        raise VendorError("vendor_disabled", f"vendor {vendor.id} is disabled", param="vendor")
+    raw = "vinv_" + secrets.token_urlsafe(32)
+    invite = VendorInvite.objects.create(vendor=vendor, token_hash=hash_invite_token(raw))
+    return invite, raw
+
+
+def vendor_invite_redeem(*, token: str) -> Vendor:
+    """Use an invite: marks it used (once, under a row lock) and returns its vendor; every other
+    unused invite of that vendor is used up with it. Raises VendorError ``invite_invalid`` for an
+    unknown, used or expired token (one message for all three: nothing to probe)."""
+    now = timezone.now()
+    with transaction.atomic():
+        invite = (
+            VendorInvite.objects.select_for_update()
+            .select_related("vendor")
+            .filter(token_hash=hash_invite_token(token))
+            .first()
+        )
+        if invite is None or not invite.usable(now) or invite.vendor.status == Vendor.Status.DISABLED:
+            raise VendorError("invite_invalid", "this invite link is invalid or has expired", param="token")
+        VendorInvite.objects.filter(vendor=invite.vendor, used_at__isnull=True).update(used_at=now)
+        return invite.vendor
+
+
+def vendor_payouts_hold(*, vendor: Vendor) -> Vendor:
+    """An operator's hold: payouts stop until released. Idempotent."""
+    Vendor.objects.filter(pk=vendor.pk).update(payouts_held=True, updated_at=timezone.now())
+    vendor.refresh_from_db(fields=["payouts_held", "updated_at"])
+    return vendor
+
+
+def vendor_payouts_release(*, vendor: Vendor) -> Vendor:
+    """Lift an operator's hold. Idempotent."""
+    Vendor.objects.filter(pk=vendor.pk).update(payouts_held=False, updated_at=timezone.now())
+    vendor.refresh_from_db(fields=["payouts_held", "updated_at"])
+    return vendor
+
+
+def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
+    """Record what Stripe says about the vendor's connected account: its id, flags, requirements
+    and our status (``connect.account_status``). A disabled vendor stays disabled (an operator's
+    decision outranks Stripe). Locks the vendor row; idempotent."""
+    with transaction.atomic():
+        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        if locked.stripe_account_id and locked.stripe_account_id != account.id:
+            raise VendorError(
+                "account_mismatch",
+                f"vendor {locked.id} is linked to {locked.stripe_account_id}, not {account.id}",
+                param="account",
+            )
+        locked.stripe_account_id = account.id
+        locked.charges_enabled = account.charges_enabled
+        locked.payouts_enabled = account.payouts_enabled
+        locked.requirements = account.requirements
+        if locked.status != Vendor.Status.DISABLED:
+            locked.status = account.status
+        locked.save(
+            update_fields=[
+                "stripe_account_id",
+                "charges_enabled",
+                "payouts_enabled",
+                "requirements",
+                "status",
+                "updated_at",
+            ]
+        )
+    return locked
