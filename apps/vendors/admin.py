@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_mixins import TenantOnlyAdminMixin
 from apps.core.money import format_amount
+from apps.tenants.db import current_schema
 from apps.vendors.connect import requirements_in_words
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
 from apps.vendors.services import vendor_payouts_hold, vendor_payouts_release
@@ -16,11 +17,12 @@ from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError, format_b
 
 
 def _check_terms(cleaned: dict, *, percent_field: str, fixed_field: str, fee_field: str) -> None:
-    """Reuse the split rules' own validation so the admin refuses what a split would refuse."""
+    """Reuse the split rules' own validation so the admin refuses what a split would refuse;
+    stores the fixed fees with lower-case currency codes."""
     percent = cleaned.get(percent_field)
     fixed = cleaned.get(fixed_field)
     try:
-        CommissionTerms(
+        terms = CommissionTerms(
             percent_bps=0 if percent is None else percent,
             fixed={} if fixed is None else fixed,
             fee_policy=FeePolicy(cleaned.get(fee_field) or FeePolicy.PLATFORM),
@@ -28,6 +30,22 @@ def _check_terms(cleaned: dict, *, percent_field: str, fixed_field: str, fee_fie
     except SplitError as exc:
         field = {"percent_bps": percent_field, "fee_policy": fee_field}.get(exc.param or "", fixed_field)
         raise forms.ValidationError({field: exc.message}) from None
+    if fixed is not None:
+        cleaned[fixed_field] = dict(terms.fixed)
+
+
+class TenantOnlyEditableAdminMixin(TenantOnlyAdminMixin):
+    """Editable models of marketplace schemas: on the public host, not even a superuser may add,
+    change or delete them (their tables do not exist there)."""
+
+    def has_add_permission(self, request, *args):
+        return current_schema() != "public" and super().has_add_permission(request, *args)  # type: ignore[misc]
+
+    def has_change_permission(self, request, obj=None):
+        return current_schema() != "public" and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request, obj=None):
+        return current_schema() != "public" and super().has_delete_permission(request, obj)  # type: ignore[misc]
 
 
 class VendorForm(forms.ModelForm):
@@ -71,7 +89,7 @@ class VendorInviteInline(admin.TabularInline):
 
 
 @admin.register(Vendor)
-class VendorAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
     form = VendorForm
     list_display = (
         "name",
@@ -156,7 +174,7 @@ class CommissionPolicyForm(forms.ModelForm):
 
 
 @admin.register(CommissionPolicy)
-class CommissionPolicyAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class CommissionPolicyAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
     form = CommissionPolicyForm
     list_display = ("__str__", "percent", "fee_policy", "updated_at")
 
@@ -164,9 +182,9 @@ class CommissionPolicyAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
     def percent(self, obj: CommissionPolicy) -> str:
         return format_bps(obj.percent_bps)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, *args):
         # One policy per marketplace, created when the marketplace is provisioned.
-        return not CommissionPolicy.objects.exists() and super().has_add_permission(request)
+        return super().has_add_permission(request, *args) and not CommissionPolicy.objects.exists()
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.money import format_amount
 from apps.payments.models import new_id
 from apps.vendors.splits import CommissionTerms, FeePolicy, VendorTerms, format_bps
 
@@ -151,7 +152,7 @@ class CommissionPolicy(models.Model):
         ]
 
     def __str__(self) -> str:
-        fixed = ", ".join(f"{v} {c}" for c, v in sorted((self.fixed or {}).items()))
+        fixed = ", ".join(format_amount(v, c) for c, v in sorted((self.fixed or {}).items()))
         return f"{format_bps(self.percent_bps)} commission" + (f" + {fixed}" if fixed else "")
 
     def terms(self) -> CommissionTerms:

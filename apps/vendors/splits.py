@@ -290,25 +290,23 @@ def parse_share(raw: object, *, param: str) -> Fraction:
     value: Fraction
     if isinstance(raw, Fraction):
         value = raw
-    elif isinstance(raw, int | Decimal):
-        if isinstance(raw, Decimal) and not raw.is_finite():
-            raise SplitError("split_share_invalid", f"{problem}, got {raw!r}", param=param)
+    elif isinstance(raw, int):
         value = Fraction(raw)
+    elif isinstance(raw, Decimal):
+        value = _decimal_share(raw, raw, problem=problem, param=param)
     elif isinstance(raw, str) and 0 < len(raw) <= MAX_SHARE_TEXT:
         text = raw.strip()
-        try:
-            if _FRACTION_TEXT.match(text):
-                numerator, denominator = (int(p) for p in text.split("/"))
-                if denominator == 0:
-                    raise SplitError("split_share_invalid", f"share {raw!r} divides by zero", param=param)
-                value = Fraction(numerator, denominator)
-            else:
+        if _FRACTION_TEXT.match(text):
+            numerator, denominator = (int(p) for p in text.split("/"))
+            if denominator == 0:
+                raise SplitError("split_share_invalid", f"share {raw!r} divides by zero", param=param)
+            value = Fraction(numerator, denominator)
+        else:
+            try:
                 decimal = Decimal(text)
-                if not decimal.is_finite():
-                    raise InvalidOperation
-                value = Fraction(decimal)
-        except (InvalidOperation, ValueError):
-            raise SplitError("split_share_invalid", f"{problem}, got {raw!r}", param=param) from None
+            except InvalidOperation:
+                decimal = Decimal("NaN")
+            value = _decimal_share(decimal, raw, problem=problem, param=param)
     else:
         raise SplitError("split_share_invalid", f"{problem}, got {raw!r}", param=param)
     if not 0 < value <= 1:
@@ -316,6 +314,18 @@ def parse_share(raw: object, *, param: str) -> Fraction:
             "split_share_invalid", f"a share must be more than 0 and at most 1, got {raw!r}", param=param
         )
     return value
+
+
+def _decimal_share(decimal: Decimal, raw: object, *, problem: str, param: str) -> Fraction:
+    if not decimal.is_finite():
+        raise SplitError("split_share_invalid", f"{problem}, got {raw!r}", param=param)
+    exponent = decimal.as_tuple().exponent
+    if not 0 < decimal <= 1 or not isinstance(exponent, int) or exponent < -MAX_SHARE_TEXT:
+        # refused before building the Fraction: "1e-999999999" would be a number of a billion digits
+        raise SplitError(
+            "split_share_invalid", f"a share must be more than 0 and at most 1, got {raw!r}", param=param
+        )
+    return Fraction(decimal)
 
 
 def _shares_as_weights(shares: Sequence[Fraction]) -> list[int]:
