@@ -213,9 +213,20 @@ API_RATE_LIMIT_BURST = int(os.environ.get("API_RATE_LIMIT_BURST", "200"))
 API_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("API_IDEMPOTENCY_TTL_HOURS", "24"))
 API_IDEMPOTENCY_LOCK_SECONDS = int(os.environ.get("API_IDEMPOTENCY_LOCK_SECONDS", "120"))
 
+# Outbound webhooks (storefronts): attempt n waits min(base * 4**(n-1), cap) after attempt n-1, until
+# the window since the event is over; an endpoint that failed for a whole window is disabled.
+WEBHOOK_RETRY_BASE_SECONDS = float(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "60"))
+WEBHOOK_RETRY_CAP_SECONDS = float(os.environ.get("WEBHOOK_RETRY_CAP_SECONDS", str(6 * 3600)))
+WEBHOOK_RETRY_WINDOW_SECONDS = float(os.environ.get("WEBHOOK_RETRY_WINDOW_SECONDS", str(24 * 3600)))
+WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("WEBHOOK_TIMEOUT_SECONDS", "10"))
+# Endpoints on loopback or private addresses: allowed in development (a local receiver), refused in
+# production (server-side request forgery).
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", DEBUG)
+
 # --------------------------------------------------------------------------- email
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "payments@localhost")
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / ".data" / "mail"))  # filebased backend
 
 # --------------------------------------------------------------------------- logging
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "dev" if DEBUG else "json")

@@ -42,9 +42,13 @@ def refunds_query(*, payment: str | None = None) -> QuerySet[Refund]:
     return qs.filter(intent_id=payment) if payment else qs
 
 
-def events_query(*, type: str | None = None) -> QuerySet[LedgerEvent]:
+def events_query(*, type: str | None = None, stream: str | None = None) -> QuerySet[LedgerEvent]:
     qs = LedgerEvent.objects.all()
-    return qs.filter(type=type) if type else qs
+    if type:
+        qs = qs.filter(type=type)
+    if stream:
+        qs = qs.filter(stream=stream)
+    return qs
 
 
 def ledger_transactions_query(*, account: str | None = None) -> QuerySet[JournalTransaction]:

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
-from apps.api.v1 import customers, ledger, payments
+from apps.api.v1 import customers, ledger, payments, webhooks
 
 
 class ObjectIdConverter:
@@ -35,8 +35,22 @@ urlpatterns = [
     path(
         "v1/ledger/transactions", ledger.LedgerTransactionListView.as_view(), name="api-ledger-transactions"
     ),
-    path("v1/events", ledger.EventListView.as_view(), name="api-events"),
-    path("v1/events/<objid:event_id>", ledger.EventDetailView.as_view(), name="api-event"),
+    path("v1/ledger/events", ledger.LedgerEventListView.as_view(), name="api-ledger-events"),
+    path(
+        "v1/ledger/events/<objid:event_id>", ledger.LedgerEventDetailView.as_view(), name="api-ledger-event"
+    ),
+    path("v1/events", webhooks.EventListView.as_view(), name="api-events"),
+    path("v1/events/<objid:event_id>", webhooks.EventDetailView.as_view(), name="api-event"),
+    path("v1/webhook_endpoints", webhooks.WebhookEndpointListView.as_view(), name="api-webhook-endpoints"),
+    path(
+        "v1/webhook_endpoints/<objid:endpoint_id>",
+        webhooks.WebhookEndpointDetailView.as_view(),
+        name="api-webhook-endpoint",
+    ),
+    path(
+        "v1/webhook_endpoints/<objid:endpoint_id>/roll_secret",
+        webhooks.WebhookEndpointRollSecretView.as_view(),
+    ),
     path(
         "v1/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),

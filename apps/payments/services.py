@@ -43,6 +43,7 @@ from apps.payments.models import (
 )
 from apps.payments.routing import route, success_record
 from apps.payments.statemachine import attempt_to, intent_to, refund_to
+from apps.webhooks.outbound import event_publish
 
 log = logging.getLogger(__name__)
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
@@ -113,6 +114,20 @@ def _spec(intent: PaymentIntent, event_type: str, key: str, payload: dict | None
     )
 
 
+# What storefronts hear of (outbound webhooks, ``GET /api/v1/events``): the ledger event that
+# records a change names the announcement, published in the same transaction, after the rows it
+# snapshots are written.
+OUTBOUND_EVENTS: dict[str, tuple[str, str]] = {
+    "ChargeAuthorized": ("payment.requires_capture", "payment"),
+    "AttemptRequiresAction": ("payment.requires_action", "payment"),
+    "ChargeCaptured": ("payment.succeeded", "payment"),
+    "PaymentFailed": ("payment.failed", "payment"),
+    "PaymentCanceled": ("payment.canceled", "payment"),
+    "RefundSucceeded": ("refund.succeeded", "refund"),
+    "RefundFailed": ("refund.failed", "refund"),
+}
+
+
 def _record(specs: list[EventSpec]) -> None:
     """Record a payment's events of one transaction, in order. Callers write them last, just before
     the commit, so the balance rows a posting locks are held as briefly as possible. No savepoint
@@ -126,6 +141,16 @@ def _record(specs: list[EventSpec]) -> None:
             idempotency_key=s.idempotency_key,
             savepoint=False,
         )
+    for s in specs:
+        announced = OUTBOUND_EVENTS.get(s.event_type)
+        if announced:
+            event_type, object_type = announced
+            event_publish(
+                type=event_type,
+                object_type=object_type,
+                object_id=s.payload["refund"] if object_type == "refund" else s.stream,
+                source_key=s.idempotency_key,
+            )
 
 
 def _event(intent: PaymentIntent, event_type: str, key: str, payload: dict | None = None) -> None:
@@ -859,6 +884,7 @@ def refund_execute(*, refund_id: str) -> Refund:
         if result.outcome == Outcome.SUCCEEDED:
             refund_to(refund, Refund.Status.SUCCEEDED)
             refund.reference = result.reference or ""
+            refund.save()  # before its event, which snapshots it for webhooks
             _event(
                 intent,
                 "RefundSucceeded",
@@ -882,6 +908,7 @@ def refund_execute(*, refund_id: str) -> Refund:
         else:
             refund_to(refund, Refund.Status.FAILED)
             refund.failure_message = (result.message or "")[:500]
+            refund.save()
             intent.amount_refunded -= refund.amount  # release the reservation
             intent.save(update_fields=["amount_refunded", "updated_at"])
             _event(
@@ -890,7 +917,6 @@ def refund_execute(*, refund_id: str) -> Refund:
                 f"{refund.id}:failed",
                 {"refund": refund.id, "message": result.message},
             )
-        refund.save()
     return refund
 
 
@@ -1115,6 +1141,7 @@ def payment_refund_apply_gateway_truth(
             if succeeded:
                 refund_to(refund, Refund.Status.SUCCEEDED)
                 refund.reference = refund.reference or reference[:100]
+                refund.save()  # before its event, which snapshots it for webhooks
                 _event(
                     intent,
                     "RefundSucceeded",
@@ -1130,12 +1157,12 @@ def payment_refund_apply_gateway_truth(
             else:
                 refund_to(refund, Refund.Status.FAILED)
                 refund.failure_message = message[:500]
+                refund.save()
                 intent.amount_refunded -= refund.amount  # release the reservation
                 intent.save(update_fields=["amount_refunded", "updated_at"])
                 _event(
                     intent, "RefundFailed", f"{refund.id}:failed", {"refund": refund.id, "message": message}
                 )
-            refund.save()
             return f"refund {refund.id} pending -> {refund.status}"
         if (refund.status == Refund.Status.SUCCEEDED) == succeeded:
             return f"refund {refund.id} stays {refund.status}"

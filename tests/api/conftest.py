@@ -30,6 +30,9 @@ class ApiClient:
         data = raw if raw is not None else json.dumps(body if body is not None else {})
         return self.client.post(path, data, content_type="application/json", **self._headers(headers))
 
+    def delete(self, path: str, headers: dict | None = None):
+        return self.client.delete(path, **self._headers(headers))
+
 
 @pytest.fixture
 def api(in_tenant_a, tenant_a):

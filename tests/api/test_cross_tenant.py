@@ -19,6 +19,10 @@ def test_tenant_b_key_sees_nothing_of_tenant_a(api, tenant_a, tenant_b):
     unconfirmed = pay(api, confirm=False)
     refund = api.post(f"/api/v1/payments/{paid['id']}/refunds", {"amount": 100}).json()
     event = api.get("/api/v1/events", {"limit": 1}).json()["data"][0]
+    ledger_event = api.get("/api/v1/ledger/events", {"limit": 1}).json()["data"][0]
+    endpoint = api.post(
+        "/api/v1/webhook_endpoints", {"url": "http://127.0.0.1:9/a-only", "enabled_events": ["*"]}
+    ).json()
     txn = api.get("/api/v1/ledger/transactions", {"limit": 1}).json()["data"][0]
     secrets = {
         customer["id"],
@@ -27,6 +31,9 @@ def test_tenant_b_key_sees_nothing_of_tenant_a(api, tenant_a, tenant_b):
         unconfirmed["id"],
         refund["id"],
         event["id"],
+        ledger_event["id"],
+        endpoint["id"],
+        endpoint["secret"],
         txn["id"],
     }
     with tenant_context(tenant_b):
@@ -42,12 +49,20 @@ def test_tenant_b_key_sees_nothing_of_tenant_a(api, tenant_a, tenant_b):
         ("post", f"/api/v1/payments/{paid['id']}/refunds"),
         ("get", f"/api/v1/refunds/{refund['id']}"),
         ("get", f"/api/v1/events/{event['id']}"),
+        ("get", f"/api/v1/ledger/events/{ledger_event['id']}"),
+        ("get", f"/api/v1/webhook_endpoints/{endpoint['id']}"),
+        ("post", f"/api/v1/webhook_endpoints/{endpoint['id']}"),
+        ("delete", f"/api/v1/webhook_endpoints/{endpoint['id']}"),
+        ("post", f"/api/v1/webhook_endpoints/{endpoint['id']}/roll_secret"),
     ]
     lists = [
         ("/api/v1/customers", {}),
         ("/api/v1/payments", {"customer": customer["id"]}),
         ("/api/v1/refunds", {"payment": paid["id"]}),
         ("/api/v1/events", {"limit": 100}),
+        ("/api/v1/events", {"object": paid["id"]}),
+        ("/api/v1/ledger/events", {"limit": 100}),
+        ("/api/v1/webhook_endpoints", {"limit": 100}),
         ("/api/v1/ledger/transactions", {"limit": 100}),
     ]
     for host, expected in (("alpha.localhost", 401), ("beta.localhost", 404), ("localhost", 404)):

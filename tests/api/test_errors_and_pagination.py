@@ -115,6 +115,11 @@ def test_openapi_schema_and_offline_docs(api):
         "/api/v1/ledger/transactions",
         "/api/v1/events",
         "/api/v1/events/{event_id}",
+        "/api/v1/ledger/events",
+        "/api/v1/ledger/events/{event_id}",
+        "/api/v1/webhook_endpoints",
+        "/api/v1/webhook_endpoints/{endpoint_id}",
+        "/api/v1/webhook_endpoints/{endpoint_id}/roll_secret",
     ):
         assert path in spec["paths"], path
     assert spec["components"]["securitySchemes"]["secretKey"]["scheme"] == "bearer"

@@ -85,13 +85,16 @@ def test_ledger_transactions_show_the_capture_entries(api):
     ]
 
 
-def test_events_list_filter_and_retrieve(api):
+def test_ledger_events_list_filter_and_retrieve(api):
     payment = pay(api)
 
-    created = api.get("/api/v1/events", {"type": "PaymentIntentCreated", "limit": 1}).json()["data"][0]
-    retrieved = api.get(f"/api/v1/events/{created['id']}")
+    created = api.get(
+        "/api/v1/ledger/events", {"type": "PaymentIntentCreated", "stream": payment["id"]}
+    ).json()["data"]
+    retrieved = api.get(f"/api/v1/ledger/events/{created[0]['id']}")
 
-    assert created["id"].startswith("evt_") and created["object"] == "event"
-    assert created["data"]["payment"] == payment["id"] and created["stream"] == payment["id"]
-    assert retrieved.status_code == 200 and retrieved.json() == created
-    assert api.get("/api/v1/events/evt_nope").status_code == 404
+    assert len(created) == 1
+    assert created[0]["id"].startswith("evt_") and created[0]["object"] == "ledger_event"
+    assert created[0]["data"]["payment"] == payment["id"] and created[0]["stream"] == payment["id"]
+    assert retrieved.status_code == 200 and retrieved.json() == created[0]
+    assert api.get("/api/v1/ledger/events/evt_nope").status_code == 404

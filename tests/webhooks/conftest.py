@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import responses
 
+from tests.api.conftest import api  # noqa: F401  (the API fixture, for outbound webhook tests)
 from tests.webhooks.processors import install_gateways, reset_breakers
 
 

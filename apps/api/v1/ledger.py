@@ -20,9 +20,9 @@ from apps.ledger.selectors import balances_list
 TXN_PREFIX, EVT_PREFIX = "txn_", "evt_"
 
 
-class EventOut(serializers.Serializer):
+class LedgerEventOut(serializers.Serializer):
     id = serializers.CharField(source="public_id")
-    object = ConstantField("event")
+    object = ConstantField("ledger_event")
     type = serializers.CharField()
     stream = serializers.CharField()
     version = serializers.IntegerField()
@@ -121,24 +121,30 @@ class LedgerTransactionListView(ApiView):
         return Response(list_body(request, data, page.has_more))
 
 
-class EventListView(ApiView):
-    scope_resource = "events"
+class LedgerEventListView(ApiView):
+    scope_resource = "ledger"
 
     @extend_schema(
-        operation_id="events_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("type", str, description="e.g. RefundSucceeded")],
-        responses={200: list_of("EventList", EventOut), **ERRORS},
+        operation_id="ledger_events_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("type", str, description="e.g. RefundSucceeded"),
+            OpenApiParameter("stream", str, description="e.g. a payment id"),
+        ],
+        responses={200: list_of("LedgerEventList", LedgerEventOut), **ERRORS},
+        description="The ledger's events (financial facts, append-only), newest first.",
     )
     def get(self, request: Request) -> Response:
-        qs = selectors.events_query(type=request.query_params.get("type"))
-        page = cursor_paginate(request.query_params, qs, order=("id",), id_field="public_id")
-        events = EventOut(page.data, many=True).data
+        params = request.query_params
+        qs = selectors.events_query(type=params.get("type"), stream=params.get("stream"))
+        page = cursor_paginate(params, qs, order=("id",), id_field="public_id")
+        events = LedgerEventOut(page.data, many=True).data
         return Response(list_body(request, events, page.has_more))
 
 
-class EventDetailView(ApiView):
-    scope_resource = "events"
+class LedgerEventDetailView(ApiView):
+    scope_resource = "ledger"
 
-    @extend_schema(operation_id="events_retrieve", responses={200: EventOut, **ERRORS})
+    @extend_schema(operation_id="ledger_events_retrieve", responses={200: LedgerEventOut, **ERRORS})
     def get(self, request: Request, event_id: str) -> Response:
-        return Response(EventOut(get_object_or_404(LedgerEvent, public_id=event_id)).data)
+        return Response(LedgerEventOut(get_object_or_404(LedgerEvent, public_id=event_id)).data)

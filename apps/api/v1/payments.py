@@ -154,6 +154,15 @@ def payment_body(intent: PaymentIntent, expand: set[str] | frozenset[str] = froz
     return PaymentOut(intent, context={"expand": expand}).data
 
 
+def payment_snapshot(payment_id: str) -> dict:
+    """A payment as webhooks carry it: the API's representation, attempts expanded."""
+    return payment_body(PaymentIntent(pk=payment_id), {"attempts"})
+
+
+def refund_snapshot(refund_id: str) -> dict:
+    return RefundOut(Refund.objects.get(pk=refund_id)).data
+
+
 def _payment_or_404(payment_id: str) -> PaymentIntent:
     return get_object_or_404(PaymentIntent, pk=payment_id)
 
