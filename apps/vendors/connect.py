@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import stripe
 from stripe.params import (
@@ -33,6 +33,7 @@ from stripe.params import (
 from apps.core.money import MoneyError, normalize_currency, require_amount
 
 DEFAULT_TIMEOUT_SECONDS = 20.0
+BusinessType = Literal["individual", "company", "non_profit", "government_entity"]
 _CONNECT_TIMEOUT_SECONDS = 5.0
 
 
@@ -364,7 +365,7 @@ class ConnectClient:
         vendor_id: str,
         email: str,
         country: str,
-        business_type: str = "individual",
+        business_type: BusinessType = "individual",
         default_currency: str | None = None,
         metadata: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
@@ -376,7 +377,7 @@ class ConnectClient:
             "type": "express",
             "country": country.upper(),
             "email": email,
-            "business_type": business_type,  # type: ignore[typeddict-item]
+            "business_type": business_type,
             "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
             "metadata": {**_metadata(metadata), "vendor_id": vendor_id},
         }
