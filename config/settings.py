@@ -66,6 +66,7 @@ TENANT_APPS = [
     "apps.customers",
     "apps.api",
     "apps.webhooks",
+    "apps.vendors",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -87,6 +88,7 @@ TENANT_LIMIT_SET_CALLS = True
 TENANT_PROVISIONERS: list[str] = [
     "apps.ledger.services.ledger_chart_install",
     "apps.payments.services.payments_defaults_install",
+    "apps.vendors.services.commission_policy_install",
 ]
 
 MIDDLEWARE = [
