@@ -20,3 +20,30 @@ def vendor_split_terms(vendor_ids: Iterable[str]) -> dict[str, VendorTerms]:
     result to ``splits.split_plan_validate``, which reports the missing ones."""
     ids = {v for v in vendor_ids if isinstance(v, str)}
     return {v.id: v.split_terms() for v in Vendor.objects.filter(id__in=ids)}
+
+
+# A vendor's money by stage, each a ledger account per currency (ARCHITECTURE section 5):
+#   pending   vendor_pending:<id>  captured for the vendor, its transfer not made yet
+#   held      vendor_held:<id>     held back (payouts not enabled, or an operator's hold)
+#   available vendor_payable:<id>  transferred to its connected account, not yet paid out
+BALANCE_ACCOUNTS = {"available": "vendor_payable", "pending": "vendor_pending", "held": "vendor_held"}
+
+
+def vendor_balances(*, vendor_id: str) -> dict[str, list[dict]]:
+    """``{"available": [{"amount", "currency"}], "pending": [...], "held": [...]}`` straight from
+    the ledger's balances (lower-case currencies, minor units, zero balances left out)."""
+    from apps.ledger.models import Balance
+
+    codes = {f"{kind}:{vendor_id}": stage for stage, kind in BALANCE_ACCOUNTS.items()}
+    out: dict[str, list[dict]] = {stage: [] for stage in BALANCE_ACCOUNTS}
+    rows = (
+        Balance.objects.filter(account__code__in=codes)
+        .select_related("account")
+        .order_by("account__currency")
+    )
+    for row in rows:
+        if row.balance:
+            out[codes[row.account.code]].append(
+                {"amount": row.balance, "currency": row.account.currency.lower()}
+            )
+    return out

@@ -137,6 +137,7 @@ def test_balances_seal_verify_replay_digest_and_prove(ledger_tenant):
     assert again == f"already recorded (same idempotency key); nothing new posted: {line}\n"
     assert sealed == f"sealed 1 events in 1 blocks; latest block 1 {digest['hash']}\n"
     assert balances == [
+        {"account": "connected_balances", "currency": "USD", "balance": 0},
         {"account": "disputes", "currency": "USD", "balance": 0},
         {"account": "fx", "currency": "USD", "balance": 0},
         {"account": "platform_revenue", "currency": "USD", "balance": 1234},

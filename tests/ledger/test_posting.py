@@ -89,10 +89,11 @@ def test_manual_adjustment_posts_one_debit_and_one_credit_and_moves_both_balance
         "ledger_entry": 2,
         "ledger_chain_link": 0,
         "ledger_seal": 0,
-        "ledger_account": 6,
+        "ledger_account": 7,
     }
     zero = {"balance": 0, "debits": 0, "credits": 0}
     assert selectors.balances_list() == [
+        {"account": "connected_balances", "currency": "USD", **zero},
         {"account": "disputes", "currency": "USD", **zero},
         {"account": "fx", "currency": "USD", **zero},
         {"account": "platform_revenue", "currency": "USD", "balance": 1234, "debits": 0, "credits": 1234},
