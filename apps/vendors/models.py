@@ -179,3 +179,95 @@ class VendorInvite(models.Model):
 
     def usable(self, at: datetime | None = None) -> bool:
         return self.used_at is None and (at or timezone.now()) < self.expires_at
+
+
+def new_transfer_id() -> str:
+    return new_id("tr_")
+
+
+def new_payout_id() -> str:
+    return new_id("po_")
+
+
+class PaymentSplit(models.Model):
+    """A payment's split plan (validated when the payment was created) and, once captured, its
+    allocation; refunds unwind it (``refunds``: the ``RefundUnwind`` of each, in order)."""
+
+    payment_id = models.CharField(primary_key=True, max_length=40)
+    currency = models.CharField(max_length=3)
+    plan = models.JSONField(help_text="splits.SplitPlan.as_dict()")
+    allocation = models.JSONField(null=True, blank=True, help_text="splits.Allocation.as_dict()")
+    refunds = models.JSONField(default=list, blank=True, help_text="[splits.RefundUnwind.as_dict()]")
+    transfer_group = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"split of {self.payment_id}"
+
+
+class Transfer(models.Model):
+    """Money moved from the platform to a vendor's connected account for one payment."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # to be sent (a worker sends it)
+        HELD = "held"  # the vendor cannot be paid yet (payouts not enabled, or held)
+        PAID = "paid"  # in the vendor's connected account
+        FAILED = "failed"
+        CANCELED = "canceled"  # nothing left to transfer (refunded before it was sent)
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_transfer_id, editable=False)
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="transfers")
+    payment_id = models.CharField(max_length=40, db_index=True)
+    amount = models.BigIntegerField(help_text="what the vendor is owed for this payment (minor units)")
+    amount_recovered = models.BigIntegerField(
+        default=0, help_text="kept back to cover the vendor's negative balance (earlier refunds, disputes)"
+    )
+    amount_reversed = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    transfer_group = models.CharField(max_length=64, blank=True)
+    source_transaction = models.CharField(max_length=255, blank=True)
+    stripe_transfer_id = models.CharField(max_length=255, blank=True)
+    simulated = models.BooleanField(
+        default=False, help_text="Stripe is not configured: moved in the ledger only"
+    )
+    failure_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["payment_id", "vendor"], name="vendors_transfer_once_per_payment")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {format_amount(self.amount, self.currency)} to {self.vendor_id} [{self.status}]"
+
+
+class Payout(models.Model):
+    """Money paid from a vendor's connected account to its bank."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # requested
+        PAID = "paid"
+        FAILED = "failed"
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_payout_id, editable=False)
+    vendor = models.ForeignKey(Vendor, on_delete=models.PROTECT, related_name="payouts")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    stripe_payout_id = models.CharField(max_length=255, blank=True)
+    simulated = models.BooleanField(default=False)
+    arrival_date = models.DateField(null=True, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {format_amount(self.amount, self.currency)} to {self.vendor_id} [{self.status}]"
