@@ -271,3 +271,32 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {format_amount(self.amount, self.currency)} to {self.vendor_id} [{self.status}]"
+
+
+DEFAULT_LOGIN_TTL_MINUTES = 15
+
+
+def login_token_expiry() -> datetime:
+    """Now plus ``settings.VENDOR_LOGIN_TTL_MINUTES`` (default 15 minutes)."""
+    minutes = getattr(settings, "VENDOR_LOGIN_TTL_MINUTES", DEFAULT_LOGIN_TTL_MINUTES)
+    return timezone.now() + timedelta(minutes=minutes)
+
+
+class VendorLoginToken(models.Model):
+    """A single-use magic link into the vendor dashboard. Only the SHA-256 of the token is
+    stored; the raw token is in the emailed link only."""
+
+    vendor = models.ForeignKey(Vendor, on_delete=models.CASCADE, related_name="login_tokens")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField(default=login_token_expiry)
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"login link for {self.vendor_id}"
+
+    def usable(self, at: datetime | None = None) -> bool:
+        return self.used_at is None and (at or timezone.now()) < self.expires_at
