@@ -10,5 +10,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("apps.api.urls")),
     path("webhooks/", include("apps.webhooks.urls")),
+    path("vendors/", include("apps.vendors.urls")),
     path("", include("apps.core.urls")),
 ]

@@ -129,7 +129,7 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("created_at", "updated_at")}),
     )
     inlines = [VendorInviteInline]
-    actions = ["hold_payouts", "release_payouts"]
+    actions = ["hold_payouts", "release_payouts", "send_onboarding_invite"]
 
     @admin.display(description="Stripe needs")
     def requirements_in_words(self, obj: Vendor) -> str:
@@ -160,6 +160,23 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
             vendor_payouts_release(vendor=vendor)
             count += 1
         self.message_user(request, f"payouts released for {count} vendor(s)", messages.SUCCESS)
+
+    @admin.action(description="Send onboarding invite")
+    def send_onboarding_invite(self, request, queryset):
+        """Email each selected vendor a new single-use onboarding link (disabled ones are skipped)."""
+        from apps.vendors.onboarding import vendor_invite_send
+        from apps.vendors.services import VendorError
+
+        sent, skipped = 0, []
+        for vendor in queryset:
+            try:
+                vendor_invite_send(vendor=vendor, request_host=request.get_host())
+                sent += 1
+            except VendorError as exc:
+                skipped.append(f"{vendor.id}: {exc.message}")
+        self.message_user(request, f"onboarding invite sent to {sent} vendor(s)", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, "not sent: " + "; ".join(skipped), messages.WARNING)
 
 
 class CommissionPolicyForm(forms.ModelForm):

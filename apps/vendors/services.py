@@ -160,3 +160,43 @@ def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
             ]
         )
     return locked
+
+
+def vendor_business_details_record(
+    *,
+    vendor: Vendor,
+    business_name: str,
+    business_type: str,
+    country: str,
+    support_email: str = "",
+    support_phone: str = "",
+) -> Vendor:
+    """Record what the vendor entered on the onboarding form: ``country`` on the vendor (its
+    Stripe account is created there) and the rest in ``metadata["business"]``, so a retry after a
+    Stripe failure creates the account with the same details. Locks the vendor row; raises
+    VendorError for bad input; changes nothing else (status changes go through
+    ``vendor_account_apply``)."""
+    if not business_name.strip():
+        raise VendorError("parameter_missing", "business name must not be empty", param="business_name")
+    if business_type not in ("individual", "company"):
+        raise VendorError(
+            "parameter_invalid", "business type must be individual or company", param="business_type"
+        )
+    if len(country) != 2 or not country.isalpha():
+        raise VendorError(
+            "parameter_invalid", f"country must be a 2-letter code, got {country!r}", param="country"
+        )
+    with transaction.atomic():
+        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        locked.country = country.upper()
+        locked.metadata = {
+            **(locked.metadata or {}),
+            "business": {
+                "name": business_name.strip(),
+                "type": business_type,
+                "support_email": support_email.strip(),
+                "support_phone": support_phone.strip(),
+            },
+        }
+        locked.save(update_fields=["country", "metadata", "updated_at"])
+    return locked
