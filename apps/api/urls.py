@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
-from apps.api.v1 import customers, ledger, payments, webhooks
+from apps.api.v1 import customers, ledger, payments, vendors, webhooks
 
 
 class ObjectIdConverter:
@@ -31,6 +31,14 @@ urlpatterns = [
     path("v1/payments/<objid:payment_id>/refunds", payments.PaymentRefundCreateView.as_view()),
     path("v1/refunds", payments.RefundListView.as_view(), name="api-refunds"),
     path("v1/refunds/<objid:refund_id>", payments.RefundDetailView.as_view(), name="api-refund"),
+    path("v1/vendors", vendors.VendorListView.as_view(), name="api-vendors"),
+    path("v1/vendors/<objid:vendor_id>", vendors.VendorDetailView.as_view(), name="api-vendor"),
+    path("v1/vendors/<objid:vendor_id>/balance", vendors.VendorBalanceView.as_view()),
+    path("v1/vendors/<objid:vendor_id>/payouts", vendors.VendorPayoutCreateView.as_view()),
+    path("v1/transfers", vendors.TransferListView.as_view(), name="api-transfers"),
+    path("v1/transfers/<objid:transfer_id>", vendors.TransferDetailView.as_view(), name="api-transfer"),
+    path("v1/payouts", vendors.PayoutListView.as_view(), name="api-payouts"),
+    path("v1/payouts/<objid:payout_id>", vendors.PayoutDetailView.as_view(), name="api-payout"),
     path("v1/balance", ledger.BalanceView.as_view(), name="api-balance"),
     path(
         "v1/ledger/transactions", ledger.LedgerTransactionListView.as_view(), name="api-ledger-transactions"

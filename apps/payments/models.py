@@ -140,6 +140,7 @@ class PaymentIntent(models.Model):
         default=dict, blank=True, help_text="brand, country, funding, last4 used for routing"
     )
     off_session = models.BooleanField(default=False)
+    has_splits = models.BooleanField(default=False, help_text="a split plan goes with it (vendors)")
     amount_capturable = models.BigIntegerField(default=0)
     amount_received = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)

@@ -157,10 +157,26 @@ def _event(intent: PaymentIntent, event_type: str, key: str, payload: dict | Non
     _record([_spec(intent, event_type, key, payload)])
 
 
-def _allocations(intent: PaymentIntent, amount: int) -> list[dict]:
-    """Who the captured money belongs to. Without a split plan: the platform (vendors' splits
-    come with the payouts app)."""
+def _allocations(intent: PaymentIntent, amount: int, fee: int) -> list[dict]:
+    """Who the captured money belongs to: the vendors of its split plan (net of commission and
+    the fees they bear) and the platform; without a plan, the platform."""
+    if intent.has_splits:
+        from apps.vendors.funds import split_capture_allocations
+
+        return split_capture_allocations(payment_id=intent.id, amount=amount, fee=fee)
     return [{"account": "platform_revenue", "amount": amount}]
+
+
+def _refund_allocations(intent: PaymentIntent, refund_id: str, amount: int) -> list[dict]:
+    """Who bears a refund: a split payment's vendors and commission in proportion; else the
+    platform (``refunds``)."""
+    if intent.has_splits:
+        from apps.vendors.funds import split_refund_allocations
+
+        allocations = split_refund_allocations(payment_id=intent.id, refund_id=refund_id, amount=amount)
+        if allocations is not None:
+            return allocations
+    return [{"account": "refunds", "amount": amount}]
 
 
 # --------------------------------------------------------------------------- create and confirm
@@ -201,8 +217,10 @@ def payment_intent_create(
     off_session: bool = False,
     card: dict | None = None,
     confirm: bool = False,
+    splits: list | None = None,
 ) -> PaymentIntent:
-    """Create a payment (and confirm it when asked). Raises PaymentError for bad input."""
+    """Create a payment (and confirm it when asked), with a split plan across vendors when
+    ``splits`` is given. Raises PaymentError for bad input; then nothing is charged."""
     try:
         amount = require_amount(amount)
         currency = normalize_currency(currency)
@@ -218,6 +236,15 @@ def payment_intent_create(
         raise PaymentError(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
         )
+    plan = None
+    if splits is not None:
+        from apps.vendors.funds import split_plan_prepare, split_record
+        from apps.vendors.splits import SplitError
+
+        try:
+            plan = split_plan_prepare(splits, amount=amount, currency=currency)
+        except SplitError as exc:
+            raise PaymentError(str(exc), code=exc.code, param=exc.param or "splits") from None
     intent = PaymentIntent(
         id=new_id("pay_"),
         amount=amount,
@@ -229,6 +256,7 @@ def payment_intent_create(
         metadata=metadata or {},
         off_session=off_session,
         card=card or card_for(payment_method),
+        has_splits=plan is not None,
     )
     created = _spec(
         intent,
@@ -239,6 +267,8 @@ def payment_intent_create(
     if not confirm:
         with transaction.atomic():
             intent.save(force_insert=True)
+            if plan is not None:
+                split_record(payment_id=intent.id, plan=plan)
             _record([created])
         return intent
     # Created and confirmed at once: the payment is written already processing, together with its
@@ -249,6 +279,8 @@ def payment_intent_create(
         intent_to(intent, IS.PROCESSING)
         intent.routing = {"tried": []}
         step = _step(intent, config, deadline=deadline, number=1, insert=True, events=[created])
+        if plan is not None:
+            split_record(payment_id=intent.id, plan=plan)
     return _run(step, config, deadline)
 
 
@@ -638,7 +670,7 @@ def _capture_spec(intent: PaymentIntent, attempt: PaymentAttempt, amount: int, f
             "amount": amount,
             "currency": intent.currency,
             "fee": fee,
-            "allocations": _allocations(intent, amount),
+            "allocations": _allocations(intent, amount, fee),
         },
     )
 
@@ -894,7 +926,7 @@ def refund_execute(*, refund_id: str) -> Refund:
                     "gateway_account": account.name,
                     "amount": refund.amount,
                     "currency": refund.currency,
-                    "allocations": [{"account": "refunds", "amount": refund.amount}],
+                    "allocations": _refund_allocations(intent, refund.id, refund.amount),
                 },
             )
         elif result.outcome in (Outcome.UNKNOWN, Outcome.GATEWAY_ERROR):
@@ -1151,7 +1183,7 @@ def payment_refund_apply_gateway_truth(
                         "gateway_account": refund.attempt.gateway_account.name,
                         "amount": refund.amount,
                         "currency": refund.currency,
-                        "allocations": [{"account": "refunds", "amount": refund.amount}],
+                        "allocations": _refund_allocations(intent, refund.id, refund.amount),
                     },
                 )
             else:
@@ -1234,7 +1266,7 @@ def payment_refund_record_external(
                 "gateway_account": attempt.gateway_account.name,
                 "amount": amount,
                 "currency": intent.currency,
-                "allocations": [{"account": "refunds", "amount": amount}],
+                "allocations": _refund_allocations(intent, refund.id, amount),
             },
         )
     return f"refund {refund.id} of {amount} recorded (made at the gateway as {reference})"

@@ -621,3 +621,8 @@ def _error_type(exc: stripe.StripeError) -> str:
         if isinstance(exc, cls):
             return name
     return "api_error"
+
+
+def account_from_stripe(data: Mapping[str, Any]) -> ConnectAccount:
+    """A Stripe account object (an ``account.updated`` event's ``data.object``) as ours."""
+    return _account(data)

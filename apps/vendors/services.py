@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.vendors.connect import ConnectAccount
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
@@ -118,16 +120,24 @@ def vendor_invite_redeem(*, token: str) -> Vendor:
 
 
 def vendor_payouts_hold(*, vendor: Vendor) -> Vendor:
-    """An operator's hold: payouts stop until released. Idempotent."""
-    Vendor.objects.filter(pk=vendor.pk).update(payouts_held=True, updated_at=timezone.now())
-    vendor.refresh_from_db(fields=["payouts_held", "updated_at"])
-    return vendor
+    """An operator's hold: payouts stop until released (transfers still reach the vendor's
+    connected account, where the money waits). Idempotent."""
+    return _payouts_held_set(vendor, True)
 
 
 def vendor_payouts_release(*, vendor: Vendor) -> Vendor:
     """Lift an operator's hold. Idempotent."""
-    Vendor.objects.filter(pk=vendor.pk).update(payouts_held=False, updated_at=timezone.now())
-    vendor.refresh_from_db(fields=["payouts_held", "updated_at"])
+    return _payouts_held_set(vendor, False)
+
+
+def _payouts_held_set(vendor: Vendor, held: bool) -> Vendor:
+    with transaction.atomic():
+        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        before = vendor_state(locked)
+        locked.payouts_held = held
+        locked.save(update_fields=["payouts_held", "updated_at"])
+        vendor_changed(locked, before=before)
+    vendor.payouts_held, vendor.updated_at = locked.payouts_held, locked.updated_at
     return vendor
 
 
@@ -143,6 +153,7 @@ def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
                 f"vendor {locked.id} is linked to {locked.stripe_account_id}, not {account.id}",
                 param="account",
             )
+        before = vendor_state(locked)
         locked.stripe_account_id = account.id
         locked.charges_enabled = account.charges_enabled
         locked.payouts_enabled = account.payouts_enabled
@@ -159,7 +170,50 @@ def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
                 "updated_at",
             ]
         )
+        vendor_changed(locked, before=before)
     return locked
+
+
+def vendor_state(vendor: Vendor) -> tuple:
+    """What ``vendor.updated`` announces a change of."""
+    return (
+        vendor.status,
+        vendor.charges_enabled,
+        vendor.payouts_enabled,
+        vendor.payouts_held,
+        vendor.stripe_account_id,
+        repr(vendor.requirements),
+        vendor.name,
+        vendor.email,
+        vendor.payout_schedule,
+        vendor.payout_minimum,
+        vendor.commission_percent_bps,
+        repr(vendor.commission_fixed),
+        vendor.fee_policy,
+        repr(vendor.metadata),
+    )
+
+
+def vendor_changed(vendor: Vendor, *, before: tuple) -> None:
+    """After a vendor row changed (in the changing transaction): announce ``vendor.updated`` and,
+    once it can be paid, release its held transfers (after commit: they take the vendor's lock)."""
+    from apps.vendors.funds import can_receive
+    from apps.webhooks.outbound import event_publish
+
+    if vendor_state(vendor) == before:
+        return
+    event_publish(
+        type="vendor.updated",
+        object_type="vendor",
+        object_id=vendor.id,
+        source_key=f"vendor:{vendor.id}:{uuid.uuid4().hex}",
+    )
+    if can_receive(vendor):
+        durable_enqueue(
+            handler="apps.vendors.funds.vendor_transfers_release",
+            kwargs={"vendor_id": vendor.id},
+            idempotency_key=f"release:{vendor.id}:{uuid.uuid4().hex[:12]}",
+        )
 
 
 def vendor_business_details_record(

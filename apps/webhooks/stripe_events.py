@@ -11,7 +11,12 @@ Applied types (``data.object`` is the object as it was when the event happened):
 - ``charge.refunded``: each refund we made (``metadata.refund_id``) is settled as Stripe reports
   it, and refunds made outside our API (the dashboard) are recorded from the charge's running total
   of refunded captured money, so an older event (a smaller total) records nothing.
-- ``charge.dispute.created``: stored, nothing changed (disputes come with the payouts work).
+- ``account.updated`` (Connect): the vendor with that connected account gets Stripe's status,
+  flags and requirements (``vendor_account_apply``: held transfers are released once it can be
+  paid, and ``vendor.updated`` is announced).
+- ``payout.paid`` / ``payout.failed`` / ``payout.canceled`` (Connect, from the vendor's account):
+  settle our payout (a failed one's money returns to the vendor's available balance).
+- ``charge.dispute.created``: stored, nothing changed (disputes are not handled yet).
 
 Every other type is stored and left alone.
 """
@@ -75,6 +80,10 @@ def apply(event: InboundEvent) -> str:
         return _apply_intent(account, kind, obj, connected)
     if kind == "charge.refunded":
         return _apply_refunded(account, obj)
+    if kind == "account.updated":
+        return _apply_account(obj)
+    if kind in ("payout.paid", "payout.failed", "payout.canceled"):
+        return _apply_payout(kind, obj, connected)
     if kind == "charge.dispute.created":
         return (
             f"recorded: dispute {obj.get('id')} ({obj.get('reason')}, {obj.get('status')}) on charge "
@@ -196,3 +205,30 @@ def _apply_refunded(account: GatewayAccount, charge: dict) -> str:
             )
         )
     return "; ".join(done) or f"charge {charge.get('id')}: refunds already recorded"
+
+
+def _apply_account(obj: dict) -> str:
+    from apps.vendors.connect import account_from_stripe
+    from apps.vendors.models import Vendor
+    from apps.vendors.services import vendor_account_apply
+
+    account_id = str(obj.get("id") or "")
+    vendor = Vendor.objects.filter(stripe_account_id=account_id).first()
+    if vendor is None:
+        return f"ignored: account {account_id} is not one of our vendors"
+    before = vendor.status
+    vendor = vendor_account_apply(vendor=vendor, account=account_from_stripe(obj))
+    return f"vendor {vendor.id}: {before} -> {vendor.status}"
+
+
+def _apply_payout(kind: str, obj: dict, connected: str | None) -> str:
+    from apps.vendors.funds import payout_settle
+    from apps.vendors.models import Payout
+
+    payout = Payout.objects.filter(stripe_payout_id=str(obj.get("id") or "")).select_related("vendor").first()
+    if payout is None or (connected and payout.vendor.stripe_account_id != connected):
+        return f"ignored: payout {obj.get('id')} is not one of ours"
+    message = obj.get("failure_message") or obj.get("failure_code") or kind
+    return f"payout {payout.id}: " + payout_settle(
+        payout_id=payout.id, paid=kind == "payout.paid", message=str(message)
+    )

@@ -105,6 +105,33 @@ class PaymentOut(serializers.Serializer):
     next_action = EmptyAsNullObjectField()
     created = TimestampField(source="created_at")
     attempts = AttemptsField(source="*")
+    splits = serializers.SerializerMethodField()
+
+    def get_splits(self, intent) -> list[dict] | None:
+        """The split plan's lines, with each vendor's allocation once captured."""
+        if not intent.has_splits:
+            return None
+        from apps.vendors.models import PaymentSplit
+
+        split = PaymentSplit.objects.filter(payment_id=intent.id).first()
+        if split is None:
+            return None
+        parts = {p["vendor"]: p for p in (split.allocation or {}).get("parts", [])}
+        out = []
+        for line in split.plan["lines"]:
+            part = parts.get(line["vendor"])
+            out.append(
+                {
+                    "vendor": line["vendor"],
+                    "amount": line.get("amount"),
+                    "share": line.get("share"),
+                    "planned": line["planned"],
+                    "commission": part["commission"] if part else None,
+                    "fee": part["fee"] if part else None,
+                    "net": part["net"] if part else None,
+                }
+            )
+        return out
 
 
 class RefundOut(serializers.Serializer):
@@ -130,6 +157,14 @@ class PaymentCreateIn(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     metadata = MetadataField(required=False)
+    splits = serializers.ListField(
+        child=serializers.JSONField(),
+        required=False,
+        allow_empty=False,
+        max_length=100,
+        help_text='[{"vendor": "ven_...", "amount": 600}, ...] or [{"vendor": "ven_...", "share": "0.6"}, ...] '
+        "(amounts add up to the payment; shares, as decimal or fraction strings, to 1)",
+    )
 
 
 class PaymentConfirmIn(serializers.Serializer):

@@ -1,0 +1,376 @@
+"""Vendors (invite, list, retrieve, update, balance, pay out now), their transfers and payouts
+(read). A vendor is invited by email: ``POST /vendors`` answers with its ``onboarding_url``."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.api.errors import ApiError
+from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, MetadataField, TimestampField
+from apps.api.idempotency import idempotent
+from apps.api.pagination import cursor_paginate, list_body
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
+from apps.vendors.funds import FundsError, vendor_payout_create
+from apps.vendors.models import Payout, Transfer, Vendor
+from apps.vendors.selectors import vendor_balances
+from apps.vendors.services import VendorError, vendor_changed, vendor_create, vendor_state
+from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError
+
+# --------------------------------------------------------------------------- shapes
+
+
+class VendorOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("vendor")
+    email = serializers.CharField()
+    name = serializers.CharField()
+    country = serializers.CharField()
+    default_currency = CurrencyField()
+    status = serializers.ChoiceField(choices=Vendor.Status.choices)
+    charges_enabled = serializers.BooleanField()
+    payouts_enabled = serializers.BooleanField()
+    payouts_held = serializers.BooleanField()
+    requirements = serializers.SerializerMethodField()
+    payout_schedule = serializers.ChoiceField(choices=Vendor.PayoutSchedule.choices)
+    payout_minimum = serializers.IntegerField()
+    commission_percent_bps = serializers.IntegerField(allow_null=True)
+    commission_fixed = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
+    fee_policy = serializers.CharField(allow_null=True)
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = TimestampField(source="created_at")
+
+    def get_requirements(self, vendor) -> dict:
+        from apps.vendors.connect import requirements_in_words
+
+        return {**(vendor.requirements or {}), "in_words": requirements_in_words(vendor.requirements)}
+
+
+class VendorCreatedOut(VendorOut):
+    onboarding_url = serializers.SerializerMethodField(help_text="single use; also emailed to the vendor")
+
+    def get_onboarding_url(self, _vendor) -> str:
+        return self.context["onboarding_url"]
+
+
+class VendorCreateIn(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    name = serializers.CharField(max_length=256)
+    country = serializers.CharField(max_length=2, min_length=2, help_text="ISO 3166-1 alpha-2")
+    default_currency = serializers.CharField(max_length=3)
+    payout_schedule = serializers.ChoiceField(
+        choices=Vendor.PayoutSchedule.choices, default=Vendor.PayoutSchedule.WEEKLY
+    )
+    payout_minimum = serializers.IntegerField(min_value=0, default=0)
+    commission_percent_bps = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
+    commission_fixed = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False)
+    fee_policy = serializers.ChoiceField(choices=[p.value for p in FeePolicy], required=False)
+    metadata = MetadataField(required=False)
+
+
+class VendorUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=256, required=False)
+    email = serializers.EmailField(max_length=254, required=False)
+    payout_schedule = serializers.ChoiceField(choices=Vendor.PayoutSchedule.choices, required=False)
+    payout_minimum = serializers.IntegerField(min_value=0, required=False)
+    commission_percent_bps = serializers.IntegerField(
+        min_value=0, max_value=10_000, required=False, allow_null=True
+    )
+    commission_fixed = serializers.DictField(
+        child=serializers.IntegerField(min_value=0), required=False, allow_null=True
+    )
+    fee_policy = serializers.ChoiceField(
+        choices=[p.value for p in FeePolicy], required=False, allow_null=True
+    )
+    payouts_held = serializers.BooleanField(required=False, help_text="hold (true) or release payouts")
+    disabled = serializers.BooleanField(
+        required=False, help_text="true: no new splits or payouts to this vendor; false: re-enable"
+    )
+    metadata = MetadataField(required=False)
+
+
+class TransferOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("transfer")
+    vendor = serializers.CharField(source="vendor_id")
+    payment = serializers.CharField(source="payment_id")
+    amount = serializers.IntegerField()
+    amount_recovered = serializers.IntegerField(help_text="kept back to cover the vendor's negative balance")
+    amount_reversed = serializers.IntegerField()
+    currency = CurrencyField()
+    status = serializers.ChoiceField(choices=Transfer.Status.choices)
+    transfer_group = serializers.CharField()
+    stripe_transfer = BlankAsNullField(source="stripe_transfer_id")
+    simulated = serializers.BooleanField()
+    failure_message = BlankAsNullField()
+    created = TimestampField(source="created_at")
+
+
+class PayoutOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("payout")
+    vendor = serializers.CharField(source="vendor_id")
+    amount = serializers.IntegerField()
+    currency = CurrencyField()
+    status = serializers.ChoiceField(choices=Payout.Status.choices)
+    stripe_payout = BlankAsNullField(source="stripe_payout_id")
+    simulated = serializers.BooleanField()
+    arrival_date = serializers.DateField(allow_null=True)
+    failure_message = BlankAsNullField()
+    created = TimestampField(source="created_at")
+
+
+MONEY = inline_serializer(
+    "Money", {"amount": serializers.IntegerField(), "currency": serializers.CharField()}, many=True
+)
+VendorBalanceOut = inline_serializer(
+    "VendorBalance",
+    {
+        "object": serializers.CharField(),
+        "vendor": serializers.CharField(),
+        "available": MONEY,
+        "pending": MONEY,
+        "held": MONEY,
+    },
+)
+
+
+def vendor_snapshot(vendor_id: str) -> dict:
+    return VendorOut(Vendor.objects.get(pk=vendor_id)).data
+
+
+def transfer_snapshot(transfer_id: str) -> dict:
+    return TransferOut(Transfer.objects.get(pk=transfer_id)).data
+
+
+def payout_snapshot(payout_id: str) -> dict:
+    return PayoutOut(Payout.objects.get(pk=payout_id)).data
+
+
+def _vendor_error(exc: VendorError | SplitError | FundsError) -> ApiError:
+    return ApiError(400 if exc.param else 409, "invalid_request_error", exc.code, str(exc), exc.param)
+
+
+def _check_terms(vendor: Vendor) -> None:
+    """The overrides must make sense to the split rules (e.g. fixed fees in known currencies);
+    fixed fees are stored with lower-case currency codes."""
+    try:
+        terms = CommissionTerms(
+            percent_bps=vendor.commission_percent_bps or 0,
+            fixed=vendor.commission_fixed or {},
+            fee_policy=FeePolicy(vendor.fee_policy or FeePolicy.PLATFORM),
+        )
+    except SplitError as exc:
+        param = {"percent_bps": "commission_percent_bps", "fee_policy": "fee_policy"}.get(
+            exc.param or "", "commission_fixed"
+        )
+        raise ApiError(400, "invalid_request_error", exc.code, str(exc), param) from None
+    if vendor.commission_fixed is not None:
+        vendor.commission_fixed = dict(terms.fixed)
+
+
+def _vendor_or_404(vendor_id: str) -> Vendor:
+    return get_object_or_404(Vendor, pk=vendor_id)
+
+
+# --------------------------------------------------------------------------- vendors
+
+
+class VendorListView(ApiView):
+    scope_resource = "vendors"
+
+    @extend_schema(
+        operation_id="vendors_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("status", str, enum=Vendor.Status.values),
+            OpenApiParameter("email", str),
+        ],
+        responses={200: list_of("VendorList", VendorOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        qs = Vendor.objects.all()
+        if params.get("status"):
+            if params["status"] not in Vendor.Status.values:
+                raise ApiError(400, "invalid_request_error", "parameter_invalid", "Unknown status.", "status")
+            qs = qs.filter(status=params["status"])
+        if params.get("email"):
+            qs = qs.filter(email__iexact=params["email"])
+        page = cursor_paginate(params, qs)
+        return Response(list_body(request, VendorOut(page.data, many=True).data, page.has_more))
+
+    @extend_schema(
+        operation_id="vendors_create",
+        request=VendorCreateIn,
+        responses={201: VendorCreatedOut, **ERRORS},
+        description="Invite a vendor: it is created `invited` and emailed a single-use onboarding link "
+        "(also in `onboarding_url`), where it gives its business details and sets up payouts.",
+        examples=[
+            OpenApiExample(
+                "A vendor in the US",
+                value={
+                    "email": "owner@bakery.example",
+                    "name": "Rosen Bakery",
+                    "country": "US",
+                    "default_currency": "usd",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        from apps.vendors.onboarding import vendor_invite_send
+
+        data = validated(VendorCreateIn, request.data)
+        overrides = {
+            k: data.pop(k) for k in ("commission_percent_bps", "commission_fixed", "fee_policy") if k in data
+        }
+        try:
+            with transaction.atomic():
+                vendor = vendor_create(**data)
+                if overrides:
+                    for key, value in overrides.items():
+                        setattr(vendor, key, value)
+                    _check_terms(vendor)
+                    vendor.save()
+                url = vendor_invite_send(vendor=vendor, request_host=request.get_host())
+        except VendorError as exc:
+            raise _vendor_error(exc) from None
+        body = VendorCreatedOut(vendor, context={"onboarding_url": url}).data
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class VendorDetailView(ApiView):
+    scope_resource = "vendors"
+
+    @extend_schema(operation_id="vendors_retrieve", responses={200: VendorOut, **ERRORS})
+    def get(self, request: Request, vendor_id: str) -> Response:
+        return Response(VendorOut(_vendor_or_404(vendor_id)).data)
+
+    @extend_schema(
+        operation_id="vendors_update",
+        request=VendorUpdateIn,
+        responses={200: VendorOut, **ERRORS},
+        description="Changes the given fields; a change is announced as `vendor.updated`. "
+        "`null` commission fields fall back to the marketplace's terms.",
+    )
+    @idempotent
+    def post(self, request: Request, vendor_id: str) -> Response:
+        vendor = _vendor_or_404(vendor_id)
+        data = validated(VendorUpdateIn, request.data)
+        with transaction.atomic():
+            vendor = Vendor.objects.select_for_update().get(pk=vendor.pk)
+            before = vendor_state(vendor)
+            disabled = data.pop("disabled", None)
+            for key, value in data.items():
+                setattr(vendor, key, value)
+            if disabled is True:
+                vendor.status = Vendor.Status.DISABLED
+            elif disabled is False and vendor.status == Vendor.Status.DISABLED:
+                vendor.status = Vendor.Status.ACTIVE if vendor.payouts_enabled else Vendor.Status.ONBOARDING
+            _check_terms(vendor)
+            vendor.save()
+            vendor_changed(vendor, before=before)
+        return Response(VendorOut(vendor).data)
+
+
+class VendorBalanceView(ApiView):
+    scope_resource = "vendors"
+
+    @extend_schema(
+        operation_id="vendors_balance",
+        responses={200: VendorBalanceOut, **ERRORS},
+        description="From the ledger: `available` (in its connected account, to be paid out), "
+        "`pending` (captured, transfer not made yet), `held` (it cannot be paid yet).",
+    )
+    def get(self, request: Request, vendor_id: str) -> Response:
+        vendor = _vendor_or_404(vendor_id)
+        return Response(
+            {"object": "vendor_balance", "vendor": vendor.id, **vendor_balances(vendor_id=vendor.id)}
+        )
+
+
+class VendorPayoutCreateView(ApiView):
+    scope_resource = "payouts"
+
+    @extend_schema(
+        operation_id="vendors_payout_now",
+        request=None,
+        responses={201: inline_serializer("PayoutsMade", {"data": PayoutOut(many=True)}), **ERRORS},
+        description="Pay out the vendor's available balance now (each currency at or above its minimum).",
+    )
+    @idempotent
+    def post(self, request: Request, vendor_id: str) -> Response:
+        vendor = _vendor_or_404(vendor_id)
+        try:
+            payouts = vendor_payout_create(vendor_id=vendor.id, manual=True)
+        except FundsError as exc:
+            raise _vendor_error(exc) from None
+        return Response({"data": PayoutOut(payouts, many=True).data}, status=status.HTTP_201_CREATED)
+
+
+# --------------------------------------------------------------------------- transfers and payouts
+
+
+class TransferListView(ApiView):
+    scope_resource = "transfers"
+
+    @extend_schema(
+        operation_id="transfers_list",
+        parameters=[*LIST_PARAMETERS, OpenApiParameter("vendor", str), OpenApiParameter("payment", str)],
+        responses={200: list_of("TransferList", TransferOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        qs = Transfer.objects.all()
+        if params.get("vendor"):
+            qs = qs.filter(vendor_id=params["vendor"])
+        if params.get("payment"):
+            qs = qs.filter(payment_id=params["payment"])
+        page = cursor_paginate(params, qs)
+        return Response(list_body(request, TransferOut(page.data, many=True).data, page.has_more))
+
+
+class TransferDetailView(ApiView):
+    scope_resource = "transfers"
+
+    @extend_schema(operation_id="transfers_retrieve", responses={200: TransferOut, **ERRORS})
+    def get(self, request: Request, transfer_id: str) -> Response:
+        return Response(TransferOut(get_object_or_404(Transfer, pk=transfer_id)).data)
+
+
+class PayoutListView(ApiView):
+    scope_resource = "payouts"
+
+    @extend_schema(
+        operation_id="payouts_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("vendor", str),
+            OpenApiParameter("status", str, enum=Payout.Status.values),
+        ],
+        responses={200: list_of("PayoutList", PayoutOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        qs = Payout.objects.all()
+        if params.get("vendor"):
+            qs = qs.filter(vendor_id=params["vendor"])
+        if params.get("status"):
+            qs = qs.filter(status=params["status"])
+        page = cursor_paginate(params, qs)
+        return Response(list_body(request, PayoutOut(page.data, many=True).data, page.has_more))
+
+
+class PayoutDetailView(ApiView):
+    scope_resource = "payouts"
+
+    @extend_schema(operation_id="payouts_retrieve", responses={200: PayoutOut, **ERRORS})
+    def get(self, request: Request, payout_id: str) -> Response:
+        return Response(PayoutOut(get_object_or_404(Payout, pk=payout_id)).data)

@@ -1,0 +1,545 @@
+"""The funds flow of split payments: separate charges and transfers (ARCHITECTURE sections 4, 5).
+
+1. **Plan.** ``POST /payments`` with ``splits`` validates the plan (``split_plan_prepare``) before
+   anything is charged and stores it with the payment (``split_record``).
+2. **Capture.** The capture's ledger event credits each vendor's net to ``vendor_pending:<v>``,
+   the commission to ``platform_revenue`` and the processor fee the vendors bear back to
+   ``processor_fees`` (``split_capture_allocations``); a durable task then creates one transfer
+   per vendor (``payment_transfers_create``), in the payment's transfer group.
+3. **Transfer.** A vendor whose payouts are enabled gets its transfer (``transfer_send``): on
+   Stripe Connect when the marketplace has a Stripe gateway and the vendor a real connected
+   account, else simulated in the ledger only. Money the vendor owes (a negative available
+   balance after refunds) is kept back from the transfer. A vendor who cannot be paid yet has its
+   transfer held (``vendor_held:<v>``) and released when it can (``vendor_transfers_release``).
+4. **Payout.** Each vendor's available balance is paid out on its schedule (daily, weekly,
+   monthly; manual ones by an operator) once it reaches its minimum (``vendor_payout_create``).
+5. **Refunds** unwind the split in proportion (``split_refund_allocations``): from the vendor's
+   pending or held money when its transfer has not gone out, else from its available balance,
+   and the transfer is reversed at Stripe for what is still in the connected account; whatever
+   the vendor cannot cover is recovered from its later transfers.
+
+Every step posts to the ledger, so a vendor's balances are always the ledger's figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.core.durable import durable_enqueue
+from apps.ledger.selectors import balance_get
+from apps.ledger.services import ledger_record
+from apps.payments.models import GatewayAccount, PaymentIntent
+from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
+from apps.vendors.connect import ConnectClient, ConnectError
+from apps.vendors.models import PaymentSplit, Payout, Transfer, Vendor
+from apps.vendors.selectors import commission_policy_terms, vendor_split_terms
+from apps.vendors.splits import (
+    Allocation,
+    RefundUnwind,
+    SplitError,
+    SplitPlan,
+    split_allocate,
+    split_plan_validate,
+    split_refund_unwind,
+)
+from apps.webhooks.outbound import event_publish
+
+log = logging.getLogger(__name__)
+MAX_SPLIT_LINES = 100
+SIMULATED_ACCOUNT_PREFIX = "acct_sim_"
+SCHEDULE_INTERVALS = {
+    Vendor.PayoutSchedule.DAILY: timedelta(days=1),
+    Vendor.PayoutSchedule.WEEKLY: timedelta(days=7),
+    Vendor.PayoutSchedule.MONTHLY: timedelta(days=30),
+}
+
+
+class FundsError(ValueError):
+    """An operator's or API request the funds flow cannot honour; nothing was changed."""
+
+    def __init__(self, message: str, *, code: str, param: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.param = param
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _record(event_type: str, stream: str, key: str, payload: dict) -> None:
+    ledger_record(event_type=event_type, stream=stream, payload=payload, idempotency_key=key)
+
+
+def can_receive(vendor: Vendor) -> bool:
+    """Transfers go out to active vendors whose payouts are enabled; others are held."""
+    return vendor.status == Vendor.Status.ACTIVE and vendor.payouts_enabled
+
+
+def connect_client() -> ConnectClient | None:
+    """The marketplace's Stripe Connect client, or None when no Stripe gateway is enabled."""
+    account = GatewayAccount.objects.filter(kind=GatewayAccount.Kind.STRIPE, enabled=True).first()
+    if account is None or not account.credentials.get("secret_key"):
+        return None
+    return ConnectClient.from_gateway(account.credentials, account.settings)
+
+
+def _real_account(vendor: Vendor) -> bool:
+    return bool(vendor.stripe_account_id) and not vendor.stripe_account_id.startswith(
+        SIMULATED_ACCOUNT_PREFIX
+    )
+
+
+def _gateway_of(payment_id: str) -> str:
+    intent = PaymentIntent.objects.select_related("gateway_account").get(pk=payment_id)
+    if intent.gateway_account is None:
+        raise FundsError(f"payment {payment_id} has no gateway", code="payment_not_captured")
+    return intent.gateway_account.name
+
+
+# --------------------------------------------------------------------------- plan and capture
+
+
+def split_plan_prepare(raw: object, *, amount: int, currency: str) -> SplitPlan:
+    """Validate a payment's ``splits`` against the vendors and the marketplace's terms. Raises
+    SplitError naming the param (``splits[1].amount``); nothing is written."""
+    if not isinstance(raw, list) or not raw:
+        raise SplitError("split_plan_invalid", "splits must be a non-empty list", param="splits")
+    if len(raw) > MAX_SPLIT_LINES:
+        raise SplitError(
+            "split_plan_invalid", f"a split plan has at most {MAX_SPLIT_LINES} lines", param="splits"
+        )
+    ids = [line.get("vendor") or line.get("vendor_id") for line in raw if isinstance(line, dict)]
+    return split_plan_validate(
+        raw,
+        amount=amount,
+        currency=currency,
+        vendors=vendor_split_terms([i for i in ids if isinstance(i, str)]),
+        policy=commission_policy_terms(),
+    )
+
+
+def split_record(*, payment_id: str, plan: SplitPlan) -> PaymentSplit:
+    """Store the plan with its payment (in the payment's creating transaction)."""
+    return PaymentSplit.objects.create(
+        payment_id=payment_id,
+        currency=plan.currency,
+        plan=plan.as_dict(),
+        transfer_group=f"group_{payment_id}",
+    )
+
+
+def split_capture_allocations(*, payment_id: str, amount: int, fee: int) -> list[dict]:
+    """The capture's allocations for the ledger (inside the capture's transaction): each vendor's
+    net to ``vendor_pending``, commission to ``platform_revenue``, the fee vendors bear back to
+    ``processor_fees``; they sum to ``amount``. Schedules the transfers. Deterministic, so a
+    repeated capture event yields the same allocations."""
+    split = PaymentSplit.objects.select_for_update().get(payment_id=payment_id)
+    allocation = split_allocate(SplitPlan.from_dict(split.plan), captured=amount, processor_fee=fee)
+    split.allocation = allocation.as_dict()
+    split.save(update_fields=["allocation", "updated_at"])
+    durable_enqueue(
+        handler="apps.vendors.funds.payment_transfers_create",
+        kwargs={"payment_id": payment_id},
+        idempotency_key=f"transfers:{payment_id}",
+    )
+    out = [{"account": f"vendor_pending:{p.vendor_id}", "amount": p.net} for p in allocation.parts if p.net]
+    if allocation.platform_revenue:
+        out.append({"account": "platform_revenue", "amount": allocation.platform_revenue})
+    if allocation.fee_borne_by_vendors:
+        out.append({"account": "processor_fees", "amount": allocation.fee_borne_by_vendors})
+    return out
+
+
+# --------------------------------------------------------------------------- transfers
+
+
+def _debited(split: PaymentSplit, vendor_id: str) -> int:
+    return sum(
+        part["debit"]
+        for refund in split.refunds
+        for part in refund["unwind"]["parts"]
+        if part["vendor"] == vendor_id
+    )
+
+
+def payment_transfers_create(*, payment_id: str) -> int:
+    """Durable task after a capture: one transfer per vendor with something owed, sent or held.
+    Idempotent (one transfer per payment and vendor). Returns how many it created."""
+    created = 0
+    with transaction.atomic():
+        split = PaymentSplit.objects.select_for_update().get(payment_id=payment_id)
+        if split.allocation is None:
+            return 0
+        allocation = Allocation.from_dict(split.allocation)
+        vendors = Vendor.objects.in_bulk([p.vendor_id for p in allocation.parts])
+        for part in allocation.parts:
+            owed = part.net - _debited(split, part.vendor_id)
+            if owed <= 0:
+                continue
+            transfer, made = Transfer.objects.get_or_create(
+                payment_id=payment_id,
+                vendor_id=part.vendor_id,
+                defaults={
+                    "amount": owed,
+                    "currency": allocation.currency,
+                    "transfer_group": split.transfer_group,
+                },
+            )
+            if not made:
+                continue
+            created += 1
+            if can_receive(vendors[part.vendor_id]):
+                _schedule_send(transfer)
+            else:
+                _hold(transfer)
+    return created
+
+
+def _schedule_send(transfer: Transfer) -> None:
+    durable_enqueue(
+        handler="apps.vendors.funds.transfer_send",
+        kwargs={"transfer_id": transfer.id},
+        idempotency_key=f"transfer:{transfer.id}:send:{uuid.uuid4().hex[:12]}",
+    )
+
+
+def _hold(transfer: Transfer) -> None:
+    """Hold a pending transfer (locked by the caller)."""
+    transfer.status = Transfer.Status.HELD
+    transfer.save(update_fields=["status", "updated_at"])
+    _record(
+        "TransferHeld",
+        transfer.id,
+        f"{transfer.id}:held:{uuid.uuid4().hex[:12]}",
+        {
+            "vendor": transfer.vendor_id,
+            "transfer": transfer.id,
+            "amount": transfer.amount,
+            "currency": transfer.currency,
+        },
+    )
+
+
+def transfer_send(*, transfer_id: str) -> str:
+    """Durable task: send a pending transfer. The transfer row stays locked across the Stripe
+    call, so a concurrent refund waits and sees the outcome. Idempotent at Stripe (key
+    ``<transfer>:create``) and here (only a pending transfer is sent)."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().select_related("vendor").get(pk=transfer_id)
+        if transfer.status != Transfer.Status.PENDING:
+            return f"skipped ({transfer.status})"
+        vendor = transfer.vendor
+        if not can_receive(vendor):
+            _hold(transfer)
+            return "held"
+        available = balance_get(code=f"vendor_payable:{vendor.id}", currency=transfer.currency)
+        recovered = min(transfer.amount, max(0, -available))
+        sent = transfer.amount - recovered
+        client = connect_client() if _real_account(vendor) else None
+        stripe_id = ""
+        if sent and client is not None:
+            try:
+                result = client.transfer_create(
+                    amount=sent,
+                    currency=transfer.currency,
+                    destination=vendor.stripe_account_id,
+                    transfer_group=transfer.transfer_group,
+                    idempotency_key=f"{transfer.id}:create",
+                    metadata={"payment": transfer.payment_id, "vendor": vendor.id, "transfer": transfer.id},
+                )
+            except ConnectError as exc:
+                if exc.retryable:
+                    raise  # the durable task retries with the same idempotency key
+                transfer.status = Transfer.Status.FAILED
+                transfer.failure_message = exc.message[:500]
+                transfer.save(update_fields=["status", "failure_message", "updated_at"])
+                return f"failed: {exc.message}"
+            stripe_id = result.id
+        transfer.status = Transfer.Status.PAID
+        transfer.amount_recovered = recovered
+        transfer.stripe_transfer_id = stripe_id
+        transfer.simulated = bool(sent) and client is None
+        transfer.save()
+        _record(
+            "TransferPaid",
+            transfer.id,
+            f"{transfer.id}:paid",
+            {
+                "vendor": vendor.id,
+                "transfer": transfer.id,
+                "payment": transfer.payment_id,
+                "amount": transfer.amount,
+                "sent": sent,
+                "currency": transfer.currency,
+                "gateway_account": _gateway_of(transfer.payment_id),
+            },
+        )
+        event_publish(
+            type="transfer.created",
+            object_type="transfer",
+            object_id=transfer.id,
+            source_key=f"{transfer.id}:created",
+        )
+    return "paid"
+
+
+def vendor_transfers_release(*, vendor_id: str) -> int:
+    """Release a vendor's held transfers once it can be paid (they are sent next). Idempotent."""
+    released = 0
+    with transaction.atomic():
+        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        if not can_receive(vendor):
+            return 0
+        for transfer in Transfer.objects.select_for_update().filter(
+            vendor=vendor, status=Transfer.Status.HELD
+        ):
+            transfer.status = Transfer.Status.PENDING
+            transfer.save(update_fields=["status", "updated_at"])
+            _record(
+                "TransferReleased",
+                transfer.id,
+                f"{transfer.id}:released:{uuid.uuid4().hex[:12]}",
+                {
+                    "vendor": vendor.id,
+                    "transfer": transfer.id,
+                    "amount": transfer.amount,
+                    "currency": transfer.currency,
+                },
+            )
+            _schedule_send(transfer)
+            released += 1
+    return released
+
+
+# --------------------------------------------------------------------------- refunds
+
+
+def split_refund_allocations(*, payment_id: str, refund_id: str, amount: int) -> list[dict] | None:
+    """A refund's allocations for the ledger when the payment was split (None otherwise), inside
+    the refund's transaction: each vendor's share is taken from where its money is (pending or
+    held before its transfer went out, else available), the commission from platform revenue.
+    Schedules transfer reversals for what is still in connected accounts. Idempotent per refund."""
+    split = PaymentSplit.objects.select_for_update().filter(payment_id=payment_id).first()
+    if split is None or split.allocation is None:
+        return None
+    for earlier in split.refunds:
+        if earlier["refund"] == refund_id:
+            return earlier["allocations"]
+    allocation = Allocation.from_dict(split.allocation)
+    previous = [RefundUnwind.from_dict(r["unwind"]) for r in split.refunds]
+    unwind = split_refund_unwind(allocation, amount=amount, previous=previous)
+    out: list[dict] = []
+    commission = 0
+    for part in unwind.parts:
+        commission += part.commission
+        if not part.debit:
+            continue
+        transfer = (
+            Transfer.objects.select_for_update()
+            .filter(payment_id=payment_id, vendor_id=part.vendor_id)
+            .first()
+        )
+        account = f"vendor_pending:{part.vendor_id}"
+        if transfer is not None and transfer.status in (Transfer.Status.PENDING, Transfer.Status.HELD):
+            if transfer.status == Transfer.Status.HELD:
+                account = f"vendor_held:{part.vendor_id}"
+            transfer.amount -= min(part.debit, transfer.amount)
+            if transfer.amount == 0:
+                transfer.status = Transfer.Status.CANCELED
+            transfer.save(update_fields=["amount", "status", "updated_at"])
+        elif transfer is not None and transfer.status == Transfer.Status.PAID:
+            account = f"vendor_payable:{part.vendor_id}"
+            _reversal_schedule(transfer, debit=part.debit, refund_id=refund_id)
+        out.append({"account": account, "amount": part.debit})
+    if commission:
+        out.append({"account": "platform_revenue", "amount": commission})
+    split.refunds = [*split.refunds, {"refund": refund_id, "unwind": unwind.as_dict(), "allocations": out}]
+    split.save(update_fields=["refunds", "updated_at"])
+    return out
+
+
+def _reversal_schedule(transfer: Transfer, *, debit: int, refund_id: str) -> None:
+    """Take back from the connected account what is still there of this transfer (at most what
+    the vendor has available); the rest stays owed and is kept back from later transfers."""
+    available = balance_get(code=f"vendor_payable:{transfer.vendor_id}", currency=transfer.currency)
+    still_there = transfer.amount - transfer.amount_recovered - transfer.amount_reversed
+    take = min(debit, still_there, max(0, available))
+    if take <= 0:
+        return
+    transfer.amount_reversed += take
+    transfer.save(update_fields=["amount_reversed", "updated_at"])
+    durable_enqueue(
+        handler="apps.vendors.funds.transfer_reverse",
+        kwargs={"transfer_id": transfer.id, "amount": take, "refund_id": refund_id},
+        idempotency_key=f"transfer:{transfer.id}:reverse:{refund_id}",
+    )
+
+
+def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str) -> str:
+    """Durable task: reverse ``amount`` of a paid transfer at Stripe (idempotent key per refund)
+    and post the money's way back to the platform."""
+    transfer = Transfer.objects.select_related("vendor").get(pk=transfer_id)
+    client = connect_client() if transfer.stripe_transfer_id else None
+    if client is not None:
+        client.transfer_reverse(
+            transfer_id=transfer.stripe_transfer_id,
+            amount=amount,
+            idempotency_key=f"{transfer.id}:reverse:{refund_id}",
+            metadata={"refund": refund_id},
+        )  # a ConnectError raises: the durable task retries with the same key
+    _record(
+        "TransferReversed",
+        transfer.id,
+        f"{transfer.id}:reversed:{refund_id}",
+        {
+            "vendor": transfer.vendor_id,
+            "transfer": transfer.id,
+            "refund": refund_id,
+            "amount": amount,
+            "currency": transfer.currency,
+            "gateway_account": _gateway_of(transfer.payment_id),
+        },
+    )
+    return "reversed"
+
+
+# --------------------------------------------------------------------------- payouts
+
+
+def _payout_currencies(vendor: Vendor) -> list[str]:
+    from apps.ledger.models import Account
+
+    codes = Account.objects.filter(code=f"vendor_payable:{vendor.id}").values_list("currency", flat=True)
+    return sorted({c.upper() for c in codes})
+
+
+def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout]:
+    """Pay out the vendor's available balance, per currency, when it reaches the minimum (the
+    vendor's ``payout_minimum`` in its default currency, 1 in others). ``manual``: an operator's
+    "pay out now", which explains a refusal (FundsError) instead of skipping silently."""
+    payouts: list[Payout] = []
+    with transaction.atomic():
+        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        if vendor.payouts_held or not can_receive(vendor):
+            if manual:
+                why = (
+                    "payouts are held by an operator"
+                    if vendor.payouts_held
+                    else "its payouts are not enabled"
+                )
+                raise FundsError(f"vendor {vendor.id} cannot be paid out: {why}", code="payouts_unavailable")
+            return []
+        for currency in _payout_currencies(vendor):
+            available = balance_get(code=f"vendor_payable:{vendor.id}", currency=currency)
+            minimum = vendor.payout_minimum if currency == vendor.default_currency.upper() else 1
+            if available < max(1, minimum):
+                continue
+            payout = Payout.objects.create(vendor=vendor, amount=available, currency=currency)
+            _record(
+                "PayoutSent",
+                payout.id,
+                f"{payout.id}:sent",
+                {"vendor": vendor.id, "payout": payout.id, "amount": available, "currency": currency},
+            )
+            durable_enqueue(
+                handler="apps.vendors.funds.payout_send",
+                kwargs={"payout_id": payout.id},
+                idempotency_key=f"payout:{payout.id}:send",
+            )
+            payouts.append(payout)
+        if manual and not payouts:
+            raise FundsError(
+                f"vendor {vendor.id} has no available balance at or above its payout minimum",
+                code="nothing_to_pay_out",
+            )
+    return payouts
+
+
+def payout_send(*, payout_id: str) -> str:
+    """Durable task: request the payout from Stripe (on the connected account, idempotent key),
+    or settle a simulated one at once."""
+    payout = Payout.objects.select_related("vendor").get(pk=payout_id)
+    if payout.status != Payout.Status.PENDING or payout.stripe_payout_id:
+        return "skipped"
+    vendor = payout.vendor
+    client = connect_client() if _real_account(vendor) else None
+    if client is None:
+        Payout.objects.filter(pk=payout.pk).update(simulated=True, updated_at=timezone.now())
+        return payout_settle(payout_id=payout.id, paid=True)
+    try:
+        result = client.payout_create(
+            account_id=vendor.stripe_account_id,
+            amount=payout.amount,
+            currency=payout.currency,
+            idempotency_key=f"{payout.id}:create",
+            metadata={"payout": payout.id, "vendor": vendor.id},
+        )
+    except ConnectError as exc:
+        if exc.retryable:
+            raise
+        return payout_settle(payout_id=payout.id, paid=False, message=exc.message)
+    Payout.objects.filter(pk=payout.pk).update(stripe_payout_id=result.id, updated_at=timezone.now())
+    return "requested"  # Stripe's payout.paid / payout.failed settle it
+
+
+def payout_settle(*, payout_id: str, paid: bool, message: str = "") -> str:
+    """Settle a pending payout (Stripe's payout.paid / payout.failed, or a simulated payout).
+    A failed payout's money returns to the vendor's available balance. Idempotent."""
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        if payout.status != Payout.Status.PENDING:
+            return f"stays {payout.status}"
+        payout.status = Payout.Status.PAID if paid else Payout.Status.FAILED
+        payout.failure_message = message[:500]
+        if paid:
+            payout.arrival_date = timezone.localdate()
+        payout.save()
+        if not paid:
+            _record(
+                "PayoutFailed",
+                payout.id,
+                f"{payout.id}:failed",
+                {
+                    "vendor": payout.vendor_id,
+                    "payout": payout.id,
+                    "amount": payout.amount,
+                    "currency": payout.currency,
+                },
+            )
+        event_publish(
+            type="payout.paid" if paid else "payout.failed",
+            object_type="payout",
+            object_id=payout.id,
+            source_key=f"{payout.id}:{payout.status}",
+        )
+    return payout.status
+
+
+def payouts_due(now=None) -> list[str]:
+    """Vendors whose schedule says a payout is due: no payout within their interval."""
+    now = now or timezone.now()
+    due = []
+    vendors = Vendor.objects.filter(
+        status=Vendor.Status.ACTIVE, payouts_enabled=True, payouts_held=False
+    ).exclude(payout_schedule=Vendor.PayoutSchedule.MANUAL)
+    for vendor in vendors:
+        last = vendor.payouts.order_by("-created_at").values_list("created_at", flat=True).first()
+        if last is None or now - last >= SCHEDULE_INTERVALS[Vendor.PayoutSchedule(vendor.payout_schedule)]:
+            due.append(vendor.id)
+    return due
+
+
+def payouts_run() -> int:
+    """The periodic job: pay out every vendor that is due. Returns how many payouts it made."""
+    made = 0
+    for vendor_id in payouts_due():
+        try:
+            made += len(vendor_payout_create(vendor_id=vendor_id))
+        except Exception:  # one vendor's problem must not stop the others
+            log.exception("payout for vendor %s failed", vendor_id)
+    return made

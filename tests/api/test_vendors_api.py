@@ -1,0 +1,177 @@
+"""Vendors, transfers and payouts through the API, and payments with splits."""
+
+from __future__ import annotations
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from apps.core.durable import durable_run
+from apps.core.models import DurableTask
+from apps.payments.models import PaymentIntent
+from apps.vendors.connect import ConnectAccount, ConnectStatus
+from apps.vendors.models import Vendor
+from apps.vendors.services import vendor_account_apply
+from apps.webhooks.models import OutboundEvent
+from tests.api.conftest import pay
+
+VENDOR = {"email": "owner@bakery.example", "name": "Rosen Bakery", "country": "US", "default_currency": "USD"}
+
+
+def run_tasks() -> None:
+    for _ in range(10):
+        due = list(DurableTask.objects.filter(state="pending", next_run_at__lte=timezone.now()))
+        if not due:
+            return
+        for task in due:
+            durable_run(task_id=str(task.pk))
+
+
+def invite(api, **fields) -> dict:
+    response = api.post("/api/v1/vendors", {**VENDOR, **fields})
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def enable(vendor_id: str) -> None:
+    vendor = Vendor.objects.get(pk=vendor_id)
+    vendor_account_apply(
+        vendor=vendor,
+        account=ConnectAccount(
+            id=f"acct_sim_{vendor.id[4:]}",
+            status=ConnectStatus.ACTIVE,
+            charges_enabled=True,
+            payouts_enabled=True,
+            details_submitted=True,
+            currently_due=(),
+            past_due=(),
+            disabled_reason=None,
+            country="US",
+            default_currency="usd",
+            email=vendor.email,
+        ),
+    )
+
+
+def test_inviting_a_vendor_answers_with_its_onboarding_url_and_emails_it(api):
+    created = invite(api, payout_schedule="daily", commission_percent_bps=750, commission_fixed={"USD": 30})
+
+    assert created["id"].startswith("ven_") and created["object"] == "vendor"
+    assert created["status"] == "invited" and created["default_currency"] == "usd"
+    assert "://alpha.localhost/vendors/invite/" in created["onboarding_url"]
+    assert created["commission_percent_bps"] == 750 and created["commission_fixed"] == {"usd": 30}
+    (email,) = mail.outbox
+    assert email.to == [VENDOR["email"]] and created["onboarding_url"] in email.body
+    retrieved = api.get(f"/api/v1/vendors/{created['id']}").json()
+    assert "onboarding_url" not in retrieved and retrieved["payout_schedule"] == "daily"
+    listed = api.get("/api/v1/vendors", {"status": "invited"}).json()["data"]
+    assert [v["id"] for v in listed] == [created["id"]]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"country": "USA"}, "country"),
+        ({"default_currency": "XYZ"}, "default_currency"),
+        ({"email": "not-an-email"}, "email"),
+        ({"payout_schedule": "hourly"}, "payout_schedule"),
+        ({"commission_percent_bps": 10_001}, "commission_percent_bps"),
+        ({"commission_fixed": {"zzz": 5}}, "commission_fixed"),
+        ({"name": ""}, "name"),
+    ],
+)
+def test_bad_vendors_are_refused_naming_the_param(api, body, param):
+    response = api.post("/api/v1/vendors", {**VENDOR, **body})
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["param"] == param
+    assert not Vendor.objects.exists() and not mail.outbox
+
+
+def test_update_announces_vendor_updated_and_disable_refuses_new_splits(api):
+    vendor = invite(api)
+
+    updated = api.post(f"/api/v1/vendors/{vendor['id']}", {"payout_minimum": 2500, "disabled": True})
+
+    assert updated.status_code == 200 and updated.json()["status"] == "disabled"
+    event = OutboundEvent.objects.filter(type="vendor.updated", object_id=vendor["id"]).latest("created_at")
+    assert event.data["payout_minimum"] == 2500 and event.data["status"] == "disabled"
+    refused = api.post(
+        "/api/v1/payments",
+        {
+            "amount": 1000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "splits": [{"vendor": vendor["id"], "amount": 1000}],
+        },
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "splits[0].vendor"
+    assert not PaymentIntent.objects.exists()
+
+
+def test_a_split_payment_its_transfers_balance_and_payout_through_the_api(api):
+    a, b = invite(api), invite(api, email="b@shop.example", name="Bob")
+    enable(a["id"])
+    enable(b["id"])
+
+    payment = pay(
+        api, amount=10_000, splits=[{"vendor": a["id"], "share": "0.75"}, {"vendor": b["id"], "share": "1/4"}]
+    )
+    run_tasks()
+
+    assert [(s["vendor"], s["planned"], s["net"]) for s in payment["splits"]] == [
+        (a["id"], 7500, 6750),
+        (b["id"], 2500, 2250),
+    ]
+    transfers = api.get("/api/v1/transfers", {"payment": payment["id"]}).json()["data"]
+    assert sorted((t["vendor"], t["amount"], t["status"]) for t in transfers) == sorted(
+        [(a["id"], 6750, "paid"), (b["id"], 2250, "paid")]
+    )
+    assert api.get(f"/api/v1/transfers/{transfers[0]['id']}").json() == transfers[0]
+    balance = api.get(f"/api/v1/vendors/{a['id']}/balance").json()
+    assert balance == {
+        "object": "vendor_balance",
+        "vendor": a["id"],
+        "available": [{"amount": 6750, "currency": "usd"}],
+        "pending": [],
+        "held": [],
+    }
+
+    paid_out = api.post(f"/api/v1/vendors/{a['id']}/payouts")
+    run_tasks()
+
+    assert paid_out.status_code == 201
+    (payout,) = paid_out.json()["data"]
+    assert api.get(f"/api/v1/payouts/{payout['id']}").json()["status"] == "paid"
+    assert api.get("/api/v1/payouts", {"vendor": a["id"]}).json()["data"][0]["amount"] == 6750
+    again = api.post(f"/api/v1/vendors/{a['id']}/payouts")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "nothing_to_pay_out"
+    types = set(OutboundEvent.objects.values_list("type", flat=True))
+    assert {"transfer.created", "payout.paid", "vendor.updated", "payment.succeeded"} <= types
+
+
+@pytest.mark.parametrize(
+    ("splits", "param"),
+    [
+        ([{"vendor": "ven_unknown", "amount": 2000}], "splits[0].vendor"),
+        ([{"amount": 2000}], "splits[0]"),
+        ("nope", "splits"),
+        ([], "splits"),
+    ],
+)
+def test_a_bad_split_plan_is_a_400_and_nothing_is_charged(api, splits, param):
+    response = api.post(
+        "/api/v1/payments",
+        {
+            "amount": 2000,
+            "currency": "usd",
+            "payment_method": "pm_card_visa",
+            "confirm": True,
+            "splits": splits,
+        },
+    )
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["error"]["param"].startswith(param)
+    assert not PaymentIntent.objects.exists()
