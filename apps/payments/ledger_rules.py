@@ -58,3 +58,36 @@ def _refund_succeeded(payload: dict) -> list[Line]:
         lines.append(Line(text(alloc, "account"), cur, "D", amount(alloc), allow_negative=True))
     lines.append(Line(f"processor_clearing:{gateway}", cur, "C", amt))
     return lines
+
+
+@posting_rule("DisputeOpened")
+def _dispute_opened(payload: dict) -> list[Line]:
+    """The processor takes the disputed amount back: Dr whoever bears it (``disputes`` for the
+    platform, or a split payment's vendors and the commission) / Cr processor_clearing:<gateway>.
+    A vendor may go negative: it is recovered from its later transfers."""
+    gateway = text(payload, "gateway_account")
+    amt, cur = amount(payload), currency(payload)
+    allocations = field(payload, "allocations")
+    if not isinstance(allocations, list) or not allocations:
+        from apps.ledger.errors import InvalidPosting
+
+        raise InvalidPosting("allocations must be a non-empty list", param="allocations")
+    lines = [Line(text(a, "account"), cur, "D", amount(a), allow_negative=True) for a in allocations]
+    return [*lines, Line(f"processor_clearing:{gateway}", cur, "C", amt)]
+
+
+@posting_rule("DisputeWon")
+def _dispute_won(payload: dict) -> list[Line]:
+    """The processor returns the amount: the opening's lines, reversed."""
+    gateway = text(payload, "gateway_account")
+    amt, cur = amount(payload), currency(payload)
+    allocations = field(payload, "allocations")
+    if not isinstance(allocations, list) or not allocations:
+        from apps.ledger.errors import InvalidPosting
+
+        raise InvalidPosting("allocations must be a non-empty list", param="allocations")
+    lines = [Line(text(a, "account"), cur, "C", amount(a)) for a in allocations]
+    return [Line(f"processor_clearing:{gateway}", cur, "D", amt), *lines]
+
+
+register_event_type("DisputeLost")

@@ -271,3 +271,35 @@ class SimulatorRefund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.refund_id} {self.amount}"
+
+
+class Dispute(models.Model):
+    """A chargeback on a captured payment. The disputed amount leaves the processor's clearing
+    when it opens; who bears it (the platform, or a split payment's vendors) is posted then and
+    posted back if the dispute is won."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        WON = "won"
+        LOST = "lost"
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="disputes")
+    gateway_account = models.ForeignKey(GatewayAccount, on_delete=models.PROTECT, related_name="disputes")
+    reference = models.CharField(max_length=255, help_text="the processor's dispute id (e.g. dp_...)")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=100, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN, db_index=True)
+    allocations = models.JSONField(default=list, help_text="who bears it: [{account, amount}]")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway_account", "reference"], name="payments_dispute_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} on {self.intent_id} [{self.status}]"

@@ -408,6 +408,36 @@ def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str) -> str:
     return "reversed"
 
 
+def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | None:
+    """Who bears a dispute on a split payment when the dispute policy says the vendors: each
+    vendor part in proportion to its gross (largest remainder), its commission share out of
+    ``platform_revenue``, the rest out of the vendor's available balance (``vendor_payable``; a
+    negative balance is kept back from later transfers). None when the platform bears it."""
+    from apps.core.money import allocate
+    from apps.vendors.models import CommissionPolicy
+
+    policy = CommissionPolicy.objects.filter(singleton=True).first()
+    split = PaymentSplit.objects.filter(payment_id=payment_id).first()
+    if split is None or split.allocation is None or (policy and policy.dispute_policy != "vendor"):
+        return None
+    allocation = Allocation.from_dict(split.allocation)
+    shares = allocate(amount, [p.gross for p in allocation.parts])
+    out: list[dict] = []
+    commission = 0
+    for part, share in zip(allocation.parts, shares, strict=True):
+        if not share:
+            continue
+        vendor_share, commission_share = (
+            allocate(share, [part.gross - part.commission, part.commission]) if part.gross else [share, 0]
+        )
+        commission += commission_share
+        if vendor_share:
+            out.append({"account": f"vendor_payable:{part.vendor_id}", "amount": vendor_share})
+    if commission:
+        out.append({"account": "platform_revenue", "amount": commission})
+    return out
+
+
 # --------------------------------------------------------------------------- payouts
 
 

@@ -138,6 +138,12 @@ class CommissionPolicy(models.Model):
         default=FeePolicy.PLATFORM.value,
         help_text="Who bears processor fees: the platform, the vendor, or both pro rata.",
     )
+    dispute_policy = models.CharField(
+        max_length=10,
+        choices=[("vendor", "the vendors of a split payment"), ("platform", "the platform")],
+        default="vendor",
+        help_text="Who bears a chargeback on a split payment (payments without a split: the platform).",
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

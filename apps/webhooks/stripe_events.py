@@ -16,7 +16,9 @@ Applied types (``data.object`` is the object as it was when the event happened):
   paid, and ``vendor.updated`` is announced).
 - ``payout.paid`` / ``payout.failed`` / ``payout.canceled`` (Connect, from the vendor's account):
   settle our payout (a failed one's money returns to the vendor's available balance).
-- ``charge.dispute.created``: stored, nothing changed (disputes are not handled yet).
+- ``charge.dispute.created`` opens a dispute on our payment (the amount leaves clearing, borne by
+  the platform or a split payment's vendors); ``charge.dispute.closed`` settles it: ``won`` posts
+  it back, ``lost`` leaves it.
 
 Every other type is stored and left alone.
 """
@@ -84,11 +86,8 @@ def apply(event: InboundEvent) -> str:
         return _apply_account(obj)
     if kind in ("payout.paid", "payout.failed", "payout.canceled"):
         return _apply_payout(kind, obj, connected)
-    if kind == "charge.dispute.created":
-        return (
-            f"recorded: dispute {obj.get('id')} ({obj.get('reason')}, {obj.get('status')}) on charge "
-            f"{obj.get('charge')} for {obj.get('amount')} {obj.get('currency')}; nothing changed"
-        )
+    if kind in ("charge.dispute.created", "charge.dispute.closed"):
+        return _apply_dispute(account, kind, obj)
     return f"ignored: {kind} is not applied to payments"
 
 
@@ -232,3 +231,27 @@ def _apply_payout(kind: str, obj: dict, connected: str | None) -> str:
     return f"payout {payout.id}: " + payout_settle(
         payout_id=payout.id, paid=kind == "payout.paid", message=str(message)
     )
+
+
+def _apply_dispute(account: GatewayAccount, kind: str, dispute: dict) -> str:
+    from apps.payments.disputes import dispute_close, dispute_open
+    from apps.payments.models import Dispute
+
+    intent_id = dispute.get("payment_intent")
+    attempt = attempt_for_event(
+        account=account, attempt_id=None, reference=intent_id if isinstance(intent_id, str) else None
+    )
+    if attempt is None:
+        return f"ignored: dispute {dispute.get('id')} is not on one of our payments"
+    opened = dispute_open(
+        attempt=attempt,
+        reference=str(dispute.get("id") or ""),
+        amount=int(dispute.get("amount") or 0),
+        currency=str(dispute.get("currency") or ""),
+        reason=str(dispute.get("reason") or ""),
+    )
+    if kind == "charge.dispute.closed" and dispute.get("status") in ("won", "lost"):
+        return dispute_close(dispute=opened, won=dispute.get("status") == "won")
+    if opened.status != Dispute.Status.OPEN:
+        return f"dispute {opened.id} already {opened.status}"
+    return f"dispute {opened.id} opened for {opened.amount} {opened.currency}"

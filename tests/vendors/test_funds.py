@@ -444,3 +444,63 @@ def test_connect_webhooks_enable_a_vendor_and_settle_its_payout(market, host_cli
     payout.refresh_from_db()
     assert payout.status == "paid"
     assert OutboundEvent.objects.filter(type="payout.paid", object_id=payout.id).exists()
+
+
+# --------------------------------------------------------------------------- disputes
+
+
+def test_a_dispute_on_a_split_payment_is_borne_by_its_vendors_and_returned_when_won(market):
+    from apps.payments.disputes import dispute_close, dispute_open
+    from apps.payments.models import PaymentAttempt
+
+    a, b = vendor("alice"), vendor("bob")
+    intent = pay([{"vendor": a.id, "amount": 6000}, {"vendor": b.id, "amount": 4000}])
+    run_tasks()
+    attempt = PaymentAttempt.objects.get(intent_id=intent.id, status="captured")
+
+    dispute = dispute_open(
+        attempt=attempt, reference="dp_1", amount=5000, currency="usd", reason="fraudulent"
+    )
+
+    # 5000 split 3000 / 2000 by the parts, 10% of each out of platform revenue
+    assert lines_of("DisputeOpened", intent.id) == [
+        (f"vendor_payable:{a.id}", "D", 2700),
+        (f"vendor_payable:{b.id}", "D", 1800),
+        ("platform_revenue", "D", 500),
+        ("processor_clearing:primary", "C", 5000),
+    ]
+    assert balances(a) == (money(5400 - 2700), [], [])
+    assert dispute_open(attempt=attempt, reference="dp_1", amount=5000, currency="usd").pk == dispute.pk
+
+    dispute_close(dispute=dispute, won=True)
+
+    assert lines_of("DisputeWon", intent.id) == [
+        ("processor_clearing:primary", "D", 5000),
+        (f"vendor_payable:{a.id}", "C", 2700),
+        (f"vendor_payable:{b.id}", "C", 1800),
+        ("platform_revenue", "C", 500),
+    ]
+    assert balances(a) == (money(5400), [], []) and balances(b) == (money(3600), [], [])
+
+
+def test_the_platform_bears_disputes_when_its_policy_says_so(market):
+    from apps.payments.disputes import dispute_open
+    from apps.payments.models import PaymentAttempt
+
+    CommissionPolicy.objects.update(dispute_policy="platform")
+    a = vendor("alice")
+    intent = pay([{"vendor": a.id, "amount": 10_000}])
+    run_tasks()
+
+    dispute_open(
+        attempt=PaymentAttempt.objects.get(intent_id=intent.id, status="captured"),
+        reference="dp_2",
+        amount=10_000,
+        currency="USD",
+    )
+
+    assert lines_of("DisputeOpened", intent.id) == [
+        ("disputes", "D", 10_000),
+        ("processor_clearing:primary", "C", 10_000),
+    ]
+    assert balances(a) == (money(9000), [], [])

@@ -1,12 +1,12 @@
 """Stripe events applied to our payments, forward only: an unknown attempt resolved, events out of
-order, duplicates, refunds made outside our API, disputes recorded."""
+order, duplicates, refunds made outside our API, disputes opened and settled."""
 
 from __future__ import annotations
 
 import pytest
 
 from apps.ledger.models import LedgerEvent
-from apps.payments.models import PaymentAttempt, Refund, SimulatorCharge
+from apps.payments.models import Dispute, PaymentAttempt, Refund, SimulatorCharge
 from apps.payments.services import payment_intent_create, payment_refund
 from apps.webhooks.models import InboundEvent
 from apps.webhooks.services import inbound_event_process, inbound_events_reprocess
@@ -365,7 +365,9 @@ def test_our_refund_whose_answer_was_lost_is_settled_by_charge_refunded(gateways
     assert LedgerEvent.objects.get(stream=intent.pk, type="RefundSucceeded").payload["amount"] == 800
 
 
-def test_a_dispute_is_recorded_and_changes_nothing(gateways, processor, host_client):
+def test_a_dispute_takes_the_amount_out_of_clearing_and_a_won_one_puts_it_back(
+    gateways, processor, host_client
+):
     intent, _ = _succeeded_payment(processor)
     dispute = fixture("stripe/dispute.json") | {
         "charge": "ch_3QxWebhook",
@@ -374,15 +376,24 @@ def test_a_dispute_is_recorded_and_changes_nothing(gateways, processor, host_cli
     }
 
     deliver(host_client(HOST), "charge.dispute.created", dispute, "evt_dispute")
+    deliver(host_client(HOST), "charge.dispute.created", dispute, "evt_dispute")  # a redelivery
     process_queued()
 
-    event = event_of("evt_dispute")
-    assert event.state == "processed"
-    assert event.result == (
-        "recorded: dispute dp_1Pgc71B7WZ01zgkWMevJiAUx (general, warning_needs_response) on charge "
-        "ch_3QxWebhook for 2000 usd; nothing changed"
-    )
+    opened = Dispute.objects.get(intent=intent)
+    assert event_of("evt_dispute").result == f"dispute {opened.id} opened for 2000 USD"
+    assert (opened.status, opened.reference, opened.reason) == ("open", dispute["id"], "general")
+    assert opened.allocations == [{"account": "disputes", "amount": 2000}]  # no split: the platform
+    assert LedgerEvent.objects.filter(stream=intent.pk, type="DisputeOpened").count() == 1
+
+    deliver(host_client(HOST), "charge.dispute.closed", dispute | {"status": "won"}, "evt_dispute_won")
+    deliver(host_client(HOST), "charge.dispute.closed", dispute | {"status": "lost"}, "evt_dispute_late")
+    process_queued()
+
+    assert Dispute.objects.get(pk=opened.pk).status == "won"
+    assert event_of("evt_dispute_late").result == f"dispute {opened.id} stays won"
     assert reload(intent).status == "succeeded"
+    won = LedgerEvent.objects.get(stream=intent.pk, type="DisputeWon")
+    assert won.payload["allocations"] == opened.allocations
 
 
 def test_reprocessing_an_applied_event_is_harmless(gateways, processor, host_client):
