@@ -20,6 +20,7 @@ from apps.core.money import format_amount
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import (
     DeclineRule,
+    Dispute,
     GatewayAccount,
     PaymentAttempt,
     PaymentIntent,
@@ -313,3 +314,11 @@ class RefundAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "intent", "amount", "currency", "status", "created_at")
     list_filter = ("status",)
     search_fields = ("=id", "=intent__id")
+
+
+@admin.register(Dispute)
+class DisputeAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "id", "intent", "gateway_account", "amount", "currency", "reason", "status")
+    list_filter = ("status", "gateway_account", "reason")
+    search_fields = ("=id", "=intent__id", "=reference")
+    date_hierarchy = "created_at"

@@ -11,7 +11,7 @@ from apps.core.admin_mixins import TenantOnlyAdminMixin
 from apps.core.money import format_amount
 from apps.tenants.db import current_schema
 from apps.vendors.connect import requirements_in_words
-from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
+from apps.vendors.models import CommissionPolicy, Payout, Transfer, Vendor, VendorInvite
 from apps.vendors.services import vendor_payouts_hold, vendor_payouts_release
 from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError, format_bps
 
@@ -109,6 +109,7 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
         "payouts_enabled",
         "requirements_in_words",
         "payout_minimum_display",
+        "balances",
         "created_at",
         "updated_at",
     )
@@ -120,7 +121,15 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
         ),
         (
             "Payouts",
-            {"fields": ("payout_schedule", "payout_minimum", "payout_minimum_display", "payouts_held")},
+            {
+                "fields": (
+                    "balances",
+                    "payout_schedule",
+                    "payout_minimum",
+                    "payout_minimum_display",
+                    "payouts_held",
+                )
+            },
         ),
         (
             "Commission (empty fields use the marketplace's policy)",
@@ -129,7 +138,34 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
         (None, {"fields": ("created_at", "updated_at")}),
     )
     inlines = [VendorInviteInline]
-    actions = ["hold_payouts", "release_payouts", "send_onboarding_invite"]
+    actions = ["hold_payouts", "release_payouts", "pay_out_now", "send_onboarding_invite"]
+
+    @admin.display(description="balances (from the ledger)")
+    def balances(self, obj: Vendor) -> str:
+        from apps.vendors.selectors import vendor_balances
+
+        if not obj.pk:
+            return "-"
+        figures = vendor_balances(vendor_id=obj.pk)
+        rows = [
+            (stage, ", ".join(format_amount(m["amount"], m["currency"]) for m in figures[stage]) or "0")
+            for stage in ("available", "pending", "held")
+        ]
+        return format_html("<table>{}</table>", format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows))
+
+    @admin.action(description="Pay out the available balance now")
+    def pay_out_now(self, request, queryset):
+        from apps.vendors.funds import FundsError, vendor_payout_create
+
+        made, refused = 0, []
+        for vendor in queryset:
+            try:
+                made += len(vendor_payout_create(vendor_id=vendor.pk, manual=True))
+            except FundsError as exc:
+                refused.append(str(exc))
+        self.message_user(request, f"{made} payout(s) started", messages.SUCCESS)
+        if refused:
+            self.message_user(request, "; ".join(refused), messages.WARNING)
 
     @admin.display(description="Stripe needs")
     def requirements_in_words(self, obj: Vendor) -> str:
@@ -182,7 +218,7 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 class CommissionPolicyForm(forms.ModelForm):
     class Meta:
         model = CommissionPolicy
-        fields = ["percent_bps", "fixed", "fee_policy"]
+        fields = ["percent_bps", "fixed", "fee_policy", "dispute_policy"]
 
     def clean(self):
         cleaned = super().clean() or {}
@@ -205,3 +241,60 @@ class CommissionPolicyAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnlyAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+    """Money records: viewed here, changed only by the funds flow."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Transfer)
+class TransferAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "id",
+        "vendor",
+        "payment_id",
+        "money",
+        "status",
+        "stripe_transfer_id",
+        "simulated",
+    )
+    list_filter = ("status", "simulated", "currency")
+    search_fields = ("=id", "=payment_id", "=vendor__id", "vendor__name", "=stripe_transfer_id")
+    list_select_related = ("vendor",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def money(self, obj: Transfer) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+
+@admin.register(Payout)
+class PayoutAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "id",
+        "vendor",
+        "money",
+        "status",
+        "arrival_date",
+        "stripe_payout_id",
+        "simulated",
+    )
+    list_filter = ("status", "simulated", "currency")
+    search_fields = ("=id", "=vendor__id", "vendor__name", "=stripe_payout_id")
+    list_select_related = ("vendor",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def money(self, obj: Payout) -> str:
+        return format_amount(obj.amount, obj.currency)

@@ -504,3 +504,27 @@ def test_the_platform_bears_disputes_when_its_policy_says_so(market):
         ("processor_clearing:primary", "C", 10_000),
     ]
     assert balances(a) == (money(9000), [], [])
+
+
+def test_operators_see_balances_transfers_payouts_and_disputes_and_pay_out_now(market, host_client):
+    from django.contrib.admin.utils import quote
+    from django.contrib.auth import get_user_model
+
+    a = vendor("alice")
+    intent = pay([{"vendor": a.id, "amount": 10_000}])
+    run_tasks()
+    client = host_client("alpha.localhost")
+    client.force_login(get_user_model().objects.get(username="ops@alpha.test"))
+
+    page = client.get(f"/admin/vendors/vendor/{quote(a.id)}/change/").content.decode()
+    transfers = client.get("/admin/vendors/transfer/").content.decode()
+    action = client.post("/admin/vendors/vendor/", {"action": "pay_out_now", "_selected_action": [a.id]})
+    run_tasks()
+    payouts = client.get("/admin/vendors/payout/").content.decode()
+    disputes = client.get("/admin/payments/dispute/")
+
+    assert "available" in page and "90.00" in page  # the ledger's figure, formatted
+    assert intent.id in transfers
+    assert action.status_code == 302 and Payout.objects.get().status == "paid"
+    assert Payout.objects.get().id in payouts
+    assert disputes.status_code == 200
