@@ -259,7 +259,7 @@ def test_admin_refuses_bad_commission_terms(operator_client):
     assert b"fixed fee for usd must be a non-negative integer of minor units, got -5" in response.content
     ok = operator_client.post(
         f"/admin/vendors/commissionpolicy/{policy.pk}/change/",
-        {"percent_bps": "1250", "fixed": '{"USD": 30}', "fee_policy": "pro_rata"},
+        {"percent_bps": "1250", "fixed": '{"USD": 30}', "fee_policy": "pro_rata", "dispute_policy": "vendor"},
     )
     assert ok.status_code == 302
     assert str(CommissionPolicy.objects.get()) == "12.5% commission + 0.30 USD"
