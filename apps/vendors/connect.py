@@ -393,6 +393,13 @@ class ConnectClient:
         """The account as Stripe has it now, mapped to our status (``account_status``)."""
         return _account(self._send("account_retrieve", lambda: self.client.v1.accounts.retrieve(account_id)))
 
+    def payment_intent_charge(self, payment_intent_id: str) -> str | None:
+        """The charge (``ch_...``) of a platform PaymentIntent: a transfer's ``source_transaction``."""
+        data = self._send(
+            "payment_intent_retrieve", lambda: self.client.v1.payment_intents.retrieve(payment_intent_id)
+        )
+        return _id(data.get("latest_charge"))
+
     def account_link_create(
         self,
         *,

@@ -94,6 +94,26 @@ def _real_account(vendor: Vendor) -> bool:
     )
 
 
+def _source_charge(client: ConnectClient, payment_id: str) -> str | None:
+    """When the payment was charged on the platform's Stripe account, its charge: the transfer
+    then waits for that charge's funds (``source_transaction``) instead of drawing on the
+    platform's available balance. None for other gateways (the platform's balance pays)."""
+    from apps.payments.gateways.stripe import split_reference
+    from apps.payments.models import PaymentAttempt
+
+    attempt = (
+        PaymentAttempt.objects.select_related("gateway_account")
+        .filter(intent_id=payment_id, status=PaymentAttempt.Status.CAPTURED)
+        .first()
+    )
+    if attempt is None or attempt.gateway_account.kind != GatewayAccount.Kind.STRIPE or not attempt.reference:
+        return None
+    connected, intent_id = split_reference(attempt.reference)
+    if connected:  # a charge on a connected account is not the platform's to transfer from
+        return None
+    return client.payment_intent_charge(intent_id)
+
+
 def _gateway_of(payment_id: str) -> str:
     intent = PaymentIntent.objects.select_related("gateway_account").get(pk=payment_id)
     if intent.gateway_account is None:
@@ -244,7 +264,9 @@ def transfer_send(*, transfer_id: str) -> str:
         stripe_id = ""
         if sent and client is not None:
             try:
+                source = _source_charge(client, transfer.payment_id)
                 result = client.transfer_create(
+                    source_transaction=source,
                     amount=sent,
                     currency=transfer.currency,
                     destination=vendor.stripe_account_id,

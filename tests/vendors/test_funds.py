@@ -528,3 +528,45 @@ def test_operators_see_balances_transfers_payouts_and_disputes_and_pay_out_now(m
     assert action.status_code == 302 and Payout.objects.get().status == "paid"
     assert Payout.objects.get().id in payouts
     assert disputes.status_code == 200
+
+
+@responses.activate
+def test_a_transfer_for_a_charge_on_stripe_waits_for_that_charge_source_transaction(market):
+    from apps.payments.models import PaymentAttempt
+
+    stripe_account = GatewayAccount(
+        name="stripe_main", kind="stripe", settings={"api_base": "https://stripe.test"}
+    )
+    stripe_account.credentials = {"secret_key": "sk_test_123"}
+    stripe_account.save()
+    a = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
+    a = vendor_account_apply(vendor=a, account=account(a, enabled=True, real=True))
+    responses.get(
+        "https://stripe.test/v1/payment_intents/pi_3QxSplit",
+        json={"id": "pi_3QxSplit", "object": "payment_intent", "latest_charge": "ch_3QxSplit"},
+    )
+    responses.post(
+        "https://stripe.test/v1/transfers", json=json.loads((FIXTURES / "transfer.json").read_text())
+    )
+    intent = payment_intent_create(
+        amount=10_000,
+        currency="usd",
+        payment_method="pm_card_visa",
+        confirm=False,
+        splits=[{"vendor": a.id, "amount": 10_000}],
+    )
+    # as if Stripe took the charge: the attempt and the payment name the Stripe account
+    from apps.payments.services import payment_confirm
+
+    payment_confirm(intent_id=intent.id)
+    PaymentAttempt.objects.filter(intent_id=intent.id).update(
+        gateway_account=stripe_account, reference="pi_3QxSplit"
+    )
+    PaymentIntent.objects.filter(pk=intent.id).update(gateway_account=stripe_account)
+
+    run_tasks()
+
+    _, transfer_call = responses.calls
+    form = dict(parse_qsl(str(transfer_call.request.body)))
+    assert form["source_transaction"] == "ch_3QxSplit" and form["amount"] == "9000"
+    assert lines_of("TransferPaid")[-1] == ("processor_clearing:stripe_main", "C", 9000)
