@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils.safestring import SafeString, mark_safe
 
@@ -77,6 +77,8 @@ def balance_charts(*, vendor: Vendor, currencies: list[str]) -> list[Chart]:
                 continue
             points: list[tuple[datetime, int]] = balance_history(code=code, currency=currency.upper())
             if points:
+                # The balance was zero before the first posting: start the line there.
+                points = [(points[0][0] - timedelta(days=1), 0), *points]
                 svg = line_chart_svg(points, currency=currency, width=640, height=260)
                 charts.append(Chart(title=f"{label} ({currency.upper()})", svg=mark_safe(svg)))  # noqa: S308
     return charts

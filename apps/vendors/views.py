@@ -100,7 +100,9 @@ def page(
     context = {"brand": brand(request), "signed_in": auth.session_vendor(request), **(context or {})}
     response = render(request, template, context, status=status)
     response["Cache-Control"] = "no-store"  # pages hold balances and single-use links
-    response["Referrer-Policy"] = "no-referrer"  # tokens in our URLs never leak to Stripe
+    # Tokens in our URLs never leak to Stripe; same-origin (not no-referrer) keeps the Origin header
+    # of our own form posts, which the CSRF check needs.
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
