@@ -7,7 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from apps.core.admin_mixins import TenantOnlyAdminMixin
+from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.core.money import format_amount
 from apps.tenants.db import current_schema
 from apps.vendors.connect import requirements_in_words
@@ -243,17 +243,8 @@ class CommissionPolicyAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
         return False
 
 
-class _ReadOnlyAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class _ReadOnlyAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Money records: viewed here, changed only by the funds flow."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Transfer)

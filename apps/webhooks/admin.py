@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from apps.core.admin_mixins import TenantOnlyAdminMixin
+from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.webhooks.models import (
     InboundEvent,
     OutboundEvent,
@@ -24,7 +24,7 @@ from apps.webhooks.services import inbound_events_reprocess
 
 
 @admin.register(InboundEvent)
-class InboundEventAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class InboundEventAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "received_at",
         "gateway_account",
@@ -60,16 +60,6 @@ class InboundEventAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="payload")
     def payload_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
-
-    # Events are records of what a processor sent: viewable, never added, edited or deleted here.
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_reprocess_permission(self, request):
         return self.has_view_permission(request)
@@ -110,7 +100,7 @@ class WebhookDeliveryAttemptInline(admin.TabularInline):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class WebhookDeliveryAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "event_type",
@@ -156,15 +146,6 @@ class WebhookDeliveryAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
     def body(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(event_body(obj.event), indent=2, sort_keys=True))
 
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_redeliver_permission(self, request):
         return self.has_view_permission(request)
 
@@ -194,7 +175,7 @@ class WebhookDeliveryInline(admin.TabularInline):
 
 
 @admin.register(OutboundEvent)
-class OutboundEventAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
+class OutboundEventAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "type", "id", "object_id")
     list_filter = ("type",)
     search_fields = ("=id", "=object_id")
@@ -206,15 +187,6 @@ class OutboundEventAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="data")
     def data_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.data, indent=2, sort_keys=True))
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(WebhookEndpoint)

@@ -35,6 +35,20 @@ def market(in_tenant_a):
     CommissionPolicy.objects.update(percent_bps=1000, fixed={}, fee_policy="platform")
 
 
+def stripe_gateway(**credentials) -> GatewayAccount:
+    """The marketplace's Stripe account (for Connect); routing still sends charges to the simulator."""
+    gateway = GatewayAccount(name="stripe_main", kind="stripe", settings={"api_base": "https://stripe.test"})
+    gateway.credentials = {"secret_key": "sk_test_123", **credentials}
+    gateway.save()
+    return gateway
+
+
+def real_vendor(*, enabled: bool) -> Vendor:
+    """A vendor with a real (not simulated) Connect account."""
+    v = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
+    return vendor_account_apply(vendor=v, account=account(v, enabled=enabled, real=True))
+
+
 def run_tasks() -> int:
     """Run every due durable task (what the worker does), until none is left."""
     ran = 0
@@ -349,13 +363,8 @@ def test_a_bad_split_plan_is_refused_and_nothing_is_charged(market, plan, code, 
 def test_on_stripe_the_transfer_and_payout_are_made_with_connect(market):
     # The marketplace has a Stripe account for Connect; its routing still sends charges to the
     # simulator, so the transfer comes from the platform's Stripe balance (no source_transaction).
-    stripe_account = GatewayAccount(
-        name="stripe_main", kind="stripe", settings={"api_base": "https://stripe.test"}
-    )
-    stripe_account.credentials = {"secret_key": "sk_test_123"}
-    stripe_account.save()
-    a = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
-    a = vendor_account_apply(vendor=a, account=account(a, enabled=True, real=True))
+    stripe_gateway()
+    a = real_vendor(enabled=True)
     transfer_json = json.loads((FIXTURES / "transfer.json").read_text())
     payout_json = json.loads((FIXTURES / "payout.json").read_text())
     responses.post("https://stripe.test/v1/transfers", json={**transfer_json, "amount": 9000})
@@ -390,13 +399,8 @@ def test_connect_webhooks_enable_a_vendor_and_settle_its_payout(market, host_cli
         stripe_event,
     )
 
-    stripe_account = GatewayAccount(
-        name="stripe_main", kind="stripe", settings={"api_base": "https://stripe.test"}
-    )
-    stripe_account.credentials = {"secret_key": "sk_test_123", "webhook_secret": WEBHOOK_SECRET}
-    stripe_account.save()
-    a = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
-    a = vendor_account_apply(vendor=a, account=account(a, enabled=False, real=True))
+    stripe_gateway(webhook_secret=WEBHOOK_SECRET)
+    a = real_vendor(enabled=False)
     intent = pay([{"vendor": a.id, "amount": 2000}], amount=2000)
     run_tasks()
     assert Transfer.objects.get(payment_id=intent.id).status == "held"
@@ -534,13 +538,8 @@ def test_operators_see_balances_transfers_payouts_and_disputes_and_pay_out_now(m
 def test_a_transfer_for_a_charge_on_stripe_waits_for_that_charge_source_transaction(market):
     from apps.payments.models import PaymentAttempt
 
-    stripe_account = GatewayAccount(
-        name="stripe_main", kind="stripe", settings={"api_base": "https://stripe.test"}
-    )
-    stripe_account.credentials = {"secret_key": "sk_test_123"}
-    stripe_account.save()
-    a = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
-    a = vendor_account_apply(vendor=a, account=account(a, enabled=True, real=True))
+    stripe_account = stripe_gateway()
+    a = real_vendor(enabled=True)
     responses.get(
         "https://stripe.test/v1/payment_intents/pi_3QxSplit",
         json={"id": "pi_3QxSplit", "object": "payment_intent", "latest_charge": "ch_3QxSplit"},
