@@ -299,7 +299,8 @@ def payment_confirm(
         if payment_method:
             intent.payment_method, intent.card = payment_method, card_for(payment_method)
         intent_to(intent, IS.PROCESSING)
-        intent.routing = {"tried": []}
+        # Each confirmation is a new round: its events' keys differ from the earlier rounds'.
+        intent.routing = {"tried": [], "round": int(intent.routing.get("round", 0)) + 1}
         intent.last_error = {}
         intent.next_action = {}
         step = _next(
@@ -360,6 +361,12 @@ def _next(
     return _step(intent, config, deadline=deadline, number=number, changed=changed)
 
 
+def _round(intent: PaymentIntent) -> str:
+    """The confirmation round in keys: empty when created confirmed, then ``r1:``, ``r2:``, ..."""
+    number = int(intent.routing.get("round", 0))
+    return f"r{number}:" if number else ""
+
+
 def _step(
     intent: PaymentIntent,
     config: MeshConfig,
@@ -394,13 +401,18 @@ def _step(
         intent_to(intent, IS.FAILED)
         fields |= {"status", "last_error", "routing"}
         events.append(
-            _spec(intent, "PaymentFailed", f"failed:{len(tried)}", {"code": intent.last_error.get("code")})
+            _spec(
+                intent,
+                "PaymentFailed",
+                f"failed:{_round(intent)}{len(tried)}",
+                {"code": intent.last_error.get("code")},
+            )
         )
     elif time.monotonic() > deadline:
         durable_enqueue(
             handler="apps.payments.services.payment_continue",
             kwargs={"intent_id": intent.id},
-            idempotency_key=f"continue:{intent.id}:{len(tried)}",
+            idempotency_key=f"continue:{intent.id}:{_round(intent)}{len(tried)}",
         )
     else:
         account = config.accounts[decision.candidates[0]]

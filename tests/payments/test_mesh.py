@@ -365,3 +365,21 @@ def test_resolution_while_the_gateway_is_down_stays_unknown_and_never_fails_over
     intent.refresh_from_db()
     assert intent.status == "succeeded"
     assert charges(intent) == 1
+
+
+def test_each_confirmation_of_a_failing_payment_is_its_own_failure(mesh):
+    from apps.ledger.models import LedgerEvent
+    from apps.payments.services import payment_confirm
+    from apps.webhooks.models import OutboundEvent
+
+    configure("primary", down=True)
+    configure("secondary", down=True)
+    intent = pay()
+
+    again = payment_confirm(intent_id=intent.id)
+    third = payment_confirm(intent_id=intent.id)
+
+    assert again.status == third.status == "failed"
+    failures = LedgerEvent.objects.filter(stream=intent.id, type="PaymentFailed")
+    assert failures.count() == 3  # one per confirmation, none taken for a repeat of another
+    assert OutboundEvent.objects.filter(type="payment.failed", object_id=intent.id).count() == 3
