@@ -219,7 +219,7 @@ def test_a_payment_is_two_transactions_around_the_gateway_call(committed_market)
     # capture's posting, and the payment.succeeded event for webhooks: the endpoints, the payment's
     # snapshot (payment, attempts), one insert); the simulator's own charge is in between.
     assert sum(1 for s in sql if s == "COMMIT") == 3
-    assert len(sql) <= 20, sql
+    assert len(sql) <= 18, sql
 
 
 def test_the_prepared_statements_write_to_the_current_schema(mesh, tenant_b):
