@@ -67,6 +67,7 @@ TENANT_APPS = [
     "apps.api",
     "apps.webhooks",
     "apps.vendors",
+    "apps.billing",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -89,6 +90,7 @@ TENANT_PROVISIONERS: list[str] = [
     "apps.ledger.services.ledger_chart_install",
     "apps.payments.services.payments_defaults_install",
     "apps.vendors.services.commission_policy_install",
+    "apps.billing.services.billing_defaults_install",
 ]
 
 MIDDLEWARE = [

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
-from apps.api.v1 import customers, ledger, payments, vendors, webhooks
+from apps.api.v1 import billing, customers, ledger, payments, vendors, webhooks
 
 
 class ObjectIdConverter:
@@ -39,6 +39,24 @@ urlpatterns = [
     path("v1/transfers/<objid:transfer_id>", vendors.TransferDetailView.as_view(), name="api-transfer"),
     path("v1/payouts", vendors.PayoutListView.as_view(), name="api-payouts"),
     path("v1/payouts/<objid:payout_id>", vendors.PayoutDetailView.as_view(), name="api-payout"),
+    path("v1/products", billing.ProductListView.as_view(), name="api-products"),
+    path("v1/products/<objid:product_id>", billing.ProductDetailView.as_view(), name="api-product"),
+    path("v1/prices", billing.PriceListView.as_view(), name="api-prices"),
+    path("v1/prices/<objid:price_id>", billing.PriceDetailView.as_view(), name="api-price"),
+    path("v1/tax_rates", billing.TaxRateListView.as_view(), name="api-tax-rates"),
+    path("v1/subscriptions", billing.SubscriptionListView.as_view(), name="api-subscriptions"),
+    path(
+        "v1/subscriptions/<objid:subscription_id>",
+        billing.SubscriptionDetailView.as_view(),
+        name="api-subscription",
+    ),
+    path("v1/subscriptions/<objid:subscription_id>/cancel", billing.SubscriptionCancelView.as_view()),
+    path("v1/subscriptions/<objid:subscription_id>/pause", billing.SubscriptionPauseView.as_view()),
+    path("v1/subscriptions/<objid:subscription_id>/resume", billing.SubscriptionResumeView.as_view()),
+    path("v1/invoices", billing.InvoiceListView.as_view(), name="api-invoices"),
+    path("v1/invoices/<objid:invoice_id>", billing.InvoiceDetailView.as_view(), name="api-invoice"),
+    path("v1/invoices/<objid:invoice_id>/void", billing.InvoiceVoidView.as_view()),
+    path("v1/billing/recovery", billing.RecoveryView.as_view(), name="api-billing-recovery"),
     path("v1/balance", ledger.BalanceView.as_view(), name="api-balance"),
     path(
         "v1/ledger/transactions", ledger.LedgerTransactionListView.as_view(), name="api-ledger-transactions"

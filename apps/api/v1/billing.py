@@ -1,0 +1,590 @@
+"""Billing: products, prices, tax rates, subscriptions (create, update, cancel, pause, resume),
+invoices (with lines and attempts, void) and recovery analytics. Views parse, call one billing
+service, render."""
+
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.api.errors import ApiError
+from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, MetadataField, TimestampField
+from apps.api.idempotency import idempotent
+from apps.api.pagination import cursor_paginate, list_body
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
+from apps.billing import selectors, services
+from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
+from apps.billing.services import BillingError
+
+
+def billing_error(exc: BillingError) -> ApiError:
+    """Bad input (a param) is 400, a missing object named by the body 400, a state conflict 409."""
+    if exc.param is not None:
+        return ApiError(400, "invalid_request_error", exc.code, str(exc), exc.param)
+    if exc.code == "resource_missing":
+        return ApiError(404, "invalid_request_error", exc.code, str(exc), None)
+    return ApiError(409, "invalid_request_error", exc.code, str(exc), None)
+
+
+def _call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except BillingError as exc:
+        raise billing_error(exc) from None
+
+
+def _choice(params, name: str, values: list[str]) -> str | None:
+    value = params.get(name)
+    if value and value not in values:
+        raise ApiError(400, "invalid_request_error", "parameter_invalid", f"Unknown {name} {value!r}.", name)
+    return value or None
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+class AmountsField(serializers.DictField):
+    """``{"usd": 1000, "eur": 900}``: currencies in any case, returned in lowercase."""
+
+    child = serializers.IntegerField()
+
+    def to_representation(self, value):
+        return {code.lower(): amount for code, amount in value.items()}
+
+
+class ProductOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("product")
+    name = serializers.CharField()
+    description = BlankAsNullField()
+    active = serializers.BooleanField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = TimestampField(source="created_at")
+
+
+class ProductIn(serializers.Serializer):
+    name = serializers.CharField(max_length=256)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    active = serializers.BooleanField(default=True)
+    metadata = MetadataField(required=False)
+
+
+class ProductUpdateIn(serializers.Serializer):
+    name = serializers.CharField(required=False, max_length=256)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    active = serializers.BooleanField(required=False)
+
+
+class PriceOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("price")
+    product = serializers.CharField(source="product_id")
+    nickname = BlankAsNullField()
+    amounts = AmountsField()
+    interval = serializers.CharField()
+    interval_count = serializers.IntegerField()
+    trial_days = serializers.IntegerField()
+    active = serializers.BooleanField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = TimestampField(source="created_at")
+
+
+class PriceIn(serializers.Serializer):
+    product = serializers.CharField(max_length=40)
+    amounts = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text='amounts per currency in minor units: {"usd": 1000, "eur": 900}',
+    )
+    interval = serializers.ChoiceField(choices=Price.Interval.choices)
+    interval_count = serializers.IntegerField(default=1, min_value=1, max_value=365)
+    trial_days = serializers.IntegerField(default=0, min_value=0, max_value=730)
+    nickname = serializers.CharField(required=False, allow_blank=True, max_length=256, default="")
+    metadata = MetadataField(required=False)
+
+
+class PriceUpdateIn(serializers.Serializer):
+    active = serializers.BooleanField(required=False)
+    nickname = serializers.CharField(required=False, allow_blank=True, max_length=256)
+
+
+class TaxRateOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("tax_rate")
+    display_name = serializers.CharField()
+    jurisdiction = serializers.CharField()
+    percentage = serializers.CharField()
+    inclusive = serializers.BooleanField()
+    active = serializers.BooleanField()
+    created = TimestampField(source="created_at")
+
+
+class TaxRateIn(serializers.Serializer):
+    display_name = serializers.CharField(max_length=100)
+    jurisdiction = serializers.CharField(max_length=20, help_text="e.g. DE, US-CA")
+    percentage = serializers.CharField(max_length=12, help_text='a decimal string: "19", "7.25"')
+    inclusive = serializers.BooleanField(default=False)
+
+
+class SubscriptionOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("subscription")
+    customer = serializers.CharField(source="customer_id")
+    price = serializers.CharField(source="price_id")
+    currency = CurrencyField()
+    quantity = serializers.IntegerField()
+    vendor = BlankAsNullField(source="vendor_id")
+    payment_method = serializers.CharField()
+    tax_jurisdiction = BlankAsNullField()
+    status = serializers.ChoiceField(choices=Subscription.Status.choices)
+    current_period_start = TimestampField()
+    current_period_end = TimestampField()
+    trial_end = TimestampField()
+    cancel_at_period_end = serializers.BooleanField()
+    canceled_at = TimestampField()
+    ended_at = TimestampField()
+    paused_at = TimestampField()
+    latest_invoice = serializers.SerializerMethodField()
+    metadata = serializers.DictField(child=serializers.CharField())
+    created = TimestampField(source="created_at")
+
+    def get_latest_invoice(self, sub) -> str | None:
+        return (
+            Invoice.objects.filter(subscription=sub)
+            .order_by("-period_start")
+            .values_list("id", flat=True)
+            .first()
+        )
+
+
+class SubscriptionIn(serializers.Serializer):
+    customer = serializers.CharField(max_length=40)
+    price = serializers.CharField(max_length=40)
+    currency = CurrencyField()
+    payment_method = serializers.CharField(
+        max_length=255, help_text="the customer's saved card, e.g. pm_card_visa"
+    )
+    quantity = serializers.IntegerField(default=1, min_value=1, max_value=1_000_000)
+    vendor = serializers.CharField(required=False, allow_blank=True, max_length=40, default="")
+    tax_jurisdiction = serializers.CharField(required=False, allow_blank=True, max_length=20, default="")
+    trial_days = serializers.IntegerField(required=False, min_value=0, max_value=730)
+    metadata = MetadataField(required=False)
+
+
+class SubscriptionUpdateIn(serializers.Serializer):
+    price = serializers.CharField(required=False, max_length=40)
+    quantity = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    payment_method = serializers.CharField(required=False, max_length=255)
+    proration_behavior = serializers.ChoiceField(
+        choices=["create_prorations", "none"], default="create_prorations"
+    )
+
+
+class SubscriptionCancelIn(serializers.Serializer):
+    at_period_end = serializers.BooleanField(default=False)
+
+
+class InvoiceLineOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=InvoiceLine.Kind.choices)
+    description = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_amount = serializers.IntegerField(allow_null=True)
+    amount = serializers.IntegerField()
+    currency = CurrencyField()
+    price = serializers.CharField(source="price_id", allow_null=True)
+    tax_rate = serializers.CharField(source="tax_rate_id", allow_null=True)
+    inclusive = serializers.BooleanField()
+    period_start = TimestampField()
+    period_end = TimestampField()
+
+
+class InvoiceAttemptOut(serializers.Serializer):
+    number = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=InvoiceAttempt.Status.choices)
+    payment = serializers.CharField(source="payment_id")
+    gateways = serializers.ListField(child=serializers.CharField())
+    decline_code = BlankAsNullField()
+    advice_code = BlankAsNullField()
+    started = TimestampField(source="started_at")
+    finished = TimestampField(source="finished_at")
+
+
+class InvoiceOut(serializers.Serializer):
+    id = serializers.CharField()
+    object = ConstantField("invoice")
+    number = serializers.CharField(allow_null=True)
+    subscription = serializers.CharField(source="subscription_id")
+    customer = serializers.CharField(source="customer_id")
+    currency = CurrencyField()
+    status = serializers.ChoiceField(choices=Invoice.Status.choices)
+    billing_reason = serializers.CharField()
+    period_start = TimestampField()
+    period_end = TimestampField()
+    subtotal = serializers.IntegerField()
+    tax = serializers.IntegerField()
+    total = serializers.IntegerField()
+    amount_due = serializers.IntegerField()
+    amount_paid = serializers.IntegerField()
+    payment = BlankAsNullField(source="payment_id")
+    attempt_count = serializers.IntegerField()
+    next_payment_attempt = TimestampField(source="next_attempt_at")
+    retries_stopped = BlankAsNullField()
+    hosted_invoice_url = serializers.SerializerMethodField()
+    lines = InvoiceLineOut(many=True)
+    attempts = InvoiceAttemptOut(many=True)
+    paid_at = TimestampField()
+    created = TimestampField(source="created_at")
+
+    def get_hosted_invoice_url(self, inv) -> str:
+        from apps.billing.notifications import links
+
+        return links(inv)["invoice_url"]
+
+
+def invoice_snapshot(invoice_id: str) -> dict:
+    return InvoiceOut(Invoice.objects.prefetch_related("lines", "attempts").get(pk=invoice_id)).data
+
+
+def subscription_snapshot(subscription_id: str) -> dict:
+    return SubscriptionOut(Subscription.objects.get(pk=subscription_id)).data
+
+
+# --------------------------------------------------------------------------- products and prices
+
+
+class ProductListView(ApiView):
+    scope_resource = "products"
+
+    @extend_schema(
+        operation_id="products_list",
+        parameters=LIST_PARAMETERS,
+        responses={200: list_of("ProductList", ProductOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        page = cursor_paginate(request.query_params, Product.objects.all())
+        return Response(list_body(request, ProductOut(page.data, many=True).data, page.has_more))
+
+    @extend_schema(operation_id="products_create", request=ProductIn, responses={201: ProductOut, **ERRORS})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        product = _call(services.product_create, **validated(ProductIn, request.data))
+        return Response(ProductOut(product).data, status=status.HTTP_201_CREATED)
+
+
+class ProductDetailView(ApiView):
+    scope_resource = "products"
+
+    @extend_schema(operation_id="products_retrieve", responses={200: ProductOut, **ERRORS})
+    def get(self, request: Request, product_id: str) -> Response:
+        return Response(ProductOut(get_object_or_404(Product, pk=product_id)).data)
+
+    @extend_schema(
+        operation_id="products_update", request=ProductUpdateIn, responses={200: ProductOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, product_id: str) -> Response:
+        product = get_object_or_404(Product, pk=product_id)
+        product = _call(services.product_update, product=product, **validated(ProductUpdateIn, request.data))
+        return Response(ProductOut(product).data)
+
+
+class PriceListView(ApiView):
+    scope_resource = "products"
+
+    @extend_schema(
+        operation_id="prices_list",
+        parameters=[*LIST_PARAMETERS, OpenApiParameter("product", str), OpenApiParameter("active", bool)],
+        responses={200: list_of("PriceList", PriceOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        qs = Price.objects.all()
+        if request.query_params.get("product"):
+            qs = qs.filter(product_id=request.query_params["product"])
+        if request.query_params.get("active") in ("true", "false"):
+            qs = qs.filter(active=request.query_params["active"] == "true")
+        page = cursor_paginate(request.query_params, qs)
+        return Response(list_body(request, PriceOut(page.data, many=True).data, page.has_more))
+
+    @extend_schema(
+        operation_id="prices_create",
+        request=PriceIn,
+        responses={201: PriceOut, **ERRORS},
+        examples=[
+            OpenApiExample(
+                "Monthly, in three currencies, with a 14-day trial",
+                value={
+                    "product": "prod_...",
+                    "amounts": {"usd": 1500, "eur": 1400, "jpy": 2200},
+                    "interval": "month",
+                    "trial_days": 14,
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = validated(PriceIn, request.data)
+        price = _call(services.price_create, product_id=data.pop("product"), **data)
+        return Response(PriceOut(price).data, status=status.HTTP_201_CREATED)
+
+
+class PriceDetailView(ApiView):
+    scope_resource = "products"
+
+    @extend_schema(operation_id="prices_retrieve", responses={200: PriceOut, **ERRORS})
+    def get(self, request: Request, price_id: str) -> Response:
+        return Response(PriceOut(get_object_or_404(Price, pk=price_id)).data)
+
+    @extend_schema(
+        operation_id="prices_update",
+        request=PriceUpdateIn,
+        responses={200: PriceOut, **ERRORS},
+        description="Amounts and interval never change: create a new price instead.",
+    )
+    @idempotent
+    def post(self, request: Request, price_id: str) -> Response:
+        price = get_object_or_404(Price, pk=price_id)
+        price = _call(services.price_update, price=price, **validated(PriceUpdateIn, request.data))
+        return Response(PriceOut(price).data)
+
+
+class TaxRateListView(ApiView):
+    scope_resource = "products"
+
+    @extend_schema(
+        operation_id="tax_rates_list",
+        parameters=LIST_PARAMETERS,
+        responses={200: list_of("TaxRateList", TaxRateOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        page = cursor_paginate(request.query_params, TaxRate.objects.all())
+        return Response(list_body(request, TaxRateOut(page.data, many=True).data, page.has_more))
+
+    @extend_schema(operation_id="tax_rates_create", request=TaxRateIn, responses={201: TaxRateOut, **ERRORS})
+    @idempotent
+    def post(self, request: Request) -> Response:
+        rate = _call(services.tax_rate_create, **validated(TaxRateIn, request.data))
+        return Response(TaxRateOut(rate).data, status=status.HTTP_201_CREATED)
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def _subscription_or_404(subscription_id: str) -> Subscription:
+    return get_object_or_404(Subscription, pk=subscription_id)
+
+
+class SubscriptionListView(ApiView):
+    scope_resource = "subscriptions"
+
+    @extend_schema(
+        operation_id="subscriptions_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("customer", str),
+            OpenApiParameter("price", str),
+            OpenApiParameter("status", str, enum=Subscription.Status.values),
+        ],
+        responses={200: list_of("SubscriptionList", SubscriptionOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        qs = Subscription.objects.all()
+        state = _choice(params, "status", Subscription.Status.values)
+        if state:
+            qs = qs.filter(status=state)
+        for name in ("customer", "price"):
+            if params.get(name):
+                qs = qs.filter(**{f"{name}_id": params[name]})
+        page = cursor_paginate(params, qs)
+        return Response(list_body(request, SubscriptionOut(page.data, many=True).data, page.has_more))
+
+    @extend_schema(
+        operation_id="subscriptions_create",
+        request=SubscriptionIn,
+        responses={201: SubscriptionOut, **ERRORS},
+        description=(
+            "Subscribe a customer. Without a trial the first invoice is charged at once, off-session, "
+            "with the saved `payment_method`; a declined first charge leaves the subscription "
+            "`past_due`, in dunning. With `vendor`, each paid invoice pays that vendor."
+        ),
+        examples=[
+            OpenApiExample(
+                "Monthly in EUR, taxed in Germany, paying a vendor",
+                value={
+                    "customer": "cus_...",
+                    "price": "price_...",
+                    "currency": "eur",
+                    "payment_method": "pm_card_visa",
+                    "tax_jurisdiction": "DE",
+                    "vendor": "ven_...",
+                },
+                request_only=True,
+            )
+        ],
+    )
+    @idempotent
+    def post(self, request: Request) -> Response:
+        data = validated(SubscriptionIn, request.data)
+        sub = _call(
+            services.subscription_create,
+            customer_id=data.pop("customer"),
+            price_id=data.pop("price"),
+            vendor_id=data.pop("vendor"),
+            **data,
+        )
+        return Response(SubscriptionOut(sub).data, status=status.HTTP_201_CREATED)
+
+
+class SubscriptionDetailView(ApiView):
+    scope_resource = "subscriptions"
+
+    @extend_schema(operation_id="subscriptions_retrieve", responses={200: SubscriptionOut, **ERRORS})
+    def get(self, request: Request, subscription_id: str) -> Response:
+        return Response(SubscriptionOut(_subscription_or_404(subscription_id)).data)
+
+    @extend_schema(
+        operation_id="subscriptions_update",
+        request=SubscriptionUpdateIn,
+        responses={200: SubscriptionOut, **ERRORS},
+        description="Change price or quantity (prorated on the next invoice) or the payment method "
+        "(open invoices are retried at once).",
+    )
+    @idempotent
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = _subscription_or_404(subscription_id)
+        data = validated(SubscriptionUpdateIn, request.data)
+        sub = _call(
+            services.subscription_update,
+            subscription_id=sub.id,
+            price_id=data.get("price"),
+            quantity=data.get("quantity"),
+            payment_method=data.get("payment_method"),
+            proration_behavior=data["proration_behavior"],
+        )
+        if data.get("payment_method"):
+            from apps.billing.collection import invoice_collect
+
+            for inv_id in Invoice.objects.filter(subscription=sub, status="open").values_list(
+                "id", flat=True
+            ):
+                invoice_collect(invoice_id=inv_id)
+            sub.refresh_from_db()
+        return Response(SubscriptionOut(sub).data)
+
+
+class SubscriptionCancelView(ApiView):
+    scope_resource = "subscriptions"
+
+    @extend_schema(
+        operation_id="subscriptions_cancel",
+        request=SubscriptionCancelIn,
+        responses={200: SubscriptionOut, **ERRORS},
+    )
+    @idempotent
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = _subscription_or_404(subscription_id)
+        data = validated(SubscriptionCancelIn, request.data)
+        sub = _call(services.subscription_cancel, subscription_id=sub.id, at_period_end=data["at_period_end"])
+        return Response(SubscriptionOut(sub).data)
+
+
+class SubscriptionPauseView(ApiView):
+    scope_resource = "subscriptions"
+
+    @extend_schema(
+        operation_id="subscriptions_pause", request=None, responses={200: SubscriptionOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = _call(services.subscription_pause, subscription_id=_subscription_or_404(subscription_id).id)
+        return Response(SubscriptionOut(sub).data)
+
+
+class SubscriptionResumeView(ApiView):
+    scope_resource = "subscriptions"
+
+    @extend_schema(
+        operation_id="subscriptions_resume", request=None, responses={200: SubscriptionOut, **ERRORS}
+    )
+    @idempotent
+    def post(self, request: Request, subscription_id: str) -> Response:
+        sub = _call(services.subscription_resume, subscription_id=_subscription_or_404(subscription_id).id)
+        return Response(SubscriptionOut(sub).data)
+
+
+# --------------------------------------------------------------------------- invoices
+
+
+class InvoiceListView(ApiView):
+    scope_resource = "invoices"
+
+    @extend_schema(
+        operation_id="invoices_list",
+        parameters=[
+            *LIST_PARAMETERS,
+            OpenApiParameter("subscription", str),
+            OpenApiParameter("customer", str),
+            OpenApiParameter("status", str, enum=Invoice.Status.values),
+        ],
+        responses={200: list_of("InvoiceList", InvoiceOut), **ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        qs = Invoice.objects.prefetch_related("lines", "attempts")
+        state = _choice(params, "status", Invoice.Status.values)
+        if state:
+            qs = qs.filter(status=state)
+        for name in ("subscription", "customer"):
+            if params.get(name):
+                qs = qs.filter(**{f"{name}_id": params[name]})
+        page = cursor_paginate(params, qs)
+        return Response(list_body(request, InvoiceOut(page.data, many=True).data, page.has_more))
+
+
+class InvoiceDetailView(ApiView):
+    scope_resource = "invoices"
+
+    @extend_schema(operation_id="invoices_retrieve", responses={200: InvoiceOut, **ERRORS})
+    def get(self, request: Request, invoice_id: str) -> Response:
+        get_object_or_404(Invoice, pk=invoice_id)
+        return Response(invoice_snapshot(invoice_id))
+
+
+class InvoiceVoidView(ApiView):
+    scope_resource = "invoices"
+
+    @extend_schema(operation_id="invoices_void", request=None, responses={200: InvoiceOut, **ERRORS})
+    @idempotent
+    def post(self, request: Request, invoice_id: str) -> Response:
+        get_object_or_404(Invoice, pk=invoice_id)
+        _call(services.invoice_void, invoice_id=invoice_id)
+        return Response(invoice_snapshot(invoice_id))
+
+
+class RecoveryView(ApiView):
+    scope_resource = "invoices"
+
+    @extend_schema(
+        operation_id="billing_recovery",
+        parameters=[OpenApiParameter("months", int, description="how many months back (default 12)")],
+        responses={200: serializers.DictField(), **ERRORS},
+        description=(
+            "Dunning recovery: invoices whose first charge failed, how many were recovered by retries "
+            "(count, amount per currency, rate), per month, per decline code of the first failure and per "
+            "gateway that declined it; `cross_gateway` counts recoveries paid at another gateway."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            months = int(request.query_params.get("months", "12"))
+        except ValueError:
+            months = 0
+        if not 1 <= months <= 120:
+            raise ApiError(
+                400, "invalid_request_error", "parameter_invalid", "months must be 1 to 120", "months"
+            )
+        return Response({"object": "billing_recovery", **selectors.recovery_report(months=months)})

@@ -1,0 +1,406 @@
+"""Renewals and dunning: charging invoices through the payment mesh.
+
+The database is the source of truth: a subscription is due when ``current_period_end <= now``,
+an invoice when ``next_attempt_at <= now``. ``billing_run`` (the per-tenant periodic job) renews
+what is due and makes the due invoice attempts; it is safe to run twice at once:
+
+- A renewal locks its subscription (``FOR UPDATE SKIP LOCKED``: a second runner takes another one)
+  and writes the invoice, unique per (subscription, period start), in the same transaction that
+  advances the period. A period is invoiced at most once.
+- An invoice has exactly one payment (created with its first attempt); each attempt is a confirm
+  of that payment, so the payment's attempts ``pay_x_1``, ``pay_x_2``... are the deterministic keys
+  the gateways see, and a succeeded payment cannot be confirmed again: an invoice is charged at
+  most once. An attempt is claimed (``InvoiceAttempt`` unique per invoice and number, the invoice
+  leased by moving ``next_attempt_at``) in a short transaction, the gateway is called with no
+  transaction open, and the outcome is settled in another. A crash in between leaves the attempt
+  ``processing``; when the lease ends the next run resumes it from what the payment says.
+
+Dunning follows the marketplace's ``DunningPolicy``: attempt n+1 on day ``schedule_days[n-1]``
+after the first, not sooner than ``advice_wait_hours`` after ``try_again_later`` (or the decline
+table's "retry later"), no automatic retries after ``do_not_try_again`` (or a hard decline) until
+the customer gives a new card, and the final action when attempts or the window run out. Each
+retry is routed by the mesh afresh, so a soft decline at one gateway can be approved at another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.billing import amounts
+from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
+from apps.billing.services import (
+    BillingError,
+    _end,
+    _publish_invoice,
+    _publish_subscription,
+    dunning_policy,
+    invoice_build,
+    invoice_to,
+    subscription_to,
+)
+from apps.core.durable import durable_enqueue
+
+log = logging.getLogger(__name__)
+SS, IS, AS = Subscription.Status, Invoice.Status, InvoiceAttempt.Status
+LEASE = timedelta(minutes=10)  # an attempt not settled by then is resumed by the next run
+RECHECK = timedelta(minutes=5)  # a payment still processing (unknown outcome) is looked at again
+BATCH = 200
+
+
+@dataclass
+class RunReport:
+    renewed: int = 0
+    ended: int = 0
+    attempts: int = 0
+    paid: int = 0
+    failed: int = 0
+    finalized: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def billing_run(*, now: datetime | None = None, limit: int | None = None) -> RunReport:
+    """Idempotent and safe to run concurrently: renew every due subscription, then make every due
+    invoice attempt (each once), until nothing is due at ``now``."""
+    now = now or timezone.now()
+    report = RunReport()
+    while limit is None or report.renewed + report.ended < limit:
+        if not renewal_run_one(now=now, report=report):
+            break
+    while limit is None or report.attempts + report.finalized < limit:
+        if not invoice_attempt_run_one(now=now, report=report):
+            break
+    return report
+
+
+# --------------------------------------------------------------------------- renewals
+
+
+def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
+    """Renew (or end) one due subscription, skipping any another runner holds. False when none
+    is due. Renewing a trial starts the paid period at the trial's end."""
+    report = report or RunReport()
+    with transaction.atomic():
+        sub = (
+            Subscription.objects.select_for_update(skip_locked=True)
+            .select_related("price")
+            .filter(status__in=[SS.TRIALING, SS.ACTIVE], current_period_end__lte=now)
+            .order_by("current_period_end", "id")
+            .first()
+        )
+        if sub is None:
+            return False
+        if sub.cancel_at_period_end:
+            _end(sub, sub.current_period_end)
+            sub.save()
+            _publish_subscription(sub)
+            report.ended += 1
+            return True
+        start = sub.current_period_end
+        end = amounts.period_end_after(
+            sub.billing_cycle_anchor, start, interval=sub.price.interval, count=sub.price.interval_count
+        )
+        if sub.status == SS.TRIALING:
+            subscription_to(sub, SS.ACTIVE)
+        sub.current_period_start, sub.current_period_end = start, end
+        sub.save()
+        try:
+            with transaction.atomic():
+                invoice_build(
+                    sub=sub,
+                    period_start=start,
+                    period_end=end,
+                    reason=Invoice.Reason.SUBSCRIPTION_CYCLE,
+                    now=now,
+                )
+        except IntegrityError:  # invoiced already (cannot happen under the lock; belt and braces)
+            log.warning("period already invoiced", extra={"subscription": sub.id, "period_start": start})
+        _publish_subscription(sub)
+        report.renewed += 1
+    return True
+
+
+# --------------------------------------------------------------------------- attempts
+
+
+def invoice_collect(*, invoice_id: str, now: datetime | None = None) -> Invoice:
+    """Make the invoice's due attempt now (subscription create, resume). Idempotent: an invoice
+    not due (paid, or its attempt claimed by another runner) is left alone."""
+    now = now or timezone.now()
+    attempt_id = _claim(now=now, invoice_id=invoice_id)
+    if attempt_id is not None:
+        _execute(attempt_id, now=now)
+    return Invoice.objects.get(pk=invoice_id)
+
+
+def invoice_attempt_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
+    """Claim, make and settle one due invoice attempt (or apply the final action to an invoice
+    whose retries stopped and whose window ended). False when none is due."""
+    report = report or RunReport()
+    claimed = _claim(now=now, report=report)
+    if claimed is False:
+        return False
+    if isinstance(claimed, int):
+        report.attempts += 1
+        status = _execute(claimed, now=now)
+        if status == AS.SUCCEEDED:
+            report.paid += 1
+        elif status == AS.FAILED:
+            report.failed += 1
+    return True
+
+
+def _claim(
+    *, now: datetime, invoice_id: str | None = None, report: RunReport | None = None
+) -> int | bool | None:
+    """In one short transaction: lock a due invoice and its subscription (skipping locked ones) and
+    record its next attempt (creating the invoice's payment with the first). Returns the attempt's
+    id; True when the invoice was settled without an attempt (final action); False when nothing
+    is due; None when ``invoice_id`` is not due."""
+    from apps.payments.models import PaymentAttempt, PaymentIntent
+    from apps.payments.services import PaymentError, payment_intent_create
+
+    with transaction.atomic():
+        qs = Invoice.objects.select_for_update(skip_locked=True, of=("self", "subscription")).select_related(
+            "subscription"
+        )
+        qs = qs.filter(status=IS.OPEN, next_attempt_at__lte=now)
+        if invoice_id is not None:
+            qs = qs.filter(pk=invoice_id)
+        inv = qs.order_by("next_attempt_at", "id").first()
+        if inv is None:
+            return None if invoice_id is not None else False
+        sub = inv.subscription
+        last = InvoiceAttempt.objects.filter(invoice=inv).order_by("-number").first()
+        if last is not None and last.status == AS.PROCESSING:
+            # A runner died mid-attempt, or the payment was still processing: resume that attempt.
+            inv.next_attempt_at = now + LEASE
+            inv.save(update_fields=["next_attempt_at", "updated_at"])
+            return last.pk
+        if inv.retries_stopped or sub.status == SS.CANCELED:
+            _final_action(inv, sub, now, why=inv.retries_stopped or "subscription canceled")
+            if report is not None:
+                report.finalized += 1
+            return True
+        number = inv.attempt_count + 1
+        attempt = InvoiceAttempt(
+            invoice=inv, number=number, payment_method=sub.payment_method, started_at=now
+        )
+        if not inv.payment_id:
+            try:
+                with transaction.atomic():
+                    intent = payment_intent_create(
+                        amount=inv.amount_due,
+                        currency=inv.currency,
+                        payment_method=sub.payment_method,
+                        customer_id=sub.customer_id,
+                        description=f"Invoice {inv.number}",
+                        metadata={"invoice": inv.id, "subscription": sub.id},
+                        off_session=True,
+                        splits=[{"vendor": sub.vendor_id, "share": "1"}] if sub.vendor_id else None,
+                    )
+                inv.payment_id = intent.id
+            except PaymentError as exc:  # e.g. the vendor can no longer be paid: nothing charged
+                attempt.payment_id = ""
+                attempt.status = AS.FAILED
+                attempt.decline_code, attempt.action = exc.code[:80], "stop"
+                attempt.finished_at = now
+                attempt.save(force_insert=True)
+                inv.attempt_count = number
+                inv.save(update_fields=["payment_id", "attempt_count", "updated_at"])
+                _after_failure(inv, sub, attempt, now, dunning_policy())
+                return True
+        else:
+            attempt.payment_attempts_before = PaymentAttempt.objects.filter(intent_id=inv.payment_id).count()
+            if not PaymentIntent.objects.filter(pk=inv.payment_id).exists():
+                raise BillingError(f"invoice {inv.id} names a missing payment {inv.payment_id}")
+        attempt.payment_id = inv.payment_id
+        attempt.save(force_insert=True)
+        inv.attempt_count = number
+        inv.next_attempt_at = now + LEASE
+        inv.save(update_fields=["payment_id", "attempt_count", "next_attempt_at", "updated_at"])
+        return attempt.pk
+
+
+def _execute(attempt_id: int, *, now: datetime) -> str:
+    """Confirm the invoice's payment for this attempt unless that already happened (a resumed
+    attempt), with no transaction open; then settle. Returns the attempt's status."""
+    from apps.payments.models import PaymentAttempt, PaymentIntent
+    from apps.payments.services import PaymentError, payment_confirm
+
+    attempt = InvoiceAttempt.objects.get(pk=attempt_id)
+    if attempt.status != AS.PROCESSING:
+        return attempt.status
+    intent = PaymentIntent.objects.get(pk=attempt.payment_id)
+    started = PaymentAttempt.objects.filter(intent_id=intent.pk).count() > attempt.payment_attempts_before
+    if not started and intent.status in ("requires_confirmation", "failed", "requires_action"):
+        with contextlib.suppress(PaymentError):  # another runner moved it on: settle from what it is
+            payment_confirm(
+                intent_id=intent.pk,
+                payment_method=attempt.payment_method
+                if attempt.payment_method != intent.payment_method
+                else None,
+            )
+    return _settle(attempt_id, now=now)
+
+
+def _settle(attempt_id: int, *, now: datetime) -> str:
+    """Apply the payment's state to the attempt, the invoice and the subscription (locked in that
+    order: subscription, invoice, attempt). Idempotent."""
+    from apps.payments.models import PaymentAttempt, PaymentIntent
+
+    invoice_id = InvoiceAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
+    sub_id = Invoice.objects.values_list("subscription_id", flat=True).get(pk=invoice_id)
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update().get(pk=sub_id)
+        inv = Invoice.objects.select_for_update().get(pk=invoice_id)
+        attempt = InvoiceAttempt.objects.select_for_update().get(pk=attempt_id)
+        if attempt.status != AS.PROCESSING:
+            return attempt.status
+        intent = PaymentIntent.objects.select_related("gateway_account").get(pk=attempt.payment_id)
+        rows = list(
+            PaymentAttempt.objects.filter(intent_id=intent.pk, number__gt=attempt.payment_attempts_before)
+            .order_by("number")
+            .values_list("gateway_account__name", "status", "decline_code", "advice_code")
+        )
+        attempt.gateways = [name for name, *_ in rows]
+        declined = [row for row in rows if row[1] == "declined"]
+        # The gateway that declined (the last one, after any failover), else the last one tried.
+        attempt.gateway = declined[-1][0] if declined else (rows[-1][0] if rows else "")
+        if intent.status in ("processing", "requires_capture"):
+            inv.next_attempt_at = now + RECHECK  # an unknown outcome being resolved: look again
+            inv.save(update_fields=["next_attempt_at", "updated_at"])
+            attempt.save(update_fields=["gateways", "gateway"])
+            return attempt.status
+        attempt.finished_at = now
+        if intent.status == "succeeded":
+            attempt.status = AS.SUCCEEDED
+            attempt.gateway = intent.gateway_account.name if intent.gateway_account else attempt.gateway
+            attempt.save()
+            _paid(inv, sub, intent.amount_received, now)
+            return attempt.status
+        error = intent.last_error or {}
+        attempt.status = AS.FAILED
+        if intent.status == "requires_action":
+            attempt.decline_code, attempt.action = "authentication_required", "retry"
+        else:
+            # The issuer's answer when one declined (a gateway error after it does not hide it).
+            code, advice = (declined[-1][2], declined[-1][3]) if declined else ("", "")
+            attempt.decline_code = (code or error.get("decline_code") or error.get("code") or "")[:80]
+            attempt.advice_code = (advice or error.get("advice_code") or "")[:80]
+            attempt.action = (error.get("action") or "")[:20]
+        attempt.save()
+        _after_failure(inv, sub, attempt, now, dunning_policy())
+        return attempt.status
+
+
+def _paid(inv: Invoice, sub: Subscription, amount: int, now: datetime) -> None:
+    if inv.status in (IS.VOID,):  # captured after a void: money in, so record it (operators see it)
+        inv.status = IS.OPEN
+    invoice_to(inv, IS.PAID)
+    inv.amount_paid, inv.paid_at, inv.next_attempt_at, inv.retries_stopped = amount, now, None, ""
+    inv.save()
+    _publish_invoice(inv, "invoice.paid", "paid")
+    if (
+        sub.status in (SS.PAST_DUE, SS.UNPAID)
+        and not Invoice.objects.filter(subscription=sub, status=IS.OPEN).exclude(pk=inv.pk).exists()
+    ):
+        subscription_to(sub, SS.ACTIVE)
+        sub.save()
+        _publish_subscription(sub)
+
+
+def next_attempt_at(
+    *, policy: DunningPolicy, first_at: datetime, number: int, now: datetime, wait_for_advice: bool
+) -> datetime | None:
+    """When attempt ``number + 1`` is due after attempt ``number`` failed, or None when the policy
+    is spent (attempts or window)."""
+    schedule = policy.schedule_days or []
+    if number >= policy.max_attempts:
+        return None
+    index = min(number - 1, len(schedule) - 1)
+    days = schedule[index] if schedule else number
+    at = first_at + timedelta(days=days)
+    if wait_for_advice:
+        at = max(at, now + timedelta(hours=policy.advice_wait_hours))
+    at = max(at, now + timedelta(hours=1))
+    if at > first_at + timedelta(days=policy.window_days):
+        return None
+    return at
+
+
+def _after_failure(
+    inv: Invoice, sub: Subscription, attempt: InvoiceAttempt, now: datetime, policy: DunningPolicy
+) -> None:
+    """Dunning: schedule the next attempt, stop on the issuer's advice, or apply the final action.
+    The subscription goes past_due on the first failure. The customer is emailed."""
+    if sub.status in (SS.ACTIVE, SS.TRIALING):
+        subscription_to(sub, SS.PAST_DUE)
+        sub.save()
+        _publish_subscription(sub)
+    first = InvoiceAttempt.objects.filter(invoice=inv).order_by("number").first()
+    first_at = first.started_at if first else now
+    stop = attempt.advice_code == "do_not_try_again" or attempt.action == "stop"
+    wait = attempt.advice_code == "try_again_later" or attempt.action == "retry_later"
+    _publish_invoice(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
+    window_end = inv.dunning_ends_at or first_at + timedelta(days=policy.window_days)
+    if stop:
+        inv.retries_stopped = f"{attempt.decline_code or 'declined'}: no automatic retries on this card"
+        inv.next_attempt_at = window_end  # the final action then, unless the customer gives a new card
+        inv.save(update_fields=["retries_stopped", "next_attempt_at", "updated_at"])
+        _email(inv, sub, "payment_failed", attempt.number, now)
+        return
+    at = next_attempt_at(
+        policy=policy, first_at=first_at, number=attempt.number, now=now, wait_for_advice=wait
+    )
+    if at is None or at > window_end:
+        _final_action(inv, sub, now, why=f"{attempt.number} attempts failed")
+        return
+    inv.next_attempt_at = at
+    inv.save(update_fields=["next_attempt_at", "updated_at"])
+    _email(inv, sub, "payment_failed", attempt.number, now)
+
+
+def _final_action(inv: Invoice, sub: Subscription, now: datetime, *, why: str) -> None:
+    policy = dunning_policy()
+    inv.next_attempt_at = None
+    inv.retries_stopped = inv.retries_stopped or why
+    if sub.status == SS.CANCELED or policy.final_action == DunningPolicy.FinalAction.CANCEL:
+        invoice_to(inv, IS.UNCOLLECTIBLE)
+        inv.closed_at = now
+        inv.save()
+        if sub.status != SS.CANCELED:
+            _end(sub, now)
+            sub.save()
+            _publish_subscription(sub)
+        _email(inv, sub, "subscription_canceled", 0, now)
+        return
+    inv.save()
+    if sub.status != SS.UNPAID:
+        subscription_to(sub, SS.UNPAID)
+        sub.save()
+        _publish_subscription(sub)
+    _email(inv, sub, "subscription_unpaid", 0, now)
+
+
+def _email(inv: Invoice, sub: Subscription, kind: str, number: int, now: datetime) -> None:
+    """Queue an email to the customer (durable: sent after the commit, at most once per key)."""
+    if not dunning_policy().email_customers:
+        return
+    from apps.customers.models import Customer
+
+    email = Customer.objects.filter(pk=inv.customer_id).values_list("email", flat=True).first()
+    if not email:
+        return
+    durable_enqueue(
+        handler="apps.billing.notifications.billing_email_send",
+        kwargs={"invoice_id": inv.id, "kind": kind},
+        idempotency_key=f"billing-email:{inv.id}:{kind}:{number}",
+    )

@@ -1,0 +1,66 @@
+"""Emails to customers about their invoices, with links to the hosted invoice page and to the
+card-update page (a signed, expiring token naming the subscription)."""
+
+from __future__ import annotations
+
+from django.core import signing
+from django.core.mail import send_mail
+from django.template.loader import render_to_string
+
+from apps.billing.models import Invoice
+
+CARD_UPDATE_SALT = "billing.card_update"
+CARD_UPDATE_MAX_AGE = 30 * 24 * 3600
+
+
+def card_update_token(subscription_id: str) -> str:
+    from apps.tenants.db import current_schema
+
+    return signing.dumps({"s": subscription_id, "t": current_schema()}, salt=CARD_UPDATE_SALT, compress=True)
+
+
+def card_update_subscription(token: str) -> str | None:
+    """The subscription a card-update token names, if it is genuine, unexpired and of this tenant."""
+    from apps.tenants.db import current_schema
+
+    try:
+        data = signing.loads(token, salt=CARD_UPDATE_SALT, max_age=CARD_UPDATE_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(data, dict) or data.get("t") != current_schema():
+        return None
+    return data.get("s")
+
+
+def links(inv: Invoice) -> dict[str, str]:
+    from apps.vendors.onboarding import marketplace_base_url
+
+    base = marketplace_base_url()
+    return {
+        "invoice_url": f"{base}/billing/invoices/{inv.access_token}",
+        "card_update_url": f"{base}/billing/card/{card_update_token(inv.subscription_id)}",
+    }
+
+
+def billing_email_send(*, invoice_id: str, kind: str) -> None:
+    """Idempotent per durable task key: send one email about ``invoice_id`` (``payment_failed``,
+    ``subscription_canceled``, ``subscription_unpaid``)."""
+    from apps.core.money import format_amount
+    from apps.customers.models import Customer
+
+    inv = Invoice.objects.select_related("subscription__price__product").get(pk=invoice_id)
+    customer = Customer.objects.get(pk=inv.customer_id)
+    if not customer.email:
+        return
+    last = inv.attempts.order_by("-number").first()
+    context = {
+        "invoice": inv,
+        "customer": customer,
+        "amount": format_amount(inv.amount_due, inv.currency),
+        "product": inv.subscription.price.product.name,
+        "attempt": last,
+        **links(inv),
+    }
+    subject = render_to_string(f"emails/billing_{kind}_subject.txt", context).strip()
+    body = render_to_string(f"emails/billing_{kind}.txt", context)
+    send_mail(subject, body, None, [customer.email])
