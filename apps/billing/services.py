@@ -477,13 +477,15 @@ def subscription_update(
     quantity: int | None = None,
     payment_method: str | None = None,
     proration_behavior: str = "create_prorations",
+    retry_now: bool = True,
     now: datetime | None = None,
 ) -> Subscription:
     """Change the price, quantity or payment method. A price or quantity change in a paid period
     is prorated (``create_prorations``, the default): the unused part of the old plan is credited
     and the rest of the period charged at the new one, both on the next invoice (see amounts.py for
     the rounding); ``none`` changes without proration. The new price must bill in the
-    subscription's currency at the same interval. A new payment method retries open invoices now."""
+    subscription's currency at the same interval. A new payment method is used from the next
+    attempt; with ``retry_now`` open invoices are retried at once (even after a stop)."""
     now = _now(now)
     if proration_behavior not in ("create_prorations", "none"):
         raise BillingError("proration_behavior must be create_prorations or none", param="proration_behavior")
@@ -543,7 +545,8 @@ def subscription_update(
         sub.price, sub.quantity = new_price, new_qty
         if payment_method is not None and payment_method.strip():
             sub.payment_method = payment_method.strip()
-            _retry_open_invoices(sub, now)
+            if retry_now:
+                _retry_open_invoices(sub, now)
         sub.save()
         _publish_subscription(sub)
     return sub
@@ -560,10 +563,13 @@ def _retry_open_invoices(sub: Subscription, now: datetime) -> None:
 
 
 def subscription_payment_method_update(
-    *, subscription_id: str, payment_method: str, now: datetime | None = None
+    *, subscription_id: str, payment_method: str, retry_now: bool = True, now: datetime | None = None
 ) -> Subscription:
-    """The customer's new card (the card-update page): saved, and open invoices retried now."""
-    return subscription_update(subscription_id=subscription_id, payment_method=payment_method, now=now)
+    """The customer's new card (the card-update page): saved, and open invoices retried now
+    (the renewal job makes the attempt)."""
+    return subscription_update(
+        subscription_id=subscription_id, payment_method=payment_method, retry_now=retry_now, now=now
+    )
 
 
 def subscription_cancel(
