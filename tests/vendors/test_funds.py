@@ -569,3 +569,33 @@ def test_a_transfer_for_a_charge_on_stripe_waits_for_that_charge_source_transact
     form = dict(parse_qsl(str(transfer_call.request.body)))
     assert form["source_transaction"] == "ch_3QxSplit" and form["amount"] == "9000"
     assert lines_of("TransferPaid")[-1] == ("processor_clearing:stripe_main", "C", 9000)
+
+
+def test_the_whole_flow_charge_split_transfer_payout_refund_dispute(market):
+    """One payment through every step, with the ledger's figures checked at the end."""
+    from apps.ledger.selectors import balance_get
+    from apps.payments.disputes import dispute_close, dispute_open
+    from apps.payments.models import PaymentAttempt
+
+    a, b = vendor("alice"), vendor("bob")
+    intent = pay([{"vendor": a.id, "amount": 7000}, {"vendor": b.id, "amount": 3000}])  # nets 6300 / 2700
+    run_tasks()  # transfers
+    vendor_payout_create(vendor_id=a.id, manual=True)  # alice's 6300 paid out; bob's 2700 stays
+    run_tasks()
+    payment_refund(intent_id=intent.id, amount=2000)  # alice 1260 + 140, bob 540 + 60
+    run_tasks()
+    attempt = PaymentAttempt.objects.get(intent_id=intent.id, status="captured")
+    lost = dispute_open(
+        attempt=attempt, reference="dp_whole", amount=1000, currency="usd"
+    )  # a 630+70, b 270+30
+    dispute_close(dispute=lost, won=False)
+
+    assert balances(a) == (money(-1260 - 630), [], [])  # owed: kept back from alice's next transfers
+    assert balances(b) == (money(2700 - 540 - 270), [], [])
+    assert balance_get(code="platform_revenue", currency="USD") == 1000 - 200 - 100
+    # bob's refund share came back from his connected account; alice's had been paid out
+    assert balance_get(code="connected_balances", currency="USD") == 2700 - 540
+    assert balance_get(code="processor_clearing:primary", currency="USD") == (
+        10_000 - 320 - 9000 + 540 - 2000 - 1000
+    )
+    assert nonzero_balances() == nets_from_replay()
