@@ -135,7 +135,7 @@ def invoice_collect(*, invoice_id: str, now: datetime | None = None) -> Invoice:
     not due (paid, or its attempt claimed by another runner) is left alone."""
     now = now or timezone.now()
     attempt_id = _claim(now=now, invoice_id=invoice_id)
-    if attempt_id is not None:
+    if attempt_id is not None and not isinstance(attempt_id, bool):
         _execute(attempt_id, now=now)
     return Invoice.objects.get(pk=invoice_id)
 
@@ -145,9 +145,9 @@ def invoice_attempt_run_one(*, now: datetime, report: RunReport | None = None) -
     whose retries stopped and whose window ended). False when none is due."""
     report = report or RunReport()
     claimed = _claim(now=now, report=report)
-    if claimed is False:
+    if claimed is False or claimed is None:
         return False
-    if isinstance(claimed, int):
+    if claimed is not True:  # an attempt's id (True: settled without one)
         report.attempts += 1
         status = _execute(claimed, now=now)
         if status == AS.SUCCEEDED:
