@@ -3,7 +3,7 @@ recovery, card updates and the policy's final action."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.core import mail
 
