@@ -10,6 +10,7 @@ from apps.billing.services import billing_defaults_install, price_create, produc
 from apps.customers.services import customer_create
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import GatewayAccount
+from tests.api.conftest import api  # noqa: F401  (the API client fixture)
 from tests.vendors.test_funds import run_tasks
 
 T0 = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
