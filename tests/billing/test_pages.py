@@ -1,0 +1,57 @@
+"""The customer's invoice page and card-update page; the operators' admin and recovery chart."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from apps.billing.models import Invoice
+from apps.billing.notifications import card_update_token
+from tests.billing.conftest import monthly_price, run, subscribe
+
+
+@pytest.fixture
+def operator_client(billing, host_client):
+    client = host_client("alpha.localhost")
+    client.force_login(get_user_model().objects.get(username="ops@alpha.test"))
+    return client
+
+
+def test_invoice_page_and_card_update_recover_a_declined_invoice(billing, host_client):
+    sub = subscribe(monthly_price(), card="pm_card_visa_chargeDeclinedLostCard")
+    inv = Invoice.objects.get(subscription=sub)
+    client = host_client("alpha.localhost")
+    page = client.get(f"/billing/invoices/{inv.access_token}")
+    assert page.status_code == 200
+    assert inv.number in page.content.decode()
+    assert "20.00 USD" in page.content.decode()
+    assert client.get("/billing/invoices/nope").status_code == 404
+    assert client.get("/billing/card/forged").status_code == 404
+    url = f"/billing/card/{card_update_token(sub.id)}"
+    assert client.get(url).status_code == 200
+    assert client.post(url, {"payment_method": ""}).status_code == 400
+    saved = client.post(url, {"payment_method": "pm_card_visa"})
+    assert saved.status_code == 200
+    run()
+    inv.refresh_from_db()
+    assert inv.status == "paid"
+
+
+def test_admin_lists_billing_and_draws_the_recovery_chart(operator_client):
+    subscribe(monthly_price(), card="pm_card_chargeDeclinedInsufficientFunds")
+    for url in (
+        "/admin/billing/product/",
+        "/admin/billing/price/",
+        "/admin/billing/subscription/",
+        "/admin/billing/invoice/",
+        "/admin/billing/taxrate/",
+        "/admin/billing/dunningpolicy/",
+    ):
+        assert operator_client.get(url).status_code == 200, url
+    inv = Invoice.objects.order_by("-created_at").first()
+    assert operator_client.get(f"/admin/billing/invoice/{inv.pk}/change/").status_code == 200
+    chart = operator_client.get("/admin/billing/invoice/recovery/")
+    assert chart.status_code == 200
+    body = chart.content.decode()
+    assert "<svg" in body
+    assert "insufficient_funds" in body
