@@ -105,12 +105,10 @@ def recovery_report(*, months: int = 12, now: datetime | None = None, invoice_id
     now = now or timezone.now()
     since = None if invoice_ids is not None else now - timedelta(days=31 * months)
     rows = failed_first_try_rows(since=since, invoice_ids=invoice_ids)
-    total, by_month, by_code, by_gateway = (
-        _Bucket(),
-        defaultdict(_Bucket),
-        defaultdict(_Bucket),
-        defaultdict(_Bucket),
-    )
+    total = _Bucket()
+    by_month: defaultdict[str, _Bucket] = defaultdict(_Bucket)
+    by_code: defaultdict[str, _Bucket] = defaultdict(_Bucket)
+    by_gateway: defaultdict[str, _Bucket] = defaultdict(_Bucket)
     for row in rows:
         total.add(row)
         by_month[row["month"]].add(row)

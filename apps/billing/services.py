@@ -496,11 +496,12 @@ def subscription_update(
         old_price, old_qty = sub.price, sub.quantity
         new_price = old_price
         if price_id and price_id != old_price.id:
-            new_price = Price.objects.filter(pk=price_id, active=True).first()
-            if new_price is None:
+            found = Price.objects.filter(pk=price_id, active=True).first()
+            if found is None:
                 raise BillingError(
                     f"No such active price: {price_id!r}", code="resource_missing", param="price"
                 )
+            new_price = found
             if (new_price.interval, new_price.interval_count) != (
                 old_price.interval,
                 old_price.interval_count,

@@ -63,6 +63,7 @@ def test_try_again_later_waits_and_the_returning_funds_recover_the_invoice(billi
         ["primary"],  # retry-later declines do not fail over: the same card fails everywhere now
     )
     inv.refresh_from_db()
+    assert inv.next_attempt_at is not None
     assert days_from_t0(inv.next_attempt_at) == 3  # not day 1: the advice waits 72 hours
     # when the funds come back on day 4 (no immediate retry) and the job runs daily
     run_daily(clock, 4)
