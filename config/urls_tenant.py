@@ -11,5 +11,6 @@ urlpatterns = [
     path("api/", include("apps.api.urls")),
     path("webhooks/", include("apps.webhooks.urls")),
     path("vendors/", include("apps.vendors.urls")),
+    path("billing/", include("apps.billing.urls")),
     path("", include("apps.core.urls")),
 ]
