@@ -202,7 +202,7 @@ def _claim(
                         payment_method=sub.payment_method,
                         customer_id=sub.customer_id,
                         description=f"Invoice {inv.number}",
-                        metadata={"invoice": inv.id, "subscription": sub.id},
+                        metadata={"invoice": inv.id, "subscription": sub.id, **_simulator_key(sub, inv)},
                         off_session=True,
                         splits=[{"vendor": sub.vendor_id, "share": "1"}] if sub.vendor_id else None,
                     )
@@ -404,3 +404,10 @@ def _email(inv: Invoice, sub: Subscription, kind: str, number: int, now: datetim
         kwargs={"invoice_id": inv.id, "kind": kind},
         idempotency_key=f"billing-email:{inv.id}:{kind}:{number}",
     )
+
+
+def _simulator_key(sub, inv) -> dict:
+    """Simulations key the simulator's draws per subscription and period (see
+    ``apps.payments.services._simulator_key``), so the same seed gives the same declines."""
+    key = (sub.metadata or {}).get("simulator_key")
+    return {"simulator_key": f"{key}:{inv.period_start:%Y%m%d}"} if key else {}

@@ -450,8 +450,16 @@ def _charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeReq
         customer_reference=intent.customer_id or None,
         description=intent.description,
         off_session=intent.off_session,
-        metadata={"payment": intent.id},
+        metadata={"payment": intent.id, **_simulator_key(intent, attempt)},
     )
+
+
+def _simulator_key(intent: PaymentIntent, attempt: PaymentAttempt) -> dict:
+    """A payment created with ``metadata.simulator_key`` (simulations, load tests) has the
+    simulator's random draws keyed on it and the attempt number instead of on the random ids, so
+    a seeded simulation is reproducible run after run."""
+    key = (intent.metadata or {}).get("simulator_key")
+    return {"simulator_key": f"{key}:{attempt.number}"} if key else {}
 
 
 def _authorize(

@@ -11,7 +11,8 @@ charge goes through but the answer is lost). Per gateway account, ``settings`` c
 - ``allowed_card_countries``: ["US", ...] refuses cards issued elsewhere (regional rules)
 - ``decline_rate``: probability of a generic soft decline of an otherwise good card
 - ``fee_bps`` / ``fee_fixed``: processing fee (default 290 bps + 30 minor units)
-- ``seed``: makes the random draws reproducible per attempt
+- ``seed``: makes the random draws reproducible per attempt (keyed on the request's
+  ``metadata.simulator_key`` when the payment carries one, else on the attempt id)
 
 Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id), so a repeated
 call with the same attempt id returns the same charge: the simulator honours idempotency keys,
@@ -92,7 +93,7 @@ class SimulatorGateway:
     # ----------------------------------------------------------------- port
 
     def authorize(self, request: ChargeRequest) -> GatewayResult:
-        rng = self._rng(request.attempt_id)
+        rng = self._rng(request.metadata.get("simulator_key") or request.attempt_id)
         self._sleep(rng)
         if self._down():  # a gateway that is down answers nothing, not even replays
             return self._error("simulated outage: 503 Service Unavailable")

@@ -285,6 +285,7 @@ class Command(BaseCommand):
                         payment_method=person.card,
                         vendor_id=vendors[CURRENCY[person.country]],
                         tax_jurisdiction=tax,
+                        metadata={"simulator_key": f"{seed}:{len(sub_ids)}"},
                         now=now,
                     )
                     person.sub_id = sub.id
