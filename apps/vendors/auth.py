@@ -16,12 +16,11 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 
 from apps.tenants.db import current_schema
 from apps.vendors.models import Vendor, VendorLoginToken
-from apps.vendors.onboarding import current_marketplace, marketplace_base_url
+from apps.vendors.onboarding import current_marketplace, marketplace_base_url, tenant_reverse
 from apps.vendors.services import VendorError, hash_invite_token
 
 SESSION_KEY = "vendors.vendor"
@@ -45,7 +44,7 @@ def vendor_login_request(*, email: str, request_host: str | None = None) -> int:
         context = {
             "vendor": vendor,
             "marketplace_name": name,
-            "url": base + reverse("vendors:login_confirm", args=[raw]),
+            "url": base + tenant_reverse("vendors:login_confirm", args=[raw]),
             "minutes": minutes,
         }
         send_mail(

@@ -46,6 +46,12 @@ _LINK_SALT = "apps.vendors.onboarding.link"
 # --------------------------------------------------------------------------- marketplace and urls
 
 
+def tenant_reverse(name: str, *, args: list) -> str:
+    """A path on the marketplace's own host, whichever host the request came to (an API call on
+    the public host, where the key chose the marketplace, uses the public URLconf)."""
+    return reverse(name, args=args, urlconf=settings.ROOT_URLCONF)
+
+
 def current_marketplace() -> Any:
     """The marketplace whose schema the connection is in (django-tenants sets it)."""
     return getattr(tenant_connection(), "tenant", None)
@@ -81,7 +87,7 @@ def vendor_invite_send(*, vendor: Vendor, request_host: str | None = None) -> st
     return the link (absolute, on the marketplace's primary domain, see
     ``marketplace_base_url``). Raises VendorError for a disabled vendor; sends nothing then."""
     invite, raw = vendor_invite_create(vendor=vendor)
-    url = marketplace_base_url(request_host=request_host) + reverse("vendors:invite", args=[raw])
+    url = marketplace_base_url(request_host=request_host) + tenant_reverse("vendors:invite", args=[raw])
     marketplace = current_marketplace()
     name = getattr(marketplace, "name", None) or "Your marketplace"
     context = {"vendor": vendor, "marketplace_name": name, "url": url, "expires_at": invite.expires_at}
@@ -207,8 +213,8 @@ def onboarding_link_create(*, vendor: Vendor, client: ConnectClient, base_url: s
     token = link_token(vendor)
     link = client.account_link_create(
         account_id=vendor.stripe_account_id,
-        refresh_url=base_url + reverse("vendors:onboarding_refresh", args=[token]),
-        return_url=base_url + reverse("vendors:onboarding_return", args=[token]),
+        refresh_url=base_url + tenant_reverse("vendors:onboarding_refresh", args=[token]),
+        return_url=base_url + tenant_reverse("vendors:onboarding_return", args=[token]),
     )
     return link.url
 

@@ -175,3 +175,14 @@ def test_a_bad_split_plan_is_a_400_and_nothing_is_charged(api, splits, param):
     assert response.status_code == 400, response.json()
     assert response.json()["error"]["param"].startswith(param)
     assert not PaymentIntent.objects.exists()
+
+
+def test_on_the_public_host_the_onboarding_url_is_on_the_marketplace_host(api):
+    from tests.api.conftest import ApiClient
+
+    public = ApiClient("localhost", api.raw_key)
+
+    created = public.post("/api/v1/vendors", VENDOR)
+
+    assert created.status_code == 201, created.json()
+    assert "://alpha.localhost" in created.json()["onboarding_url"]
