@@ -128,3 +128,27 @@ def default_queue_worker(**kwargs):
     finally:
         celery_app.conf.task_default_queue = previous
         worker.stop()
+
+
+def fresh_marketplace(prefix: str, *, simulator_latency_ms: int | None = 0):
+    """A new marketplace, committed (for real workers and subprocesses): slug ``<prefix><random>``
+    on ``<slug>.localhost``, its simulator gateways answering in ``simulator_latency_ms`` (None:
+    left as provisioned) with their breakers reset."""
+    from django_tenants.utils import tenant_context
+
+    from apps.payments.breaker import CircuitBreaker
+    from apps.payments.models import GatewayAccount
+    from apps.tenants.services import marketplace_create
+
+    slug = prefix + uuid.uuid4().hex[:10]
+    tenant = marketplace_create(
+        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email=f"owner@{slug}.test"
+    ).marketplace
+    if simulator_latency_ms is not None:
+        with tenant_context(tenant):
+            GatewayAccount.objects.filter(kind="simulator").update(
+                settings={"latency_ms": {"p50": simulator_latency_ms}}
+            )
+            for name in ("primary", "secondary"):
+                CircuitBreaker(name).reset()
+    return tenant

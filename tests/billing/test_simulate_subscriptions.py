@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.payments.models import GatewayAccount, RoutingRule
-from apps.tenants.services import marketplace_create
-from tests.support import BASE, database_url_for_tests
+from tests.support import BASE, database_url_for_tests, fresh_marketplace
 
 
 def test_simulate_subscriptions_prints_the_contract_and_restores_the_gateways(committed):
-    slug = "ss" + uuid.uuid4().hex[:8]
-    tenant = marketplace_create(
-        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="o@s.test"
-    ).marketplace
+    tenant = fresh_marketplace("ss", simulator_latency_ms=None)
+    slug = tenant.schema_name
     with tenant_context(tenant):
         before = (
             sorted(GatewayAccount.objects.values_list("name", "settings")),

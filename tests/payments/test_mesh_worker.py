@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import pytest
 from django.db import connection
 from django_tenants.utils import tenant_context
 
-from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import GatewayAccount, PaymentIntent, SimulatorCharge
 from apps.payments.services import PaymentError, payment_confirm, payment_intent_create
-from apps.tenants.services import marketplace_create
-from tests.support import default_queue_worker, wait_for
+from tests.support import default_queue_worker, fresh_marketplace, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 
 @pytest.fixture
 def fresh_tenant(committed):
-    slug = "p" + uuid.uuid4().hex[:10]
-    tenant = marketplace_create(
-        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="o@p.test"
-    ).marketplace
+    tenant = fresh_marketplace("p")
     with tenant_context(tenant):
-        GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
-        for name in ("primary", "secondary"):
-            CircuitBreaker(name).reset()
         yield tenant
 
 

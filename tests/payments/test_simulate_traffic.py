@@ -3,16 +3,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import GatewayAccount
-from apps.tenants.services import marketplace_create
-from tests.support import BASE, database_url_for_tests
+from tests.support import BASE, database_url_for_tests, fresh_marketplace
 
 pytestmark = pytest.mark.slow
 
@@ -30,14 +27,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(committed):
-    slug = "st" + uuid.uuid4().hex[:8]
-    tenant = marketplace_create(
-        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="o@s.test"
-    ).marketplace
-    with tenant_context(tenant):
-        GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 1}})
-        for name in ("primary", "secondary"):
-            CircuitBreaker(name).reset()
+    tenant = fresh_marketplace("st", simulator_latency_ms=1)
+    slug = tenant.schema_name
 
     result = run(
         "--tenant",

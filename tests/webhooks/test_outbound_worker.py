@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 from django_tenants.utils import tenant_context
 
-from apps.payments.models import GatewayAccount
 from apps.payments.services import payment_intent_create
-from apps.tenants.services import marketplace_create
 from apps.webhooks.models import WebhookDelivery, WebhookEndpoint
 from apps.webhooks.outbound import SIGNATURE_HEADER, endpoint_create, signature_verify
-from tests.support import default_queue_worker, wait_for
+from tests.support import default_queue_worker, fresh_marketplace, wait_for
 from tests.webhooks.receiver import Receiver
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -22,13 +19,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 @pytest.fixture
 def fresh_tenant(committed):
-    slug = "wh" + uuid.uuid4().hex[:10]
-    tenant = marketplace_create(
-        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="owner@wh.test"
-    ).marketplace
-    with tenant_context(tenant):
-        GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
-    yield tenant
+    return fresh_marketplace("wh")
 
 
 def test_a_worker_retries_until_the_receiver_answers(fresh_tenant, tmp_path):
@@ -77,5 +68,5 @@ def test_a_worker_disables_an_endpoint_that_keeps_failing_and_emails_the_operato
         )
         text = wait_for(lambda: _mail_written(tmp_path), timeout=20)
 
-    assert "owner@wh.test" in text and endpoint.url in text
+    assert f"owner@{fresh_tenant.schema_name}.test" in text and endpoint.url in text
     assert len(receiver.requests) >= 3

@@ -3,17 +3,14 @@ event and answers; the worker applies it (ARCHITECTURE section 7)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import responses
 from django_tenants.utils import tenant_context
 
 from apps.core import durable
 from apps.payments.models import PaymentIntent
-from apps.tenants.services import marketplace_create
 from apps.webhooks.models import InboundEvent
-from tests.support import default_queue_worker, wait_for
+from tests.support import default_queue_worker, fresh_marketplace, wait_for
 from tests.webhooks.processors import (
     install_gateways,
     post_stripe,
@@ -28,10 +25,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
 @pytest.fixture
 def fresh_tenant(committed):
-    slug = "w" + uuid.uuid4().hex[:10]
-    tenant = marketplace_create(
-        slug=slug, name=slug, domain=f"{slug}.localhost", owner_email="o@w.test"
-    ).marketplace
+    tenant = fresh_marketplace("w", simulator_latency_ms=None)
     with tenant_context(tenant):
         install_gateways()
     yield tenant
