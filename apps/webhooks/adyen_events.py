@@ -20,6 +20,9 @@ Applied event codes:
   ``REFUND_FAILED`` (or REFUND with success false) -> our pending refund failed.
 - ``CANCELLATION`` / ``TECHNICAL_CANCEL`` success -> the authorisation was voided, or for an
   attempt whose outcome was unknown: nothing was charged (the payment continues elsewhere).
+- ``CHARGEBACK`` -> a dispute opened on the payment (one per payment at Adyen), borne by the
+  platform or a split payment's vendors; ``CHARGEBACK_REVERSED`` -> won (posted back);
+  ``SECOND_CHARGEBACK`` -> lost.
 
 Anything else is stored and left alone.
 """
@@ -47,6 +50,9 @@ from apps.webhooks.selectors import attempt_for_event, event_received, refund_fo
 
 ACCEPTED = "[accepted]"  # the answer Adyen expects, or it retries
 CANCEL_CODES = ["CANCELLATION", "TECHNICAL_CANCEL"]
+# CHARGEBACK debits the merchant; CHARGEBACK_REVERSED gives it back (the defence won);
+# SECOND_CHARGEBACK is final (lost). NOTIFICATION_OF_CHARGEBACK moves no money and is only stored.
+CHARGEBACK_CODES = ["CHARGEBACK", "CHARGEBACK_REVERSED", "SECOND_CHARGEBACK"]
 
 
 def parse_items(body: bytes) -> list[dict]:
@@ -105,6 +111,8 @@ def apply(event: InboundEvent) -> str:
         return _refund(account, item, success and code == "REFUND")
     if code in CANCEL_CODES:
         return _cancellation(account, item, success)
+    if code in CHARGEBACK_CODES and success:
+        return _chargeback(account, item, code)
     return f"ignored: {code} is not applied to payments"
 
 
@@ -238,3 +246,30 @@ def _cancellation(account: GatewayAccount, item: dict, success: bool) -> str:
         message=f"webhook {code}: the authorisation was voided; nothing was charged",
     )
     return payment_attempt_apply_gateway_truth(attempt_id=attempt.pk, result=result)
+
+
+def _chargeback(account: GatewayAccount, item: dict, code: str) -> str:
+    from apps.payments.disputes import DisputeError, dispute_close, dispute_open
+    from apps.payments.models import Dispute
+
+    attempt = _attempt(account, item)
+    if attempt is None:
+        return f"ignored: chargeback on {item.get('originalReference')}, not one of our attempts"
+    reference = f"chargeback:{_payment_psp(item)}"
+    amount = item.get("amount") or {}
+    if code == "CHARGEBACK":
+        try:
+            dispute = dispute_open(
+                attempt=attempt,
+                reference=reference,
+                amount=_amount(item),
+                currency=str(amount.get("currency") or ""),
+                reason=_reason(item),
+            )
+        except DisputeError as exc:
+            raise GatewayTruthConflict(str(exc)) from None
+        return f"dispute {dispute.id} opened for {dispute.amount} {dispute.currency}"
+    dispute = Dispute.objects.filter(gateway_account=account, reference=reference).first()
+    if dispute is None:
+        raise GatewayTruthConflict(f"{code} for {reference}, but no chargeback was recorded")
+    return dispute_close(dispute=dispute, won=code == "CHARGEBACK_REVERSED")

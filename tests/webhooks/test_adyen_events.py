@@ -344,3 +344,41 @@ def test_a_refund_whose_capture_never_comes_is_given_up_for_an_operator(gateways
     event.refresh_from_db()
     assert event.last_error.startswith("gave up waiting: refund RFND9 of attempt")
     assert reload(intent).status == "requires_capture"
+
+
+def test_a_chargeback_opens_a_dispute_and_its_reversal_wins_it(gateways, processor, host_client):
+    from apps.payments.models import Dispute
+
+    intent, attempt = adyen_payment(processor, answer=authorised())
+    chargeback = adyen_item(
+        "CHARGEBACK",
+        merchantReference=attempt.id,
+        pspReference="CB1",
+        originalReference=PSP,
+        amount={"currency": "EUR", "value": 1130},
+        reason="Fraudulent",
+    )
+
+    deliver(host_client(HOST), chargeback)
+    deliver(host_client(HOST), chargeback)  # a redelivery
+    process_queued()
+
+    dispute = Dispute.objects.get(intent=intent)
+    assert (dispute.amount, dispute.currency, dispute.status, dispute.reason) == (
+        1130,
+        "EUR",
+        "open",
+        "Fraudulent",
+    )
+    assert ledger_types(intent)[-1] == "DisputeOpened"
+
+    deliver(
+        host_client(HOST),
+        adyen_item(
+            "CHARGEBACK_REVERSED", merchantReference=attempt.id, pspReference="CB2", originalReference=PSP
+        ),
+    )
+    process_queued()
+
+    assert Dispute.objects.get(pk=dispute.pk).status == "won"
+    assert ledger_types(intent)[-1] == "DisputeWon"
