@@ -89,4 +89,10 @@ def dispute_close(*, dispute: Dispute, won: bool) -> str:
             idempotency_key=f"{dispute.intent_id}:dispute:{dispute.id}:{dispute.status}",
             payload=_payload(dispute),
         )
+        if not won and any("clawback" in line for line in dispute.allocations):
+            from apps.vendors.funds import dispute_lost_clawback
+
+            dispute_lost_clawback(
+                payment_id=dispute.intent_id, dispute_id=dispute.id, allocations=dispute.allocations
+            )
     return f"dispute {dispute.id} {dispute.status}"

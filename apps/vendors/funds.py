@@ -402,32 +402,65 @@ def _reversal_schedule(transfer: Transfer, *, debit: int, refund_id: str) -> Non
     )
 
 
-def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str) -> str:
-    """Durable task: reverse ``amount`` of a paid transfer at Stripe (idempotent key per refund)
-    and post the money's way back to the platform."""
+def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str = "", dispute_id: str = "") -> str:
+    """Durable task: reverse ``amount`` of a paid transfer at Stripe (idempotent key per refund or
+    lost dispute) and post the money's way back to the platform."""
+    cause = {"refund": refund_id} if refund_id else {"dispute": dispute_id}
+    cause_id = refund_id or dispute_id
     transfer = Transfer.objects.select_related("vendor").get(pk=transfer_id)
     client = connect_client() if transfer.stripe_transfer_id else None
     if client is not None:
         client.transfer_reverse(
             transfer_id=transfer.stripe_transfer_id,
             amount=amount,
-            idempotency_key=f"{transfer.id}:reverse:{refund_id}",
-            metadata={"refund": refund_id},
+            idempotency_key=f"{transfer.id}:reverse:{cause_id}",
+            metadata=cause,
         )  # a ConnectError raises: the durable task retries with the same key
     _record(
         "TransferReversed",
         transfer.id,
-        f"{transfer.id}:reversed:{refund_id}",
+        f"{transfer.id}:reversed:{cause_id}",
         {
             "vendor": transfer.vendor_id,
             "transfer": transfer.id,
-            "refund": refund_id,
+            **cause,
             "amount": amount,
             "currency": transfer.currency,
             "gateway_account": _gateway_of(transfer.payment_id),
         },
     )
     return "reversed"
+
+
+def dispute_lost_clawback(*, payment_id: str, dispute_id: str, allocations: list[dict]) -> int:
+    """A lost dispute on a split payment (inside its closing transaction): take back from the
+    vendors' connected accounts what was left there for it when it opened (``clawback``), at most
+    what is still there of the payment's transfer. Returns how many reversals it scheduled."""
+    scheduled = 0
+    for line in allocations:
+        kind, _, vendor_id = str(line.get("account", "")).partition(":")
+        take = int(line.get("clawback") or 0)
+        if kind != "vendor_payable" or take <= 0:
+            continue
+        transfer = (
+            Transfer.objects.select_for_update()
+            .filter(payment_id=payment_id, vendor_id=vendor_id, status=Transfer.Status.PAID)
+            .first()
+        )
+        if transfer is None:
+            continue
+        take = min(take, transfer.amount - transfer.amount_recovered - transfer.amount_reversed)
+        if take <= 0:
+            continue
+        transfer.amount_reversed += take
+        transfer.save(update_fields=["amount_reversed", "updated_at"])
+        durable_enqueue(
+            handler="apps.vendors.funds.transfer_reverse",
+            kwargs={"transfer_id": transfer.id, "amount": take, "dispute_id": dispute_id},
+            idempotency_key=f"transfer:{transfer.id}:reverse:{dispute_id}",
+        )
+        scheduled += 1
+    return scheduled
 
 
 def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | None:
@@ -454,7 +487,20 @@ def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | N
         )
         commission += commission_share
         if vendor_share:
-            out.append({"account": f"vendor_payable:{part.vendor_id}", "amount": vendor_share})
+            line = {"account": f"vendor_payable:{part.vendor_id}", "amount": vendor_share}
+            # What of it still sits in the vendor's connected account from this payment's
+            # transfer (and is covered by its balance): taken back from Stripe if the dispute
+            # is lost, left there if it is won. The rest is a debt kept back from transfers.
+            transfer = Transfer.objects.filter(
+                payment_id=payment_id, vendor_id=part.vendor_id, status=Transfer.Status.PAID
+            ).first()
+            if transfer is not None:
+                available = balance_get(code=f"vendor_payable:{part.vendor_id}", currency=split.currency)
+                still_there = transfer.amount - transfer.amount_recovered - transfer.amount_reversed
+                take = min(vendor_share, still_there, max(0, available))
+                if take > 0:
+                    line["clawback"] = take
+            out.append(line)
     if commission:
         out.append({"account": "platform_revenue", "amount": commission})
     return out

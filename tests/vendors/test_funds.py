@@ -477,6 +477,8 @@ def test_a_dispute_on_a_split_payment_is_borne_by_its_vendors_and_returned_when_
     assert dispute_open(attempt=attempt, reference="dp_1", amount=5000, currency="usd").pk == dispute.pk
 
     dispute_close(dispute=dispute, won=True)
+    run_tasks()
+    assert not LedgerEvent.objects.filter(type="TransferReversed").exists()  # won: nothing taken back
 
     assert lines_of("DisputeWon", intent.id) == [
         ("processor_clearing:primary", "D", 5000),
@@ -589,13 +591,14 @@ def test_the_whole_flow_charge_split_transfer_payout_refund_dispute(market):
         attempt=attempt, reference="dp_whole", amount=1000, currency="usd"
     )  # a 630+70, b 270+30
     dispute_close(dispute=lost, won=False)
+    run_tasks()  # the lost dispute's share still in bob's connected account is taken back
 
     assert balances(a) == (money(-1260 - 630), [], [])  # owed: kept back from alice's next transfers
     assert balances(b) == (money(2700 - 540 - 270), [], [])
     assert balance_get(code="platform_revenue", currency="USD") == 1000 - 200 - 100
-    # bob's refund share came back from his connected account; alice's had been paid out
-    assert balance_get(code="connected_balances", currency="USD") == 2700 - 540
+    # bob's refund and dispute shares came back from his connected account; alice's was paid out
+    assert balance_get(code="connected_balances", currency="USD") == 2700 - 540 - 270
     assert balance_get(code="processor_clearing:primary", currency="USD") == (
-        10_000 - 320 - 9000 + 540 - 2000 - 1000
+        10_000 - 320 - 9000 + 540 - 2000 - 1000 + 270
     )
     assert nonzero_balances() == nets_from_replay()
