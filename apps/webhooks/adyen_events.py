@@ -269,7 +269,7 @@ def _chargeback(account: GatewayAccount, item: dict, code: str) -> str:
         except DisputeError as exc:
             raise GatewayTruthConflict(str(exc)) from None
         return f"dispute {dispute.id} opened for {dispute.amount} {dispute.currency}"
-    dispute = Dispute.objects.filter(gateway_account=account, reference=reference).first()
-    if dispute is None:
+    recorded = Dispute.objects.filter(gateway_account=account, reference=reference).first()
+    if recorded is None:
         raise GatewayTruthConflict(f"{code} for {reference}, but no chargeback was recorded")
-    return dispute_close(dispute=dispute, won=code == "CHARGEBACK_REVERSED")
+    return dispute_close(dispute=recorded, won=code == "CHARGEBACK_REVERSED")
