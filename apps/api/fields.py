@@ -98,4 +98,6 @@ class MetadataField(serializers.DictField):
             raise serializers.ValidationError("At most 50 keys.")
         if any(len(str(k)) > 40 or not str(k) for k in value):
             raise serializers.ValidationError("Keys must be 1 to 40 characters.")
+        if any("\x00" in str(k) for k in value):
+            raise serializers.ValidationError("Keys must not contain null characters.")
         return value

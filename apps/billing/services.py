@@ -154,15 +154,27 @@ def product_update(
     return product
 
 
+# A price times the largest quantity (1,000,000) plus tax must fit the ledger's bigint amounts.
+MAX_PRICE_AMOUNT = 10**12
+
+
 def _amounts_check(raw: object) -> dict[str, int]:
     if not isinstance(raw, dict) or not raw:
         raise BillingError('amounts must map currencies to amounts, e.g. {"usd": 1000}', param="amounts")
     out: dict[str, int] = {}
     for code, value in raw.items():
         try:
-            out[normalize_currency(code)] = require_amount(value)
+            currency = normalize_currency(code)
+            amount = require_amount(value)
         except MoneyError as exc:
             raise BillingError(str(exc), param=f"amounts.{str(code).lower()}") from None
+        if currency in out:
+            raise BillingError(f"{currency} is given twice", param=f"amounts.{currency.lower()}")
+        if amount > MAX_PRICE_AMOUNT:
+            raise BillingError(
+                f"an amount is at most {MAX_PRICE_AMOUNT} minor units", param=f"amounts.{currency.lower()}"
+            )
+        out[currency] = amount
     return out
 
 
@@ -216,8 +228,9 @@ def tax_rate_create(
         raise BillingError(
             'percentage must be a decimal number, e.g. "19" or "7.25"', param="percentage"
         ) from None
-    if not Decimal(0) <= pct < Decimal(100) or pct != pct.quantize(Decimal("0.0001")):
+    if not pct.is_finite() or not Decimal(0) <= pct < Decimal(100) or pct != pct.quantize(Decimal("0.0001")):
         raise BillingError("percentage must be from 0 to 100 with at most 4 decimals", param="percentage")
+    pct = abs(pct)  # "-0" is 0
     if not jurisdiction.strip():
         raise BillingError("jurisdiction must not be empty", code="parameter_missing", param="jurisdiction")
     return TaxRate.objects.create(

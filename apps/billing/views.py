@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_http_methods
@@ -12,8 +14,13 @@ from apps.billing.notifications import card_update_subscription
 from apps.billing.services import BillingError, subscription_payment_method_update
 from apps.core.money import format_amount
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
+
+@require_http_methods(["GET"])
 def invoice_page(request: HttpRequest, token: str) -> HttpResponse:
+    if not TOKEN.fullmatch(token):
+        raise Http404("no such invoice")
     inv = get_object_or_404(
         Invoice.objects.select_related("subscription__price__product"), access_token=token
     )
@@ -47,6 +54,8 @@ def card_update_page(request: HttpRequest, token: str) -> HttpResponse:
         try:
             if not method:
                 raise BillingError("Enter a payment method.", param="payment_method")
+            if len(method) > 255 or "\x00" in method:
+                raise BillingError("That is not a payment method token.", param="payment_method")
             sub = subscription_payment_method_update(subscription_id=sub.id, payment_method=method)
             done = True
         except BillingError as exc:

@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
+from apps.ledger.errors import InsufficientFunds
 from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
 from apps.payments.models import GatewayAccount, PaymentIntent
@@ -361,23 +362,32 @@ def split_refund_allocations(*, payment_id: str, refund_id: str, amount: int) ->
         commission += part.commission
         if not part.debit:
             continue
-        transfer = (
-            Transfer.objects.select_for_update()
-            .filter(payment_id=payment_id, vendor_id=part.vendor_id)
-            .first()
-        )
-        account = f"vendor_pending:{part.vendor_id}"
-        if transfer is not None and transfer.status in (Transfer.Status.PENDING, Transfer.Status.HELD):
+        v = part.vendor_id
+        transfer = Transfer.objects.select_for_update().filter(payment_id=payment_id, vendor_id=v).first()
+        # Where the vendor's money for this payment is: still waiting (pending, or held) up to what
+        # waits; a debit beyond it (the fee the vendor bore) and anything after the transfer went
+        # out comes out of its available balance, where a shortfall is a debt kept back from its
+        # next transfers.
+        waiting, account = 0, f"vendor_pending:{v}"
+        if transfer is None:
+            waiting = max(0, allocation.part_for(v).net - _debited(split, v))
+        elif transfer.status in (Transfer.Status.PENDING, Transfer.Status.HELD, Transfer.Status.FAILED):
+            waiting = transfer.amount
             if transfer.status == Transfer.Status.HELD:
-                account = f"vendor_held:{part.vendor_id}"
-            transfer.amount -= min(part.debit, transfer.amount)
-            if transfer.amount == 0:
-                transfer.status = Transfer.Status.CANCELED
-            transfer.save(update_fields=["amount", "status", "updated_at"])
-        elif transfer is not None and transfer.status == Transfer.Status.PAID:
-            account = f"vendor_payable:{part.vendor_id}"
-            _reversal_schedule(transfer, debit=part.debit, refund_id=refund_id)
-        out.append({"account": account, "amount": part.debit})
+                account = f"vendor_held:{v}"
+        covered = min(part.debit, waiting)
+        if covered:
+            out.append({"account": account, "amount": covered})
+            if transfer is not None:
+                transfer.amount -= covered
+                if transfer.amount == 0:
+                    transfer.status = Transfer.Status.CANCELED
+                transfer.save(update_fields=["amount", "status", "updated_at"])
+        rest = part.debit - covered
+        if rest:
+            out.append({"account": f"vendor_payable:{v}", "amount": rest})
+            if transfer is not None and transfer.status == Transfer.Status.PAID:
+                _reversal_schedule(transfer, debit=rest, refund_id=refund_id)
     if commission:
         out.append({"account": "platform_revenue", "amount": commission})
     split.refunds = [*split.refunds, {"refund": refund_id, "unwind": unwind.as_dict(), "allocations": out}]
@@ -537,13 +547,22 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
             minimum = vendor.payout_minimum if currency == vendor.default_currency.upper() else 1
             if available < max(1, minimum):
                 continue
-            payout = Payout.objects.create(vendor=vendor, amount=available, currency=currency)
-            _record(
-                "PayoutSent",
-                payout.id,
-                f"{payout.id}:sent",
-                {"vendor": vendor.id, "payout": payout.id, "amount": available, "currency": currency},
-            )
+            try:
+                with transaction.atomic():
+                    payout = Payout.objects.create(vendor=vendor, amount=available, currency=currency)
+                    _record(
+                        "PayoutSent",
+                        payout.id,
+                        f"{payout.id}:sent",
+                        {"vendor": vendor.id, "payout": payout.id, "amount": available, "currency": currency},
+                    )
+            except InsufficientFunds:  # a refund or dispute took part of it meanwhile: next time
+                if manual:
+                    raise FundsError(
+                        f"vendor {vendor.id}'s balance changed while paying out; try again",
+                        code="balance_changed",
+                    ) from None
+                continue
             durable_enqueue(
                 handler="apps.vendors.funds.payout_send",
                 kwargs={"payout_id": payout.id},

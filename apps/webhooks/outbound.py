@@ -153,7 +153,13 @@ def endpoint_url_check(url: str) -> str:
     """A URL we may POST events to. Outside development only https to public addresses (a
     webhook endpoint must not let a key holder make us call our own network)."""
     url = (url or "").strip()
-    parts = urlsplit(url)
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise EndpointError("The url must not contain spaces or control characters.", param="url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a bad port)
+    except ValueError:
+        raise EndpointError("The url is not a valid URL.", param="url") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise EndpointError("The url must be an absolute http or https URL.", param="url")
     if len(url) > 2000:

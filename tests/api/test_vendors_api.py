@@ -186,3 +186,36 @@ def test_on_the_public_host_the_onboarding_url_is_on_the_marketplace_host(api):
 
     assert created.status_code == 201, created.json()
     assert "://alpha.localhost" in created.json()["onboarding_url"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/api/v1/vendors", {**VENDOR, "payout_minimum": 2**63}, "payout_minimum"),
+        ("/api/v1/vendors", {**VENDOR, "commission_fixed": {"usd": 2**63}}, "commission_fixed"),
+        ("/api/v1/vendors", {**VENDOR, "commission_fixed": {"USD": 1, "usd": 2}}, "commission_fixed"),
+        ("/api/v1/vendors", {**VENDOR, "metadata": {"a\u0000": "b"}}, "metadata"),
+        ("/api/v1/webhook_endpoints", {"url": "https://[::1", "enabled_events": ["*"]}, "url"),
+        ("/api/v1/webhook_endpoints", {"url": "https://exa mple.com", "enabled_events": ["*"]}, "url"),
+        (
+            "/api/v1/tax_rates",
+            {"display_name": "VAT", "jurisdiction": "DE", "percentage": "NaN"},
+            "percentage",
+        ),
+        (
+            "/api/v1/tax_rates",
+            {"display_name": "VAT", "jurisdiction": "DE", "percentage": "sNaN"},
+            "percentage",
+        ),
+        ("/api/v1/prices", {"amounts": {"usd": 10**30}, "interval": "month"}, "amounts"),
+        ("/api/v1/prices", {"amounts": {"USD": 1, "usd": 2}, "interval": "month"}, "amounts"),
+    ],
+)
+def test_odd_input_found_in_review_is_a_400(api, path, body, param):
+    if path == "/api/v1/prices":
+        body = {**body, "product": api.post("/api/v1/products", {"name": "P"}).json()["id"]}
+
+    response = api.post(path, body)
+
+    assert response.status_code == 400, (response.status_code, response.content[:300])
+    assert response.json()["error"]["param"].startswith(param)

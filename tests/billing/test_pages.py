@@ -30,6 +30,10 @@ def test_invoice_page_and_card_update_recover_a_declined_invoice(billing, host_c
     url = f"/billing/card/{card_update_token(sub.id)}"
     assert client.get(url).status_code == 200
     assert client.post(url, {"payment_method": ""}).status_code == 400
+    assert client.post(url, {"payment_method": "x" * 300}).status_code == 400
+    assert client.post(url, {"payment_method": "pm\x00card"}).status_code == 400
+    assert client.get("/billing/invoices/%00").status_code == 404
+    assert client.post(f"/billing/invoices/{inv.access_token}").status_code == 405
     saved = client.post(url, {"payment_method": "pm_card_visa"})
     assert saved.status_code == 200
     run()

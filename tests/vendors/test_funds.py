@@ -602,3 +602,31 @@ def test_the_whole_flow_charge_split_transfer_payout_refund_dispute(market):
         10_000 - 320 - 9000 + 540 - 2000 - 1000 + 270
     )
     assert nonzero_balances() == nets_from_replay()
+
+
+def test_a_refund_before_a_held_transfer_leaves_the_fee_the_vendor_bore_as_a_recovered_debt(market):
+    CommissionPolicy.objects.update(fee_policy="vendor")
+    a = vendor("alice", enabled=False)
+    first = pay([{"vendor": a.id, "amount": 10_000}])
+    run_tasks()  # held: 10000 - 1000 commission - 320 fee = 8680
+
+    payment_refund(intent_id=first.id, amount=10_000)
+
+    # the held 8680 comes back out of held; the 320 fee the vendor bore is a debt on available
+    assert lines_of("RefundSucceeded", first.id) == [
+        (f"vendor_held:{a.id}", "D", 8680),
+        (f"vendor_payable:{a.id}", "D", 320),
+        ("platform_revenue", "D", 1000),
+        ("processor_clearing:primary", "C", 10_000),
+    ]
+    assert balances(a) == (money(-320), [], [])
+    assert Transfer.objects.get(payment_id=first.id).status == "canceled"
+
+    vendor_account_apply(vendor=a, account=account(a, enabled=True))
+    second = pay([{"vendor": a.id, "amount": 10_000}])
+    run_tasks()
+
+    transfer = Transfer.objects.get(payment_id=second.id)
+    assert (transfer.amount, transfer.amount_recovered) == (8680, 320)
+    assert balances(a) == (money(8360), [], [])
+    assert nonzero_balances() == nets_from_replay()

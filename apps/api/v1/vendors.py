@@ -11,7 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.errors import ApiError
-from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, MetadataField, TimestampField
+from apps.api.fields import (
+    MAX_AMOUNT,
+    BlankAsNullField,
+    ConstantField,
+    CurrencyField,
+    MetadataField,
+    TimestampField,
+)
 from apps.api.idempotency import idempotent
 from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
@@ -65,9 +72,11 @@ class VendorCreateIn(serializers.Serializer):
     payout_schedule = serializers.ChoiceField(
         choices=Vendor.PayoutSchedule.choices, default=Vendor.PayoutSchedule.WEEKLY
     )
-    payout_minimum = serializers.IntegerField(min_value=0, default=0)
+    payout_minimum = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, default=0)
     commission_percent_bps = serializers.IntegerField(min_value=0, max_value=10_000, required=False)
-    commission_fixed = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False)
+    commission_fixed = serializers.DictField(
+        child=serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT), required=False
+    )
     fee_policy = serializers.ChoiceField(choices=[p.value for p in FeePolicy], required=False)
     metadata = MetadataField(required=False)
 
@@ -76,12 +85,12 @@ class VendorUpdateIn(serializers.Serializer):
     name = serializers.CharField(max_length=256, required=False)
     email = serializers.EmailField(max_length=254, required=False)
     payout_schedule = serializers.ChoiceField(choices=Vendor.PayoutSchedule.choices, required=False)
-    payout_minimum = serializers.IntegerField(min_value=0, required=False)
+    payout_minimum = serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT, required=False)
     commission_percent_bps = serializers.IntegerField(
         min_value=0, max_value=10_000, required=False, allow_null=True
     )
     commission_fixed = serializers.DictField(
-        child=serializers.IntegerField(min_value=0), required=False, allow_null=True
+        child=serializers.IntegerField(min_value=0, max_value=MAX_AMOUNT), required=False, allow_null=True
     )
     fee_policy = serializers.ChoiceField(
         choices=[p.value for p in FeePolicy], required=False, allow_null=True
@@ -170,6 +179,14 @@ def _check_terms(vendor: Vendor) -> None:
         )
         raise ApiError(400, "invalid_request_error", exc.code, str(exc), param) from None
     if vendor.commission_fixed is not None:
+        if len(terms.fixed) != len(vendor.commission_fixed):
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "parameter_invalid",
+                "A currency is given twice (codes are case-insensitive).",
+                "commission_fixed",
+            )
         vendor.commission_fixed = dict(terms.fixed)
 
 
