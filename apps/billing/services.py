@@ -445,19 +445,25 @@ def subscription_create(
             _publish_subscription(sub)
             return sub
         sub.status = SS.ACTIVE
-        sub.billing_cycle_anchor = now
-        sub.current_period_end = amounts.period_end_after(
-            now, now, interval=price.interval, count=price.interval_count
-        )
-        sub.save(force_insert=True)
-        inv = invoice_build(
-            sub=sub,
-            period_start=now,
-            period_end=sub.current_period_end,
-            reason=Invoice.Reason.SUBSCRIPTION_CREATE,
-            now=now,
-        )
-        _publish_subscription(sub)
+        inv = _period_start(sub, now, reason=Invoice.Reason.SUBSCRIPTION_CREATE, insert=True)
+    return _collect_first(sub, inv, now=now, collect=collect)
+
+
+def _period_start(sub: Subscription, now: datetime, *, reason: str, insert: bool = False) -> Invoice:
+    """A new period from ``now`` (the billing anchor) for an active subscription, saved, with its
+    invoice built and the change announced (in the caller's transaction)."""
+    sub.billing_cycle_anchor = sub.current_period_start = now
+    sub.current_period_end = amounts.period_end_after(
+        now, now, interval=sub.price.interval, count=sub.price.interval_count
+    )
+    sub.save(force_insert=insert)
+    inv = invoice_build(sub=sub, period_start=now, period_end=sub.current_period_end, reason=reason, now=now)
+    _publish_subscription(sub)
+    return inv
+
+
+def _collect_first(sub: Subscription, inv: Invoice, *, now: datetime, collect: bool) -> Subscription:
+    """Charge a new period's open invoice at once (after the commit), when asked."""
     if collect and inv.status == IS.OPEN:
         from apps.billing.collection import invoice_collect
 
@@ -636,22 +642,5 @@ def subscription_resume(
         sub = _locked(subscription_id)
         subscription_to(sub, SS.ACTIVE)
         sub.paused_at = None
-        sub.billing_cycle_anchor = sub.current_period_start = now
-        sub.current_period_end = amounts.period_end_after(
-            now, now, interval=sub.price.interval, count=sub.price.interval_count
-        )
-        sub.save()
-        inv = invoice_build(
-            sub=sub,
-            period_start=now,
-            period_end=sub.current_period_end,
-            reason=Invoice.Reason.SUBSCRIPTION_RESUME,
-            now=now,
-        )
-        _publish_subscription(sub)
-    if collect and inv.status == IS.OPEN:
-        from apps.billing.collection import invoice_collect
-
-        invoice_collect(invoice_id=inv.id, now=now)
-        sub.refresh_from_db()
-    return sub
+        inv = _period_start(sub, now, reason=Invoice.Reason.SUBSCRIPTION_RESUME)
+    return _collect_first(sub, inv, now=now, collect=collect)
