@@ -37,7 +37,8 @@ def test_create_shows_the_secret_once_and_stores_it_encrypted(api):
     ("body", "param", "words"),
     [
         ({"url": "ftp://example.com/x", "enabled_events": ["*"]}, "url", "http or https"),
-        ({"url": "not a url", "enabled_events": ["*"]}, "url", "absolute"),
+        ({"url": "not-a-url", "enabled_events": ["*"]}, "url", "absolute"),
+        ({"url": "not a url", "enabled_events": ["*"]}, "url", "spaces"),
         ({"url": "https://u:p@example.com/x", "enabled_events": ["*"]}, "url", "credentials"),
         ({"url": HOOK, "enabled_events": ["payment.exploded"]}, "enabled_events", "payment.exploded"),
         ({"url": HOOK, "enabled_events": []}, "enabled_events", ""),
