@@ -38,7 +38,7 @@ from apps.payments.models import GatewayAccount, PaymentIntent
 from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.vendors.connect import ConnectClient, ConnectError
 from apps.vendors.models import PaymentSplit, Payout, Transfer, Vendor
-from apps.vendors.selectors import commission_policy_terms, vendor_split_terms
+from apps.vendors.selectors import commission_policy_terms, connect_client, is_simulated, vendor_split_terms
 from apps.vendors.splits import (
     Allocation,
     RefundUnwind,
@@ -52,7 +52,6 @@ from apps.webhooks.outbound import event_publish
 
 log = logging.getLogger(__name__)
 MAX_SPLIT_LINES = 100
-SIMULATED_ACCOUNT_PREFIX = "acct_sim_"
 SCHEDULE_INTERVALS = {
     Vendor.PayoutSchedule.DAILY: timedelta(days=1),
     Vendor.PayoutSchedule.WEEKLY: timedelta(days=7),
@@ -81,18 +80,8 @@ def can_receive(vendor: Vendor) -> bool:
     return vendor.status == Vendor.Status.ACTIVE and vendor.payouts_enabled
 
 
-def connect_client() -> ConnectClient | None:
-    """The marketplace's Stripe Connect client, or None when no Stripe gateway is enabled."""
-    account = GatewayAccount.objects.filter(kind=GatewayAccount.Kind.STRIPE, enabled=True).first()
-    if account is None or not account.credentials.get("secret_key"):
-        return None
-    return ConnectClient.from_gateway(account.credentials, account.settings)
-
-
 def _real_account(vendor: Vendor) -> bool:
-    return bool(vendor.stripe_account_id) and not vendor.stripe_account_id.startswith(
-        SIMULATED_ACCOUNT_PREFIX
-    )
+    return bool(vendor.stripe_account_id) and not is_simulated(vendor)
 
 
 def _source_charge(client: ConnectClient, payment_id: str) -> str | None:

@@ -34,9 +34,9 @@ from django.urls import reverse
 from apps.tenants.db import current_schema, tenant_connection
 from apps.vendors.connect import ConnectAccount, ConnectClient, ConnectStatus, requirements_in_words
 from apps.vendors.models import Vendor, VendorInvite
+from apps.vendors.selectors import SIMULATED_ACCOUNT_PREFIX, connect_client, is_simulated
 from apps.vendors.services import hash_invite_token, vendor_account_apply, vendor_invite_create
 
-SIMULATED_ACCOUNT_PREFIX = "acct_sim_"
 # How long a signed refresh/return URL works. Stripe sends the vendor back within minutes, but a
 # vendor may leave Stripe's form and come back to the refresh URL days later.
 ONBOARDING_LINK_MAX_AGE = timedelta(days=7)
@@ -126,24 +126,6 @@ def link_vendor(token: str) -> Vendor | None:
 
 
 # --------------------------------------------------------------------------- Stripe or simulated
-
-
-def connect_client() -> ConnectClient | None:
-    """A Connect client on the marketplace's enabled ``stripe`` gateway account with a secret key
-    (the first by name), or None: Stripe is not configured and onboarding is simulated."""
-    from apps.payments.models import GatewayAccount
-
-    for account in GatewayAccount.objects.filter(kind=GatewayAccount.Kind.STRIPE, enabled=True).order_by(
-        "name"
-    ):
-        credentials = account.credentials
-        if credentials.get("secret_key"):
-            return ConnectClient.from_gateway(credentials, account.settings or {})
-    return None
-
-
-def is_simulated(vendor: Vendor) -> bool:
-    return vendor.stripe_account_id.startswith(SIMULATED_ACCOUNT_PREFIX)
 
 
 def simulated_account(vendor: Vendor, *, verified: bool) -> ConnectAccount:

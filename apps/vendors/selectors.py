@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from apps.vendors.connect import ConnectClient
 from apps.vendors.models import CommissionPolicy, Vendor
 from apps.vendors.splits import CommissionTerms, VendorTerms
 
@@ -47,3 +48,25 @@ def vendor_balances(*, vendor_id: str) -> dict[str, list[dict]]:
                 {"amount": row.balance, "currency": row.account.currency.lower()}
             )
     return out
+
+
+# Vendors onboarded while the marketplace had no Stripe keys get a simulated account id.
+SIMULATED_ACCOUNT_PREFIX = "acct_sim_"
+
+
+def is_simulated(vendor: Vendor) -> bool:
+    return vendor.stripe_account_id.startswith(SIMULATED_ACCOUNT_PREFIX)
+
+
+def connect_client() -> ConnectClient | None:
+    """A Connect client on the marketplace's enabled ``stripe`` gateway account with a secret key
+    (the first by name), or None: Stripe is not configured (onboarding and transfers are simulated)."""
+    from apps.payments.models import GatewayAccount
+
+    for account in GatewayAccount.objects.filter(kind=GatewayAccount.Kind.STRIPE, enabled=True).order_by(
+        "name"
+    ):
+        credentials = account.credentials
+        if credentials.get("secret_key"):
+            return ConnectClient.from_gateway(credentials, account.settings or {})
+    return None
