@@ -181,6 +181,12 @@ def _fixed_fees(raw: object) -> dict[str, int]:
                 f"fixed fee for {cur} must be a non-negative integer of minor units, got {value!r}",
                 param=f"fixed.{code}",
             )
+        if cur in out:
+            raise SplitError(
+                "commission_invalid",
+                f"fixed fees: {cur} is given twice (currency codes are case-insensitive)",
+                param=f"fixed.{code}",
+            )
         out[cur] = value
     return out
 

@@ -179,14 +179,6 @@ def _check_terms(vendor: Vendor) -> None:
         )
         raise ApiError(400, "invalid_request_error", exc.code, str(exc), param) from None
     if vendor.commission_fixed is not None:
-        if len(terms.fixed) != len(vendor.commission_fixed):
-            raise ApiError(
-                400,
-                "invalid_request_error",
-                "parameter_invalid",
-                "A currency is given twice (codes are case-insensitive).",
-                "commission_fixed",
-            )
         vendor.commission_fixed = dict(terms.fixed)
 
 
