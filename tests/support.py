@@ -152,3 +152,25 @@ def fresh_marketplace(prefix: str, *, simulator_latency_ms: int | None = 0):
             for name in ("primary", "secondary"):
                 CircuitBreaker(name).reset()
     return tenant
+
+
+def run_durable_tasks(*, handler: str | None = None, rounds: int = 10) -> int:
+    """What a worker does, in this process: run every due durable task (of ``handler`` only, when
+    given), again for the tasks those schedule, until none is due. Returns how many ran."""
+    from django.utils import timezone
+
+    from apps.core.durable import durable_run
+    from apps.core.models import DurableTask
+
+    ran = 0
+    for _ in range(rounds):
+        due = DurableTask.objects.filter(state=DurableTask.State.PENDING, next_run_at__lte=timezone.now())
+        if handler:
+            due = due.filter(handler=handler)
+        ids = list(due.values_list("pk", flat=True))
+        if not ids:
+            break
+        for pk in ids:
+            durable_run(task_id=str(pk))
+            ran += 1
+    return ran

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
-from apps.core.durable import durable_run
-from apps.core.models import DurableTask
 from apps.payments.models import PaymentIntent
 from apps.vendors.connect import ConnectAccount, ConnectStatus
 from apps.vendors.models import Vendor
 from apps.vendors.services import vendor_account_apply
 from apps.webhooks.models import OutboundEvent
 from tests.api.conftest import pay
+from tests.support import run_durable_tasks as run_tasks
 
 VENDOR = {"email": "owner@bakery.example", "name": "Rosen Bakery", "country": "US", "default_currency": "USD"}
-
-
-def run_tasks() -> None:
-    for _ in range(10):
-        due = list(DurableTask.objects.filter(state="pending", next_run_at__lte=timezone.now()))
-        if not due:
-            return
-        for task in due:
-            durable_run(task_id=str(task.pk))
 
 
 def invite(api, **fields) -> dict:

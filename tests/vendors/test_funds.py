@@ -11,10 +11,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 import responses
-from django.utils import timezone
 
-from apps.core.durable import durable_run
-from apps.core.models import DurableTask
 from apps.ledger.models import LedgerEvent
 from apps.payments.models import GatewayAccount, PaymentIntent, SimulatorCharge
 from apps.payments.services import PaymentError, payment_intent_create, payment_refund
@@ -25,6 +22,7 @@ from apps.vendors.selectors import vendor_balances
 from apps.vendors.services import vendor_account_apply, vendor_create
 from apps.webhooks.models import OutboundEvent
 from tests.ledger.observe import entries_of, nets_from_replay, nonzero_balances
+from tests.support import run_durable_tasks as run_tasks
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,19 +45,6 @@ def real_vendor(*, enabled: bool) -> Vendor:
     """A vendor with a real (not simulated) Connect account."""
     v = vendor_create(email="a@shop.test", name="alice", country="US", default_currency="usd")
     return vendor_account_apply(vendor=v, account=account(v, enabled=enabled, real=True))
-
-
-def run_tasks() -> int:
-    """Run every due durable task (what the worker does), until none is left."""
-    ran = 0
-    for _ in range(10):
-        due = list(DurableTask.objects.filter(state="pending", next_run_at__lte=timezone.now()))
-        if not due:
-            break
-        for task in due:
-            durable_run(task_id=str(task.pk))
-            ran += 1
-    return ran
 
 
 def vendor(name: str, *, enabled: bool = True, **fields) -> Vendor:

@@ -29,6 +29,7 @@ from apps.webhooks.outbound import (
     signature_verify,
 )
 from tests.api.conftest import pay
+from tests.support import run_durable_tasks
 from tests.webhooks.receiver import Receiver
 
 
@@ -43,11 +44,8 @@ def _due_webhook_tasks() -> list[DurableTask]:
 
 
 def run_due() -> int:
-    """What the worker does: run every due delivery task."""
-    tasks = _due_webhook_tasks()
-    for task in tasks:
-        durable_run(task_id=str(task.pk))
-    return len(tasks)
+    """What the worker does: run every due delivery task (one round)."""
+    return run_durable_tasks(handler="apps.webhooks.outbound.delivery_attempt", rounds=1)
 
 
 def scheduled_at() -> list:
