@@ -177,6 +177,10 @@ FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "")
 # The first attempt and immediate failovers run inside the request within this budget;
 # whatever is left continues in a worker.
 PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "8000"))
+# How long a started attempt's gateway call may still be running: longer than any adapter's
+# timeout (10 s read timeout, the simulator's 30 s latency cap). Until then nothing resolves or
+# closes the attempt; an answer later still is a late charge, reversed automatically.
+PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
 CIRCUIT_BREAKER = {
     "consecutive_failures": int(os.environ.get("BREAKER_CONSECUTIVE_FAILURES", "5")),
     "window_seconds": 30,

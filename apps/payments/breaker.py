@@ -127,6 +127,24 @@ class CircuitBreaker:
                 out[b.account] = True
         return out
 
+    @classmethod
+    def closest_to_probe(cls, account_names: list[str]) -> str | None:
+        """Of these accounts (whose breakers are open), the one whose cool-down ends first: the
+        one to try when every candidate's breaker is open, rather than failing the payment
+        outright. None when Redis cannot say."""
+        breakers = [cls(name) for name in account_names]
+        if not breakers:
+            return None
+        try:
+            pipe = _client().pipeline(transaction=False)
+            for b in breakers:
+                pipe.hget(b.key, "opened_at")
+            opened = pipe.execute()
+        except redis.RedisError:
+            return None
+        ranked = sorted(zip(breakers, opened, strict=True), key=lambda pair: float(pair[1] or 0))
+        return ranked[0][0].account
+
     def record(self, *, success: bool, also: Callable[[Any], None] | None = None) -> str:
         """Count a call's result (atomically, with the state change it implies). ``also`` may add
         commands to the same Redis round trip (a pipeline); their errors are ignored."""

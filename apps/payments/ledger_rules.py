@@ -91,3 +91,30 @@ def _dispute_won(payload: dict) -> list[Line]:
 
 
 register_event_type("DisputeLost")
+
+
+register_event_type("LateAuthorizationFound")
+register_event_type("LateAuthorizationVoided")
+
+
+@posting_rule("LateChargeCaptured")
+def _late_charge_captured(payload: dict) -> list[Line]:
+    """A gateway captured money on an attempt we had closed; it is refunded automatically, so it
+    waits in ``suspense`` meanwhile: Dr processor_clearing:<gateway> / Cr suspense; the fee, which
+    the refund does not return: Dr processor_fees / Cr clearing."""
+    gateway = text(payload, "gateway_account")
+    amt, cur = amount(payload), currency(payload)
+    clearing = f"processor_clearing:{gateway}"
+    lines = [Line(clearing, cur, "D", amt), Line("suspense", cur, "C", amt)]
+    if payload.get("fee", 0):
+        fee_amt = amount(payload, "fee")
+        lines += [Line("processor_fees", cur, "D", fee_amt), Line(clearing, cur, "C", fee_amt)]
+    return lines
+
+
+@posting_rule("LateChargeRefunded")
+def _late_charge_refunded(payload: dict) -> list[Line]:
+    """The late charge went back to the customer: Dr suspense / Cr processor_clearing:<gateway>."""
+    gateway = text(payload, "gateway_account")
+    amt, cur = amount(payload), currency(payload)
+    return [Line("suspense", cur, "D", amt), Line(f"processor_clearing:{gateway}", cur, "C", amt)]

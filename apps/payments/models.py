@@ -199,6 +199,12 @@ class PaymentAttempt(models.Model):
     latency_ms = models.IntegerField(null=True, blank=True)
     resolve_count = models.PositiveIntegerField(default=0)
     next_resolve_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="while pending, the gateway call may still be running until then: nothing "
+        "else resolves or closes the attempt before",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -261,6 +267,62 @@ class SimulatorCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reference} {self.amount} {self.currency} {self.status}"
+
+
+class SimulatorAction(models.Model):
+    """The simulator's record of an attempt that holds no money (yet): one waiting for the
+    customer (3-D Secure) or one cancelled by our attempt id before any charge existed (a
+    tombstone, so a late or completed request for it can never charge)."""
+
+    account = models.CharField(max_length=60)
+    attempt_id = models.CharField(max_length=50)
+    status = models.CharField(max_length=20)  # requires_action, completed, failed, canceled
+    amount = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    payment_method = models.CharField(max_length=255, blank=True)
+    capture = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "attempt_id"], name="payments_sim_action_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.attempt_id} {self.status}"
+
+
+class LateCharge(models.Model):
+    """Money a gateway took on an attempt we had already closed (its answer came after the resolver
+    acted, or the customer completed 3-D Secure after the payment moved on). Never kept: it is
+    voided or refunded at that gateway automatically (``payment_late_charge_reverse``), posted to
+    the ledger, and shown to operators."""
+
+    class Status(models.TextChoices):
+        REVERSING = "reversing"  # found; the void or refund is being sent
+        REVERSED = "reversed"  # voided or refunded at the gateway
+        NEEDS_OPERATOR = "needs_operator"  # the gateway refused to reverse it: an operator must act
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False)
+    attempt = models.OneToOneField(PaymentAttempt, on_delete=models.PROTECT, related_name="late_charge")
+    intent = models.ForeignKey(PaymentIntent, on_delete=models.PROTECT, related_name="late_charges")
+    gateway_account = models.ForeignKey(GatewayAccount, on_delete=models.PROTECT, related_name="+")
+    reference = models.CharField(max_length=100, blank=True, help_text="the gateway's id for the charge")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    captured = models.BooleanField(help_text="captured (refund it) or only authorised (void it)")
+    fee = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REVERSING, db_index=True)
+    found_by = models.CharField(max_length=200, help_text="how it came to light")
+    message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.amount} {self.currency} on {self.attempt_id} [{self.status}]"
 
 
 class SimulatorRefund(models.Model):

@@ -148,6 +148,14 @@ def route(
                 decision.skipped[name] = "circuit open"
             else:
                 decision.candidates.append(name)
+        if not decision.candidates and any(not ok for ok in allowed.values()):
+            # Every gateway left is behind an open breaker (one bad card type can open them all):
+            # try the one closest to its probe rather than failing the payment outright.
+            closest = CircuitBreaker.closest_to_probe([n for n, ok in allowed.items() if not ok])
+            if closest is not None:
+                decision.candidates.append(closest)
+                decision.skipped.pop(closest, None)
+                decision.reasons.append(f"every breaker open: trying {closest}, the closest to its probe")
         break
     else:
         decision.reasons.append("no routing rule matched")

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Model
+from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
-from apps.core.money import MoneyError, normalize_currency, require_amount
+from apps.core.money import MoneyError, format_amount, normalize_currency, require_amount
 from apps.ledger.services import EventSpec, ledger_record
 from apps.payments import declines, hotpath
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
@@ -35,6 +37,7 @@ from apps.payments.gateways.simulator import card_for
 from apps.payments.models import (
     DeclineRule,
     GatewayAccount,
+    LateCharge,
     PaymentAttempt,
     PaymentIntent,
     Refund,
@@ -43,12 +46,16 @@ from apps.payments.models import (
 )
 from apps.payments.routing import route, success_record
 from apps.payments.statemachine import attempt_to, intent_to, refund_to
-from apps.webhooks.outbound import event_publish
+from apps.webhooks.outbound import event_publish, operator_emails
 
 log = logging.getLogger(__name__)
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
 RESOLVE_BACKOFF_SECONDS = [2, 5, 15, 60, 300, 900, 3600]
-STALE_PENDING = timedelta(minutes=2)
+
+
+def attempt_lease() -> timedelta:
+    """How long a started attempt's gateway call may still be in flight (``lease_until``)."""
+    return timedelta(seconds=settings.PAYMENT_ATTEMPT_LEASE_SECONDS)
 
 
 class PaymentError(ValueError):
@@ -290,12 +297,16 @@ def payment_confirm(
     """Start (or restart after a failure) the attempts. Returns the intent in its new state:
     succeeded, requires_capture, requires_action, failed, or processing (a worker continues)."""
     budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
+    _action_close(intent_id)
     config = mesh_config()
     deadline = time.monotonic() + budget / 1000
     with transaction.atomic():
         intent = PaymentIntent.objects.select_for_update().get(pk=intent_id)
         if intent.status not in (IS.REQUIRES_CONFIRMATION, IS.FAILED, IS.REQUIRES_ACTION):
             raise PaymentError(f"payment {intent.id} is {intent.status}; it cannot be confirmed now")
+        if PaymentAttempt.objects.filter(intent_id=intent.pk, status__in=_CHARGEABLE).exists():
+            # Closed by _action_close, then reopened? Never two attempts that can still charge.
+            raise PaymentError(f"payment {intent.id} has an attempt that can still be charged; retry")
         if payment_method:
             intent.payment_method, intent.card = payment_method, card_for(payment_method)
         intent_to(intent, IS.PROCESSING)
@@ -310,6 +321,59 @@ def payment_confirm(
             changed=("status", "payment_method", "card", "routing", "last_error", "next_action"),
         )
     return _run(step, config, deadline)
+
+
+# An attempt in one of these states may still take the customer's money.
+_CHARGEABLE = (AS.PENDING, AS.UNKNOWN, AS.REQUIRES_ACTION, AS.AUTHORIZED)
+# Closed by us as "nothing was charged": money appearing on one later is a late charge.
+_CLOSED_UNCHARGED = (AS.FAILED, AS.DECLINED, AS.CANCELED)
+
+
+def _action_close(intent_id: str) -> None:
+    """Before a payment that waits for the customer (3-D Secure) is confirmed again, close its
+    open attempt at its gateway (cancel by our attempt id, with no transaction open), so the
+    customer completing the old challenge later can never charge as well. When the gateway says
+    the customer completed it meanwhile, that news is applied and the payment can no longer be
+    confirmed. Raises PaymentError (409) while the attempt cannot be closed; nothing new starts."""
+    open_attempt = (
+        PaymentAttempt.objects.select_related("gateway_account")
+        .filter(intent_id=intent_id, status=AS.REQUIRES_ACTION)
+        .first()
+    )
+    if open_attempt is None:
+        return
+    gateway = gateway_client(open_attempt.gateway_account)
+    result = gateway.cancel(
+        attempt_id=open_attempt.id,
+        reference=open_attempt.reference or None,
+        idempotency_key=f"{open_attempt.id}:cancel",
+    )
+    if result.outcome == Outcome.SUCCEEDED and result.status in (
+        GatewayStatus.CANCELED,
+        GatewayStatus.NOT_FOUND,
+    ):
+        with transaction.atomic():
+            attempt = hotpath.lock_attempt(open_attempt.id)
+            if attempt.status == AS.REQUIRES_ACTION:
+                attempt_to(attempt, AS.CANCELED)
+                attempt.message = "closed at the gateway before the payment was confirmed again"
+                attempt.save(update_fields=["status", "message", "updated_at"])
+                _event(attempt.intent, "AttemptFailed", f"{attempt.id}:canceled", {"attempt": attempt.id})
+        return
+    if result.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+        truth = gateway.retrieve(
+            attempt_id=open_attempt.id, reference=result.reference or open_attempt.reference
+        )
+        payment_attempt_apply_gateway_truth(
+            attempt_id=open_attempt.id, result=truth if truth.status == result.status else result
+        )
+        raise PaymentError(
+            f"payment {intent_id} was authenticated by the customer meanwhile; it cannot be confirmed again"
+        )
+    raise PaymentError(
+        f"payment {intent_id} waits for the customer on attempt {open_attempt.id}, which could not be "
+        f"closed at {open_attempt.gateway_account.name} yet ({result.message or result.status}); retry"
+    )
 
 
 def payment_continue(*, intent_id: str) -> None:
@@ -417,7 +481,11 @@ def _step(
     else:
         account = config.accounts[decision.candidates[0]]
         attempt = PaymentAttempt(
-            id=f"{intent.id}_{number}", intent=intent, number=number, gateway_account=account
+            id=f"{intent.id}_{number}",
+            intent=intent,
+            number=number,
+            gateway_account=account,
+            lease_until=timezone.now() + attempt_lease(),
         )
         intent.routing = {**intent.routing, "decision": decision.as_dict(), "tried": [*tried, account.name]}
         fields.add("routing")
@@ -533,6 +601,12 @@ def _finish(
         attempt = hotpath.lock_attempt(attempt_id)  # and its payment, both FOR UPDATE
         intent = attempt.intent
         if attempt.status not in (AS.PENDING, AS.UNKNOWN):
+            if _money_taken(result) and attempt.status in _CLOSED_UNCHARGED:
+                # The answer came after the attempt was closed (its call outlived the lease):
+                # never dropped, never kept.
+                _late_charge_found(
+                    intent, attempt, result, found_by="the gateway's answer came after the attempt was closed"
+                )
             return "done", _Step(intent)
         account = config.account_by_id(attempt.gateway_account_id) or attempt.gateway_account
         attempt.gateway_account = account
@@ -709,6 +783,12 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
     if attempt.status not in (AS.PENDING, AS.UNKNOWN):
         return
     account = attempt.gateway_account
+    if attempt.status == AS.PENDING and _in_flight(attempt):
+        # Its gateway call may still be running: acting now could close an attempt that is
+        # about to be charged. Wait for the lease to pass.
+        raise AttemptStillUnknown(
+            f"attempt {attempt.id}'s call may still be in flight until {attempt.lease_until}"
+        )
     gateway = gateway_client(account)
     truth = gateway.retrieve(attempt_id=attempt.id, reference=attempt.reference or None)
     if truth.status in (GatewayStatus.UNKNOWN, GatewayStatus.ERROR):
@@ -742,7 +822,26 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
                 message="resolved by retrieve",
             ),
         )
-    elif truth.status in (GatewayStatus.NOT_FOUND, GatewayStatus.DECLINED, GatewayStatus.CANCELED):
+    elif truth.status == GatewayStatus.DECLINED:
+        # The issuer answered: a decline, handled by the decline table like any other (a hard
+        # decline stops; it is never a gateway error to fail over from).
+        outcome = (
+            truth.outcome
+            if truth.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD)
+            else Outcome.DECLINED_SOFT
+        )
+        _attempt_finish(
+            attempt.id,
+            GatewayResult(
+                outcome,
+                GatewayStatus.DECLINED,
+                reference=truth.reference,
+                decline_code=truth.decline_code or "generic_decline",
+                advice_code=truth.advice_code,
+                message=truth.message or "resolved by retrieve: declined",
+            ),
+        )
+    elif truth.status in (GatewayStatus.NOT_FOUND, GatewayStatus.CANCELED):
         # Nothing was charged. Void by our reference first, so a late charge cannot appear.
         gateway.cancel(attempt_id=attempt.id, reference=None, idempotency_key=f"{attempt.id}:void")
         _attempt_finish(
@@ -775,6 +874,14 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
     payment_continue(intent_id=attempt.intent_id)
 
 
+def _in_flight(attempt: PaymentAttempt) -> bool:
+    """May the attempt's gateway call still be running? (Rows from before leases: by age.)"""
+    now = timezone.now()
+    if attempt.lease_until is not None:
+        return attempt.lease_until > now
+    return attempt.updated_at > now - attempt_lease()
+
+
 def _still_unknown(attempt: PaymentAttempt, account: GatewayAccount) -> None:
     count = attempt.resolve_count + 1
     delay = RESOLVE_BACKOFF_SECONDS[min(count, len(RESOLVE_BACKOFF_SECONDS) - 1)]
@@ -788,9 +895,13 @@ def payments_reconcile() -> int:
     """Idempotent: find attempts stuck unknown, or pending longer than any gateway call can take
     (the process died mid-call), and queue their resolution. Returns how many were queued."""
     now = timezone.now()
-    stuck = PaymentAttempt.objects.filter(
-        status=AS.UNKNOWN, next_resolve_at__lte=now
-    ) | PaymentAttempt.objects.filter(status=AS.PENDING, updated_at__lte=now - STALE_PENDING)
+    stuck = (
+        PaymentAttempt.objects.filter(status=AS.UNKNOWN, next_resolve_at__lte=now)
+        | PaymentAttempt.objects.filter(status=AS.PENDING, lease_until__lte=now)
+        | PaymentAttempt.objects.filter(
+            status=AS.PENDING, lease_until__isnull=True, updated_at__lte=now - attempt_lease()
+        )
+    )
     queued = 0
     for attempt in stuck[:500]:
         durable_enqueue(
@@ -972,6 +1083,140 @@ def refund_execute(*, refund_id: str) -> Refund:
     return refund
 
 
+# --------------------------------------------------------------------------- late charges
+
+
+def _money_taken(result: GatewayResult) -> bool:
+    return result.outcome == Outcome.SUCCEEDED and result.status in (
+        GatewayStatus.CAPTURED,
+        GatewayStatus.AUTHORIZED,
+    )
+
+
+def _late_charge_found(
+    intent: PaymentIntent, attempt: PaymentAttempt, result: GatewayResult, *, found_by: str
+) -> LateCharge:
+    """Inside the caller's transaction, with the attempt and its payment locked: record money a
+    gateway took on an attempt we had closed, post it (Dr clearing / Cr suspense, and the fee),
+    and queue its reversal (``payment_late_charge_reverse``). Idempotent per attempt."""
+    existing = LateCharge.objects.filter(attempt_id=attempt.pk).first()
+    if existing is not None:
+        return existing
+    captured = result.status == GatewayStatus.CAPTURED
+    amount = (result.amount_captured if captured else result.amount_authorized) or intent.amount
+    account = attempt.gateway_account
+    late = LateCharge.objects.create(
+        id=new_id("lc_"),
+        attempt=attempt,
+        intent=intent,
+        gateway_account=account,
+        reference=(result.reference or attempt.reference or "")[:100],
+        amount=amount,
+        currency=intent.currency,
+        captured=captured,
+        fee=result.fee if captured else 0,
+        found_by=found_by[:200],
+    )
+    payload = {
+        "late_charge": late.id,
+        "attempt": attempt.id,
+        "gateway_account": account.name,
+        "amount": amount,
+        "currency": intent.currency,
+    }
+    if captured:
+        _event(intent, "LateChargeCaptured", f"{attempt.id}:late_captured", {**payload, "fee": late.fee})
+    else:
+        _event(intent, "LateAuthorizationFound", f"{attempt.id}:late_authorized", payload)
+    durable_enqueue(
+        handler="apps.payments.services.payment_late_charge_reverse",
+        kwargs={"late_charge_id": late.id},
+        idempotency_key=f"late-reverse:{late.id}",
+        max_attempts=len(RESOLVE_BACKOFF_SECONDS) + 10,
+    )
+    log.error(
+        "late charge on a closed attempt: reversing it",
+        extra={"attempt": attempt.id, "payment": intent.id, "amount": amount, "found_by": found_by},
+    )
+    return late
+
+
+def payment_late_charge_reverse(*, late_charge_id: str) -> str:
+    """Idempotent: void (authorised) or refund (captured) a late charge at its gateway, with no
+    transaction open and a key derived from its id, then post the reversal and tell the
+    operators. A gateway error or unknown answer raises (the durable task retries); a refusal
+    leaves it ``needs_operator`` and tells the operators. Returns its status."""
+    late = LateCharge.objects.select_related("gateway_account").get(pk=late_charge_id)
+    if late.status != LateCharge.Status.REVERSING:
+        return late.status
+    gateway = gateway_client(late.gateway_account)
+    if late.captured:
+        result = gateway.refund(
+            attempt_id=late.attempt_id,
+            reference=late.reference,
+            refund_id=late.id,
+            amount=late.amount,
+            currency=late.currency,
+            idempotency_key=f"{late.id}:refund",
+        )
+        reversed_ = result.outcome == Outcome.SUCCEEDED
+    else:
+        result = gateway.cancel(
+            attempt_id=late.attempt_id, reference=late.reference or None, idempotency_key=f"{late.id}:void"
+        )
+        reversed_ = result.outcome == Outcome.SUCCEEDED and result.status in (
+            GatewayStatus.CANCELED,
+            GatewayStatus.NOT_FOUND,
+        )
+    if not reversed_ and result.outcome in (Outcome.GATEWAY_ERROR, Outcome.UNKNOWN):
+        raise AttemptStillUnknown(f"late charge {late.id}: {result.message or result.outcome}")
+    with transaction.atomic():
+        late = LateCharge.objects.select_for_update().get(pk=late_charge_id)
+        if late.status != LateCharge.Status.REVERSING:
+            return late.status
+        intent = PaymentIntent.objects.get(pk=late.intent_id)
+        late.status = LateCharge.Status.REVERSED if reversed_ else LateCharge.Status.NEEDS_OPERATOR
+        late.message = (result.message or "")[:500]
+        late.save(update_fields=["status", "message", "updated_at"])
+        if reversed_:
+            payload = {
+                "late_charge": late.id,
+                "attempt": late.attempt_id,
+                "gateway_account": late.gateway_account.name,
+                "amount": late.amount,
+                "currency": late.currency,
+            }
+            if late.captured:
+                _event(intent, "LateChargeRefunded", f"{late.attempt_id}:late_refunded", payload)
+            else:
+                _event(intent, "LateAuthorizationVoided", f"{late.attempt_id}:late_voided", payload)
+        transaction.on_commit(lambda: late_charge_notify(late_charge_id=late.id))
+    return late.status
+
+
+def late_charge_notify(*, late_charge_id: str) -> int:
+    """Email the marketplace's operators about a late charge (reversed, or needing them)."""
+    late = LateCharge.objects.select_related("gateway_account").get(pk=late_charge_id)
+    recipients = operator_emails()
+    if not recipients:
+        return 0
+    money = format_amount(late.amount, late.currency)
+    if late.status == LateCharge.Status.REVERSED:
+        subject = f"Late charge of {money} on {late.intent_id} {'refunded' if late.captured else 'voided'}"
+    else:
+        subject = f"Action needed: late charge of {money} on {late.intent_id} could not be reversed"
+    try:
+        return send_mail(
+            subject=subject[:200],
+            message=render_to_string("emails/late_charge.txt", {"late": late, "money": money}),
+            from_email=None,
+            recipient_list=recipients,
+        )
+    except Exception:  # the reversal stands whatever the mail server says
+        log.exception("could not email operators about late charge %s", late_charge_id)
+        return 0
+
+
 # --------------------------------------------------------------------------- gateway accounts
 
 
@@ -1051,9 +1296,12 @@ def _attempt_move_forward(attempt_id: str, result: GatewayResult) -> None:
         elif (news in (GS.CAPTURED, GS.AUTHORIZED) and now in (AS.DECLINED, AS.FAILED)) or (
             news == GS.CAPTURED and now == AS.CANCELED
         ):
-            raise GatewayTruthConflict(
-                f"{attempt.gateway_account.name} reports attempt {attempt.id} {news}, but it is {now} "
-                "here: the customer may have been charged for an attempt we closed"
+            # Money taken on an attempt we closed: reversed automatically, never kept.
+            _late_charge_found(
+                intent,
+                attempt,
+                result,
+                found_by=f"{attempt.gateway_account.name} reported it {news} after it was closed ({now})",
             )
         elif news in (GS.CANCELED, GS.NOT_FOUND) and now == AS.CAPTURED:
             raise GatewayTruthConflict(
@@ -1083,10 +1331,18 @@ def _truth_action_completed(intent: PaymentIntent, attempt: PaymentAttempt, resu
     """The customer completed the action (3-D Secure) and the gateway authorised or captured."""
     moved_on = PaymentAttempt.objects.filter(intent_id=intent.pk, number__gt=attempt.number).exists()
     if intent.status != IS.REQUIRES_ACTION or moved_on:
-        raise GatewayTruthConflict(
-            f"attempt {attempt.id} succeeded at the gateway after its action, but payment {intent.id} "
-            f"moved on ({intent.status}): it may have been charged twice"
+        # The payment moved on without this attempt (canceled, or confirmed again elsewhere): the
+        # money it took is a late charge, reversed automatically.
+        attempt_to(attempt, AS.CANCELED)
+        attempt.message = "authenticated after the payment moved on; reversed as a late charge"
+        attempt.save(update_fields=["status", "message", "updated_at"])
+        _late_charge_found(
+            intent,
+            attempt,
+            result,
+            found_by=f"authenticated after payment {intent.id} moved on ({intent.status})",
         )
+        return
     intent_to(intent, IS.PROCESSING)
     intent.next_action, intent.last_error = {}, {}
     intent.gateway_account = attempt.gateway_account

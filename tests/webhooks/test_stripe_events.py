@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from apps.core.durable import durable_run
+from apps.core.models import DurableTask
 from apps.ledger.models import LedgerEvent
-from apps.payments.models import Dispute, PaymentAttempt, Refund, SimulatorCharge
-from apps.payments.services import payment_intent_create, payment_refund
+from apps.payments.models import Dispute, LateCharge, PaymentAttempt, Refund, SimulatorCharge
+from apps.payments.services import late_charge_notify, payment_intent_create, payment_refund
 from apps.webhooks.models import InboundEvent
 from apps.webhooks.services import inbound_event_process, inbound_events_reprocess
 from tests.webhooks.processors import (
@@ -253,7 +255,9 @@ def test_an_event_for_a_payment_intent_we_did_not_make_is_ignored(gateways, host
     )
 
 
-def test_money_on_an_attempt_we_closed_is_a_conflict_for_an_operator(gateways, processor, host_client):
+def test_money_on_an_attempt_we_closed_is_a_late_charge_refunded_automatically(
+    gateways, processor, host_client, mailoutbox, django_capture_on_commit_callbacks
+):
     # Given an attempt closed as failed (Stripe was down: nothing sent) and the payment moved on
     processor.add(
         "POST", f"{STRIPE_API}/v1/payment_intents", status=503, json={"error": {"type": "api_error"}}
@@ -267,18 +271,36 @@ def test_money_on_an_attempt_we_closed_is_a_conflict_for_an_operator(gateways, p
         host_client(HOST),
         "payment_intent.succeeded",
         intent_news(failed, status="succeeded", amount_received=2000),
-        "evt_conflict",
+        "evt_late",
     )
-    assert process_queued() == ["done"]  # not retried: nothing will change by itself
+    assert process_queued() == ["done"]
 
-    # Then nothing changed, and the event says why
+    # Then the attempt stays failed, and the money is a late charge posted to suspense, to reverse
     failed.refresh_from_db()
     assert failed.status == "failed"
-    event = event_of("evt_conflict")
-    assert event.state == "failed"
-    assert event.last_error.startswith(
-        f"conflict: stripe_main reports attempt {failed.id} captured, but it is failed"
-    )
+    assert event_of("evt_late").state == "processed"
+    late = LateCharge.objects.get(attempt=failed)
+    assert (late.amount, late.captured, late.status, late.reference) == (2000, True, "reversing", PI)
+    assert "LateChargeCaptured" in ledger_types(intent)
+
+    # When the reversal runs: Stripe refunds it (keyed on the late charge's id)
+    refund = fixture("stripe/refund.json") | {"id": "re_3QxLate", "amount": 2000, "status": "succeeded"}
+    processor.add("POST", f"{STRIPE_API}/v1/refunds", json=refund)
+    task = DurableTask.objects.get(idempotency_key=f"late-reverse:{late.pk}")
+    # (on-commit callbacks are not run here: the ledger's account cache must not learn rows of a
+    # test transaction that rolls back; the operators' email is sent below as the commit would)
+    with django_capture_on_commit_callbacks() as callbacks:
+        assert durable_run(task_id=str(task.pk)) == "done"
+    assert any("late_charge_notify" in repr(c.__code__.co_names) for c in callbacks)
+    late_charge_notify(late_charge_id=late.pk)
+
+    # Then it is reversed, posted back, and the operators are told
+    late.refresh_from_db()
+    assert late.status == "reversed"
+    assert ledger_types(intent)[-1] == "LateChargeRefunded"
+    sent = [r for r in processor.calls if r.request.url.endswith("/v1/refunds")]
+    assert len(sent) == 1 and sent[0].request.headers["Idempotency-Key"] == f"{late.pk}:refund"
+    assert [m.subject for m in mailoutbox] == [f"Late charge of 20.00 USD on {intent.pk} refunded"]
 
 
 def _succeeded_payment(processor):

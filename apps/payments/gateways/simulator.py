@@ -16,7 +16,11 @@ charge goes through but the answer is lost). Per gateway account, ``settings`` c
 
 Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id), so a repeated
 call with the same attempt id returns the same charge: the simulator honours idempotency keys,
-and ``retrieve`` tells the truth.
+and ``retrieve`` tells the truth. An attempt that waits for 3-D Secure, or that we cancelled by its
+attempt id before any charge existed, is recorded in ``SimulatorAction``: the customer completes
+the action with ``action_complete`` (the processor's side of the challenge page), and a cancelled
+attempt can never charge afterwards, whether its request was still in flight or the customer
+completes the challenge late (the same guarantee Stripe's cancel and Adyen's technical cancel give).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import secrets
 import time
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.core.money import exponent
@@ -40,7 +44,7 @@ from apps.payments.gateways.base import (
     Outcome,
 )
 from apps.payments.methods import TEST_METHODS, card_info
-from apps.payments.models import SimulatorCharge, SimulatorRefund
+from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
@@ -119,12 +123,20 @@ class SimulatorGateway:
                 message=f"this acquirer does not accept cards issued in {method.card.country}",
             )
         if method.requires_action:
-            return GatewayResult(
-                Outcome.REQUIRES_ACTION,
-                GatewayStatus.REQUIRES_ACTION,
-                message="3-D Secure authentication required",
-                raw={"next_action": {"type": "use_stripe_sdk"}},
-            )
+            with transaction.atomic():
+                self._lock_attempt(request.attempt_id)
+                action, _ = SimulatorAction.objects.get_or_create(
+                    account=self.account,
+                    attempt_id=request.attempt_id,
+                    defaults={
+                        "status": "requires_action",
+                        "amount": request.amount,
+                        "currency": request.currency,
+                        "payment_method": request.payment_method,
+                        "capture": request.capture,
+                    },
+                )
+            return self._action_result(action)
         if method.decline_code:
             hard = method.decline_code in HARD or method.advice_code == "do_not_try_again"
             return GatewayResult(
@@ -141,7 +153,15 @@ class SimulatorGateway:
                 decline_code="generic_decline",
                 message="card declined: generic_decline",
             )
-        charge = self._charge(request)
+        charge = self._charge(
+            attempt_id=request.attempt_id,
+            amount=request.amount,
+            currency=request.currency,
+            payment_method=request.payment_method,
+            capture=request.capture,
+        )
+        if charge is None:  # cancelled by its attempt id while this request was in flight
+            return self._canceled_result()
         if method.fault == "timeout_after_charge" or rng.random() < float(
             self.settings.get("timeout_rate", 0)
         ):
@@ -150,21 +170,92 @@ class SimulatorGateway:
             )
         return self._result_for(charge)
 
-    def _charge(self, request: ChargeRequest) -> SimulatorCharge:
+    def _lock_attempt(self, attempt_id: str) -> None:
+        """Serialise everything done to one attempt id (charging, cancelling by attempt id,
+        completing its action) until the caller's transaction ends."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sim:{self.account}:{attempt_id}"])
+
+    def _charge(
+        self, *, attempt_id: str, amount: int, currency: str, payment_method: str, capture: bool
+    ) -> SimulatorCharge | None:
+        """The charge for the attempt (made now, or the one a concurrent call made); None when
+        the attempt was cancelled by its id first."""
         try:
             with transaction.atomic():
+                self._lock_attempt(attempt_id)
+                if SimulatorAction.objects.filter(
+                    account=self.account, attempt_id=attempt_id, status="canceled"
+                ).exists():
+                    return None
                 return SimulatorCharge.objects.create(
                     account=self.account,
-                    attempt_id=request.attempt_id,
+                    attempt_id=attempt_id,
                     reference="sim_ch_" + secrets.token_hex(10),
-                    amount=request.amount,
-                    currency=request.currency,
-                    payment_method=request.payment_method,
-                    status="captured" if request.capture else "authorized",
-                    amount_captured=request.amount if request.capture else 0,
+                    amount=amount,
+                    currency=currency,
+                    payment_method=payment_method,
+                    status="captured" if capture else "authorized",
+                    amount_captured=amount if capture else 0,
                 )
         except IntegrityError:  # a concurrent call with the same attempt id won: same charge
-            return SimulatorCharge.objects.get(account=self.account, attempt_id=request.attempt_id)
+            return SimulatorCharge.objects.get(account=self.account, attempt_id=attempt_id)
+
+    @staticmethod
+    def _canceled_result() -> GatewayResult:
+        return GatewayResult(
+            Outcome.DECLINED_HARD,
+            GatewayStatus.CANCELED,
+            decline_code="payment_intent_canceled",
+            message="this attempt was cancelled; it cannot be confirmed",
+        )
+
+    def _action_result(self, action: SimulatorAction) -> GatewayResult:
+        if action.status == "requires_action":
+            return GatewayResult(
+                Outcome.REQUIRES_ACTION,
+                GatewayStatus.REQUIRES_ACTION,
+                message="3-D Secure authentication required",
+                raw={"next_action": {"type": "use_stripe_sdk"}},
+            )
+        if action.status == "failed":
+            return GatewayResult(
+                Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                decline_code="authentication_required",
+                message="3-D Secure authentication failed",
+            )
+        return self._canceled_result()
+
+    def action_complete(self, *, attempt_id: str, succeed: bool = True) -> GatewayResult:
+        """The customer finishes (or fails) the 3-D Secure challenge of ``attempt_id`` at the
+        processor. Returns what the processor then says of the attempt (its webhook's news):
+        captured or authorised when it succeeded, declined when it failed, cancelled when the
+        attempt had been cancelled meanwhile (nothing is charged then). Idempotent."""
+        with transaction.atomic():
+            self._lock_attempt(attempt_id)
+            action = (
+                SimulatorAction.objects.select_for_update()
+                .filter(account=self.account, attempt_id=attempt_id)
+                .first()
+            )
+            if action is None:
+                return GatewayResult(
+                    Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such attempt"
+                )
+            if action.status == "requires_action":
+                action.status = "completed" if succeed else "failed"
+                action.save(update_fields=["status"])
+                if succeed:
+                    self._charge(
+                        attempt_id=attempt_id,
+                        amount=action.amount,
+                        currency=action.currency,
+                        payment_method=action.payment_method,
+                        capture=action.capture,
+                    )
+        charge = SimulatorCharge.objects.filter(account=self.account, attempt_id=attempt_id).first()
+        return self._result_for(charge) if charge is not None else self._action_result(action)
 
     def _result_for(self, charge: SimulatorCharge) -> GatewayResult:
         status = {
@@ -216,12 +307,23 @@ class SimulatorGateway:
             if reference:
                 charge = self._locked(reference)
             else:  # technical cancel by our attempt id
+                self._lock_attempt(attempt_id)
                 charge = (
                     SimulatorCharge.objects.select_for_update()
                     .filter(account=self.account, attempt_id=attempt_id)
                     .first()
                 )
             if charge is None:
+                # Nothing charged: remember the cancellation, so the attempt can never charge later
+                # (its request still in flight, or its 3-D Secure completed late).
+                self._lock_attempt(attempt_id)
+                updated = SimulatorAction.objects.filter(
+                    account=self.account, attempt_id=attempt_id, status="requires_action"
+                ).update(status="canceled")
+                if not updated:
+                    SimulatorAction.objects.get_or_create(
+                        account=self.account, attempt_id=attempt_id, defaults={"status": "canceled"}
+                    )
                 return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.NOT_FOUND, message="nothing to cancel")
             if charge.status == "captured":
                 return GatewayResult(
@@ -271,6 +373,13 @@ class SimulatorGateway:
         qs = SimulatorCharge.objects.filter(account=self.account)
         charge = (qs.filter(reference=reference) if reference else qs.filter(attempt_id=attempt_id)).first()
         if charge is None:
+            action = SimulatorAction.objects.filter(account=self.account, attempt_id=attempt_id).first()
+            if action is not None and action.status in ("requires_action", "failed"):
+                return self._action_result(action)
+            if action is not None and action.status == "canceled":
+                return GatewayResult(
+                    Outcome.SUCCEEDED, GatewayStatus.CANCELED, message="cancelled, never charged"
+                )
             return GatewayResult(
                 Outcome.DECLINED_SOFT, GatewayStatus.NOT_FOUND, message="no charge for this attempt"
             )
