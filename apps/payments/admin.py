@@ -22,6 +22,7 @@ from apps.payments.models import (
     DeclineRule,
     Dispute,
     GatewayAccount,
+    LateCharge,
     PaymentAttempt,
     PaymentIntent,
     Refund,
@@ -322,3 +323,27 @@ class DisputeAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "gateway_account", "reason")
     search_fields = ("=id", "=intent__id", "=reference")
     date_hierarchy = "created_at"
+
+
+@admin.register(LateCharge)
+class LateChargeAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Money a gateway took on an attempt we had closed: reversed automatically; the ones a
+    gateway refused to reverse wait here for an operator (``needs_operator``)."""
+
+    list_display = (
+        "created_at",
+        "id",
+        "intent",
+        "gateway_account",
+        "money",
+        "captured",
+        "status",
+        "found_by",
+    )
+    list_filter = ("status", "gateway_account")
+    search_fields = ("=id", "=intent__id", "=attempt__id", "=reference")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def money(self, obj: LateCharge) -> str:
+        return format_amount(obj.amount, obj.currency)
