@@ -21,6 +21,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, Model, OuterRef
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
@@ -1319,14 +1320,28 @@ def payment_operations_reconcile() -> int:
     stale = now - OPERATION_STRANDED_AFTER
     live = DurableTask.objects.filter(state__in=_LIVE)
     refunds = Refund.objects.filter(status=Refund.Status.PENDING, created_at__lte=stale).exclude(
-        Exists(live.filter(handler=REFUND_HANDLER, kwargs__refund_id=OuterRef("pk")))
+        Exists(
+            live.filter(handler=REFUND_HANDLER)
+            .annotate(ref=KT("kwargs__refund_id"))
+            .filter(ref=OuterRef("pk"))
+        )
     )
     captures = PaymentAttempt.objects.filter(pending_operation="capture", pending_since__lte=stale).exclude(
-        Exists(live.filter(handler=CAPTURE_HANDLER, kwargs__attempt_id=OuterRef("pk")))
+        Exists(
+            live.filter(handler=CAPTURE_HANDLER)
+            .annotate(ref=KT("kwargs__attempt_id"))
+            .filter(ref=OuterRef("pk"))
+        )
     )
     cancels = (
         PaymentAttempt.objects.filter(pending_operation="cancel", pending_since__lte=stale)
-        .exclude(Exists(live.filter(handler=CANCEL_HANDLER, kwargs__intent_id=OuterRef("intent_id"))))
+        .exclude(
+            Exists(
+                live.filter(handler=CANCEL_HANDLER)
+                .annotate(ref=KT("kwargs__intent_id"))
+                .filter(ref=OuterRef("intent_id"))
+            )
+        )
         .order_by("intent_id")
         .distinct("intent_id")
     )
