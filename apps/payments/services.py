@@ -828,6 +828,9 @@ OPERATION_STRANDED_AFTER = timedelta(minutes=15)
 # Pending this long: the reconcile job tells the operator (log error) each time it re-queues it.
 OPERATION_ALERT_AFTER = timedelta(days=2)
 _LIVE = (DurableTask.State.PENDING, DurableTask.State.RUNNING)
+# A processor honours an idempotency key this long at least (Stripe 24 h, Adyen 7 days): a refund
+# it cannot look up is never sent again after that, since a replay could refund twice.
+REFUND_REPLAY_WINDOW = timedelta(hours=24)
 
 
 class OperationStillPending(RuntimeError):
@@ -1246,7 +1249,8 @@ def _gateway_refund(refund: Refund) -> GatewayResult:
 def refund_execute(*, refund_id: str) -> Refund:
     """Idempotent (the durable task of every refund): finish a pending refund. Where the adapter
     can find a refund by our id (``RefundLookup``) it is asked first: a refund found settles it,
-    one certainly absent is sent; otherwise it is sent with the same key (the refund id). Raises
+    one certainly absent is sent; otherwise it is sent with the same key (the refund id), but only
+    within ``REFUND_REPLAY_WINDOW`` of its creation. Raises
     OperationStillPending on an error or unknown answer, so the durable runner retries with
     backoff; the refund stays pending, its amount reserved, until it is final (after the retries,
     ``payments_reconcile`` queues it again)."""
@@ -1255,6 +1259,12 @@ def refund_execute(*, refund_id: str) -> Refund:
         return refund
     account = refund.attempt.gateway_account
     lookup = getattr(gateway_client(account), "refund_retrieve", None)
+    if lookup is None and refund.created_at < timezone.now() - REFUND_REPLAY_WINDOW:
+        log.error("refund pending past the idempotency window", extra={"refund": refund.id})
+        raise OperationStillPending(
+            f"refund {refund.id} is older than {account.name}'s idempotency window and cannot be "
+            "looked up: not sent again (it could refund twice); its webhook or an operator settles it"
+        )
     found = None
     if lookup is not None:
         found = lookup(attempt_id=refund.attempt_id, reference=refund.attempt.reference, refund_id=refund.id)

@@ -321,3 +321,67 @@ def test_reconcile_leaves_work_with_a_live_task_alone_and_requeues_a_stranded_ca
     assert PaymentIntent.objects.get(pk=held.id).status == "succeeded"
     assert Refund.objects.get(pk=refund.pk).status == "succeeded"
     assert events(held.id, "ChargeCaptured") == 1
+
+
+# --------------------------------------------------------------------------- Stripe: refund lookup
+
+
+def refund_json(refund_id: str, ours: str, status: str = "succeeded", amount: int = 400) -> dict:
+    return {
+        "id": refund_id,
+        "object": "refund",
+        "amount": amount,
+        "status": status,
+        "payment_intent": "pi_canned",
+        "metadata": {"refund_id": ours},
+    }
+
+
+def refund_page(*refunds: dict, has_more: bool = False) -> dict:
+    return {"object": "list", "url": "/v1/refunds", "has_more": has_more, "data": list(refunds)}
+
+
+@pytest.mark.parametrize(
+    ("pages", "outcome", "status", "reference"),
+    [
+        ([refund_page(refund_json("re_s1", "re_ours"))], Outcome.SUCCEEDED, GatewayStatus.CAPTURED, "re_s1"),
+        (
+            [refund_page(refund_json("re_s9", "re_other"), has_more=True), refund_page(refund_json("re_s2", "re_ours", "pending"))],
+            Outcome.SUCCEEDED,
+            GatewayStatus.CAPTURED,
+            "re_s2",
+        ),
+        ([refund_page(refund_json("re_s3", "re_ours", "failed"))], Outcome.DECLINED_HARD, GatewayStatus.DECLINED, "re_s3"),
+        ([refund_page(refund_json("re_s4", "re_other"))], Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, None),
+        ([{"error": {"type": "api_error", "message": "boom"}}], Outcome.UNKNOWN, GatewayStatus.UNKNOWN, None),
+    ],
+)  # fmt: skip
+def test_stripe_finds_our_refund_by_its_id(pages, outcome, status, reference):
+    from tests.payments.test_stripe_gateway import CannedClient, make_gateway
+
+    client = CannedClient(*[(500 if "error" in page else 200, page) for page in pages])
+    gateway = make_gateway("http://stripe.invalid", client)
+
+    found = gateway.refund_retrieve(attempt_id="pay_x_1", reference="pi_canned", refund_id="re_ours")
+
+    assert (found.outcome, found.status, found.reference) == (outcome, status, reference)
+    assert [(s.method, s.path, s.form["payment_intent"]) for s in client.sent] == [
+        ("GET", "/v1/refunds", ["pi_canned"])
+    ] * len(pages)
+    if len(pages) == 2:
+        assert client.sent[1].form["starting_after"] == ["re_s9"]
+
+
+def test_a_refund_without_a_lookup_is_not_sent_again_after_the_idempotency_window(mesh, faults, monkeypatch):
+    intent = pay(amount=5000)
+    calls = faults(refund=["timeout"])
+    refund = payment_refund(intent_id=intent.id, amount=500)
+    monkeypatch.delattr(services.gateway_client(intent.gateway_account).real.__class__, "refund_retrieve")
+    Refund.objects.filter(pk=refund.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    run_due_tasks()
+
+    # Sending it again now could refund twice (the processor forgot the key): an operator looks.
+    assert Refund.objects.get(pk=refund.pk).status == "pending"
+    assert [op for op, _ in calls] == ["refund"]
+    assert "idempotency window" in DurableTask.objects.get(handler=services.REFUND_HANDLER).last_error
