@@ -15,6 +15,7 @@ from apps.core.models import DurableTask
 from apps.ledger.models import Entry, LedgerEvent
 from apps.payments import services
 from apps.payments.gateways.base import GatewayResult, GatewayStatus, Outcome
+from apps.payments.gateways.simulator import SimulatorGateway
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund, SimulatorCharge, SimulatorRefund
 from apps.payments.services import (
     PaymentError,
@@ -113,7 +114,7 @@ def test_capture_whose_commit_fails_after_the_gateway_captured_is_recorded_once(
     intent = pay(capture_method="manual")
     calls = faults()
     real_record = services.ledger_record
-    failed = []
+    failed: list[dict] = []
 
     def record_failing_once(**kwargs):
         if kwargs["event_type"] == "ChargeCaptured" and not failed:
@@ -376,7 +377,7 @@ def test_a_refund_without_a_lookup_is_not_sent_again_after_the_idempotency_windo
     intent = pay(amount=5000)
     calls = faults(refund=["timeout"])
     refund = payment_refund(intent_id=intent.id, amount=500)
-    monkeypatch.delattr(services.gateway_client(intent.gateway_account).real.__class__, "refund_retrieve")
+    monkeypatch.delattr(SimulatorGateway, "refund_retrieve")  # as an adapter with no refund lookup
     Refund.objects.filter(pk=refund.pk).update(created_at=timezone.now() - timedelta(days=2))
 
     run_due_tasks()
