@@ -821,7 +821,7 @@ REFUND_HANDLER = "apps.payments.services.refund_execute"
 # A durable task's first run waits this long: longer than any gateway call can take
 # (``GatewayConfig.timeout_seconds``), so it does not race the request still calling.
 OPERATION_LEASE = timedelta(seconds=30)
-# Backoff 2 s, 4 s, ... capped at an hour (apps.core.durable): about half a day of retries.
+# Backoff 2 s, 4 s, ... capped at an hour (apps.core.durable): about six hours of retries.
 OPERATION_MAX_ATTEMPTS = 16
 # Pending this long with no live durable task (its retries exhausted, or a task lost): stranded.
 OPERATION_STRANDED_AFTER = timedelta(minutes=15)
