@@ -205,6 +205,14 @@ class PaymentAttempt(models.Model):
         help_text="while pending, the gateway call may still be running until then: nothing "
         "else resolves or closes the attempt before",
     )
+    # A capture or cancel asked of the gateway whose answer is not applied yet (the call is in
+    # flight, or its answer was lost): a second one is refused until it settles, and a durable
+    # task finishes it (``payment_capture_resolve`` / ``payment_cancel_resolve``).
+    pending_operation = models.CharField(
+        max_length=10, choices=[("capture", "capture"), ("cancel", "cancel")], blank=True, default=""
+    )
+    pending_amount = models.BigIntegerField(default=0, help_text="the amount of the pending capture")
+    pending_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -119,3 +119,15 @@ class Gateway(Protocol):
     def retrieve(self, *, attempt_id: str, reference: str | None) -> GatewayResult:
         """The processor's truth about an attempt, found by its reference or by our attempt id."""
         ...
+
+
+class RefundLookup(Protocol):
+    """Optional part of the port: adapters that can find a refund by our id implement it. The
+    resolver asks before sending a refund again, because a processor honours an idempotency key
+    only for a while (Stripe: 24 h) and a replay after that would refund twice."""
+
+    def refund_retrieve(self, *, attempt_id: str, reference: str, refund_id: str) -> GatewayResult:
+        """The processor's truth about our refund ``refund_id`` (re_...) of the charge
+        ``reference``: SUCCEEDED (it exists, done or under way), DECLINED_HARD (it exists and
+        failed), status NOT_FOUND (certainly none), or GATEWAY_ERROR / UNKNOWN (cannot tell)."""
+        ...

@@ -367,6 +367,21 @@ class SimulatorGateway:
             amount_refunded=charge.amount_refunded,
         )
 
+    def refund_retrieve(self, *, attempt_id, reference, refund_id) -> GatewayResult:
+        """The simulator's truth about our refund ``refund_id`` (see ``RefundLookup``)."""
+        if self._down():
+            return self._error("simulated outage: 503 Service Unavailable")
+        found = SimulatorRefund.objects.filter(refund_id=refund_id, charge__account=self.account).first()
+        if found is None:
+            return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, message="no such refund")
+        return GatewayResult(
+            Outcome.SUCCEEDED,
+            GatewayStatus.CAPTURED,
+            reference=refund_id,
+            amount_refunded=found.amount,
+            message="refund found",
+        )
+
     def retrieve(self, *, attempt_id, reference) -> GatewayResult:
         if self._down():
             return self._error("simulated outage: 503 Service Unavailable")

@@ -53,6 +53,7 @@ from stripe.params import (
     PaymentIntentListParams,
     PaymentIntentRetrieveParams,
     RefundCreateParams,
+    RefundListParams,
 )
 
 from apps.payments.gateways.base import (
@@ -369,6 +370,37 @@ class StripeGateway:
             operation="retrieve",
         )
 
+    def refund_retrieve(self, *, attempt_id: str, reference: str, refund_id: str) -> GatewayResult:
+        """Our refund ``refund_id`` found among the PaymentIntent's refunds by ``metadata.refund_id``
+        (newest first, at most ``lookup_max_pages`` pages of 100): succeeded or pending ->
+        SUCCEEDED, failed or canceled -> DECLINED_HARD, none while every refund was seen ->
+        NOT_FOUND; any error, or more refunds than the pages hold -> UNKNOWN (cannot tell)."""
+        account, intent_id = split_reference(reference)
+        options = self._options(account, None)
+        starting_after: str | None = None
+        try:
+            for _ in range(int(self.settings.get("lookup_max_pages", LOOKUP_MAX_PAGES))):
+                params: RefundListParams = {"payment_intent": intent_id, "limit": 100}
+                if starting_after:
+                    params["starting_after"] = starting_after
+                page = self.client.v1.refunds.list(params, options).to_dict()
+                refunds = page.get("data") or []
+                for refund in refunds:
+                    if (refund.get("metadata") or {}).get("refund_id") == refund_id:
+                        return _refund_found(refund, intent_id, refund_id)
+                if not page.get("has_more") or not refunds:
+                    return GatewayResult(
+                        Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, message=f"no refund {refund_id}"
+                    )
+                starting_after = refunds[-1]["id"]
+        except Exception as exc:  # the lookup is best effort: any failure means we cannot tell
+            return GatewayResult(
+                Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"refund lookup failed: {_describe(exc)}"
+            )
+        return GatewayResult(
+            Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="refund lookup: more refunds than the pages hold"
+        )
+
     # ----------------------------------------------------------------- calls
 
     @staticmethod
@@ -564,6 +596,25 @@ class StripeGateway:
         return GatewayResult(
             Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"{operation}: unexpected {_describe(exc)}"
         )
+
+
+def _refund_found(refund: dict, intent_id: str, refund_id: str) -> GatewayResult:
+    status = refund.get("status")
+    if status in ("succeeded", "pending"):
+        outcome, truth = Outcome.SUCCEEDED, GatewayStatus.CAPTURED
+    elif status in ("failed", "canceled"):
+        outcome, truth = Outcome.DECLINED_HARD, GatewayStatus.DECLINED
+    else:  # requires_action: not settled yet
+        outcome, truth = Outcome.UNKNOWN, GatewayStatus.UNKNOWN
+    return GatewayResult(
+        outcome,
+        truth,
+        reference=refund.get("id"),
+        amount_refunded=int(refund.get("amount") or 0),
+        message=f"refund {status}"
+        + (f": {refund['failure_reason']}" if refund.get("failure_reason") else ""),
+        raw={"id": refund.get("id"), "status": status, "payment_intent": intent_id, "refund_id": refund_id},
+    )
 
 
 def _describe(exc: BaseException) -> str:
