@@ -65,8 +65,8 @@ class WorkerDeath(BaseException):
 
 # Per-kind probability at each point reached, before the seed's intensity scales it.
 BASE_RATES = {
-    "gateway.*.before": 0.12,
-    "gateway.*.answer_lost": 0.12,
+    "gateway.*.before": 0.15,
+    "gateway.*.answer_lost": 0.15,
     "gateway.*.duplicate": 0.05,
     "gateway.authorize.late_answer_inflight": 0.04,
     "gateway.authorize.late_answer_processed": 0.04,

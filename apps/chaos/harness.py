@@ -686,7 +686,7 @@ def _drive(run: Run, before_quiescence: Callable[[Run], None] | None) -> SeedRes
                 confirm_at_create=rng.random() < 0.85,
             )
         )
-    n_ops = rng.randint(40, 55)
+    n_ops = rng.randint(45, 60)
     with _db_faults(run):
         for index in range(n_ops):
             run.step(index)
