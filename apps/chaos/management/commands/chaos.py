@@ -72,6 +72,12 @@ class Command(BaseCommand):
             raise CommandError("--seeds must be at least 1")
         if not opts["logs"]:
             logging.disable(logging.ERROR)  # injected faults log errors by design; the report says it all
+        try:
+            self._run(n, start, opts)
+        finally:
+            logging.disable(logging.NOTSET)
+
+    def _run(self, n: int, start: int, opts: dict) -> None:
         started = time.perf_counter()
         results: list[SeedResult] = []
         for seed in range(start, start + n):
