@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint fmt migrate services down clean
+.PHONY: run test bench chaos lint fmt migrate services down clean
 
 # Create .venv/ and install the hash-pinned lock; redone only when a lock file changes.
 $(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	@$(PY) -m config.stack test tests/benchmarks -m bench -s -q $(ARGS)
+
+# The fault-injection harness (apps/chaos): 500 seeds by default; ARGS="--seeds 50 --start 900".
+CHAOS_SEEDS ?= 500
+chaos: $(STAMP)
+	@$(PY) -m config.stack chaos --seeds $(CHAOS_SEEDS) $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -54,6 +54,7 @@ SHARED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "apps.chaos",  # the fault-injection harness (manage.py chaos); no models
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

@@ -3,6 +3,7 @@
 ``python -m config.stack run``  migrate, demo, then web + worker + beat until Ctrl-C.
 ``python -m config.stack test [pytest args]``  prepare services, then pytest.
 ``python -m config.stack prepare``  only resolve and migrate (used by other targets).
+``python -m config.stack chaos [args]``  prepare, then ``manage.py chaos`` (the fault-injection harness).
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ def main(argv: list[str]) -> int:
     if cmd == "prepare":
         prepare()
         return 0
-    print(f"usage: python -m config.stack run|test|prepare (got {cmd!r})", file=sys.stderr)
+    if cmd == "chaos":
+        prepare()
+        return subprocess.run([PY, "manage.py", "chaos", *argv[2:]], cwd=BASE).returncode
+    print(f"usage: python -m config.stack run|test|prepare|chaos (got {cmd!r})", file=sys.stderr)
     return 2
 
 

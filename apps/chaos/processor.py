@@ -1,0 +1,298 @@
+"""The processor as the harness sees it: the simulator, run as a separate party, behind a proxy
+that injects the network's faults.
+
+- ``ProcessorThread``: every call to the simulator runs on one thread with its own database
+  connection, so the processor's records commit on their own, as an external processor's would:
+  a transaction of ours that rolls back cannot take the processor's charge with it.
+- ``ChaosGateway``: what ``gateway_for("simulator", ...)`` returns while a run is active. It wraps
+  ``SimulatorGateway`` and fires the ``gateway.*`` fault points around each call, the late answers,
+  worker and web process deaths; and it plays the rest of the processor: it remembers declines and
+  3-D Secure challenges (so ``retrieve`` tells the truth about them, as Stripe's does), lets the
+  customer complete a challenge, and emits Stripe-shaped webhooks for each change.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection
+
+from apps.chaos.faults import WorkerDeath
+from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayResult, GatewayStatus, Outcome
+from apps.payments.gateways.simulator import SimulatorGateway
+from apps.payments.models import SimulatorCharge, SimulatorRefund
+from apps.tenants.db import tenant_connection
+
+if TYPE_CHECKING:
+    from apps.chaos.harness import Run
+
+_ACTIVE: list[Run] = []  # the run the proxy serves (one at a time per process)
+
+
+def active_run() -> Run:
+    if not _ACTIVE:
+        raise RuntimeError("ChaosGateway used outside a chaos run")
+    return _ACTIVE[-1]
+
+
+class ProcessorThread:
+    """Runs callables on one thread with its own database connection (in the run's schema)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="chaos-processor", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            fn, box, done = item
+            try:
+                box.append((True, fn()))
+            except BaseException as exc:  # handed back to the caller
+                box.append((False, exc))
+            done.set()
+        connection.close()
+
+    def call(self, tenant, fn: Callable[[], Any]) -> Any:
+        box: list = []
+        done = threading.Event()
+
+        def run():
+            tenant_connection().set_tenant(tenant)
+            return fn()
+
+        self._queue.put((run, box, done))
+        done.wait()
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+@dataclass
+class Challenge:
+    """A 3-D Secure challenge the processor holds for an attempt until the customer acts."""
+
+    account: str
+    request: ChargeRequest
+    canceled: bool = False
+
+
+def _error(message: str) -> GatewayResult:
+    return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.ERROR, message=message)
+
+
+def _lost() -> GatewayResult:
+    return GatewayResult(
+        Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="chaos: timeout, the answer was lost"
+    )
+
+
+class ChaosGateway:
+    """The simulator adapter with faults injected at named points (see apps.chaos.faults)."""
+
+    kind = "simulator"
+
+    def __init__(self, config: GatewayConfig):
+        self.inner = SimulatorGateway(config)
+        self.account = config.account_id
+        self.run = active_run()
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _call(self, op: str, label: str, work: Callable[[], GatewayResult]) -> GatewayResult:
+        run, plan = self.run, self.run.plan
+        if plan.fire(f"gateway.{op}.before", label):
+            return _error("chaos: connection refused")
+        result = run.processor.call(run.tenant, work)
+        if plan.fire(f"gateway.{op}.duplicate", label):
+            result = run.processor.call(run.tenant, work)
+        self._die_maybe(label)
+        if plan.fire(f"gateway.{op}.answer_lost", label):
+            return _lost()
+        return result
+
+    def _die_maybe(self, label: str) -> None:
+        run = self.run
+        if run.in_task and run.plan.fire("task.die_after_gateway", label):
+            raise WorkerDeath("chaos: the worker died after a processor call")
+        if run.in_api and run.plan.fire("api.process_died", label):
+            run.dying = True
+            raise WorkerDeath("chaos: the web process died after a processor call")
+
+    # ----------------------------------------------------------------- port
+
+    def authorize(self, request: ChargeRequest) -> GatewayResult:
+        run, plan = self.run, self.run.plan
+        label = run.label(request.attempt_id)
+        run.authorize_seen(request, self.account)
+        if plan.fire("gateway.authorize.before", label):
+            return _error("chaos: connection refused")
+        nestable = not connection.in_atomic_block and not run.nesting
+        if nestable and plan.fire("gateway.authorize.late_answer_inflight", label):
+            run.resolve_while_in_flight()  # our timeout fired; the processor has not seen it yet
+        result = run.processor.call(run.tenant, lambda: self._authorize(request))
+        if nestable and plan.fire("gateway.authorize.late_answer_processed", label):
+            run.resolve_while_in_flight()  # processed, but the answer arrives after the resolver ran
+        if plan.fire("gateway.authorize.duplicate", label):
+            result = run.processor.call(run.tenant, lambda: self._authorize(request))
+        self._die_maybe(label)
+        if plan.fire("gateway.authorize.answer_lost", label):
+            return _lost()
+        return result
+
+    def _authorize(self, request: ChargeRequest) -> GatewayResult:
+        result = self.inner.authorize(request)
+        memory = self.run.memory
+        if result.outcome == Outcome.REQUIRES_ACTION:
+            memory.challenges.setdefault(request.attempt_id, Challenge(self.account, request))
+        elif result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
+            memory.declines[request.attempt_id] = result
+            self.run.emit_declined(self.account, request, result)
+        elif result.outcome in (Outcome.SUCCEEDED, Outcome.UNKNOWN):
+            self.run.emit_charge(self.account, request.attempt_id)
+        return result
+
+    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+        def work():
+            result = self.inner.capture(
+                attempt_id=attempt_id,
+                reference=reference,
+                amount=amount,
+                currency=currency,
+                idempotency_key=idempotency_key,
+            )
+            if result.outcome == Outcome.SUCCEEDED:
+                self.run.emit_charge(self.account, attempt_id)
+            return result
+
+        return self._call("capture", self.run.label(attempt_id), work)
+
+    def cancel(self, *, attempt_id, reference, idempotency_key) -> GatewayResult:
+        def work():
+            result = self.inner.cancel(
+                attempt_id=attempt_id, reference=reference, idempotency_key=idempotency_key
+            )
+            challenge = self.run.memory.challenges.get(attempt_id)
+            if result.status == GatewayStatus.NOT_FOUND and challenge is not None and not challenge.canceled:
+                challenge.canceled = True  # a PaymentIntent waiting for 3-D Secure, cancelled
+                return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.CANCELED, message="challenge canceled")
+            if result.outcome == Outcome.SUCCEEDED and result.status == GatewayStatus.CANCELED:
+                self.run.emit_charge(self.account, attempt_id)
+            return result
+
+        return self._call("cancel", self.run.label(attempt_id), work)
+
+    def refund(self, *, attempt_id, reference, refund_id, amount, currency, idempotency_key) -> GatewayResult:
+        def work():
+            result = self.inner.refund(
+                attempt_id=attempt_id,
+                reference=reference,
+                refund_id=refund_id,
+                amount=amount,
+                currency=currency,
+                idempotency_key=idempotency_key,
+            )
+            if result.outcome == Outcome.SUCCEEDED:
+                self.run.emit_refunded(self.account, attempt_id)
+            return result
+
+        return self._call("refund", self.run.label(attempt_id), work)
+
+    def retrieve(self, *, attempt_id, reference) -> GatewayResult:
+        def work():
+            result = self.inner.retrieve(attempt_id=attempt_id, reference=reference)
+            if result.status != GatewayStatus.NOT_FOUND:
+                return result
+            memory = self.run.memory
+            challenge = memory.challenges.get(attempt_id)
+            if challenge is not None:
+                if challenge.canceled:
+                    return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.CANCELED, message="canceled")
+                return GatewayResult(
+                    Outcome.REQUIRES_ACTION, GatewayStatus.REQUIRES_ACTION, message="waiting for 3-D Secure"
+                )
+            declined = memory.declines.get(attempt_id)
+            if declined is not None:
+                return declined
+            return result
+
+        return self._call("retrieve", self.run.label(attempt_id), work)
+
+
+# --------------------------------------------------------------------------- processor-side facts
+
+
+@dataclass
+class ProcessorMemory:
+    """What the simulator does not store but a real processor knows."""
+
+    challenges: dict[str, Challenge]
+    declines: dict[str, GatewayResult]
+
+    @classmethod
+    def empty(cls) -> ProcessorMemory:
+        return cls({}, {})
+
+
+def customer_completes_challenge(run: Run, attempt_id: str) -> bool:
+    """The customer passes 3-D Secure at the processor: the charge is made (captured, or
+    authorised for manual capture) unless the challenge was cancelled. Runs on the processor's
+    thread. Returns whether a charge was made."""
+    challenge = run.memory.challenges.get(attempt_id)
+    if challenge is None or challenge.canceled:
+        return False
+    if SimulatorCharge.objects.filter(account=challenge.account, attempt_id=attempt_id).exists():
+        return False
+    gateway = SimulatorGateway(GatewayConfig(account_id=challenge.account))
+    gateway._charge(challenge.request)  # the simulator's own record of a charge
+    del run.memory.challenges[attempt_id]
+    run.emit_charge(challenge.account, attempt_id)
+    return True
+
+
+def charge_payload(charge: SimulatorCharge) -> dict:
+    """A Stripe-shaped PaymentIntent for a simulator charge (what a webhook carries)."""
+    fee = SimulatorGateway(GatewayConfig(account_id=charge.account))._fee(
+        charge.amount_captured, charge.currency
+    )
+    refunds = [
+        {"id": r.refund_id, "amount": r.amount, "status": "succeeded", "metadata": {"refund_id": r.refund_id}}
+        for r in SimulatorRefund.objects.filter(charge=charge).order_by("created_at", "id")
+    ]
+    latest = {
+        "id": charge.reference,
+        "object": "charge",
+        "payment_intent": charge.reference,
+        "amount": charge.amount,
+        "captured": charge.status == "captured",
+        "amount_captured": charge.amount_captured,
+        "amount_refunded": charge.amount_refunded,
+        "metadata": {"attempt_id": charge.attempt_id},
+        "refunds": {"data": refunds},
+        "balance_transaction": {"fee": fee if charge.amount_captured else 0},
+    }
+    return {
+        "id": charge.reference,
+        "object": "payment_intent",
+        "amount": charge.amount,
+        "currency": charge.currency.lower(),
+        "status": {"captured": "succeeded", "authorized": "requires_capture", "canceled": "canceled"}[
+            charge.status
+        ],
+        "amount_received": charge.amount_captured,
+        "amount_capturable": charge.amount if charge.status == "authorized" else 0,
+        "metadata": {"attempt_id": charge.attempt_id},
+        "latest_charge": latest,
+    }
