@@ -384,10 +384,10 @@ class Run:
         for o in self.orders:
             if o.payment_id in status:
                 by_status.setdefault(status[o.payment_id], []).append(o)
-        challenges = sorted(
-            a for a, c in self.memory.challenges.items() if not c.canceled
-        )  # attempt ids; sorted by label below for determinism
-        challenge_labels = sorted((self.label(a), a) for a in challenges)
+        with self.quiet():
+            open_challenges = proc.challenges()
+        # sorted by label (not by the random ids) for determinism
+        challenge_labels = sorted((self.label(a), account, a) for account, a in open_challenges)
         choices: list[tuple[str, int]] = [("worker", 10), ("tick", 4), ("reconcile", 3)]
         if uncreated:
             choices.append(("create", 24))
@@ -451,9 +451,11 @@ class Run:
             )
             return
         if op == "complete_3ds":
-            label, attempt_id = rng.choice(challenge_labels)
+            label, account, attempt_id = rng.choice(challenge_labels)
             self.schedule.append(f"op#{index} customer completes 3-D Secure of {label}")
-            self.processor.call(self.tenant, lambda: proc.customer_completes_challenge(self, attempt_id))
+            self.processor.call(
+                self.tenant, lambda: proc.customer_completes_challenge(self, account, attempt_id)
+            )
             return
         if op == "capture":
             order = rng.choice(by_status["requires_capture"])

@@ -6,9 +6,10 @@ that injects the network's faults.
   a transaction of ours that rolls back cannot take the processor's charge with it.
 - ``ChaosGateway``: what ``gateway_for("simulator", ...)`` returns while a run is active. It wraps
   ``SimulatorGateway`` and fires the ``gateway.*`` fault points around each call, the late answers,
-  worker and web process deaths; and it plays the rest of the processor: it remembers declines and
-  3-D Secure challenges (so ``retrieve`` tells the truth about them, as Stripe's does), lets the
-  customer complete a challenge, and emits Stripe-shaped webhooks for each change.
+  worker and web process deaths; and it plays the rest of the processor: it remembers declines (so
+  ``retrieve`` tells the truth about them, as Stripe's does), lets the customer complete a 3-D
+  Secure challenge (the simulator's own ``action_complete``), and emits Stripe-shaped webhooks for
+  each change.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from django.db import connection
 from apps.chaos.faults import WorkerDeath
 from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayResult, GatewayStatus, Outcome
 from apps.payments.gateways.simulator import SimulatorGateway
-from apps.payments.models import SimulatorCharge, SimulatorRefund
+from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 from apps.tenants.db import tenant_connection
 
 if TYPE_CHECKING:
@@ -78,15 +79,6 @@ class ProcessorThread:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=30)
-
-
-@dataclass
-class Challenge:
-    """A 3-D Secure challenge the processor holds for an attempt until the customer acts."""
-
-    account: str
-    request: ChargeRequest
-    canceled: bool = False
 
 
 def _error(message: str) -> GatewayResult:
@@ -155,9 +147,7 @@ class ChaosGateway:
     def _authorize(self, request: ChargeRequest) -> GatewayResult:
         result = self.inner.authorize(request)
         memory = self.run.memory
-        if result.outcome == Outcome.REQUIRES_ACTION:
-            memory.challenges.setdefault(request.attempt_id, Challenge(self.account, request))
-        elif result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
+        if result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
             memory.declines[request.attempt_id] = result
             self.run.emit_declined(self.account, request, result)
         elif result.outcome in (Outcome.SUCCEEDED, Outcome.UNKNOWN):
@@ -184,10 +174,6 @@ class ChaosGateway:
             result = self.inner.cancel(
                 attempt_id=attempt_id, reference=reference, idempotency_key=idempotency_key
             )
-            challenge = self.run.memory.challenges.get(attempt_id)
-            if result.status == GatewayStatus.NOT_FOUND and challenge is not None and not challenge.canceled:
-                challenge.canceled = True  # a PaymentIntent waiting for 3-D Secure, cancelled
-                return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.CANCELED, message="challenge canceled")
             if result.outcome == Outcome.SUCCEEDED and result.status == GatewayStatus.CANCELED:
                 self.run.emit_charge(self.account, attempt_id)
             return result
@@ -215,15 +201,7 @@ class ChaosGateway:
             result = self.inner.retrieve(attempt_id=attempt_id, reference=reference)
             if result.status != GatewayStatus.NOT_FOUND:
                 return result
-            memory = self.run.memory
-            challenge = memory.challenges.get(attempt_id)
-            if challenge is not None:
-                if challenge.canceled:
-                    return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.CANCELED, message="canceled")
-                return GatewayResult(
-                    Outcome.REQUIRES_ACTION, GatewayStatus.REQUIRES_ACTION, message="waiting for 3-D Secure"
-                )
-            declined = memory.declines.get(attempt_id)
+            declined = self.run.memory.declines.get(attempt_id)
             if declined is not None:
                 return declined
             return result
@@ -238,27 +216,31 @@ class ChaosGateway:
 class ProcessorMemory:
     """What the simulator does not store but a real processor knows."""
 
-    challenges: dict[str, Challenge]
     declines: dict[str, GatewayResult]
 
     @classmethod
     def empty(cls) -> ProcessorMemory:
-        return cls({}, {})
+        return cls({})
 
 
-def customer_completes_challenge(run: Run, attempt_id: str) -> bool:
-    """The customer passes 3-D Secure at the processor: the charge is made (captured, or
-    authorised for manual capture) unless the challenge was cancelled. Runs on the processor's
-    thread. Returns whether a charge was made."""
-    challenge = run.memory.challenges.get(attempt_id)
-    if challenge is None or challenge.canceled:
+def challenges() -> list[tuple[str, str]]:
+    """(account, attempt id) of every 3-D Secure challenge the simulator holds open, or that was
+    cancelled before the customer acted (completing one of those late must not charge)."""
+    return list(
+        SimulatorAction.objects.filter(status__in=("requires_action", "canceled"))
+        .exclude(amount=0)  # a cancellation tombstone of an attempt that never had a challenge
+        .values_list("account", "attempt_id")
+    )
+
+
+def customer_completes_challenge(run: Run, account: str, attempt_id: str) -> bool:
+    """The customer passes 3-D Secure at the processor (``SimulatorGateway.action_complete``): the
+    charge is made (captured, or authorised for manual capture) unless the challenge was cancelled
+    meanwhile. Runs on the processor's thread. Returns whether a charge was made."""
+    news = SimulatorGateway(GatewayConfig(account_id=account)).action_complete(attempt_id=attempt_id)
+    if news.status not in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         return False
-    if SimulatorCharge.objects.filter(account=challenge.account, attempt_id=attempt_id).exists():
-        return False
-    gateway = SimulatorGateway(GatewayConfig(account_id=challenge.account))
-    gateway._charge(challenge.request)  # the simulator's own record of a charge
-    del run.memory.challenges[attempt_id]
-    run.emit_charge(challenge.account, attempt_id)
+    run.emit_charge(account, attempt_id)
     return True
 
 
