@@ -65,11 +65,11 @@ def test_a_retry_after_a_crash_resumes_the_payment_it_created(api, monkeypatch):
     retry = api.post("/api/v1/payments", BODY, headers=key("k-crash"))
     again = api.post("/api/v1/payments", BODY, headers=key("k-crash"))
 
-    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     payment = retry.json()
     assert list(PaymentIntent.objects.filter(amount=1234).values_list("id", "status")) == [
         (payment["id"], "succeeded")
     ]
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
     assert payment["status"] == "succeeded" and payment["amount_received"] == 1234
     assert charges(payment["id"]).count() == 1
     assert again.status_code == 201 and again.json() == payment
@@ -118,8 +118,8 @@ def test_a_retry_after_the_first_request_died_resumes_once_its_lock_passed(api, 
     retry = api.post("/api/v1/payments", BODY, headers=key("k-died"))
 
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "idempotency_key_in_use"
-    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     (created,) = PaymentIntent.objects.filter(amount=1234)
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
     assert retry.json()["id"] == created.id and retry.json()["status"] == "succeeded"
     assert charges(created.id).count() == 1
 
@@ -133,8 +133,8 @@ def test_a_refund_retried_after_a_5xx_refunds_once(api, monkeypatch):
 
     retry = api.post(path, {"amount": 500}, headers=key("k-refund"))
 
-    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     (refund,) = Refund.objects.filter(intent_id=payment["id"])
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
     assert retry.json()["id"] == refund.id
     assert (retry.json()["amount"], retry.json()["status"]) == (500, "succeeded")
     assert list(
@@ -163,7 +163,7 @@ def test_a_capture_retried_after_its_answer_was_lost_answers_the_captured_paymen
     retry = api.post(path, {}, headers=key("k-capture"))
 
     assert payment["status"] == "requires_capture"
-    assert retry.status_code == 200 and retry["Idempotent-Replayed"] == "true"
+    assert retry.status_code == 200 and retry.get("Idempotent-Replayed") == "true"
     assert (retry.json()["id"], retry.json()["status"], retry.json()["amount_received"]) == (
         payment["id"],
         "succeeded",
@@ -199,8 +199,8 @@ def test_a_vendor_payout_retried_after_a_crash_pays_out_once(api, monkeypatch):
 
     retry = api.post(path, headers=key("k-payout"))
 
-    assert retry.status_code == 201 and retry["Idempotent-Replayed"] == "true"
     (payout,) = Payout.objects.filter(vendor_id=vendor["id"])
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
     assert [(p["id"], p["amount"]) for p in retry.json()["data"]] == [(payout.id, payout.amount)]
 
 
@@ -208,17 +208,16 @@ def waiting_on_a_lock() -> int:
     """How many other sessions wait for a row lock of an idempotency record."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE %s AND pid <> pg_backend_pid()",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query LIKE %s AND pid <> pg_backend_pid()",
             ["%api_idempotencyrecord%"],
         )
         return cursor.fetchone()[0]
 
 
 def test_two_retries_of_a_dead_key_at_once_one_resumes_the_other_is_409(committed, tenant_a, monkeypatch):
-    amount = 50_000 + uuid.uuid4().int % 10_000
-    body = {**BODY, "amount": amount}
     name = f"k-race-{uuid.uuid4().hex[:8]}"
+    body = {**BODY, "description": name}
     with tenant_context(tenant_a):
         GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
         for gateway in ("primary", "secondary"):
@@ -260,7 +259,7 @@ def test_two_retries_of_a_dead_key_at_once_one_resumes_the_other_is_409(committe
         first.start()
         assert taking_over.wait(30)
         second.start()
-        wait_for(lambda: waiting_on_a_lock() == 1)
+        wait_for(lambda: waiting_on_a_lock() >= 1)
     finally:
         go_on.set()
         first.join(30)
@@ -268,9 +267,9 @@ def test_two_retries_of_a_dead_key_at_once_one_resumes_the_other_is_409(committe
     api_key_revoke(key=api_key)
 
     won, lost = answers["retry-1"], answers["retry-2"]
-    assert won.status_code == 201 and won["Idempotent-Replayed"] == "true"
+    assert won.status_code == 201 and won.get("Idempotent-Replayed") == "true"
     assert lost.status_code == 409 and lost.json()["error"]["code"] == "idempotency_key_in_use"
     with tenant_context(tenant_a):
-        (created,) = PaymentIntent.objects.filter(amount=amount)
+        (created,) = PaymentIntent.objects.filter(description=name)
         assert won.json()["id"] == created.id
         assert charges(created.id).count() == 1
