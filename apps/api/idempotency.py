@@ -33,6 +33,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import transaction
+from django.db import Error as DatabaseError
+from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -49,6 +51,8 @@ from rest_framework.response import Response
 from apps.api.errors import ApiError, error_body
 from apps.api.models import IdempotencyRecord
 from apps.core.recovery import Binder, RecoveryConflict, recovery_binder
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -219,6 +223,23 @@ def idempotency_settle(*, record: IdempotencyRecord, status: int, body: object, 
         idempotency_complete(record=record, status=status, body=body)
 
 
+def _settle_crashed(record: IdempotencyRecord) -> None:
+    """Settle a request that raised. The database may be what failed (a restart drops every
+    connection): reconnect once, so that a bound record is stored and its retry resumes at once
+    rather than after its lock. Never raises: the request's own error is the one that matters."""
+    for last in (False, True):
+        try:
+            idempotency_settle(record=record, status=500, body=_CRASHED, rejected=False)
+            return
+        except DatabaseError:
+            if last or connection.in_atomic_block:
+                log.warning(
+                    "idempotency key %r left in flight until its lock passes", record.key, exc_info=True
+                )
+                return
+            connection.close_if_unusable_or_obsolete()
+
+
 def idempotency_cleanup() -> int:
     """Idempotent: delete the current schema's records older than the retention period."""
     cutoff = timezone.now() - timedelta(hours=settings.API_IDEMPOTENCY_TTL_HOURS)
@@ -297,10 +318,10 @@ def idempotent(handler=None, *, resume: Resume | None = None):
             try:
                 response = view.handle_exception(exc)
             except BaseException:
-                idempotency_settle(record=record, status=500, body=_CRASHED, rejected=False)
+                _settle_crashed(record)
                 raise
         except BaseException:
-            idempotency_settle(record=record, status=500, body=_CRASHED, rejected=False)
+            _settle_crashed(record)
             raise
         idempotency_settle(
             record=record, status=response.status_code, body=_body(response), rejected=rejected

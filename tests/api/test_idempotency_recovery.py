@@ -10,6 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import Error as DatabaseError
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -273,3 +274,36 @@ def test_two_retries_of_a_dead_key_at_once_one_resumes_the_other_is_409(committe
         (created,) = PaymentIntent.objects.filter(description=name)
         assert won.json()["id"] == created.id
         assert charges(created.id).count() == 1
+
+
+def test_a_payment_whose_database_connection_died_mid_request_is_resumed_at_once(
+    committed, tenant_a, monkeypatch
+):
+    """The reproduced case: PostgreSQL restarted after the payment committed, the request answered
+    500. The record is still stored (on a new connection), so the retry resumes at once."""
+    name = f"k-dbdrop-{uuid.uuid4().hex[:8]}"
+    body = {**BODY, "description": name}
+    with tenant_context(tenant_a):
+        GatewayAccount.objects.filter(kind="simulator").update(settings={"latency_ms": {"p50": 0}})
+        for gateway in ("primary", "secondary"):
+            CircuitBreaker(gateway).reset()
+    api_key, raw = api_key_create(tenant=tenant_a, name="idempotency db drop")
+    client = ApiClient("alpha.localhost", raw)
+
+    def connection_dropped(*args, **kwargs):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    monkeypatch.setattr(payments_api, "Response", connection_dropped)
+    with pytest.raises(DatabaseError):
+        client.post("/api/v1/payments", body, headers=key(name))
+    monkeypatch.undo()
+
+    retry = client.post("/api/v1/payments", body, headers=key(name))
+    api_key_revoke(key=api_key)
+
+    with tenant_context(tenant_a):
+        (created,) = PaymentIntent.objects.filter(description=name)
+        assert charges(created.id).count() == 1
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
+    assert (retry.json()["id"], retry.json()["status"]) == (created.id, "succeeded")
