@@ -188,6 +188,20 @@ def test_a_capture_retried_after_a_5xx_before_it_ran_captures(api, monkeypatch):
     assert charges(payment["id"]).get().status == "captured"
 
 
+def test_a_confirm_retried_after_its_answer_was_lost_answers_the_payment_charged_once(api, monkeypatch):
+    payment = api.post("/api/v1/payments", {**BODY, "confirm": False}).json()
+    crash_once(monkeypatch, payments_api, "Response")
+    path = f"/api/v1/payments/{payment['id']}/confirm"
+    with pytest.raises(RuntimeError):
+        api.post(path, {}, headers=key("k-confirm"))
+
+    retry = api.post(path, {}, headers=key("k-confirm"))
+
+    assert charges(payment["id"]).count() == 1
+    assert retry.status_code == 200 and retry.get("Idempotent-Replayed") == "true"
+    assert (retry.json()["id"], retry.json()["status"]) == (payment["id"], "succeeded")
+
+
 def test_a_vendor_payout_retried_after_a_crash_pays_out_once(api, monkeypatch):
     vendor = invite(api)
     enable(vendor["id"])
