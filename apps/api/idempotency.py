@@ -41,7 +41,7 @@ from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import Error as DatabaseError
+from django.db import Error as DbError
 from django.db import connection, transaction
 from django.utils import timezone
 from rest_framework import exceptions
@@ -231,7 +231,7 @@ def _settle_crashed(record: IdempotencyRecord) -> None:
         try:
             idempotency_settle(record=record, status=500, body=_CRASHED, rejected=False)
             return
-        except DatabaseError:
+        except DbError:
             if last or connection.in_atomic_block:
                 log.warning(
                     "idempotency key %r left in flight until its lock passes", record.key, exc_info=True

@@ -10,7 +10,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import Error as DatabaseError
+from django.db import Error as DbError
 from django.db import connection
 from django.utils import timezone
 from django_tenants.utils import tenant_context
@@ -309,7 +309,7 @@ def test_a_payment_whose_database_connection_died_mid_request_is_resumed_at_once
             cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
 
     monkeypatch.setattr(payments_api, "Response", connection_dropped)
-    with pytest.raises(DatabaseError):
+    with pytest.raises(DbError):
         client.post("/api/v1/payments", body, headers=key(name))
     monkeypatch.undo()
 
