@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import Error as DbError
@@ -260,7 +261,7 @@ def test_two_retries_of_a_dead_key_at_once_one_resumes_the_other_is_409(committe
         return real_save(self, *args, **kwargs)
 
     monkeypatch.setattr(IdempotencyRecord, "save", save)
-    answers: dict[str, object] = {}
+    answers: dict[str, Any] = {}
 
     def retry(thread_name: str) -> None:
         try:
