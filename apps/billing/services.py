@@ -31,6 +31,7 @@ from apps.billing.models import (
     TaxRate,
 )
 from apps.core.money import MoneyError, normalize_currency, require_amount
+from apps.core.recovery import recovery_point
 from apps.webhooks.outbound import event_publish
 
 SS, IS = Subscription.Status, Invoice.Status
@@ -436,6 +437,7 @@ def subscription_create(
             metadata=metadata or {},
             current_period_start=now,
         )
+        recovery_point("subscription", sub.id)
         if trial:
             sub.status = SS.TRIALING
             sub.trial_end = sub.billing_cycle_anchor = sub.current_period_end = now + amounts.interval_delta(

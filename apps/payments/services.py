@@ -29,6 +29,7 @@ from django.utils import timezone
 from apps.core.durable import durable_enqueue
 from apps.core.models import DurableTask
 from apps.core.money import MoneyError, format_amount, normalize_currency, require_amount
+from apps.core.recovery import recovery_point
 from apps.ledger.services import EventSpec, ledger_record
 from apps.payments import declines, hotpath
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
@@ -280,6 +281,7 @@ def payment_intent_create(
             if plan is not None:
                 split_record(payment_id=intent.id, plan=plan)
             _record([created])
+            recovery_point("payment", intent.id)
         return intent
     # Created and confirmed at once: the payment is written already processing, together with its
     # first attempt (and both events), in one transaction committed before the gateway is called.
@@ -291,6 +293,7 @@ def payment_intent_create(
         step = _step(intent, config, deadline=deadline, number=1, insert=True, events=[created])
         if plan is not None:
             split_record(payment_id=intent.id, plan=plan)
+        recovery_point("payment", intent.id)
     return _run(step, config, deadline)
 
 
@@ -1332,6 +1335,7 @@ def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "
         )
         intent.amount_refunded += amount
         intent.save(update_fields=["amount_refunded", "updated_at"])
+        recovery_point("refund", refund.id)
         durable_enqueue(
             handler=REFUND_HANDLER,
             kwargs={"refund_id": refund.id},

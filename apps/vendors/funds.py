@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
+from apps.core.recovery import recovery_point
 from apps.ledger.errors import InsufficientFunds
 from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
@@ -558,6 +559,8 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
                 idempotency_key=f"payout:{payout.id}:send",
             )
             payouts.append(payout)
+        if payouts:
+            recovery_point("payout", *(p.id for p in payouts))
         if manual and not payouts:
             raise FundsError(
                 f"vendor {vendor.id} has no available balance at or above its payout minimum",

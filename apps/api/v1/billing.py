@@ -12,10 +12,12 @@ from rest_framework.response import Response
 
 from apps.api.errors import ApiError
 from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, MetadataField, TimestampField
-from apps.api.idempotency import idempotent
+from apps.api.idempotency import Resume, idempotent
+from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
 from apps.billing import selectors, services
+from apps.billing.collection import invoice_collect
 from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
 from apps.billing.services import BillingError
 
@@ -377,6 +379,21 @@ def _subscription_or_404(subscription_id: str) -> Subscription:
     return get_object_or_404(Subscription, pk=subscription_id)
 
 
+def _subscription_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    """A retry after a crash: the subscription the first request created, its first invoice
+    charged now if that had not happened yet (idempotent: an invoice not due is left alone)."""
+    sub = Subscription.objects.filter(pk=record.resource_ids[0]).first()
+    if sub is None:
+        return None
+    first = Invoice.objects.filter(
+        subscription=sub, status=Invoice.Status.OPEN, billing_reason=Invoice.Reason.SUBSCRIPTION_CREATE
+    ).values_list("id", flat=True)
+    for invoice_id in first:
+        invoice_collect(invoice_id=invoice_id)
+    sub.refresh_from_db()
+    return Response(SubscriptionOut(sub).data, status=status.HTTP_201_CREATED)
+
+
 class SubscriptionListView(ApiView):
     scope_resource = "subscriptions"
 
@@ -426,7 +443,7 @@ class SubscriptionListView(ApiView):
             )
         ],
     )
-    @idempotent
+    @idempotent(resume=Resume(_subscription_created_resume))
     def post(self, request: Request) -> Response:
         data = validated(SubscriptionIn, request.data)
         sub = _call(

@@ -20,7 +20,8 @@ from apps.api.fields import (
     MetadataField,
     TimestampField,
 )
-from apps.api.idempotency import idempotent
+from apps.api.idempotency import Resume, idempotent
+from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import (
     ERRORS,
@@ -34,11 +35,14 @@ from apps.api.v1.common import (
 from apps.customers.selectors import customer_get
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
+    OperationStillPending,
     payment_cancel,
     payment_capture,
     payment_confirm,
+    payment_continue,
     payment_intent_create,
     payment_refund,
+    refund_execute,
 )
 
 # --------------------------------------------------------------------------- shapes
@@ -202,6 +206,68 @@ def _payment_or_404(payment_id: str) -> PaymentIntent:
     return get_object_or_404(PaymentIntent, pk=payment_id)
 
 
+# --------------------------------------------------------------------------- resuming after a crash
+# How each route that moves money answers a retry whose first request's outcome is unknown (see
+# apps.api.idempotency): the object the first request created or acted on, as it is now.
+
+
+def _resumed_payment(record: IdempotencyRecord) -> PaymentIntent | None:
+    return PaymentIntent.objects.filter(pk=record.resource_ids[0]).first()
+
+
+def _driven_on(intent: PaymentIntent) -> PaymentIntent:
+    """A payment left processing is driven on, as its first request would have (idempotent: the
+    next attempt starts only when none is pending or unknown)."""
+    if intent.status == PaymentIntent.Status.PROCESSING:
+        payment_continue(intent_id=intent.pk)
+    return intent
+
+
+def _payment_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    intent = _resumed_payment(record)
+    if intent is None:
+        return None
+    expand = expansions(request.query_params, {"attempts"})
+    return Response(payment_body(_driven_on(intent), expand), status=status.HTTP_201_CREATED)
+
+
+def _payment_confirm_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    intent = _resumed_payment(record)
+    if intent is None or intent.status == PaymentIntent.Status.REQUIRES_CONFIRMATION:
+        return None  # not confirmed: confirm (again)
+    if intent.status in (PaymentIntent.Status.FAILED, PaymentIntent.Status.REQUIRES_ACTION) and (
+        intent.updated_at < record.created_at
+    ):
+        return None  # untouched since the first request arrived: its confirmation never happened
+    return Response(payment_body(_driven_on(intent)))
+
+
+def _payment_capture_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    intent = _resumed_payment(record)
+    if intent is None or intent.status != PaymentIntent.Status.SUCCEEDED:
+        return None  # not captured: capture (again; idempotent at the gateway), or say why not
+    return Response(payment_body(intent))
+
+
+def _payment_cancel_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    intent = _resumed_payment(record)
+    if intent is None or intent.status != PaymentIntent.Status.CANCELED:
+        return None  # not canceled: cancel (again; idempotent at the gateway), or say why not
+    return Response(payment_body(intent))
+
+
+def _refund_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    refund = Refund.objects.filter(pk=record.resource_ids[0]).first()
+    if refund is None:
+        return None
+    if refund.status == Refund.Status.PENDING:
+        try:  # idempotent: the refund id is the gateway's key
+            refund = refund_execute(refund_id=refund.id)
+        except OperationStillPending:  # still unsettled: its durable task finishes it
+            refund.refresh_from_db()
+    return Response(RefundOut(refund).data, status=status.HTTP_201_CREATED)
+
+
 EXPAND_PARAMETER = OpenApiParameter(
     "expand[]", str, many=True, enum=["attempts"], description="expand the attempts into objects"
 )
@@ -281,7 +347,7 @@ class PaymentListView(ApiView):
             ),
         ],
     )
-    @idempotent
+    @idempotent(resume=Resume(_payment_created_resume))
     def post(self, request: Request) -> Response:
         expand = expansions(request.query_params, {"attempts"})
         data = validated(PaymentCreateIn, request.data)
@@ -315,7 +381,7 @@ class PaymentConfirmView(ApiView):
     @extend_schema(
         operation_id="payments_confirm", request=PaymentConfirmIn, responses={200: PaymentOut, **ERRORS}
     )
-    @idempotent
+    @idempotent(resume=Resume(_payment_confirm_resume, acts_on=("payment", "payment_id")))
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(PaymentConfirmIn, request.data)
@@ -329,7 +395,7 @@ class PaymentCaptureView(ApiView):
     @extend_schema(
         operation_id="payments_capture", request=PaymentCaptureIn, responses={200: PaymentOut, **ERRORS}
     )
-    @idempotent
+    @idempotent(resume=Resume(_payment_capture_resume, acts_on=("payment", "payment_id")))
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(PaymentCaptureIn, request.data)
@@ -343,7 +409,7 @@ class PaymentCancelView(ApiView):
     @extend_schema(
         operation_id="payments_cancel", request=PaymentCancelIn, responses={200: PaymentOut, **ERRORS}
     )
-    @idempotent
+    @idempotent(resume=Resume(_payment_cancel_resume, acts_on=("payment", "payment_id")))
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(PaymentCancelIn, request.data)
@@ -363,7 +429,7 @@ class PaymentRefundCreateView(ApiView):
         responses={201: RefundOut, **ERRORS},
         examples=[OpenApiExample("Refund 5.00", value={"amount": 500}, request_only=True)],
     )
-    @idempotent
+    @idempotent(resume=Resume(_refund_created_resume))
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(RefundCreateIn, request.data)

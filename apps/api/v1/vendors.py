@@ -19,7 +19,8 @@ from apps.api.fields import (
     MetadataField,
     TimestampField,
 )
-from apps.api.idempotency import idempotent
+from apps.api.idempotency import Resume, idempotent
+from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
 from apps.vendors.funds import FundsError, vendor_payout_create
@@ -305,6 +306,14 @@ class VendorBalanceView(ApiView):
         )
 
 
+def _payouts_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
+    """A retry after a crash: the payouts the first request created (their sending is durable work
+    committed with them), as they are now."""
+    order = {payout_id: i for i, payout_id in enumerate(record.resource_ids)}
+    payouts = sorted(Payout.objects.filter(pk__in=order), key=lambda p: order[p.pk])
+    return Response({"data": PayoutOut(payouts, many=True).data}, status=status.HTTP_201_CREATED)
+
+
 class VendorPayoutCreateView(ApiView):
     scope_resource = "payouts"
 
@@ -314,7 +323,7 @@ class VendorPayoutCreateView(ApiView):
         responses={201: inline_serializer("PayoutsMade", {"data": PayoutOut(many=True)}), **ERRORS},
         description="Pay out the vendor's available balance now (each currency at or above its minimum).",
     )
-    @idempotent
+    @idempotent(resume=Resume(_payouts_created_resume))
     def post(self, request: Request, vendor_id: str) -> Response:
         vendor = _vendor_or_404(vendor_id)
         try:
