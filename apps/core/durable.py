@@ -111,3 +111,13 @@ def durable_sweep(*, limit: int = 500) -> int:
     for pk in due:
         _send(str(pk))
     return len(due)
+
+
+def durable_live(*, handler: str, kwargs: dict) -> bool:
+    """Whether work for ``handler`` with (at least) these ``kwargs`` is still to run or running:
+    a reconcile job asks before queueing the same work again."""
+    return DurableTask.objects.filter(
+        handler=handler,
+        kwargs__contains=kwargs,
+        state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING],
+    ).exists()
