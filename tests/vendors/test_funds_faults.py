@@ -185,7 +185,7 @@ def test_a_payout_whose_answer_was_lost_is_resolved_to_the_one_stripe_made(strip
     assert balance_get(code=f"vendor_payable:{vendor.id}", currency="USD") == 0
 
 
-def test_a_reversal_whose_answer_was_lost_is_resolved_to_the_one_stripe_made(stripe):
+def test_a_reversal_whose_answer_was_lost_is_resolved_to_the_one_stripe_made(stripe, host_client):
     vendor = real_vendor(enabled=True)
     intent = pay([{"vendor": vendor.id, "amount": 10_000}])
     run_tasks()
@@ -205,6 +205,9 @@ def test_a_reversal_whose_answer_was_lost_is_resolved_to_the_one_stripe_made(str
     assert LedgerEvent.objects.filter(type="TransferReversed").count() == 1
     assert balance_get(code=f"vendor_payable:{vendor.id}", currency="USD") == 0
     books_match_stripe(stripe)
+    operator = host_client("alpha.localhost")
+    assert operator.login(username="ops@alpha.test", password="test-password-123")
+    assert reversal.id in operator.get("/admin/vendors/transferreversal/").content.decode()
 
 
 def test_a_refund_while_the_transfer_is_sending_reverses_it_once_it_lands(stripe):
