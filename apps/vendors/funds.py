@@ -19,6 +19,12 @@
    the vendor cannot cover is recovered from its later transfers.
 
 Every step posts to the ledger, so a vendor's balances are always the ledger's figures.
+
+No database transaction is open while Stripe is asked. Each transfer, reversal and payout goes in
+three steps: its intent is recorded and committed (``sending``), Stripe is asked with an
+idempotency key derived from our ids, and the answer is applied under a row lock (forward only,
+idempotent). An unknown answer keeps the record ``sending`` until a retry resolves it from Stripe
+(looked up by metadata, else the same request replayed); ``funds_reconcile`` re-arms stranded ones.
 """
 
 from __future__ import annotations
