@@ -13,6 +13,7 @@ import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
+from apps.core.jobs import registered_jobs
 from apps.ledger.models import LedgerEvent
 from apps.ledger.selectors import balance_get
 from apps.payments.services import payment_refund
@@ -108,7 +109,7 @@ def test_a_transfer_whose_commit_failed_after_stripe_made_it_is_found_by_the_rec
     vendor = real_vendor(enabled=True)
     intent = pay([{"vendor": vendor.id, "amount": 10_000}])
     real_publish = funds.event_publish
-    failures = []
+    failures: list[dict] = []
 
     def publish_then_lose_the_commit(**kwargs):
         real_publish(**kwargs)
@@ -122,6 +123,9 @@ def test_a_transfer_whose_commit_failed_after_stripe_made_it_is_found_by_the_rec
 
     transfer = Transfer.objects.get(payment_id=intent.id)
     assert transfer.status == "sending" and len(stripe.transfers) == 1
+    import apps.vendors.tasks  # noqa: F401  (registers its jobs at import, as the worker does)
+
+    assert "vendors.funds_reconcile" in {job.task_name for job in registered_jobs()}
     with later(hours=25):
         # the task ran out of attempts meanwhile: only the reconcile job can find the transfer
         from apps.core.models import DurableTask
