@@ -9,7 +9,6 @@ then the invoice number sequence.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -30,6 +29,7 @@ from apps.billing.models import (
     Subscription,
     TaxRate,
 )
+from apps.core.durable import durable_enqueue, durable_run_now
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.core.recovery import recovery_point
 from apps.webhooks.outbound import event_publish
@@ -350,16 +350,20 @@ def invoice_build(
 
 def invoice_void(*, invoice_id: str, now: datetime | None = None) -> Invoice:
     """Void an open invoice (no more attempts). Raises BillingError when it is paid, void, or
-    an attempt is in flight (then try again later)."""
+    an attempt is in flight (then try again later). Its unused payment is canceled after the
+    commit, with no transaction open (``invoice_payment_cancel``)."""
     with transaction.atomic():
         inv = Invoice.objects.get(pk=invoice_id)
         Subscription.objects.select_for_update().get(pk=inv.subscription_id)
         inv = Invoice.objects.select_for_update().get(pk=invoice_id)
         _void(inv, _now(now))
+    payment_cancels_run([inv.id])
     return inv
 
 
 def _void(inv: Invoice, now: datetime) -> None:
+    """Void a locked invoice (in the caller's transaction) and record, durably, that its unused
+    payment is to be canceled: the gateway is called later, never inside this transaction."""
     if InvoiceAttempt.objects.filter(invoice=inv, status=InvoiceAttempt.Status.PROCESSING).exists():
         raise BillingError(
             f"invoice {inv.id} has a payment attempt in flight", code="invoice_unexpected_state"
@@ -367,20 +371,47 @@ def _void(inv: Invoice, now: datetime) -> None:
     invoice_to(inv, IS.VOID)
     inv.closed_at, inv.next_attempt_at = now, None
     inv.save(update_fields=["status", "closed_at", "next_attempt_at", "updated_at"])
-    _cancel_unused_payment(inv)
+    if inv.payment_id:
+        durable_enqueue(
+            handler="apps.billing.services.invoice_payment_cancel",
+            kwargs={"invoice_id": inv.id},
+            idempotency_key=_payment_cancel_key(inv.id),
+        )
 
 
-def _cancel_unused_payment(inv: Invoice) -> None:
-    """A voided invoice's payment (never captured) is canceled so it cannot be confirmed again."""
-    if not inv.payment_id:
+def _payment_cancel_key(invoice_id: str) -> str:
+    return f"invoice:{invoice_id}:payment-cancel"
+
+
+def payment_cancels_run(invoice_ids: list[str]) -> None:
+    """Right after a void committed: cancel the voided invoices' payments now rather than wait
+    for the worker (the same durable tasks, so each runs once). Does nothing inside a caller's
+    transaction: the worker runs them after that commits."""
+    if transaction.get_connection().in_atomic_block:
         return
+    durable_run_now(idempotency_keys=[_payment_cancel_key(i) for i in invoice_ids])
+
+
+def invoice_payment_cancel(*, invoice_id: str) -> str:
+    """Durable task: cancel a voided invoice's payment if it was never captured, so it cannot be
+    confirmed again. Idempotent (``payment_cancel`` is); called with no transaction open, since
+    cancelling may call the payment's gateway. A payment that cannot be canceled (captured
+    meanwhile, or not cancelable) is left as it is; a gateway that failed to answer raises, and
+    the task retries."""
     from apps.payments.models import PaymentIntent
     from apps.payments.services import PaymentError, payment_cancel
 
-    intent = PaymentIntent.objects.filter(pk=inv.payment_id).first()
-    if intent is not None and intent.status in ("requires_confirmation", "failed", "requires_action"):
-        with contextlib.suppress(PaymentError):
-            payment_cancel(intent_id=intent.pk, reason="invoice voided")
+    payment_id = Invoice.objects.values_list("payment_id", flat=True).get(pk=invoice_id)
+    intent = PaymentIntent.objects.filter(pk=payment_id).first() if payment_id else None
+    if intent is None or intent.status not in ("requires_confirmation", "failed", "requires_action"):
+        return f"nothing to cancel ({intent.status if intent else 'no payment'})"
+    try:
+        payment_cancel(intent_id=intent.pk, reason="invoice voided")
+    except PaymentError as exc:
+        if exc.code == "cancel_failed":
+            raise
+        return f"left as it is: {exc}"
+    return "canceled"
 
 
 # --------------------------------------------------------------------------- subscriptions
@@ -611,6 +642,9 @@ def subscription_cancel(
             _end(sub, now)
         sub.save()
         _publish_subscription(sub)
+    if sub.status == SS.CANCELED:
+        voided = Invoice.objects.filter(subscription=sub, status=IS.VOID, closed_at=now)
+        payment_cancels_run(list(voided.values_list("pk", flat=True)))
     return sub
 
 

@@ -111,3 +111,25 @@ def durable_sweep(*, limit: int = 500) -> int:
     for pk in due:
         _send(str(pk))
     return len(due)
+
+
+def durable_live(*, handler: str, kwargs: dict) -> bool:
+    """Whether work for ``handler`` with (at least) these ``kwargs`` is still to run or running:
+    a reconcile job asks before queueing the same work again."""
+    return DurableTask.objects.filter(
+        handler=handler,
+        kwargs__contains=kwargs,
+        state__in=[DurableTask.State.PENDING, DurableTask.State.RUNNING],
+    ).exists()
+
+
+def durable_run_now(*, idempotency_keys: list[str]) -> int:
+    """Run the tasks with these keys now, in this process, if they are due and not leased (as
+    ``durable_run``): a service that just committed work it wants done before it answers. Call
+    it with no transaction open. Returns how many ran to completion."""
+    done = 0
+    for task_id in DurableTask.objects.filter(idempotency_key__in=idempotency_keys).values_list(
+        "pk", flat=True
+    ):
+        done += durable_run(task_id=str(task_id)) == "done"
+    return done

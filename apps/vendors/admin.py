@@ -11,7 +11,7 @@ from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.core.money import format_amount
 from apps.tenants.db import current_schema
 from apps.vendors.connect import requirements_in_words
-from apps.vendors.models import CommissionPolicy, Payout, Transfer, Vendor, VendorInvite
+from apps.vendors.models import CommissionPolicy, Payout, Transfer, TransferReversal, Vendor, VendorInvite
 from apps.vendors.services import vendor_payouts_hold, vendor_payouts_release
 from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError, format_bps
 
@@ -288,4 +288,27 @@ class PayoutAdmin(_ReadOnlyAdmin):
 
     @admin.display(description="amount")
     def money(self, obj: Payout) -> str:
+        return format_amount(obj.amount, obj.currency)
+
+
+@admin.register(TransferReversal)
+class TransferReversalAdmin(_ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "id",
+        "transfer",
+        "money",
+        "status",
+        "refund_id",
+        "dispute_id",
+        "stripe_reversal_id",
+        "failure_message",
+    )
+    list_filter = ("status", "simulated", "currency")
+    search_fields = ("=id", "=transfer__id", "=refund_id", "=dispute_id", "=stripe_reversal_id")
+    list_select_related = ("transfer",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def money(self, obj: TransferReversal) -> str:
         return format_amount(obj.amount, obj.currency)

@@ -26,8 +26,11 @@ from stripe.params import (
     AccountCreateParams,
     AccountLinkCreateParams,
     PayoutCreateParams,
+    PayoutListParams,
     TransferCreateParams,
+    TransferListParams,
     TransferReversalCreateParams,
+    TransferReversalListParams,
 )
 
 from apps.core.money import MoneyError, normalize_currency, require_amount
@@ -64,6 +67,13 @@ class ConnectError(Exception):
         self.http_status = http_status
         self.request_id = request_id
         self.retryable = retryable
+
+    @property
+    def refused(self) -> bool:
+        """Stripe answered and said no: nothing was done, and the same request would be refused
+        again. Everything else (not reached, answer lost, 5xx, 409, 429, an idempotency key
+        replayed with other parameters) leaves the outcome unknown: it may have happened."""
+        return not self.retryable and self.type != "idempotency_error"
 
 
 # --------------------------------------------------------------------------- results
@@ -309,6 +319,30 @@ def _transfer(data: Mapping[str, Any]) -> Transfer:
     )
 
 
+def _reversal(data: Mapping[str, Any], transfer_id: str) -> TransferReversal:
+    return TransferReversal(
+        id=data["id"],
+        transfer=_id(data.get("transfer")) or transfer_id,
+        amount=int(data["amount"]),
+        currency=data["currency"],
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def _payout(data: Mapping[str, Any], account_id: str) -> Payout:
+    return Payout(
+        id=data["id"],
+        account=account_id,
+        amount=int(data["amount"]),
+        currency=data["currency"],
+        status=data.get("status") or "pending",
+        arrival_date=data.get("arrival_date"),
+        failure_code=data.get("failure_code"),
+        failure_message=data.get("failure_message"),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
 def _id(value: Any) -> str | None:
     """An expandable field: the id whether Stripe sent the id or the expanded object."""
     if isinstance(value, Mapping):
@@ -484,13 +518,7 @@ class ConnectClient:
                 transfer_id, params, _options(_required_key(idempotency_key))
             ),
         )
-        return TransferReversal(
-            id=data["id"],
-            transfer=_id(data.get("transfer")) or transfer_id,
-            amount=int(data["amount"]),
-            currency=data["currency"],
-            metadata=dict(data.get("metadata") or {}),
-        )
+        return _reversal(data, transfer_id)
 
     def payout_create(
         self,
@@ -517,19 +545,75 @@ class ConnectClient:
                 params, _options(_required_key(idempotency_key), stripe_account=account_id)
             ),
         )
-        return Payout(
-            id=data["id"],
-            account=account_id,
-            amount=int(data["amount"]),
-            currency=data["currency"],
-            status=data.get("status") or "pending",
-            arrival_date=data.get("arrival_date"),
-            failure_code=data.get("failure_code"),
-            failure_message=data.get("failure_message"),
-            metadata=dict(data.get("metadata") or {}),
-        )
+        return _payout(data, account_id)
+
+    # ----------------------------------------------------------------- finding what a lost answer made
+    # An answer lost in transit (timeout, reset, 5xx) leaves the outcome unknown. These find the
+    # object by the metadata we tagged it with, so an unknown outcome is resolved from what Stripe
+    # has, never guessed; replaying the create with the same idempotency key is the other way.
+
+    def transfer_find(self, *, destination: str, transfer_group: str, transfer: str) -> Transfer | None:
+        """The transfer to ``destination`` in ``transfer_group`` whose ``metadata.transfer`` is
+        ``transfer`` (our id), or None when Stripe has none."""
+
+        def page(after: str | None) -> stripe.StripeObject:
+            params: TransferListParams = {"destination": destination, "transfer_group": transfer_group}
+            params["limit"] = 100
+            if after:
+                params["starting_after"] = after
+            return self.client.v1.transfers.list(params)
+
+        for data in self._list("transfer_list", page):
+            if (data.get("metadata") or {}).get("transfer") == transfer:
+                return _transfer(data)
+        return None
+
+    def transfer_reversal_find(self, *, transfer_id: str, key: str, value: str) -> TransferReversal | None:
+        """The reversal of Stripe transfer ``transfer_id`` whose ``metadata[key]`` is ``value``."""
+
+        def page(after: str | None) -> stripe.StripeObject:
+            params: TransferReversalListParams = {"limit": 100}
+            if after:
+                params["starting_after"] = after
+            return self.client.v1.transfers.reversals.list(transfer_id, params)
+
+        for data in self._list("transfer_reversal_list", page):
+            if (data.get("metadata") or {}).get(key) == value:
+                return _reversal(data, transfer_id)
+        return None
+
+    def payout_find(self, *, account_id: str, payout: str, created_gte: int) -> Payout | None:
+        """The payout on connected account ``account_id``, created at or after ``created_gte``
+        (unix seconds), whose ``metadata.payout`` is ``payout`` (our id), or None."""
+
+        def page(after: str | None) -> stripe.StripeObject:
+            params: PayoutListParams = {"limit": 100, "created": {"gte": created_gte}}
+            if after:
+                params["starting_after"] = after
+            return self.client.v1.payouts.list(params, _options(None, stripe_account=account_id))
+
+        for data in self._list("payout_list", page):
+            if (data.get("metadata") or {}).get("payout") == payout:
+                return _payout(data, account_id)
+        return None
 
     # ----------------------------------------------------------------- plumbing
+
+    def _list(
+        self, operation: str, page: Callable[[str | None], stripe.StripeObject], *, pages: int = 20
+    ) -> list[dict[str, Any]]:
+        """Every object of a list endpoint (newest first), following ``has_more`` for at most
+        ``pages`` pages."""
+        out: list[dict[str, Any]] = []
+        after: str | None = None
+        for _ in range(pages):
+            data = self._send(operation, lambda after=after: page(after))  # type: ignore[misc]
+            items = list(data.get("data") or [])
+            out.extend(items)
+            if not data.get("has_more") or not items:
+                break
+            after = items[-1]["id"]
+        return out
 
     def _send(self, operation: str, call: Callable[[], stripe.StripeObject]) -> dict[str, Any]:
         try:
@@ -579,6 +663,9 @@ _OPERATION_WORDS = {
     "transfer_create": "creating the transfer",
     "transfer_reverse": "reversing the transfer",
     "payout_create": "creating the payout",
+    "transfer_list": "looking up the transfer",
+    "transfer_reversal_list": "looking up the transfer reversal",
+    "payout_list": "looking up the payout",
 }
 
 

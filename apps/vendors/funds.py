@@ -19,6 +19,12 @@
    the vendor cannot cover is recovered from its later transfers.
 
 Every step posts to the ledger, so a vendor's balances are always the ledger's figures.
+
+No database transaction is open while Stripe is asked. Each transfer, reversal and payout goes in
+three steps: its intent is recorded and committed (``sending``), Stripe is asked with an
+idempotency key derived from our ids, and the answer is applied under a row lock (forward only,
+idempotent). An unknown answer keeps the record ``sending`` until a retry resolves it from Stripe
+(looked up by metadata, else the same request replayed); ``funds_reconcile`` re-arms stranded ones.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.durable import durable_enqueue
+from apps.core.durable import durable_enqueue, durable_live
 from apps.core.recovery import recovery_point
 from apps.ledger.errors import InsufficientFunds
 from apps.ledger.selectors import balance_get
@@ -38,7 +44,7 @@ from apps.ledger.services import ledger_record
 from apps.payments.models import GatewayAccount, PaymentIntent
 from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.vendors.connect import ConnectClient, ConnectError
-from apps.vendors.models import PaymentSplit, Payout, Transfer, Vendor
+from apps.vendors.models import PaymentSplit, Payout, Transfer, TransferReversal, Vendor
 from apps.vendors.selectors import commission_policy_terms, connect_client, is_simulated, vendor_split_terms
 from apps.vendors.splits import (
     Allocation,
@@ -58,6 +64,19 @@ SCHEDULE_INTERVALS = {
     Vendor.PayoutSchedule.WEEKLY: timedelta(days=7),
     Vendor.PayoutSchedule.MONTHLY: timedelta(days=30),
 }
+
+
+# A send whose outcome is unknown is retried by its durable task with backoff (capped at an hour by
+# apps.core.durable) for about two days; the reconcile job re-arms whatever is still unfinished.
+SEND_MAX_ATTEMPTS = 60
+# Work still pending or sending this long after it started, with no durable task left to finish
+# it, is stranded (a task that ran out of attempts); ``funds_reconcile`` queues it again.
+STRANDED_AFTER = timedelta(minutes=15)
+
+
+class StillUnknown(Exception):
+    """A call to Stripe has no known outcome yet (not reached, answer lost, 5xx): its record stays
+    ``sending`` and the durable task that raised this is run again later to resolve it."""
 
 
 class FundsError(ValueError):
@@ -216,6 +235,7 @@ def _schedule_send(transfer: Transfer) -> None:
         handler="apps.vendors.funds.transfer_send",
         kwargs={"transfer_id": transfer.id},
         idempotency_key=f"transfer:{transfer.id}:send:{uuid.uuid4().hex[:12]}",
+        max_attempts=SEND_MAX_ATTEMPTS,
     )
 
 
@@ -237,68 +257,114 @@ def _hold(transfer: Transfer) -> None:
 
 
 def transfer_send(*, transfer_id: str) -> str:
-    """Durable task: send a pending transfer. The transfer row stays locked across the Stripe
-    call, so a concurrent refund waits and sees the outcome. Idempotent at Stripe (key
-    ``<transfer>:create``) and here (only a pending transfer is sent)."""
+    """Durable task: send a pending transfer, or resolve one left ``sending``. Idempotent: Stripe
+    sees one transfer (idempotency key ``<transfer>:create``, metadata ``transfer: <id>``) and the
+    ledger one ``TransferPaid``, however often this runs or fails.
+
+    No transaction is open while Stripe is asked. (1) Under the transfer's lock: what goes out is
+    fixed (the amount less what is kept back for the vendor's debts), the transfer becomes
+    ``sending``, and that commits. (2) Stripe is asked; a transfer already ``sending`` (its answer
+    lost, its commit failed, its process died) is first looked up by its metadata, and the same
+    request is replayed only when Stripe has none. (3) Under the lock again the answer is applied
+    (``transfer_send_apply``). An unknown answer (timeout, reset, 5xx) is neither a refusal nor a
+    success: it raises StillUnknown, the transfer stays ``sending`` and the durable task retries
+    with backoff (the reconcile job re-arms it after that)."""
     with transaction.atomic():
         transfer = Transfer.objects.select_for_update().select_related("vendor").get(pk=transfer_id)
-        if transfer.status != Transfer.Status.PENDING:
+        if transfer.status not in (Transfer.Status.PENDING, Transfer.Status.SENDING):
             return f"skipped ({transfer.status})"
-        vendor = transfer.vendor
-        if not can_receive(vendor):
-            _hold(transfer)
-            return "held"
-        available = balance_get(code=f"vendor_payable:{vendor.id}", currency=transfer.currency)
-        recovered = min(transfer.amount, max(0, -available))
-        sent = transfer.amount - recovered
-        client = connect_client() if _real_account(vendor) else None
-        stripe_id = ""
-        if sent and client is not None:
-            try:
-                source = _source_charge(client, transfer.payment_id)
-                result = client.transfer_create(
-                    source_transaction=source,
-                    amount=sent,
-                    currency=transfer.currency,
-                    destination=vendor.stripe_account_id,
-                    transfer_group=transfer.transfer_group,
-                    idempotency_key=f"{transfer.id}:create",
-                    metadata={"payment": transfer.payment_id, "vendor": vendor.id, "transfer": transfer.id},
-                )
-            except ConnectError as exc:
-                if exc.retryable:
-                    raise  # the durable task retries with the same idempotency key
-                transfer.status = Transfer.Status.FAILED
-                transfer.failure_message = exc.message[:500]
-                transfer.save(update_fields=["status", "failure_message", "updated_at"])
-                return f"failed: {exc.message}"
-            stripe_id = result.id
-        transfer.status = Transfer.Status.PAID
-        transfer.amount_recovered = recovered
-        transfer.stripe_transfer_id = stripe_id
-        transfer.simulated = bool(sent) and client is None
-        transfer.save()
-        _record(
-            "TransferPaid",
-            transfer.id,
-            f"{transfer.id}:paid",
-            {
-                "vendor": vendor.id,
-                "transfer": transfer.id,
-                "payment": transfer.payment_id,
-                "amount": transfer.amount,
-                "sent": sent,
-                "currency": transfer.currency,
-                "gateway_account": _gateway_of(transfer.payment_id),
-            },
+        resuming = transfer.status == Transfer.Status.SENDING
+        if not resuming:
+            vendor = transfer.vendor
+            if not can_receive(vendor):
+                _hold(transfer)
+                return "held"
+            available = balance_get(code=f"vendor_payable:{vendor.id}", currency=transfer.currency)
+            transfer.amount_recovered = min(transfer.amount, max(0, -available))
+            client = connect_client() if _real_account(vendor) else None
+            if not transfer.sent or client is None:  # nothing goes to Stripe: paid in the ledger only
+                _transfer_paid(transfer, stripe_transfer_id="", simulated=bool(transfer.sent))
+                return "paid"
+            transfer.status = Transfer.Status.SENDING
+            transfer.sending_since = timezone.now()
+            transfer.save(update_fields=["status", "amount_recovered", "sending_since", "updated_at"])
+    # (2) Stripe, with no transaction open.
+    client = connect_client()
+    if client is None:
+        raise StillUnknown(f"transfer {transfer.id} is sending but Stripe is no longer configured")
+    vendor = transfer.vendor
+    try:
+        found = (
+            client.transfer_find(
+                destination=vendor.stripe_account_id,
+                transfer_group=transfer.transfer_group,
+                transfer=transfer.id,
+            )
+            if resuming
+            else None
         )
-        event_publish(
-            type="transfer.created",
-            object_type="transfer",
-            object_id=transfer.id,
-            source_key=f"{transfer.id}:created",
+        result = found or client.transfer_create(
+            source_transaction=_source_charge(client, transfer.payment_id),
+            amount=transfer.sent,
+            currency=transfer.currency,
+            destination=vendor.stripe_account_id,
+            transfer_group=transfer.transfer_group,
+            idempotency_key=f"{transfer.id}:create",
+            metadata={"payment": transfer.payment_id, "vendor": vendor.id, "transfer": transfer.id},
         )
+    except ConnectError as exc:
+        # Only a refusal of the create (or of the charge it would draw on) proves that no transfer
+        # exists; a refused look-up proves nothing.
+        if exc.refused and exc.operation in ("transfer_create", "payment_intent_retrieve"):
+            return transfer_send_apply(transfer_id=transfer.id, failure=exc.message)
+        raise StillUnknown(f"transfer {transfer.id}: {exc.message}") from exc
+    # (3)
+    return transfer_send_apply(transfer_id=transfer.id, stripe_transfer_id=result.id)
+
+
+def transfer_send_apply(*, transfer_id: str, stripe_transfer_id: str = "", failure: str = "") -> str:
+    """Apply Stripe's answer to a ``sending`` transfer under its lock: ``paid`` (with Stripe's id,
+    the ``TransferPaid`` posting and ``transfer.created``), or ``failed`` with ``failure`` (Stripe
+    refused it). Forward only and idempotent: a transfer no longer ``sending`` is left as it is."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().select_related("vendor").get(pk=transfer_id)
+        if transfer.status != Transfer.Status.SENDING:
+            return f"stays {transfer.status}"
+        if failure:
+            transfer.status = Transfer.Status.FAILED
+            transfer.failure_message = failure[:500]
+            transfer.save(update_fields=["status", "failure_message", "updated_at"])
+            return f"failed: {failure}"
+        _transfer_paid(transfer, stripe_transfer_id=stripe_transfer_id, simulated=False)
     return "paid"
+
+
+def _transfer_paid(transfer: Transfer, *, stripe_transfer_id: str, simulated: bool) -> None:
+    """Mark a locked transfer paid and post it (in the caller's transaction)."""
+    transfer.status = Transfer.Status.PAID
+    transfer.stripe_transfer_id = stripe_transfer_id
+    transfer.simulated = simulated
+    transfer.save()
+    _record(
+        "TransferPaid",
+        transfer.id,
+        f"{transfer.id}:paid",
+        {
+            "vendor": transfer.vendor_id,
+            "transfer": transfer.id,
+            "payment": transfer.payment_id,
+            "amount": transfer.amount,
+            "sent": transfer.sent,
+            "currency": transfer.currency,
+            "gateway_account": _gateway_of(transfer.payment_id),
+        },
+    )
+    event_publish(
+        type="transfer.created",
+        object_type="transfer",
+        object_id=transfer.id,
+        source_key=f"{transfer.id}:created",
+    )
 
 
 def vendor_transfers_release(*, vendor_id: str) -> int:
@@ -376,7 +442,8 @@ def split_refund_allocations(*, payment_id: str, refund_id: str, amount: int) ->
         rest = part.debit - covered
         if rest:
             out.append({"account": f"vendor_payable:{v}", "amount": rest})
-            if transfer is not None and transfer.status == Transfer.Status.PAID:
+            if transfer is not None and transfer.status in (Transfer.Status.PAID, Transfer.Status.SENDING):
+                # A transfer still sending goes out whole (its reversal waits for it to land).
                 _reversal_schedule(transfer, debit=rest, refund_id=refund_id)
     if commission:
         out.append({"account": "platform_revenue", "amount": commission})
@@ -389,47 +456,149 @@ def _reversal_schedule(transfer: Transfer, *, debit: int, refund_id: str) -> Non
     """Take back from the connected account what is still there of this transfer (at most what
     the vendor has available); the rest stays owed and is kept back from later transfers."""
     available = balance_get(code=f"vendor_payable:{transfer.vendor_id}", currency=transfer.currency)
+    if transfer.status == Transfer.Status.SENDING:
+        available += transfer.sent  # its TransferPaid is still to come
     still_there = transfer.amount - transfer.amount_recovered - transfer.amount_reversed
     take = min(debit, still_there, max(0, available))
     if take <= 0:
         return
-    transfer.amount_reversed += take
+    _reversal_create(transfer, amount=take, refund_id=refund_id)
+
+
+def _reversal_create(transfer: Transfer, *, amount: int, refund_id: str = "", dispute_id: str = "") -> None:
+    """Record a reversal of ``amount`` of a locked transfer for one refund or lost dispute, and
+    the durable task that sends it (in the caller's transaction). Once per cause."""
+    reversal, created = TransferReversal.objects.get_or_create(
+        transfer=transfer,
+        refund_id=refund_id,
+        dispute_id=dispute_id,
+        defaults={"amount": amount, "currency": transfer.currency},
+    )
+    if not created:
+        return
+    transfer.amount_reversed += amount
     transfer.save(update_fields=["amount_reversed", "updated_at"])
     durable_enqueue(
-        handler="apps.vendors.funds.transfer_reverse",
-        kwargs={"transfer_id": transfer.id, "amount": take, "refund_id": refund_id},
-        idempotency_key=f"transfer:{transfer.id}:reverse:{refund_id}",
+        handler="apps.vendors.funds.transfer_reversal_send",
+        kwargs={"reversal_id": reversal.id},
+        idempotency_key=f"transfer:{transfer.id}:reverse:{reversal.cause_id}",
+        max_attempts=SEND_MAX_ATTEMPTS,
     )
 
 
-def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str = "", dispute_id: str = "") -> str:
-    """Durable task: reverse ``amount`` of a paid transfer at Stripe (idempotent key per refund or
-    lost dispute) and post the money's way back to the platform."""
-    cause = {"refund": refund_id} if refund_id else {"dispute": dispute_id}
-    cause_id = refund_id or dispute_id
-    transfer = Transfer.objects.select_related("vendor").get(pk=transfer_id)
-    client = connect_client() if transfer.stripe_transfer_id else None
-    if client is not None:
-        client.transfer_reverse(
+def transfer_reversal_send(*, reversal_id: str) -> str:
+    """Durable task: send a reversal, or resolve one left ``sending``. Idempotent: Stripe sees one
+    reversal (key ``<transfer>:reverse:<cause>``, metadata naming the refund or dispute) and the
+    ledger one ``TransferReversed``.
+
+    The same three steps as ``transfer_send``, no transaction open while Stripe is asked. A
+    reversal waits (StillUnknown) while its transfer is still sending, and is canceled when the
+    transfer never reached the connected account."""
+    transfer_id = TransferReversal.objects.values_list("transfer_id", flat=True).get(pk=reversal_id)
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)  # lock order: transfer, reversal
+        reversal = TransferReversal.objects.select_for_update().get(pk=reversal_id)
+        if reversal.status not in (TransferReversal.Status.PENDING, TransferReversal.Status.SENDING):
+            return f"skipped ({reversal.status})"
+        resuming = reversal.status == TransferReversal.Status.SENDING
+        if not resuming:
+            if transfer.status == Transfer.Status.SENDING:
+                raise StillUnknown(f"reversal {reversal.id} waits for transfer {transfer.id} to be resolved")
+            if transfer.status != Transfer.Status.PAID:
+                reversal.status = TransferReversal.Status.CANCELED
+                reversal.save(update_fields=["status", "updated_at"])
+                transfer.amount_reversed -= reversal.amount
+                transfer.save(update_fields=["amount_reversed", "updated_at"])
+                return "canceled"
+            if not transfer.stripe_transfer_id:  # a simulated transfer: reversed in the ledger only
+                _reversal_succeeded(reversal, transfer, stripe_reversal_id="", simulated=True)
+                return "reversed"
+            reversal.status = TransferReversal.Status.SENDING
+            reversal.sending_since = timezone.now()
+            reversal.save(update_fields=["status", "sending_since", "updated_at"])
+    client = connect_client()
+    if client is None:
+        raise StillUnknown(f"reversal {reversal.id} is sending but Stripe is no longer configured")
+    cause_key, cause_id = next(iter(reversal.cause.items()))
+    try:
+        found = (
+            client.transfer_reversal_find(
+                transfer_id=transfer.stripe_transfer_id, key=cause_key, value=cause_id
+            )
+            if resuming
+            else None
+        )
+        result = found or client.transfer_reverse(
             transfer_id=transfer.stripe_transfer_id,
-            amount=amount,
+            amount=reversal.amount,
             idempotency_key=f"{transfer.id}:reverse:{cause_id}",
-            metadata=cause,
-        )  # a ConnectError raises: the durable task retries with the same key
+            metadata=reversal.cause,
+        )
+    except ConnectError as exc:
+        if exc.refused and exc.operation == "transfer_reverse":
+            return transfer_reversal_apply(reversal_id=reversal.id, failure=exc.message)
+        raise StillUnknown(f"reversal {reversal.id}: {exc.message}") from exc
+    return transfer_reversal_apply(reversal_id=reversal.id, stripe_reversal_id=result.id)
+
+
+def transfer_reversal_apply(*, reversal_id: str, stripe_reversal_id: str = "", failure: str = "") -> str:
+    """Apply Stripe's answer to a ``sending`` reversal under the locks of its transfer and itself:
+    ``succeeded`` with the ``TransferReversed`` posting, or ``failed`` (Stripe refused: the money
+    stays in the connected account, the vendor's balance keeps the debt, an error is logged).
+    Forward only and idempotent."""
+    transfer_id = TransferReversal.objects.values_list("transfer_id", flat=True).get(pk=reversal_id)
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        reversal = TransferReversal.objects.select_for_update().get(pk=reversal_id)
+        if reversal.status != TransferReversal.Status.SENDING:
+            return f"stays {reversal.status}"
+        if failure:
+            reversal.status = TransferReversal.Status.FAILED
+            reversal.failure_message = failure[:500]
+            reversal.save(update_fields=["status", "failure_message", "updated_at"])
+            transfer.amount_reversed -= reversal.amount
+            transfer.save(update_fields=["amount_reversed", "updated_at"])
+            log.error("Stripe refused reversal %s of transfer %s: %s", reversal.id, transfer.id, failure)
+            return f"failed: {failure}"
+        _reversal_succeeded(reversal, transfer, stripe_reversal_id=stripe_reversal_id, simulated=False)
+    return "reversed"
+
+
+def _reversal_succeeded(
+    reversal: TransferReversal, transfer: Transfer, *, stripe_reversal_id: str, simulated: bool
+) -> None:
+    reversal.status = TransferReversal.Status.SUCCEEDED
+    reversal.stripe_reversal_id = stripe_reversal_id
+    reversal.simulated = simulated
+    reversal.save(update_fields=["status", "stripe_reversal_id", "simulated", "updated_at"])
     _record(
         "TransferReversed",
         transfer.id,
-        f"{transfer.id}:reversed:{cause_id}",
+        f"{transfer.id}:reversed:{reversal.cause_id}",
         {
             "vendor": transfer.vendor_id,
             "transfer": transfer.id,
-            **cause,
-            "amount": amount,
+            **reversal.cause,
+            "amount": reversal.amount,
             "currency": transfer.currency,
             "gateway_account": _gateway_of(transfer.payment_id),
         },
     )
-    return "reversed"
+
+
+def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str = "", dispute_id: str = "") -> str:
+    """Durable task of earlier releases (kept for tasks queued before reversals had rows): the
+    reversal for this cause, recorded if missing (its amount was already counted on the
+    transfer), then sent as ``transfer_reversal_send``. Idempotent."""
+    with transaction.atomic():
+        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        reversal, _ = TransferReversal.objects.get_or_create(
+            transfer=transfer,
+            refund_id=refund_id,
+            dispute_id=dispute_id,
+            defaults={"amount": amount, "currency": transfer.currency},
+        )
+    return transfer_reversal_send(reversal_id=reversal.id)
 
 
 def dispute_lost_clawback(*, payment_id: str, dispute_id: str, allocations: list[dict]) -> int:
@@ -452,13 +621,7 @@ def dispute_lost_clawback(*, payment_id: str, dispute_id: str, allocations: list
         take = min(take, transfer.amount - transfer.amount_recovered - transfer.amount_reversed)
         if take <= 0:
             continue
-        transfer.amount_reversed += take
-        transfer.save(update_fields=["amount_reversed", "updated_at"])
-        durable_enqueue(
-            handler="apps.vendors.funds.transfer_reverse",
-            kwargs={"transfer_id": transfer.id, "amount": take, "dispute_id": dispute_id},
-            idempotency_key=f"transfer:{transfer.id}:reverse:{dispute_id}",
-        )
+        _reversal_create(transfer, amount=take, dispute_id=dispute_id)
         scheduled += 1
     return scheduled
 
@@ -557,6 +720,7 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
                 handler="apps.vendors.funds.payout_send",
                 kwargs={"payout_id": payout.id},
                 idempotency_key=f"payout:{payout.id}:send",
+                max_attempts=SEND_MAX_ATTEMPTS,
             )
             payouts.append(payout)
         if payouts:
@@ -570,18 +734,45 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
 
 
 def payout_send(*, payout_id: str) -> str:
-    """Durable task: request the payout from Stripe (on the connected account, idempotent key),
-    or settle a simulated one at once."""
-    payout = Payout.objects.select_related("vendor").get(pk=payout_id)
-    if payout.status != Payout.Status.PENDING or payout.stripe_payout_id:
-        return "skipped"
-    vendor = payout.vendor
-    client = connect_client() if _real_account(vendor) else None
+    """Durable task: request a pending payout from Stripe (on the connected account), or resolve
+    one whose request was left unanswered; a simulated payout settles at once. Idempotent: Stripe
+    sees one payout (key ``<payout>:create``, metadata ``payout: <id>``).
+
+    The same three steps as ``transfer_send``, no transaction open while Stripe is asked: (1) the
+    payout records when it was first asked (``sending_since``) and commits; (2) Stripe is asked,
+    or, when it was asked before, the payout is looked up by its metadata and the request replayed
+    only when Stripe has none; (3) ``payout_requested`` records Stripe's id (a refusal settles it
+    failed, the money back in the vendor's balance). An unknown answer raises StillUnknown: the
+    payout stays pending without a Stripe id and the durable task retries with backoff."""
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().select_related("vendor").get(pk=payout_id)
+        if payout.status != Payout.Status.PENDING or payout.stripe_payout_id:
+            return "skipped"
+        vendor = payout.vendor
+        resuming = payout.sending_since is not None
+        if not resuming:
+            if not _real_account(vendor) or connect_client() is None:
+                payout.simulated = True
+                payout.save(update_fields=["simulated", "updated_at"])
+                return payout_settle(payout_id=payout.id, paid=True)
+            payout.sending_since = timezone.now()
+            payout.save(update_fields=["sending_since", "updated_at"])
+    # (2) Stripe, with no transaction open.
+    client = connect_client()
     if client is None:
-        Payout.objects.filter(pk=payout.pk).update(simulated=True, updated_at=timezone.now())
-        return payout_settle(payout_id=payout.id, paid=True)
+        raise StillUnknown(f"payout {payout.id} was asked of Stripe, which is no longer configured")
+    assert payout.sending_since is not None
     try:
-        result = client.payout_create(
+        found = (
+            client.payout_find(
+                account_id=vendor.stripe_account_id,
+                payout=payout.id,
+                created_gte=int(payout.sending_since.timestamp()) - 3600,  # clocks differ
+            )
+            if resuming
+            else None
+        )
+        result = found or client.payout_create(
             account_id=vendor.stripe_account_id,
             amount=payout.amount,
             currency=payout.currency,
@@ -589,10 +780,28 @@ def payout_send(*, payout_id: str) -> str:
             metadata={"payout": payout.id, "vendor": vendor.id},
         )
     except ConnectError as exc:
-        if exc.retryable:
-            raise
-        return payout_settle(payout_id=payout.id, paid=False, message=exc.message)
-    Payout.objects.filter(pk=payout.pk).update(stripe_payout_id=result.id, updated_at=timezone.now())
+        if exc.refused and exc.operation == "payout_create":
+            return payout_settle(payout_id=payout.id, paid=False, message=exc.message)
+        raise StillUnknown(f"payout {payout.id}: {exc.message}") from exc
+    # (3)
+    return payout_requested(payout_id=payout.id, stripe_payout_id=result.id, stripe_status=result.status)
+
+
+def payout_requested(*, payout_id: str, stripe_payout_id: str, stripe_status: str = "pending") -> str:
+    """Record that Stripe has the payout (its id, under the payout's lock); one Stripe already
+    says is ``paid`` or ``failed``/``canceled`` is settled so. Stripe's ``payout.paid`` /
+    ``payout.failed`` settle the others. Forward only and idempotent."""
+    with transaction.atomic():
+        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        if payout.status != Payout.Status.PENDING:
+            return f"stays {payout.status}"
+        if not payout.stripe_payout_id:
+            payout.stripe_payout_id = stripe_payout_id
+            payout.save(update_fields=["stripe_payout_id", "updated_at"])
+        if stripe_status == "paid":
+            return payout_settle(payout_id=payout.id, paid=True)
+        if stripe_status in ("failed", "canceled"):
+            return payout_settle(payout_id=payout.id, paid=False, message=f"Stripe says {stripe_status}")
     return "requested"  # Stripe's payout.paid / payout.failed settle it
 
 
@@ -652,3 +861,50 @@ def payouts_run() -> int:
         except Exception:  # one vendor's problem must not stop the others
             log.exception("payout for vendor %s failed", vendor_id)
     return made
+
+
+# --------------------------------------------------------------------------- reconcile
+
+
+def funds_reconcile(*, now=None) -> int:
+    """The periodic job (idempotent): finish what was left unfinished. A transfer, payout or
+    reversal still pending or sending ``STRANDED_AFTER`` after it started, with no durable task
+    left to finish it (one ran out of attempts, or was lost), gets a new one; running it resolves
+    the outcome from Stripe (``transfer_send``, ``payout_send``, ``transfer_reversal_send``).
+    Returns how many it queued."""
+    now = now or timezone.now()
+    cutoff = now - STRANDED_AFTER
+    stranded = [
+        (
+            "apps.vendors.funds.transfer_send",
+            "transfer_id",
+            Transfer.objects.filter(status=Transfer.Status.SENDING, sending_since__lte=cutoff)
+            | Transfer.objects.filter(status=Transfer.Status.PENDING, updated_at__lte=cutoff),
+        ),
+        (
+            "apps.vendors.funds.payout_send",
+            "payout_id",
+            Payout.objects.filter(status=Payout.Status.PENDING, stripe_payout_id="", updated_at__lte=cutoff),
+        ),
+        (
+            "apps.vendors.funds.transfer_reversal_send",
+            "reversal_id",
+            TransferReversal.objects.filter(
+                status__in=[TransferReversal.Status.PENDING, TransferReversal.Status.SENDING],
+                updated_at__lte=cutoff,
+            ),
+        ),
+    ]
+    queued = 0
+    for handler, arg, rows in stranded:
+        for pk in rows.order_by("updated_at").values_list("pk", flat=True)[:500]:
+            if durable_live(handler=handler, kwargs={arg: pk}):
+                continue
+            durable_enqueue(
+                handler=handler,
+                kwargs={arg: pk},
+                idempotency_key=f"reconcile:{pk}:{uuid.uuid4().hex[:12]}",
+                max_attempts=SEND_MAX_ATTEMPTS,
+            )
+            queued += 1
+    return queued

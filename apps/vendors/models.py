@@ -218,8 +218,11 @@ class Transfer(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending"  # to be sent (a worker sends it)
         HELD = "held"  # the vendor cannot be paid yet (payouts not enabled, or held)
+        # Asked of Stripe; its answer is not applied yet (in flight, lost, or not committed):
+        # may have happened, so it is resolved from Stripe, never assumed either way.
+        SENDING = "sending"
         PAID = "paid"  # in the vendor's connected account
-        FAILED = "failed"
+        FAILED = "failed"  # Stripe refused it
         CANCELED = "canceled"  # nothing left to transfer (refunded before it was sent)
 
     id = models.CharField(primary_key=True, max_length=40, default=new_transfer_id, editable=False)
@@ -239,6 +242,9 @@ class Transfer(models.Model):
         default=False, help_text="Stripe is not configured: moved in the ledger only"
     )
     failure_message = models.CharField(max_length=500, blank=True)
+    sending_since = models.DateTimeField(
+        null=True, blank=True, help_text="when it was first asked of Stripe (status sending until answered)"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -250,6 +256,11 @@ class Transfer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {format_amount(self.amount, self.currency)} to {self.vendor_id} [{self.status}]"
+
+    @property
+    def sent(self) -> int:
+        """What goes to the connected account: the amount less what is kept back for debts."""
+        return self.amount - self.amount_recovered
 
 
 class Payout(models.Model):
@@ -269,6 +280,12 @@ class Payout(models.Model):
     simulated = models.BooleanField(default=False)
     arrival_date = models.DateField(null=True, blank=True)
     failure_message = models.CharField(max_length=500, blank=True)
+    sending_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when it was first asked of Stripe; pending with no Stripe id since then: its "
+        "answer is not applied yet (resolved from Stripe)",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -277,6 +294,56 @@ class Payout(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {format_amount(self.amount, self.currency)} to {self.vendor_id} [{self.status}]"
+
+
+def new_reversal_id() -> str:
+    return new_id("trr_")
+
+
+class TransferReversal(models.Model):
+    """Money taken back from a vendor's connected account, for one refund or lost dispute of the
+    transfer's payment (one row per cause: ``cause`` is the refund's or dispute's id)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # to be sent (a worker sends it)
+        SENDING = "sending"  # asked of Stripe; its answer is not applied yet (resolved from Stripe)
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # Stripe refused it: the vendor keeps the money (operators see it)
+        CANCELED = "canceled"  # its transfer never reached the connected account
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_reversal_id, editable=False)
+    transfer = models.ForeignKey(Transfer, on_delete=models.PROTECT, related_name="reversals")
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    refund_id = models.CharField(max_length=40, blank=True)
+    dispute_id = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    stripe_reversal_id = models.CharField(max_length=255, blank=True)
+    simulated = models.BooleanField(default=False)
+    failure_message = models.CharField(max_length=500, blank=True)
+    sending_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["transfer", "refund_id", "dispute_id"], name="vendors_reversal_once_per_cause"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {format_amount(self.amount, self.currency)} of {self.transfer_id} [{self.status}]"
+
+    @property
+    def cause(self) -> dict[str, str]:
+        """``{"refund": id}`` or ``{"dispute": id}``: what the reversal is for (its Stripe metadata)."""
+        return {"refund": self.refund_id} if self.refund_id else {"dispute": self.dispute_id}
+
+    @property
+    def cause_id(self) -> str:
+        return self.refund_id or self.dispute_id
 
 
 DEFAULT_LOGIN_TTL_MINUTES = 15

@@ -1,4 +1,5 @@
-"""Vendors' periodic work: scheduled payouts, run for every marketplace by the dispatcher."""
+"""Vendors' periodic work, run for every marketplace by the dispatcher: scheduled payouts, and
+the reconcile job that finishes transfers, payouts and reversals left unfinished."""
 
 from __future__ import annotations
 
@@ -17,3 +18,14 @@ def payouts_run() -> int:
 
 
 register_tenant_job("vendors.payouts_run", every=timedelta(hours=1))
+
+
+@shared_task(name="vendors.funds_reconcile", acks_late=True)
+def funds_reconcile() -> int:
+    """Idempotent: queues the resolution of transfers, payouts and reversals left unfinished."""
+    from apps.vendors.funds import funds_reconcile as reconcile
+
+    return reconcile()
+
+
+register_tenant_job("vendors.funds_reconcile", every=timedelta(minutes=5))

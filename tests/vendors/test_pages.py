@@ -237,6 +237,34 @@ def test_the_form_creates_the_connect_account_and_sends_the_vendor_to_stripe(
         assert VendorInvite.objects.get(vendor=vendor).used_at is not None
 
 
+def test_onboarding_asks_stripe_with_no_transaction_open(vendor, stripe_gateway, stripe_api, web):
+    from django.db import connection
+
+    baseline = len(connection.atomic_blocks)  # the test's own transaction
+    depths: list[tuple[str, int]] = []
+
+    def answer(name: str, body: dict[str, Any]):
+        def callback(request: Any) -> tuple[int, dict, str]:
+            depths.append((name, len(connection.atomic_blocks) - baseline))
+            return 200, {}, json.dumps(body)
+
+        return callback
+
+    account = account_json(metadata={"vendor_id": vendor.id})
+    stripe_api.add_callback(responses.POST, f"{API}/v1/accounts", answer("account_create", account))
+    stripe_api.add_callback(
+        responses.POST, f"{API}/v1/account_links", answer("account_link_create", fixture("account_link"))
+    )
+    stripe_api.add_callback(
+        responses.GET, f"{API}/v1/accounts/{ACCOUNT}", answer("account_retrieve", account)
+    )
+
+    assert web.post(invite_path(vendor), details()).status_code == 302
+    assert web.get("/vendors/onboarding/status").status_code == 200
+
+    assert depths == [("account_create", 0), ("account_link_create", 0), ("account_retrieve", 0)]
+
+
 def test_a_form_with_errors_shows_them_and_keeps_the_invite(vendor, stripe_gateway, stripe_api, web):
     path = invite_path(vendor)
 
