@@ -98,6 +98,12 @@ class Command(BaseCommand):
         else:
             for key, value in figures.items():
                 self.stdout.write(f"{key:<28} {value}")
+        if not figures["payments"]:
+            # A run that made no payment proved nothing (e.g. the template schema is not migrated).
+            raise CommandError(
+                f"no payment was made in {n} seeds, so nothing was checked; migrate first "
+                "(make chaos does) and replay a seed with --verbose --logs"
+            )
         failing = figures["failing_seeds"]
         if failing:
             shown = ", ".join(map(str, failing[:20])) + (" ..." if len(failing) > 20 else "")
