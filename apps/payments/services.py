@@ -370,12 +370,13 @@ def _action_close(intent_id: str) -> None:
                 _event(attempt.intent, "AttemptFailed", f"{attempt.id}:canceled", {"attempt": attempt.id})
         return
     if result.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+        # Applied from the gateway's full record (amounts, fee), never from the cancel's refusal;
+        # if it cannot be read now, its webhook applies it.
         truth = gateway.retrieve(
             attempt_id=open_attempt.id, reference=result.reference or open_attempt.reference
         )
-        payment_attempt_apply_gateway_truth(
-            attempt_id=open_attempt.id, result=truth if truth.status == result.status else result
-        )
+        if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+            payment_attempt_apply_gateway_truth(attempt_id=open_attempt.id, result=truth)
         raise PaymentError(
             f"payment {intent_id} was authenticated by the customer meanwhile; it cannot be confirmed again"
         )
