@@ -128,6 +128,22 @@ def wait_at_most(predicate, *, seconds: float, interval: float = 0.1) -> bool:
     return False
 
 
+class Laps:
+    """Seconds spent in each phase of a run (printed with its report, never asserted)."""
+
+    def __init__(self) -> None:
+        self.last = self.start = time.monotonic()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self.last, 1)
+        self.last = now
+
+    def as_dict(self) -> dict[str, float]:
+        return {**self.seconds, "total": round(time.monotonic() - self.start, 1)}
+
+
 # --------------------------------------------------------------------------- servers of our own
 
 
@@ -701,13 +717,14 @@ def provision(*, env: dict, slug: str, latency_ms: dict) -> dict:
     return json.loads(lines[-1])
 
 
-def set_simulator_latency(latency_ms: dict) -> None:
-    """In the current marketplace: both simulator gateways answer after ``latency_ms``, breakers reset."""
+def set_simulator_latency(latency_ms: dict, **more) -> None:
+    """In the current marketplace: both simulator gateways answer after ``latency_ms`` (and take
+    ``more`` settings, e.g. ``down=True``), their breakers reset."""
     from apps.payments.breaker import CircuitBreaker
     from apps.payments.models import GatewayAccount
 
     for account in GatewayAccount.objects.filter(kind="simulator"):
-        account.settings = {"latency_ms": latency_ms}
+        account.settings = {"latency_ms": latency_ms, **more}
         account.save()  # through save(): the mesh's configuration cache hears of it
         CircuitBreaker(account.name).reset()
 
