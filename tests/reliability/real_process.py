@@ -6,9 +6,12 @@ whole server mid-request, of a Celery worker mid-task, a restart of a throwaway 
 of a throwaway Redis) is in tests/reliability/test_real_process.py; this module holds the pieces:
 
 - ``ThrowawayPostgres`` / ``ThrowawayRedis``: servers of our own, started by the test (``initdb`` as
-  the ``postgres`` OS user in a temporary directory; ``redis-server --save "" --appendonly no``), on
-  free loopback ports, so they can be restarted freely. The shared servers are never touched.
-- ``WebServer`` (gunicorn, its own process group) and ``CeleryWorker``.
+  the ``postgres`` OS user in a temporary directory, with the system's binaries or else pgserver's;
+  ``redis-server --save "" --appendonly no``), on free loopback ports, so they can be restarted
+  freely. The shared servers are never touched.
+- ``WebServer`` (gunicorn, its own process group) and ``CeleryWorker``, started with DEBUG off and
+  ``API_IDEMPOTENCY_LOCK_SECONDS=3``: a key whose request died is taken over by its retry after 3 s
+  rather than 120 s, so a run stays short (what the takeover does is what is under test).
 - ``Traffic``: a bounded pool of client threads, one ``http.client`` connection each, each posting
   ``POST /api/v1/payments`` (create and confirm) for its own list of ``Idempotency-Key`` s. A client
   retries a key, with the same key and the same body, after a connection error, a 5xx, a 429 or a
@@ -515,7 +518,8 @@ def payment_body(key: str, index: int, payment_method: str) -> bytes:
 class Traffic:
     """``clients`` threads, each sending ``per_client`` create-and-confirm payments one after the
     other, each under its own ``Idempotency-Key``, retried with the same key and body until a final
-    answer or ``deadline`` (monotonic). ``port`` may change while it runs (a restarted server)."""
+    answer or ``deadline`` (monotonic). A client whose connection broke opens a new one to
+    ``port``, so a server started again on the same port is reached again."""
 
     def __init__(
         self,
@@ -542,8 +546,7 @@ class Traffic:
         ]
         self.methods = methods
         self.results: dict[str, KeyResult] = {}
-        self.answered = 0  # keys with a final answer
-        self.in_flight = 0  # requests sent and not yet answered
+        self.answered = 0  # keys finished: a final answer, or given up at the deadline
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._client, args=(keys,), name=f"chaos-client-{c}", daemon=True)
@@ -575,8 +578,6 @@ class Traffic:
                 if conn is None:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.request_timeout)
                 result.tries += 1
-                with self._lock:
-                    self.in_flight += 1
                 try:
                     status, answer = self._post(conn, key, body)
                 except (OSError, http.client.HTTPException) as exc:
@@ -585,9 +586,6 @@ class Traffic:
                     result.answers.append(f"conn {exc.__class__.__name__}")
                     time.sleep(self.retry_pause)
                     continue
-                finally:
-                    with self._lock:
-                        self.in_flight -= 1
                 code = ((answer.get("error") or {}).get("code") or "") if isinstance(answer, dict) else ""
                 result.answers.append(f"{status} {code}".strip())
                 if status >= 500 or code in RETRYABLE_CODES:
@@ -615,7 +613,6 @@ class Traffic:
                 "Idempotency-Key": key,
             },
         )
-        # A new port (a server started again) is taken up on the next connection.
         response = conn.getresponse()
         raw = response.read()
         if response.getheader("Connection", "").lower() == "close":
