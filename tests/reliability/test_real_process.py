@@ -58,9 +58,10 @@ pytestmark = [pytest.mark.chaos_process, pytest.mark.worker, pytest.mark.slow]
 LATENCY = {"p50": 300, "p99": 450}  # most of a request is the gateway call: a kill lands there
 CLIENTS = 4
 # Issue 11, item 1: on today's main a retry after a 5xx, or after its first request died, creates a
-# second payment and charges it again. Its fix is built on another branch; until it is merged these
-# two invariants, when they fail, make the test an expected failure (with the figures) instead of a
-# failure. Every other invariant is enforced. Merging the fix means emptying this tuple.
+# second payment and charges it again. Its fix is on branch wt-idem (with it, all four tests pass with
+# this tuple empty); until it is merged these two invariants, when they fail, make the test an
+# expected failure (with the figures) instead of a failure. Every other invariant is enforced.
+# Merging the fix means emptying this tuple.
 AWAITING_ISSUE_11_ITEM_1: tuple[str, ...] = ("one_payment_per_key", "one_kept_charge_per_key")
 
 
