@@ -1,7 +1,8 @@
 """Durable background work (the sweeper pattern).
 
 ``durable_enqueue`` writes a DurableTask row inside the caller's transaction and sends the
-Celery task after commit. ``durable_run`` executes it at most once at a time (row lock +
+Celery task after commit (a send the broker refuses is logged and left to the sweeper, never
+raised to the caller, whose work is already committed). ``durable_run`` executes it at most once at a time (row lock +
 lease) and retries with exponential backoff. ``durable_sweep`` re-sends anything whose
 ``next_run_at`` has passed: a crash between commit and enqueue, or a worker killed mid-task,
 delays the work but never loses it. Handlers must be idempotent.
@@ -33,10 +34,24 @@ def _send(task_id: str, delay: timedelta | None = None) -> None:
     run_durable_task.apply_async(args=(task_id,), countdown=countdown)
 
 
+def _send_after_commit(task_id: str, delay: timedelta | None) -> None:
+    """Send a committed task; if the broker cannot take it, leave it to the sweeper. Raising here
+    would turn work already committed (a payment already charged) into an error for the caller,
+    whose retry would then do it again."""
+    try:
+        _send(task_id, delay)
+    except Exception:
+        log.warning(
+            "durable task not sent (the sweeper will send it)", exc_info=True, extra={"task": task_id}
+        )
+
+
 def _schedule(task_id: str, run_at) -> None:
     delay = run_at - timezone.now()
     if delay <= MAX_COUNTDOWN:
-        transaction.on_commit(lambda: _send(task_id, delay if delay.total_seconds() > 0 else None))
+        transaction.on_commit(
+            lambda: _send_after_commit(task_id, delay if delay.total_seconds() > 0 else None)
+        )
 
 
 def durable_enqueue(
