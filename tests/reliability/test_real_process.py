@@ -57,12 +57,6 @@ pytestmark = [pytest.mark.chaos_process, pytest.mark.worker, pytest.mark.slow]
 
 LATENCY = {"p50": 300, "p99": 450}  # most of a request is the gateway call: a kill lands there
 CLIENTS = 4
-# Issue 11, item 1: on today's main a retry after a 5xx, or after its first request died, creates a
-# second payment and charges it again. Its fix is on branch wt-idem (with it, all four tests pass with
-# this tuple empty); until it is merged these two invariants, when they fail, make the test an
-# expected failure (with the figures) instead of a failure. Every other invariant is enforced.
-# Merging the fix means emptying this tuple.
-AWAITING_ISSUE_11_ITEM_1: tuple[str, ...] = ("one_payment_per_key", "one_kept_charge_per_key")
 
 
 @pytest.fixture
@@ -112,21 +106,13 @@ class PendingProbe:
 
 
 def _check(report: Report, traffic: Traffic | None, laps: Laps, **observed) -> Report:
-    """Print what the run saw, enforce every invariant, and report issue 11 item 1 as expected."""
+    """Print what the run saw and enforce every invariant."""
     if traffic is not None:
         report.data["clients"] = traffic.summary()
     laps.lap("settle_and_check")
     report.data["observed"] = {**observed, "seconds": laps.as_dict()}
     print(report.summary())
-    violations = report.violations()
-    assert [v for v in violations if v not in AWAITING_ISSUE_11_ITEM_1] == []
-    if violations:
-        d = report.data
-        pytest.xfail(
-            f"issue 11 item 1 (retry after a 5xx or a dead request makes a second payment): "
-            f"{len(d['keys_with_several_payments'])} of {d['keys_used']} keys made several payments, "
-            f"{len(d['keys_charged_twice'])} keys charged twice"
-        )
+    assert report.violations() == []
     return report
 
 
