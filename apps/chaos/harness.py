@@ -289,16 +289,16 @@ class Run:
                 self.reset_connection()
 
     def resolve_while_in_flight(self) -> None:
-        """A processor call outlives our timeout: the stale-attempt reconcile job and the resolver
+        """A processor call outlives its lease: the stale-attempt reconcile job and the resolver
         run now, before the call's answer is applied."""
-        from apps.payments.services import STALE_PENDING
+        from apps.payments.services import attempt_lease
 
         self.nesting = True
         saved = self.in_task, self.in_api
         self.in_task = self.in_api = False
         try:
             with self.quiet():
-                self.shift(STALE_PENDING.total_seconds() + 60)
+                self.shift(attempt_lease().total_seconds() + 60)
                 self.run_jobs()
                 self.run_due()
         finally:
@@ -539,11 +539,23 @@ class Run:
             open_attempts = PaymentAttempt.objects.filter(
                 status__in=[PaymentAttempt.Status.PENDING, PaymentAttempt.Status.UNKNOWN]
             ).exists()
+            # Attempts waiting for the customer are checked at the gateway on a schedule (their
+            # webhook may be lost): move the clock to the next check.
+            next_check = (
+                PaymentAttempt.objects.filter(
+                    status=PaymentAttempt.Status.REQUIRES_ACTION, next_resolve_at__isnull=False
+                )
+                .order_by("next_resolve_at")
+                .values_list("next_resolve_at", flat=True)
+                .first()
+            )
             if first is not None:
                 delta = (first.next_run_at - timezone.now()).total_seconds()
                 self.shift(max(delta, 0) + 1)
             elif open_attempts and rounds < 70:
                 self.shift(600)  # the reconcile job picks up stale attempts
+            elif next_check is not None and rounds < 70:
+                self.shift(max((next_check - timezone.now()).total_seconds(), 0) + 1)
             else:
                 return rounds
         return 80

@@ -660,6 +660,7 @@ def _finish(
             attempt_to(attempt, AS.REQUIRES_ACTION)
             intent_to(intent, IS.REQUIRES_ACTION)
             intent.next_action = result.raw.get("next_action", {"type": "authenticate"})
+            attempt.next_resolve_at = _next_action_check(timezone.now(), timezone.now())
             events.append(
                 _spec(
                     intent, "AttemptRequiresAction", f"{attempt.id}:requires_action", {"attempt": attempt.id}
@@ -817,7 +818,9 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
             if _attempt_finish(attempt.id, replay) == "failover" or replay.outcome != Outcome.SUCCEEDED:
                 payment_continue(intent_id=attempt.intent_id)
             return
-        if truth.status == GatewayStatus.ERROR:
+        if truth.status == GatewayStatus.ERROR or replay.outcome == Outcome.UNKNOWN:
+            # Nothing was learnt (the replay's answer was lost too): a technical cancel now could
+            # turn a decline we cannot see into a failover. Ask again later.
             _still_unknown(attempt, account)
     if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         _attempt_finish(
@@ -830,6 +833,18 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
                 amount_captured=truth.amount_captured,
                 fee=truth.fee,
                 message="resolved by retrieve",
+            ),
+        )
+    elif truth.status == GatewayStatus.REQUIRES_ACTION:
+        # The charge waits for the customer (3-D Secure): so does the payment.
+        _attempt_finish(
+            attempt.id,
+            GatewayResult(
+                Outcome.REQUIRES_ACTION,
+                GatewayStatus.REQUIRES_ACTION,
+                reference=truth.reference,
+                message=truth.message or "resolved by retrieve: waiting for the customer",
+                raw=truth.raw,
             ),
         )
     elif truth.status == GatewayStatus.DECLINED:
@@ -920,7 +935,60 @@ def payments_reconcile() -> int:
             idempotency_key=f"reconcile:{attempt.id}:{attempt.resolve_count}:{attempt.status}",
         )
         queued += 1
+    waiting = PaymentAttempt.objects.filter(status=AS.REQUIRES_ACTION, next_resolve_at__lte=now)
+    for attempt in waiting[:500]:
+        durable_enqueue(
+            handler="apps.payments.services.payment_attempt_refresh",
+            kwargs={"attempt_id": attempt.id},
+            idempotency_key=f"refresh:{attempt.id}:{attempt.next_resolve_at.isoformat()}",
+        )
+        queued += 1
     return queued + payment_operations_reconcile()
+
+
+# When to ask the gateway about an attempt waiting for the customer, counted from when it began to
+# wait: its webhook may never come. After the last, its webhooks (or the storefront) decide.
+ACTION_CHECKS = [
+    timedelta(minutes=10),
+    timedelta(hours=1),
+    timedelta(hours=6),
+    timedelta(days=1),
+    timedelta(days=3),
+]
+
+
+def _next_action_check(waiting_since, now):
+    """The next time to ask about an attempt waiting since ``waiting_since``; None after the last."""
+    return next((waiting_since + d for d in ACTION_CHECKS if waiting_since + d > now), None)
+
+
+def payment_attempt_refresh(*, attempt_id: str) -> str:
+    """Idempotent: ask the gateway what became of an attempt waiting for the customer (3-D Secure),
+    in case its webhook was lost, and apply the news (captured, authorised, declined, cancelled)
+    as the webhook would have. Then schedules the next check (``ACTION_CHECKS``). Returns what it
+    did."""
+    attempt = PaymentAttempt.objects.select_related("gateway_account").get(pk=attempt_id)
+    if attempt.status != AS.REQUIRES_ACTION:
+        return f"attempt {attempt.id} is {attempt.status}"
+    truth = gateway_client(attempt.gateway_account).retrieve(
+        attempt_id=attempt.id, reference=attempt.reference or None
+    )
+    if truth.status in (
+        GatewayStatus.CAPTURED,
+        GatewayStatus.AUTHORIZED,
+        GatewayStatus.DECLINED,
+        GatewayStatus.CANCELED,
+    ):
+        return payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=truth)
+    with transaction.atomic():
+        attempt = hotpath.lock_attempt(attempt_id)
+        if attempt.status == AS.REQUIRES_ACTION:
+            # Still waiting (or the gateway could not say): look again later.
+            attempt.next_resolve_at = _next_action_check(
+                attempt.updated_at, timezone.now() + timedelta(seconds=1)
+            )
+            attempt.save(update_fields=["next_resolve_at"])
+    return f"attempt {attempt.id} still waits for the customer ({truth.status})"
 
 
 # --------------------------------------------------------------------------- capture, cancel, refund

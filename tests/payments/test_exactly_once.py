@@ -267,3 +267,48 @@ def test_every_breaker_open_tries_the_gateway_closest_to_its_probe(mesh, setting
         "every breaker open: trying primary, the closest to its probe"
         in intent.routing["decision"]["reasons"]
     )
+
+
+# --------------------------------------------------------------------------- lost news
+
+
+def test_a_challenge_completed_whose_webhook_is_lost_is_found_by_the_scheduled_check(mesh):
+    # Given a payment waiting for 3-D Secure, completed by the customer, whose webhook never comes
+    intent = pay(pm="pm_card_authenticationRequired")
+    attempt = intent.attempts.get()
+    assert attempt.next_resolve_at is not None  # its first check is scheduled
+    simulator().action_complete(attempt_id=attempt.id)
+
+    # When the reconcile job runs at the scheduled check
+    PaymentAttempt.objects.filter(pk=attempt.pk).update(next_resolve_at=timezone.now() - timedelta(seconds=1))
+    assert payments_reconcile() >= 1
+    assert (
+        run_task(
+            f"refresh:{attempt.id}:{PaymentAttempt.objects.get(pk=attempt.pk).next_resolve_at.isoformat()}"
+        )
+        == "done"
+    )
+
+    # Then the payment is applied as the webhook would have: succeeded, posted once
+    intent.refresh_from_db()
+    assert (intent.status, intent.amount_received) == ("succeeded", 10000)
+    assert attempts(intent) == [("primary", "captured")]
+
+
+def test_the_resolver_that_learns_nothing_asks_again_later_instead_of_failing_over(mesh, monkeypatch):
+    # Given an attempt whose answer was lost, and a gateway whose lookup and replay both lose
+    # their answers too
+    attempt = _pending_attempt(lease_until=timezone.now() - timedelta(seconds=1))
+    attempt_to(attempt, "unknown")
+    attempt.save()
+    lost = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="timeout")
+    monkeypatch.setattr(SimulatorGateway, "retrieve", lambda self, **kw: lost)
+    monkeypatch.setattr(SimulatorGateway, "authorize", lambda self, request: lost)
+
+    with pytest.raises(AttemptStillUnknown):
+        payment_attempt_resolve(attempt_id=attempt.id)
+
+    # Then nothing was cancelled or failed over: a decline it cannot see stays a decline
+    intent = PaymentIntent.objects.get(pk=attempt.intent_id)
+    assert attempts(intent) == [("primary", "unknown")]
+    assert intent.status == "processing"
