@@ -21,7 +21,7 @@ from apps.api.fields import (
 )
 from apps.api.idempotency import idempotent
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, list_of, validated
 from apps.vendors.funds import FundsError, vendor_payout_create
 from apps.vendors.models import Payout, Transfer, Vendor
 from apps.vendors.selectors import vendor_balances
@@ -317,6 +317,7 @@ class VendorPayoutCreateView(ApiView):
     @idempotent
     def post(self, request: Request, vendor_id: str) -> Response:
         vendor = _vendor_or_404(vendor_id)
+        validated(NoParameters, request.data)
         try:
             payouts = vendor_payout_create(vendor_id=vendor.id, manual=True)
         except FundsError as exc:
