@@ -209,7 +209,7 @@ def _check_payment_method(token: str) -> None:
     # A processor's own token, for the processors whose tokens we cannot list: Stripe's
     # PaymentMethod (and older card/source) ids; Adyen's stored payment method ids, or the
     # encrypted card details of its web components (a JSON object).
-    shapes = {
+    shapes: dict[str, str] = {
         GatewayAccount.Kind.STRIPE: r"(pm|card|src)_[A-Za-z0-9]{14,}",
         GatewayAccount.Kind.ADYEN: r"[A-Za-z0-9]{8,64}|\{.*\}",
     }

@@ -56,7 +56,7 @@ def formatted(draw, number: str) -> str:
 
 # Text beside a card number: anything that ends (and starts) with neither a digit, a letter nor a
 # separator, so the number is a run of its own.
-_NEIGHBOUR_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_NEIGHBOUR_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 _BOUNDARY = st.sampled_from(list("_:;,.!?()[]{}\"'/\\=+#\n\t"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
@@ -31,6 +32,9 @@ ERROR = inline_serializer(
                 "code": serializers.CharField(),
                 "message": serializers.CharField(),
                 "param": serializers.CharField(allow_null=True),
+                "request_id": serializers.CharField(
+                    required=False, help_text="on a 500: the id to quote to support"
+                ),
             },
         )
     },
@@ -144,8 +148,9 @@ def _unknown_fields(fields, data, prefix: str, form_encoded: bool) -> list[str]:
     for name, field in writable.items():
         value = data.get(name)
         if isinstance(field, serializers.ListSerializer) and isinstance(value, list):
+            child: Any = field.child
             for i, item in enumerate(value):
-                unknown += _unknown_fields(field.child.fields, item, f"{_path(prefix, name)}[{i}]", False)
+                unknown += _unknown_fields(child.fields, item, f"{_path(prefix, name)}[{i}]", False)
         elif isinstance(field, serializers.Serializer):
             unknown += _unknown_fields(field.fields, value, _path(prefix, name), False)
     return unknown
@@ -194,8 +199,9 @@ def _check_json_type(field, value, param: str) -> None:
             )
         break
     if isinstance(field, serializers.ListSerializer) and isinstance(value, list):
+        child: Any = field.child
         for i, item in enumerate(value):
-            _check_json_types(field.child.fields, item, f"{param}[{i}]")
+            _check_json_types(child.fields, item, f"{param}[{i}]")
     elif isinstance(field, serializers.ListField) and isinstance(value, list):
         for i, item in enumerate(value):
             _check_json_type(field.child, item, f"{param}[{i}]")
