@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.core.pan import REDACTED, card_number_path, find_card_number, luhn_valid, redact_card_numbers
@@ -172,3 +174,24 @@ def test_card_number_path_is_safe_at_any_depth():
     for _ in range(10_000):
         deep = [deep]
     assert card_number_path(deep) == ("[0]" * 10_000, False)
+
+
+def _reference(text: str) -> bool:
+    """The docstring's rule written the slow, obvious way."""
+    for match in re.finditer(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])", text):
+        start, end = match.span()
+        if (start and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha()):
+            continue
+        groups = re.split(r"[ -]", match.group())
+        for i in range(len(groups)):
+            for j in range(i + 1, len(groups) + 1):
+                digits = "".join(groups[i:j])
+                if 12 <= len(digits) <= 19 and digits[0] != "0" and luhn_valid(digits):
+                    return True
+    return False
+
+
+@settings(max_examples=500)
+@given(st.text("0123456789 -- a", max_size=80) | st.lists(card_numbers(), max_size=3).map(" x ".join))
+def test_the_fast_check_agrees_with_the_rule_written_plainly(text):
+    assert find_card_number(text) == _reference(text)
