@@ -115,6 +115,10 @@ def api_request_refusal(request: HttpRequest) -> HttpResponse | None:
         for name, files in request.FILES.lists():
             if find_card_number(name) or any(find_card_number(f.name or "") for f in files):
                 return _card_number("An uploaded file's name", None)
+        return None
+    # Any other type is refused by the parsers (415), but the body is read as text all the same.
+    if find_card_number(body.decode("utf-8", "replace")):
+        return _card_number("The body", None)
     return None
 
 

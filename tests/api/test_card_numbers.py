@@ -146,6 +146,13 @@ def test_a_card_number_in_metadata_keys_the_query_the_url_or_the_idempotency_key
         "/api/v1/customers", {"name": card}, HTTP_AUTHORIZATION=f"Bearer {api.raw_key}"
     )  # multipart, as a form would send it
     _refused(form, "name")
+    text = api.client.post(
+        "/api/v1/customers",
+        f"name={card}",
+        content_type="text/plain",
+        HTTP_AUTHORIZATION=f"Bearer {api.raw_key}",
+    )
+    _refused(text, None)
 
 
 def test_numbers_that_are_not_card_numbers_still_go_through(api):
