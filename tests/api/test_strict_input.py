@@ -301,3 +301,19 @@ def test_too_many_fields_is_a_json_400(api, settings):
     assert response.status_code == 400
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "parameter_invalid"
+
+
+def test_the_schema_says_request_bodies_take_no_other_field(db):
+    schema = json.loads(
+        Client(HTTP_HOST="alpha.localhost").get("/api/v1/schema/", {"format": "json"}).content
+    )
+    components = schema["components"]["schemas"]
+
+    assert components["PaymentCreateInRequest"]["additionalProperties"] is False
+    assert components["PaymentCreateInRequest"]["properties"]["metadata"]["additionalProperties"] == {
+        "type": "string",
+        "maxLength": 500,
+    }
+    assert all(
+        c.get("additionalProperties") is False for n, c in components.items() if n.endswith("InRequest")
+    )
