@@ -29,10 +29,10 @@ API_PREFIX = "/api/"
 STORED_HEADERS = ("Idempotency-Key",)
 
 CARD_NUMBER_MESSAGE = (
-    "{where} looks like a card number. Card numbers must never be sent to this API: collect the "
-    "card with the processor's own fields (Stripe Elements, Adyen Drop-in or the checkout page) "
-    "and send the token it gives you (pm_...) as payment_method. If this is not a card number, "
-    "write it without a run of 12 to 19 digits."
+    "{where} looks like a card number. Card numbers must never be sent to this API: tokenize the "
+    "card with the processor's own fields (Stripe Elements, Adyen Drop-in or the hosted checkout "
+    "page) and send the token it returns (pm_...) as payment_method. If this is not a card number, "
+    "send it without a run of 12 to 19 digits."
 )
 
 
