@@ -18,6 +18,7 @@ from apps.core.pan import find_card_number
 from apps.customers.models import Customer
 from apps.payments.models import PaymentIntent
 from apps.vendors.models import Vendor
+from apps.webhooks.models import OutboundEvent
 
 NUMBERS = {
     "visa": "4242424242424242",
@@ -195,6 +196,12 @@ def _digits(text: str) -> str:
 def test_after_every_attempt_no_table_log_email_or_event_holds_a_card_number(api, capfd, caplog):
     caplog.set_level(logging.DEBUG)
     good = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    # a control: an endpoint and a payment, so outbound events and deliveries exist in the dump
+    endpoint = api.post(
+        "/api/v1/webhook_endpoints", {"url": "https://example.com/hooks", "enabled_events": ["*"]}
+    )
+    assert endpoint.status_code == 201, endpoint.content
+    control = api.post("/api/v1/payments", {**good, "metadata": {"order": "6735"}}).json()
     for card in CARDS.values():
         attempts = [
             ("/api/v1/payments", {**good, "payment_method": card}),
@@ -217,6 +224,8 @@ def test_after_every_attempt_no_table_log_email_or_event_holds_a_card_number(api
         )
 
     dump = _dump(("alpha", "public"))
+    assert control["id"] in dump  # the dump sees what this test wrote
+    assert OutboundEvent.objects.filter(type="payment.succeeded").exists()
     logged = capfd.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
     emailed = "\n".join(f"{m.subject}\n{m.body}" for m in mail.outbox)
     for number in NUMBERS.values():
