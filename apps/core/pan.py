@@ -145,3 +145,19 @@ def card_number_path(value: object) -> tuple[str, bool] | None:
         elif find_card_number(item):
             return path, False
     return None
+
+
+def redact_card_numbers_in(value: object) -> object:
+    """A copy of a JSON-like ``value`` with card numbers redacted from every string (keys
+    included). Numbers are left as they are: they are our own amounts and timestamps, and a
+    string in their place would break the shape readers rely on."""
+    if isinstance(value, str):
+        return redact_card_numbers(value)
+    if isinstance(value, dict):
+        return {
+            redact_card_numbers(k) if isinstance(k, str) else k: redact_card_numbers_in(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_card_numbers_in(item) for item in value]
+    return value
