@@ -101,3 +101,13 @@ def test_a_card_number_in_a_field_name_is_not_repeated_on_the_page(operator_clie
 
     _refused(response)
     assert "4242" not in response.content.decode()
+
+
+def test_a_password_field_is_not_looked_at(db, host_client):
+    get_user_model().objects.create_superuser(username="owner", email="o@p.test", password="4242424242424242")
+
+    response = host_client("localhost").post(
+        "/admin/login/?next=/admin/", {"username": "owner", "password": "4242424242424242"}
+    )
+
+    assert response.status_code == 302
