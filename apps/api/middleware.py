@@ -130,8 +130,10 @@ def _json_refusal(body: bytes) -> HttpResponse | None:
     except RecursionError:
         data = None
         depth = None
-    except ValueError:
-        return None  # malformed: the parser answers it (parse_error)
+    except ValueError:  # malformed: the parser answers it (parse_error), but not with a card in it
+        if find_card_number(body.decode("utf-8", "replace")):
+            return _card_number("The body", None)
+        return None
     else:
         depth = json_depth(data)
     max_depth = settings.API_MAX_JSON_DEPTH

@@ -154,6 +154,7 @@ def test_a_card_number_in_metadata_keys_the_query_the_url_or_the_idempotency_key
         HTTP_AUTHORIZATION=f"Bearer {api.raw_key}",
     )
     _refused(text, None)
+    _refused(api.post("/api/v1/customers", raw='{"name": "' + card + '", oops}'), None)
 
 
 def test_numbers_that_are_not_card_numbers_still_go_through(api):

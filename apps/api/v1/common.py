@@ -107,7 +107,8 @@ def validated(serializer_class, data) -> dict:
     form_encoded = isinstance(data, QueryDict)
     unknown = _unknown_fields(serializer.fields, data, "", form_encoded)
     if unknown:
-        listed = ", ".join(unknown)
+        unknown = [name if len(name) <= 100 else name[:100] + "..." for name in unknown]
+        listed = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
         raise parameter_error(
             "parameter_unknown",
             f"Received unknown parameter{'s' if len(unknown) > 1 else ''}: {listed}.",
