@@ -1,4 +1,6 @@
-"""Structured logging: every line carries the request id and the tenant schema."""
+"""Structured logging: every line carries the request id and the tenant schema, and no line
+carries a card number (redacted by ``apps.core.pan``'s rule: a second line of defence behind the
+refusals at the edge)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import contextvars
 import json
 import logging
 from datetime import UTC, datetime
+
+from apps.core.pan import redact_card_numbers
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -30,6 +34,32 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class CardNumberRedactionFilter(logging.Filter):
+    """Redacts card numbers from the message (its arguments merged in), string extras and the
+    exception text. Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: leave the record to the formatter's own report
+            return True
+        clean = redact_card_numbers(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        for name, value in _extras(record).items():
+            if isinstance(value, str):
+                setattr(record, name, redact_card_numbers(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_card_numbers(record.exc_text)
+        return True
+
+
+def _exception_text(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    return record.exc_text or formatter.formatException(record.exc_info)  # type: ignore[arg-type]
+
+
 def _extras(record: logging.LogRecord) -> dict:
     return {k: v for k, v in record.__dict__.items() if k not in _RESERVED and not k.startswith("_")}
 
@@ -46,8 +76,8 @@ class JsonFormatter(logging.Formatter):
         }
         payload.update(_extras(record))
         if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, default=str)
+            payload["exc"] = _exception_text(self, record)
+        return redact_card_numbers(json.dumps(payload, default=str))
 
 
 class DevFormatter(logging.Formatter):
@@ -61,5 +91,5 @@ class DevFormatter(logging.Formatter):
         if extras:
             line += f"  {extras}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            line += "\n" + _exception_text(self, record)
+        return redact_card_numbers(line)

@@ -97,6 +97,8 @@ TENANT_PROVISIONERS: list[str] = [
 MIDDLEWARE = [
     "apps.tenants.middleware.MarketplaceMiddleware",  # must be first (django-tenants)
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.api.middleware.ApiEdgeMiddleware",  # /api/ only: size, depth, card numbers, JSON errors
+    "apps.core.middleware.CardNumberFormMiddleware",  # every other POST form: card numbers
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -214,6 +216,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.api.schema.strict_request_bodies",
+    ],
 }
 # Per API key (Redis token bucket): this many requests a second, bursts up to API_RATE_LIMIT_BURST.
 API_RATE_LIMIT_PER_SECOND = float(os.environ.get("API_RATE_LIMIT_PER_SECOND", "100"))
@@ -221,6 +227,9 @@ API_RATE_LIMIT_BURST = int(os.environ.get("API_RATE_LIMIT_BURST", "200"))
 # Idempotency records are kept this long; an in-flight one whose request died is taken over after the lock.
 API_IDEMPOTENCY_TTL_HOURS = int(os.environ.get("API_IDEMPOTENCY_TTL_HOURS", "24"))
 API_IDEMPOTENCY_LOCK_SECONDS = int(os.environ.get("API_IDEMPOTENCY_LOCK_SECONDS", "120"))
+# Request bodies above this size and JSON nested deeper than this are refused with a 400.
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(1024 * 1024)))
+API_MAX_JSON_DEPTH = int(os.environ.get("API_MAX_JSON_DEPTH", "32"))
 
 # Outbound webhooks (storefronts): attempt n waits min(base * 4**(n-1), cap) after attempt n-1, until
 # the window since the event is over; an endpoint that failed for a whole window is disabled.
@@ -243,7 +252,10 @@ LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "config.logging.ContextFilter"},
+        "card_numbers": {"()": "config.logging.CardNumberRedactionFilter"},
+    },
     "formatters": {
         "json": {"()": "config.logging.JsonFormatter"},
         "dev": {"()": "config.logging.DevFormatter"},
@@ -252,7 +264,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT if LOG_FORMAT in ("json", "dev") else "json",
-            "filters": ["context"],
+            "filters": ["context", "card_numbers"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -9,6 +9,7 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from apps.core.money import MoneyError
 from apps.payments.services import PaymentError
@@ -55,6 +56,20 @@ def error_body(type_: str, code: str, message: str, param: str | None = None) ->
     return {"error": {"type": type_, "code": code, "message": message, "param": param}}
 
 
+def internal_error_body(request_id: str) -> dict:
+    """A real bug's answer: no detail of it, the request id to quote to support."""
+    return {
+        "error": {
+            "type": "api_error",
+            "code": "internal_error",
+            "message": "Something went wrong on our side; it has been logged. Quote the request id "
+            "if you contact support.",
+            "param": None,
+            "request_id": request_id,
+        }
+    }
+
+
 def _first_validation_error(detail, prefix: str = "") -> tuple[str | None, str, str]:
     if isinstance(detail, dict):
         for field, value in detail.items():
@@ -79,7 +94,13 @@ def exception_handler(exc, context):
         exc = payment_error(exc)
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None  # a real bug: Django's 500 handling (and logging) applies
+        # A real bug. Answered here in the contract's shape (never Django's HTML page, whatever
+        # DEBUG says); logged with its traceback and the request id.
+        request = context.get("request")
+        log.error("unhandled error in %s", getattr(request, "path", "?"), exc_info=exc)
+        set_rollback()
+        request_id = getattr(getattr(request, "_request", request), "request_id", "-")
+        return Response(internal_error_body(request_id), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     if isinstance(exc, ApiError):
         response.data = error_body(exc.type, exc.error_code, str(exc.detail), exc.param)
     elif isinstance(exc, exceptions.ValidationError):

@@ -94,7 +94,7 @@ def request_fingerprint(*, method: str, path: str, body: bytes) -> str:
     """The same JSON in another key order or spacing is the same request."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply to canonicalise
         canonical = body
     digest = hashlib.sha256()
     for part in (method.encode(), b"\n", path.encode(), b"\n", canonical):

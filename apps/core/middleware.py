@@ -3,6 +3,10 @@ from __future__ import annotations
 import re
 import secrets
 
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+
+from apps.core.pan import find_card_number
 from config.logging import request_id_var
 
 _VALID = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
@@ -10,14 +14,16 @@ _VALID = re.compile(r"^[A-Za-z0-9_.:-]{8,128}$")
 
 class RequestIdMiddleware:
     """Give every request an id (honouring a sane incoming ``X-Request-Id``), put it on every
-    log line through a context variable, and return it as ``Request-Id``."""
+    log line through a context variable, and return it as ``Request-Id``. An incoming id that
+    looks like a card number is not sane: it would be logged."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if _VALID.match(incoming) else "req_" + secrets.token_hex(12)
+        sane = _VALID.match(incoming) and not find_card_number(incoming)
+        request_id = incoming if sane else "req_" + secrets.token_hex(12)
         request.request_id = request_id
         token = request_id_var.set(request_id)
         try:
@@ -26,3 +32,47 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["Request-Id"] = request_id
         return response
+
+
+# The API answers for itself (apps.api.middleware); processors' webhooks are signed raw bodies
+# from Stripe or Adyen, which send a card's last four digits at most.
+_NOT_FORMS = ("/api/", "/webhooks/")
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class CardNumberFormMiddleware:
+    """Every POSTed form outside the API (the admin on every host, vendor onboarding, billing
+    pages): a field holding a card number (``apps.core.pan``) is refused with a form error page
+    (400) before the view runs, so nothing of it is stored, logged, emailed or sent."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.method == "POST"
+            and request.content_type in _FORM_TYPES
+            and not request.path_info.startswith(_NOT_FORMS)
+        ):
+            field = card_number_field(request)
+            if field is not None:
+                html = render_to_string(
+                    "errors/card_number_refused.html", {"field_label": field}, request=request
+                )
+                return HttpResponse(html, status=400)
+        return self.get_response(request)
+
+
+def card_number_field(request: HttpRequest) -> str | None:
+    """How to name the first posted field holding a card number (never its value), or None."""
+    for name, values in request.POST.lists():
+        if find_card_number(name):
+            return "A field's name"
+        if "password" in name:
+            continue  # only ever hashed, never shown or logged: refusing one could lock a user out
+        if any(find_card_number(value) for value in values):
+            return f"The field “{name}”"
+    for name, files in request.FILES.lists():
+        if any(find_card_number(f.name or "") for f in files):
+            return f"The name of the file in “{name}”"
+    return None

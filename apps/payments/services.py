@@ -13,6 +13,7 @@ No database transaction is held open across a gateway call: each step commits it
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -207,12 +208,26 @@ def _check_amount_limit(amount: int, currency: str) -> None:
 
 
 def _check_payment_method(token: str) -> None:
-    """A test token must be one we know when only simulators could take it: an unknown one is a
-    clear error now rather than a declined payment later."""
+    """A payment method must be one that some enabled gateway can take: a test method we know
+    (the simulator's, which are Stripe's test ids), or a token in the shape of an enabled
+    processor's own. Anything else (``pm_nope``, ``tok_garbage``, an unknown ``pm_card_...``) is a
+    clear 400 ``resource_missing`` now, before anything is created, rather than a declined
+    payment later."""
     from apps.payments.methods import TEST_METHODS
 
-    if token in TEST_METHODS or not token.startswith(("pm_card_", "pm_sim_")):
+    if token in TEST_METHODS:
         return
+    # A processor's own token, for the processors whose tokens we cannot list: Stripe's
+    # PaymentMethod (and older card/source) ids; Adyen's stored payment method ids, or the
+    # encrypted card details of its web components (a JSON object).
+    shapes: dict[str, str] = {
+        GatewayAccount.Kind.STRIPE: r"(pm|card|src)_[A-Za-z0-9]{14,}",
+        GatewayAccount.Kind.ADYEN: r"[A-Za-z0-9]{8,64}|\{.*\}",
+    }
+    if not token.startswith(("pm_card_", "pm_sim_")):
+        kinds = {account.kind for account in mesh_config().accounts.values() if account.enabled}
+        if any(re.fullmatch(shapes[kind], token, re.DOTALL) for kind in kinds if kind in shapes):
+            return
     raise PaymentError(f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method")
 
 

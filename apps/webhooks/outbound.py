@@ -43,6 +43,7 @@ from django.utils.module_loading import import_string
 
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.core.durable import durable_enqueue
+from apps.core.pan import redact_card_numbers_in
 from apps.webhooks.models import OutboundEvent, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -285,7 +286,9 @@ def event_publish(
         type=type,
         object_type=object_type,
         object_id=object_id,
-        data=event_render(object_type, object_id) if data is None else data,
+        # A second line behind the refusals at the edge: a processor's free text (a dispute's
+        # evidence, a description set in its dashboard) never goes out holding a card number.
+        data=redact_card_numbers_in(event_render(object_type, object_id) if data is None else data),
         source_key=source_key,
     )
     if not endpoints:  # one statement on the payment hot path

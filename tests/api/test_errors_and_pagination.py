@@ -36,12 +36,12 @@ def test_bad_input_is_400_naming_the_param(api):
         assert error["type"] == "invalid_request_error"
 
 
-def test_missing_param_code_and_unknown_fields_ignored(api):
+def test_missing_param_code_and_unknown_fields_refused(api):
     missing = _error(api.post("/api/v1/payments", {"currency": "usd", "payment_method": "pm_card_visa"}), 400)
     assert (missing["code"], missing["param"]) == ("parameter_missing", "amount")
 
-    ok = api.post("/api/v1/payments", {**GOOD, "flavour": "vanilla"})
-    assert ok.status_code == 201
+    unknown = _error(api.post("/api/v1/payments", {**GOOD, "flavour": "vanilla"}), 400)
+    assert (unknown["code"], unknown["param"]) == ("parameter_unknown", "flavour")
 
 
 def test_malformed_bodies_are_400_never_500(api):

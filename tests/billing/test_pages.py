@@ -59,3 +59,18 @@ def test_admin_lists_billing_and_draws_the_recovery_chart(operator_client):
     body = chart.content.decode()
     assert "<svg" in body
     assert "insufficient_funds" in body
+
+
+@pytest.mark.parametrize("card", ["4242424242424242", "5555 5555 5555 4444", "3782-822463-10005"])
+def test_a_card_number_on_the_card_update_page_is_a_form_error_and_nothing_is_stored(
+    billing, host_client, card
+):
+    sub = subscribe(monthly_price(), card="pm_card_visa")
+    client = host_client("alpha.localhost")
+
+    response = client.post(f"/billing/card/{card_update_token(sub.id)}", {"payment_method": card})
+
+    assert response.status_code == 400
+    assert "looks like a card number" in response.content.decode()
+    sub.refresh_from_db()
+    assert sub.payment_method == "pm_card_visa"

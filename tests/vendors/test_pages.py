@@ -656,3 +656,17 @@ def test_the_admin_action_sends_an_onboarding_invite(vendor):
     assert "/vendors/invite/vinv_" in mail.outbox[0].body
     with tenant_context(vendor_tenant()):
         assert VendorInvite.objects.filter(vendor=vendor, used_at__isnull=True).count() == 1
+
+
+@pytest.mark.parametrize("field", ["business_name", "support_phone", "support_email"])
+@pytest.mark.parametrize("card", ["4242424242424242", "5555 5555 5555 4444", "3782-822463-10005"])
+def test_a_card_number_in_the_onboarding_form_is_a_form_error_and_nothing_is_stored(vendor, web, field, card):
+    response = web.post(invite_path(vendor), details(**{field: f"{card}"}))
+
+    assert response.status_code == 400
+    assert "looks like a card number" in text(response)
+    assert card not in response.content.decode()
+    with tenant_context(vendor_tenant()):
+        assert VendorInvite.objects.get(vendor=vendor).used_at is None
+    assert reloaded(vendor).status == "invited"
+    assert "business" not in reloaded(vendor).metadata

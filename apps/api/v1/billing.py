@@ -15,7 +15,7 @@ from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, Meta
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, list_of, validated
 from apps.billing import selectors, services
 from apps.billing.collection import invoice_collect
 from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
@@ -517,6 +517,7 @@ class SubscriptionPauseView(ApiView):
     )
     @idempotent
     def post(self, request: Request, subscription_id: str) -> Response:
+        validated(NoParameters, request.data)
         sub = _call(services.subscription_pause, subscription_id=_subscription_or_404(subscription_id).id)
         return Response(SubscriptionOut(sub).data)
 
@@ -529,6 +530,7 @@ class SubscriptionResumeView(ApiView):
     )
     @idempotent
     def post(self, request: Request, subscription_id: str) -> Response:
+        validated(NoParameters, request.data)
         sub = _call(services.subscription_resume, subscription_id=_subscription_or_404(subscription_id).id)
         return Response(SubscriptionOut(sub).data)
 
@@ -578,6 +580,7 @@ class InvoiceVoidView(ApiView):
     @idempotent
     def post(self, request: Request, invoice_id: str) -> Response:
         get_object_or_404(Invoice, pk=invoice_id)
+        validated(NoParameters, request.data)
         _call(services.invoice_void, invoice_id=invoice_id)
         return Response(invoice_snapshot(invoice_id))
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
+from django.http import QueryDict
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.views import APIView
 
 from apps.api.errors import ApiError
+from apps.api.fields import AmountField, CurrencyField
 
 LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="1 to 100 (default 10)"),
@@ -26,6 +32,9 @@ ERROR = inline_serializer(
                 "code": serializers.CharField(),
                 "message": serializers.CharField(),
                 "param": serializers.CharField(allow_null=True),
+                "request_id": serializers.CharField(
+                    required=False, help_text="on a 500: the id to quote to support"
+                ),
             },
         )
     },
@@ -79,10 +88,129 @@ def expansions(params, allowed: set[str]) -> set[str]:
     return wanted
 
 
+class NoParameters(serializers.Serializer):
+    """The body of a POST that takes no parameters: any field in it is unknown."""
+
+
 def validated(serializer_class, data) -> dict:
+    """``data`` checked strictly against ``serializer_class``, as Stripe does:
+
+    - a field the serializer (or a nested one) does not declare is 400 ``parameter_unknown``
+      naming the first one (the message lists them all); free-form objects (metadata, JSON
+      fields) may hold any key;
+    - in a JSON body a value of the wrong JSON type (``"100"`` for an integer, ``5`` for a string,
+      ``"true"`` for a boolean) is 400 ``parameter_invalid`` naming it. Form-encoded bodies carry
+      only strings, which the fields convert as before.
+
+    Then the serializer's own validation applies. Returns the validated data."""
     serializer = serializer_class(data=data)
+    form_encoded = isinstance(data, QueryDict)
+    unknown = _unknown_fields(serializer.fields, data, "", form_encoded)
+    if unknown:
+        unknown = [name if len(name) <= 100 else name[:100] + "..." for name in unknown]
+        listed = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
+        raise parameter_error(
+            "parameter_unknown",
+            f"Received unknown parameter{'s' if len(unknown) > 1 else ''}: {listed}.",
+            unknown[0],
+        )
+    if not form_encoded:
+        _check_json_types(serializer.fields, data, "")
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def parameter_error(code: str, message: str, param: str) -> exceptions.ValidationError:
+    """A 400 about one param, raised as a validation error: input refused before any work ran
+    (so an idempotency key is not used up by it)."""
+    return exceptions.ValidationError({param: ErrorDetail(message, code=code)})
+
+
+def _path(prefix: str, name: object) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)
+
+
+def _writable(fields) -> dict:
+    return {name: field for name, field in fields.items() if not field.read_only}
+
+
+def _unknown_fields(fields, data, prefix: str, form_encoded: bool) -> list[str]:
+    if not isinstance(data, Mapping):
+        return []  # not an object: the serializer refuses it
+    writable = _writable(fields)
+    unknown = []
+    for key in data:
+        # Form encoding names nested values "metadata[key]" or "metadata.key".
+        name = re.split(r"[.\[]", key, maxsplit=1)[0] if form_encoded else key
+        if name not in writable:
+            unknown.append(_path(prefix, key))
+    if form_encoded:
+        return unknown
+    for name, field in writable.items():
+        value = data.get(name)
+        if isinstance(field, serializers.ListSerializer) and isinstance(value, list):
+            child: Any = field.child
+            for i, item in enumerate(value):
+                unknown += _unknown_fields(child.fields, item, f"{_path(prefix, name)}[{i}]", False)
+        elif isinstance(field, serializers.Serializer):
+            unknown += _unknown_fields(field.fields, value, _path(prefix, name), False)
+    return unknown
+
+
+# A field's class -> the JSON type its value must have in a JSON body (first match wins).
+_JSON_TYPES: list[tuple[tuple[type, ...], tuple[type, ...], str]] = [
+    ((serializers.BooleanField,), (bool,), "a boolean"),
+    ((serializers.IntegerField, AmountField), (int,), "an integer"),
+    ((serializers.FloatField, serializers.DecimalField), (int, float), "a number"),
+    (
+        (serializers.MultipleChoiceField, serializers.ListField, serializers.ListSerializer),
+        (list,),
+        "an array",
+    ),
+    ((serializers.CharField, serializers.ChoiceField, CurrencyField), (str,), "a string"),
+    ((serializers.DictField, serializers.Serializer), (dict,), "an object"),
+]
+_JSON_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
+
+
+def _json_type_name(value: object) -> str:
+    return _JSON_NAMES.get(type(value), "an object")
+
+
+def _check_json_types(fields, data, prefix: str) -> None:
+    if not isinstance(data, Mapping):
+        return
+    for name, field in _writable(fields).items():
+        if name in data:
+            _check_json_type(field, data[name], _path(prefix, name))
+
+
+def _check_json_type(field, value, param: str) -> None:
+    if value is None or isinstance(field, serializers.JSONField):
+        return  # None: the field's allow_null decides; JSON fields take any JSON
+    for classes, accepted, expected in _JSON_TYPES:
+        if not isinstance(field, classes):
+            continue
+        ok = isinstance(value, accepted) and (bool in accepted or not isinstance(value, bool))
+        if not ok:
+            raise parameter_error(
+                "parameter_invalid",
+                f"Invalid {param}: must be {expected}, got {_json_type_name(value)}.",
+                param,
+            )
+        break
+    if isinstance(field, serializers.ListSerializer) and isinstance(value, list):
+        child: Any = field.child
+        for i, item in enumerate(value):
+            _check_json_types(child.fields, item, f"{param}[{i}]")
+    elif isinstance(field, serializers.ListField) and isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_type(field.child, item, f"{param}[{i}]")
+    elif isinstance(field, serializers.DictField) and isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_type(field.child, item, _path(param, key))
+    elif isinstance(field, serializers.Serializer):
+        _check_json_types(field.fields, value, param)
 
 
 class ApiView(APIView):

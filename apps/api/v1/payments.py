@@ -91,6 +91,33 @@ class AttemptsField(serializers.ReadOnlyField):
         return [a.id for a in attempts]
 
 
+LAST_ERROR_FIELDS = ("type", "code", "decline_code", "advice_code", "message")
+
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": "why the last attempt failed (Stripe's public decline fields only)",
+        "properties": {
+            "type": {"type": "string"},
+            "code": {"type": "string"},
+            "decline_code": {"type": "string", "nullable": True},
+            "advice_code": {"type": "string", "nullable": True},
+            "message": {"type": "string", "nullable": True},
+        },
+    }
+)
+class LastErrorField(serializers.ReadOnlyField):
+    """The public part of a payment's ``last_error``. The routing detail stored beside it (why
+    the mesh failed over, the attempt, the gateways skipped) stays in the admin timeline."""
+
+    def to_representation(self, value):
+        if not value:
+            return None
+        return {name: value.get(name) or None for name in LAST_ERROR_FIELDS}
+
+
 class PaymentOut(serializers.Serializer):
     id = serializers.CharField()
     object = ConstantField("payment")
@@ -105,7 +132,7 @@ class PaymentOut(serializers.Serializer):
     customer = BlankAsNullField(source="customer_id")
     description = BlankAsNullField()
     metadata = serializers.DictField(child=serializers.CharField())
-    last_error = EmptyAsNullObjectField()
+    last_error = LastErrorField()
     next_action = EmptyAsNullObjectField()
     created = TimestampField(source="created_at")
     attempts = AttemptsField(source="*")

@@ -22,7 +22,7 @@ from apps.api.fields import (
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, list_of, validated
 from apps.vendors.funds import FundsError, vendor_payout_create
 from apps.vendors.models import Payout, Transfer, Vendor
 from apps.vendors.selectors import vendor_balances
@@ -326,6 +326,7 @@ class VendorPayoutCreateView(ApiView):
     @idempotent(resume=Resume(_payouts_created_resume))
     def post(self, request: Request, vendor_id: str) -> Response:
         vendor = _vendor_or_404(vendor_id)
+        validated(NoParameters, request.data)
         try:
             payouts = vendor_payout_create(vendor_id=vendor.id, manual=True)
         except FundsError as exc:
