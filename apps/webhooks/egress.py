@@ -76,10 +76,11 @@ class PinnedAddressAdapter(HTTPAdapter):
         host_params, pool_kwargs = self.build_connection_pool_key_attributes(request, verify, cert)
         if (host_params["host"] or "").lower() != self.hostname.lower():
             raise AddressRefused(f"this connection is pinned to {self.hostname}, not {host_params['host']}")
+        kwargs: dict = dict(pool_kwargs)
         if host_params["scheme"] == "https":
-            pool_kwargs = {**pool_kwargs, "server_hostname": self.hostname, "assert_hostname": self.hostname}
+            kwargs.update(server_hostname=self.hostname, assert_hostname=self.hostname)
         return self.poolmanager.connection_from_host(
-            host=self.address, port=host_params["port"], scheme=host_params["scheme"], pool_kwargs=pool_kwargs
+            host=self.address, port=host_params["port"], scheme=host_params["scheme"], pool_kwargs=kwargs
         )
 
 
