@@ -16,8 +16,15 @@ def main() -> None:
         except services.ServiceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(1)
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
+    try:
+        settings.INSTALLED_APPS  # noqa: B018  (loads the settings: a missing secret is one line, not a traceback)
+    except ImproperlyConfigured as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     execute_from_command_line(sys.argv)
 
 

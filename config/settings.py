@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from datetime import timedelta
 from pathlib import Path
+
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 from config import services
 
@@ -20,13 +25,42 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Production unless told otherwise: only DJANGO_DEBUG=1 (which `make run` and `make test` export)
+# gives development settings. In production a missing secret stops start-up with one line (manage.py
+# prints it and exits 1), never a fallback: a public development key would sign sessions and
+# encrypt gateway credentials.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
-        raise RuntimeError("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set: production settings (DJANGO_DEBUG unset or 0) need a long "
+            "random secret; for development set DJANGO_DEBUG=1"
+        )
     SECRET_KEY = "dev-insecure-secret-key-do-not-use-in-production"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "*")
+# Fernet keys (newest first) for secrets at rest, e.g. gateway credentials (apps.core.crypto). Only
+# in development may they be missing: then one is derived from the (development) secret key.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "")
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS is not set: production settings need one or more Fernet keys "
+            "(make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'); for development set DJANGO_DEBUG=1"
+        )
+    FIELD_ENCRYPTION_KEYS = [
+        base64.urlsafe_b64encode(hashlib.sha256(f"field-encryption:{SECRET_KEY}".encode()).digest()).decode()
+    ]
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS: key {_position} is not a Fernet key (32 url-safe base64-encoded bytes)"
+        ) from None
+# Production: the hosts served, e.g. ".payments.example.com,payments.example.com" (a leading dot
+# takes every subdomain: each marketplace's domain must match); unset, every request is refused.
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "*" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 PUBLIC_DOMAINS = env_list("PUBLIC_DOMAINS", "localhost,127.0.0.1")
 PORT = int(os.environ.get("PORT", "8000"))
@@ -176,7 +210,7 @@ DURABLE_TASK_LEASE = timedelta(seconds=int(os.environ.get("DURABLE_TASK_LEASE_SE
 WORKER_HEARTBEAT_SECONDS = 5
 
 # --------------------------------------------------------------------------- payments
-FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "")
+# (FIELD_ENCRYPTION_KEYS: read with the secret key, at the top.)
 # The first attempt and immediate failovers run inside the request within this budget;
 # whatever is left continues in a worker.
 PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "8000"))
@@ -220,6 +254,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "apps.api.schema.strict_request_bodies",
     ],
+    # Two models have a `status` with different choices; name each enum (`check --deploy` warns otherwise).
+    "ENUM_NAME_OVERRIDES": {
+        "VendorStatusEnum": "apps.vendors.models.Vendor.Status",
+        "WebhookEndpointStatusEnum": "apps.webhooks.models.WebhookEndpoint.Status",
+    },
 }
 # Per API key (Redis token bucket): this many requests a second, bursts up to API_RATE_LIMIT_BURST.
 API_RATE_LIMIT_PER_SECOND = float(os.environ.get("API_RATE_LIMIT_PER_SECOND", "100"))
@@ -275,8 +314,21 @@ LOGGING = {
 }
 
 if not DEBUG:
+    # Production (`manage.py check --deploy` is clean with these defaults; .ci/run checks it). TLS ends
+    # at a proxy that sets X-Forwarded-Proto; plain http is redirected, except the probes (which
+    # load balancers and the image's HEALTHCHECK call over http).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    if not SECURE_HSTS_PRELOAD:
+        # security.W021 (no HSTS preload): preloading commits the whole registrable domain, every
+        # marketplace subdomain included, to https in browsers for months; an operator opts in with
+        # DJANGO_SECURE_HSTS_PRELOAD=1 once that holds. Until then the warning is silenced on purpose.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
     MIDDLEWARE.insert(3, "whitenoise.middleware.WhiteNoiseMiddleware")
     STORAGES["staticfiles"] = {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"}

@@ -152,6 +152,10 @@ def test(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "run"
+    if cmd in ("run", "test"):
+        # `make run` and `make test` are development; anything else gets production settings
+        # unless DJANGO_DEBUG says otherwise (tests that need production start a process with DJANGO_DEBUG=0).
+        os.environ.setdefault("DJANGO_DEBUG", "1")
     if cmd == "run":
         return run()
     if cmd == "test":

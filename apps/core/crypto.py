@@ -1,27 +1,25 @@
 """Encryption at rest for secrets (gateway credentials). Fernet (AES-128-CBC + HMAC-SHA256).
 
-Keys come from ``FIELD_ENCRYPTION_KEYS`` (comma-separated Fernet keys, newest first, so keys can
-be rotated); without it a key is derived from ``DJANGO_SECRET_KEY`` (fine for development)."""
+Keys come from ``settings.FIELD_ENCRYPTION_KEYS`` (comma-separated Fernet keys, newest first, so
+keys can be rotated). Production settings refuse to start without them; only development settings
+(``DJANGO_DEBUG=1``) fill in a key derived from the development secret key. Nothing here derives a
+key: a key derived from ``SECRET_KEY`` would fall with it."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from functools import cache
 
 from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 @cache
 def _fernet() -> MultiFernet:
     keys = [k.strip() for k in settings.FIELD_ENCRYPTION_KEYS if k.strip()]
     if not keys:
-        derived = base64.urlsafe_b64encode(
-            hashlib.sha256(("field-encryption:" + settings.SECRET_KEY).encode()).digest()
-        )
-        keys = [derived.decode()]
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS is empty: no key to encrypt secrets at rest")
     return MultiFernet([Fernet(k) for k in keys])
 
 

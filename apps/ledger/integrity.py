@@ -5,7 +5,8 @@ the stored rows); ``chain_hash = sha256(previous chain_hash + event_hash)``. Sea
 posting path (beat, or ``ledger seal``): it takes the events whose writing transactions have all
 finished (``txid`` below the snapshot's xmin, so no in-flight transaction can still add an
 earlier one), orders them by (txid, id), chains them and closes a block whose hash covers the
-previous block, the block's Merkle root and its last chain hash. Posting takes no global lock.
+previous block, the block's Merkle root (apps.ledger.merkle: the tree format is versioned per seal)
+and its last chain hash. Posting takes no global lock.
 
 Verification recomputes all of it from the rows and names the first bad event. Replay rebuilds
 balances from the events alone (through the posting rules).
@@ -25,6 +26,14 @@ from itertools import repeat
 import psycopg
 from django.db import connection, transaction
 
+from apps.ledger.merkle import (
+    MERKLE_VERSION,
+    MERKLE_VERSIONS,
+    block_hash,
+    merkle_path_check,
+    merkle_proof,
+    merkle_root,
+)
 from apps.ledger.models import Seal
 from apps.ledger.rules import Line
 from apps.tenants.db import current_schema
@@ -55,39 +64,6 @@ Progress = Callable[[int], None]
 
 def _h(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def merkle_root(leaves: list[str]) -> str:
-    if not leaves:
-        return GENESIS
-    sha256 = hashlib.sha256
-    level = leaves
-    while len(level) > 1:
-        if len(level) % 2:
-            level = [*level, level[-1]]
-        # _h(left, right), inlined: verify and seal hash a million of these.
-        level = [
-            sha256(f"{a}|{b}".encode()).hexdigest() for a, b in zip(level[::2], level[1::2], strict=True)
-        ]
-    return level[0]
-
-
-def merkle_proof(leaves: list[str], index: int) -> list[tuple[str, str]]:
-    """Sibling path for ``leaves[index]``: [(side, hash)], side 'L' or 'R' of the sibling."""
-    proof = []
-    level = leaves
-    while len(level) > 1:
-        if len(level) % 2:
-            level = [*level, level[-1]]
-        sibling = index ^ 1
-        proof.append(("L" if sibling < index else "R", level[sibling]))
-        level = [_h(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-        index //= 2
-    return proof
-
-
-def block_hash(*, number: int, prev_hash: str, merkle: str, last_chain_hash: str, count: int) -> str:
-    return _h(str(number), prev_hash, merkle, last_chain_hash, str(count))
 
 
 # --------------------------------------------------------------------------- sealing
@@ -173,10 +149,10 @@ def _seal_one_block(max_events: int) -> int:
         ) as copy:
             for row in zip(seqs, event_ids, repeat(number), event_hashes, chain_hashes, strict=False):
                 copy.write_row(row)
-        root = merkle_root(event_hashes)
+        root = merkle_root(event_hashes, version=MERKLE_VERSION)
         cur.execute(
             "INSERT INTO ledger_seal (number, first_seq, last_seq, event_count, horizon_txid, prev_hash, merkle_root, "
-            "last_chain_hash, hash, sealed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())",
+            "merkle_version, last_chain_hash, hash, sealed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())",
             [
                 number,
                 seqs[0],
@@ -185,9 +161,15 @@ def _seal_one_block(max_events: int) -> int:
                 block_horizon,
                 prev_hash,
                 root,
+                MERKLE_VERSION,
                 chain,
                 block_hash(
-                    number=number, prev_hash=prev_hash, merkle=root, last_chain_hash=chain, count=len(seqs)
+                    number=number,
+                    prev_hash=prev_hash,
+                    merkle=root,
+                    last_chain_hash=chain,
+                    count=len(seqs),
+                    merkle_version=MERKLE_VERSION,
                 ),
             ],
         )
@@ -227,68 +209,96 @@ def ledger_digest() -> dict | None:
         "last_seq": seal.last_seq,
         "events": seal.last_seq,
         "merkle_root": seal.merkle_root,
+        "merkle_version": seal.merkle_version,
         "sealed_at": seal.sealed_at.isoformat(),
     }
 
 
 def ledger_prove(*, public_id: str) -> dict:
-    """Inclusion proof of one sealed event: its hash, the Merkle path to its block's root, and
-    the chain of block hashes from that block to the latest digest."""
+    """Inclusion proof of one sealed event: its hash, its leaf index and Merkle path in its block
+    (in that block's tree format, ``merkle_version``), and the chain of block hashes from that block
+    to the latest digest. Raises LookupError for an unknown or not yet sealed event."""
     with connection.cursor() as cur:
-        cur.execute(
-            "SELECT l.seq, l.block, l.event_hash FROM ledger_chain_link l JOIN ledger_event e ON e.id = l.event_id "
-            "WHERE e.public_id = %s",
-            [public_id],
-        )
+        cur.execute("SELECT id FROM ledger_event WHERE public_id = %s", [public_id])
+        event = cur.fetchone()
+        if event is None:
+            raise LookupError(f"no ledger event {public_id}")
+        cur.execute("SELECT seq, block, event_hash FROM ledger_chain_link WHERE event_id = %s", [event[0]])
         row = cur.fetchone()
         if row is None:
-            raise LookupError(f"event {public_id} is not sealed (or does not exist)")
+            raise LookupError(
+                f"event {public_id} is not sealed yet; run `ledger seal` (or wait for the next seal)"
+            )
         seq, block, event_hash = row
         cur.execute("SELECT event_hash FROM ledger_chain_link WHERE block = %s ORDER BY seq", [block])
         leaves = [r[0] for r in cur.fetchall()]
         cur.execute(
-            "SELECT number, prev_hash, merkle_root, last_chain_hash, event_count, hash FROM ledger_seal "
-            "WHERE number >= %s ORDER BY number",
+            "SELECT number, first_seq, prev_hash, merkle_root, merkle_version, last_chain_hash, event_count, hash "
+            "FROM ledger_seal WHERE number >= %s ORDER BY number",
             [block],
         )
-        blocks = [
-            {"number": n, "prev_hash": p, "merkle_root": m, "last_chain_hash": lc, "count": c, "hash": h}
-            for n, p, m, lc, c, h in cur.fetchall()
-        ]
-    index = leaves.index(event_hash) if event_hash in leaves else -1
+        seals = cur.fetchall()
+    blocks = [
+        {
+            "number": n,
+            "prev_hash": p,
+            "merkle_root": m,
+            "merkle_version": v,
+            "last_chain_hash": lc,
+            "count": c,
+            "hash": h,
+        }
+        for n, _first, p, m, v, lc, c, h in seals
+    ]
+    index = seq - seals[0][1]
+    if not (0 <= index < len(leaves) and leaves[index] == event_hash):
+        raise LookupError(f"event {public_id}: its chain link does not match its block; run `ledger verify`")
+    version = blocks[0]["merkle_version"]
     return {
         "event": public_id,
         "seq": seq,
         "event_hash": event_hash,
+        "merkle_version": version,
         "leaf_index": index,
-        "merkle_path": merkle_proof(leaves, index),
+        "merkle_path": merkle_proof(leaves, index, version=version),
         "blocks": blocks,
     }
 
 
 def proof_check(proof: dict, digest: dict) -> bool:
-    """Check an inclusion proof against a published digest, with nothing but hashing."""
-    node = proof["event_hash"]
-    for side, sibling in proof["merkle_path"]:
-        node = _h(sibling, node) if side == "L" else _h(node, sibling)
-    blocks = proof["blocks"]
-    if not blocks or blocks[0]["merkle_root"] != node:
+    """Check an inclusion proof against a published digest, with nothing but hashing. The tree
+    format and size come from the first block (its hash covers both); never raises."""
+    try:
+        blocks = proof["blocks"]
+        first = blocks[0]
+        version = first.get("merkle_version", 1)
+        if not merkle_path_check(
+            event_hash=proof["event_hash"],
+            index=proof["leaf_index"],
+            size=first["count"],
+            path=proof["merkle_path"],
+            root=first["merkle_root"],
+            version=version,
+        ):
+            return False
+        prev = None
+        for b in blocks:
+            if prev is not None and b["prev_hash"] != prev:
+                return False
+            expected = block_hash(
+                number=b["number"],
+                prev_hash=b["prev_hash"],
+                merkle=b["merkle_root"],
+                last_chain_hash=b["last_chain_hash"],
+                count=b["count"],
+                merkle_version=b.get("merkle_version", 1),
+            )
+            if expected != b["hash"]:
+                return False
+            prev = b["hash"]
+        return prev == digest["hash"] and blocks[-1]["number"] == digest["block"]
+    except (KeyError, IndexError, TypeError, AttributeError):
         return False
-    prev = None
-    for b in blocks:
-        if prev is not None and b["prev_hash"] != prev:
-            return False
-        expected = block_hash(
-            number=b["number"],
-            prev_hash=b["prev_hash"],
-            merkle=b["merkle_root"],
-            last_chain_hash=b["last_chain_hash"],
-            count=b["count"],
-        )
-        if expected != b["hash"]:
-            return False
-        prev = b["hash"]
-    return prev == digest["hash"] and blocks[-1]["number"] == digest["block"]
 
 
 # --------------------------------------------------------------------------- replay
@@ -627,11 +637,11 @@ def _verify_links(report: VerifyReport, cur) -> _Finding | None:
 def _verify_seals(report: VerifyReport, digest: dict | None, cur) -> None:
     prev = GENESIS
     cur.execute(
-        "SELECT number, first_seq, last_seq, event_count, prev_hash, merkle_root, last_chain_hash, hash "
-        "FROM ledger_seal ORDER BY number"
+        "SELECT number, first_seq, last_seq, event_count, prev_hash, merkle_root, last_chain_hash, hash, "
+        "merkle_version FROM ledger_seal ORDER BY number"
     )
     seals = cur.fetchall()
-    for number, _first, _last, count, prev_hash, root, last_chain, stored in seals:
+    for number, _first, _last, count, prev_hash, root, last_chain, stored, version in seals:
         cur.execute(
             "SELECT event_hash, chain_hash FROM ledger_chain_link WHERE block = %s ORDER BY seq", [number]
         )
@@ -641,11 +651,18 @@ def _verify_seals(report: VerifyReport, digest: dict | None, cur) -> None:
             problem = f"block {number} does not follow block {number - 1}"
         elif len(links) != count or (links and links[-1][1] != last_chain):
             problem = f"block {number}: its links no longer match the seal"
-        elif merkle_root([x[0] for x in links]) != root:
+        elif version not in MERKLE_VERSIONS:
+            problem = f"block {number}: unknown Merkle tree version {version}"
+        elif merkle_root([x[0] for x in links], version=version) != root:
             problem = f"block {number}: Merkle root mismatch"
         elif (
             block_hash(
-                number=number, prev_hash=prev_hash, merkle=root, last_chain_hash=last_chain, count=count
+                number=number,
+                prev_hash=prev_hash,
+                merkle=root,
+                last_chain_hash=last_chain,
+                count=count,
+                merkle_version=version,
             )
             != stored
         ):

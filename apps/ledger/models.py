@@ -183,6 +183,11 @@ class Seal(models.Model):
     )
     prev_hash = models.CharField(max_length=64)
     merkle_root = models.CharField(max_length=64)
+    merkle_version = models.PositiveSmallIntegerField(
+        default=2,
+        help_text="Tree format of merkle_root (apps.ledger.merkle): 1 for seals made before versioning, "
+        "2 (domain-separated, RFC 6962) since.",
+    )
     last_chain_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
     sealed_at = models.DateTimeField(db_default=Now())

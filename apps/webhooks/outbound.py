@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
@@ -44,6 +43,7 @@ from django.utils.module_loading import import_string
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.core.durable import durable_enqueue
 from apps.core.pan import redact_card_numbers_in
+from apps.webhooks.egress import address_is_public, post_pinned
 from apps.webhooks.models import OutboundEvent, WebhookDelivery, WebhookDeliveryAttempt, WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -138,15 +138,15 @@ def endpoint_secrets(endpoint: WebhookEndpoint, *, now: datetime | None = None) 
 
 
 def _private_address(host: str) -> str | None:
-    """The first loopback, private, link-local or reserved address ``host`` resolves to."""
+    """The first non-public address ``host`` resolves to (see apps.webhooks.egress)."""
     try:
         infos = socket.getaddrinfo(host, None)
-    except OSError:
+    except (OSError, UnicodeError):
         return None  # unresolvable now: the delivery will fail and be retried
     for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global:
-            return str(address)
+        address = str(info[4][0]).split("%")[0]
+        if not address_is_public(address):
+            return address
     return None
 
 
@@ -348,12 +348,8 @@ def _post(endpoint: WebhookEndpoint, body: bytes, signature: str, event: Outboun
     started = time.monotonic()
     out: dict = {"status_code": None, "response_body": "", "error": "", "succeeded": False}
     try:
-        if not settings.WEBHOOK_ALLOW_PRIVATE_URLS:
-            host = urlsplit(endpoint.url).hostname or ""
-            private = _private_address(host)
-            if private:
-                raise requests.ConnectionError(f"{host} resolves to a non-public address ({private})")
-        response = requests.post(
+        # Resolved once and checked; the connection goes to that address (no second resolution).
+        response = post_pinned(
             endpoint.url,
             data=body,
             headers={
@@ -364,7 +360,7 @@ def _post(endpoint: WebhookEndpoint, body: bytes, signature: str, event: Outboun
                 "Marketplace-Event-Type": event.type,
             },
             timeout=settings.WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
+            allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS,
         )
         out["status_code"] = response.status_code
         out["response_body"] = response.content[:RESPONSE_LOG_BYTES].decode("utf-8", "replace")

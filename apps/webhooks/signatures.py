@@ -4,8 +4,10 @@ a list (newest first), so a secret can be rotated without dropping events signed
 
 - Stripe: ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>...]``, HMAC-SHA256 of ``"{t}.{body}"``
   with the endpoint secret (``credentials["webhook_secret"]``, ``whsec_...``); every ``v1`` is tried
-  (Stripe sends two while its secret rolls), in constant time, and a timestamp older than the
-  tolerance (300 s) is refused. stripe-python's ``WebhookSignature.verify_header`` does exactly this.
+  (Stripe sends two while its secret rolls), in constant time, and a timestamp further than the
+  tolerance (300 s) from now is refused, in either direction. stripe-python's
+  ``WebhookSignature.verify_header`` checks the signatures and the past; we refuse a timestamp dated
+  in the future (a signature made to be replayed later) and a header with more than one ``t``.
 - Adyen: each notification item carries ``additionalData.hmacSignature``, base64 HMAC-SHA256 over
   ``pspReference:originalReference:merchantAccountCode:merchantReference:value:currency:eventCode:
   success`` with the hex HMAC key (``credentials["hmac_key"]``); the SDK's
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import time
 
 import stripe
 from Adyen.util import is_valid_hmac_notification
@@ -38,8 +41,8 @@ def secrets_of(credentials: dict, name: str) -> list[str]:
 
 
 def stripe_verify(*, body: bytes, header: str | None, secrets: list[str]) -> None:
-    """Raise SignatureError unless ``header`` signs ``body`` with one of ``secrets`` within the
-    tolerance."""
+    """Raise SignatureError unless ``header`` signs ``body`` with one of ``secrets`` and its
+    timestamp is within the tolerance of now, before or after."""
     if not secrets:
         raise SignatureError("no webhook_secret is configured for this gateway account")
     if not header:
@@ -48,6 +51,13 @@ def stripe_verify(*, body: bytes, header: str | None, secrets: list[str]) -> Non
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise SignatureError("the body is not UTF-8") from None
+    timestamps = [
+        v.strip() for k, _, v in (part.partition("=") for part in header.split(",")) if k.strip() == "t"
+    ]
+    if len(timestamps) > 1:
+        raise SignatureError("Stripe-Signature: more than one timestamp")
+    if timestamps and timestamps[0].isdigit() and int(timestamps[0]) > time.time() + STRIPE_TOLERANCE_SECONDS:
+        raise SignatureError("Stripe-Signature: Timestamp outside the tolerance zone (dated in the future)")
     reason = "no signature matches"
     for secret in secrets:
         try:

@@ -16,6 +16,8 @@ import time
 import traceback
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 CURRENCY = "USD"
 HOT = "processor_clearing:hot"
 
@@ -99,6 +101,7 @@ def _writer(index, db_url, tenant_schema, raw_schema, accounts, inbox, outbox):
     # As in production (and as pytest runs the parent): no per-query debug logging.
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_hex(16))
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     import django
 
     django.setup()

@@ -14,6 +14,8 @@ import secrets
 import time
 import traceback
 
+from cryptography.fernet import Fernet
+
 
 def client_main(index: int, db_url: str, tenant_schema: str, inbox, outbox) -> None:
     try:
@@ -30,6 +32,7 @@ def _client(index, db_url, tenant_schema, inbox, outbox):
     # As in production (and as pytest runs the parent): no per-query debug logging.
     os.environ["DJANGO_DEBUG"] = "0"
     os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + secrets.token_hex(16))
+    os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     import django
 
     django.setup()

@@ -86,6 +86,7 @@ def _server_env(domain: str) -> dict[str, str]:
         # The same key as this process: anything it encrypted, the server can read.
         "DJANGO_SECRET_KEY": settings.SECRET_KEY or "bench-only-" + secrets.token_hex(16),
         "DJANGO_ALLOWED_HOSTS": f"{domain},127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain http on the loopback, no TLS proxy in front
         "API_RATE_LIMIT_PER_SECOND": UNLIMITED,
         "API_RATE_LIMIT_BURST": UNLIMITED,
         "PYTHONUNBUFFERED": "1",

@@ -21,7 +21,12 @@ def test_simulate_subscriptions_prints_the_contract_and_restores_the_gateways(co
             sorted(GatewayAccount.objects.values_list("name", "settings")),
             list(RoutingRule.objects.values_list("candidates", flat=True)),
         )
-    env = {"DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL, "PATH": "/usr/bin:/bin"}
+    env = {
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_DEBUG": "1",
+    }
     args = ["--tenant", slug, "--customers", "12", "--months", "2", "--seed", "3", "--json"]
     done = subprocess.run(
         [sys.executable, "manage.py", "simulate_subscriptions", *args],

@@ -170,7 +170,7 @@ def test_balances_seal_verify_replay_digest_and_prove(ledger_tenant):
         ),
         (
             ["prove", "--tenant", "alpha", "--event", "evt_nope"],
-            "event evt_nope is not sealed (or does not exist)",
+            "no ledger event evt_nope",
         ),
         (
             [

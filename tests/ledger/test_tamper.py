@@ -110,7 +110,7 @@ def test_an_inclusion_proof_checks_against_the_published_digest_and_fails_agains
     assert integrity.proof_check({**proof, "event_hash": "f" * 64}, digest) is False
     other = proofs[late[0].event.public_id]
     assert integrity.proof_check({**proof, "merkle_path": other["merkle_path"]}, digest) is False
-    with pytest.raises(LookupError, match="event evt_nope is not sealed"):
+    with pytest.raises(LookupError, match="no ledger event evt_nope"):
         integrity.ledger_prove(public_id="evt_nope")
 
 

@@ -33,7 +33,12 @@ for step in sys.argv[1:]:
 
 
 def other_process(*steps: str) -> list[str]:
-    env = {"REDIS_URL": settings.REDIS_URL, "DATABASE_URL": settings.DATABASE_URL, "PATH": "/usr/bin:/bin"}
+    env = {
+        "REDIS_URL": settings.REDIS_URL,
+        "DATABASE_URL": settings.DATABASE_URL,
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_DEBUG": "1",
+    }
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT, *steps],
         cwd=BASE,

@@ -15,7 +15,12 @@ pytestmark = pytest.mark.slow
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    env = {"DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL, "PATH": "/usr/bin:/bin"}
+    env = {
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_DEBUG": "1",
+    }
     return subprocess.run(
         [sys.executable, "manage.py", "simulate_traffic", *args],
         cwd=BASE,

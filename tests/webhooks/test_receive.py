@@ -84,11 +84,33 @@ def test_a_duplicate_delivery_is_acknowledged_and_not_stored_twice(gateways, hos
         (lambda body: stripe_sign(body, secret="whsec_someone_else"), "No signatures found matching"),
         (lambda body: stripe_sign(b'{"tampered": true}'), "No signatures found matching"),
         (lambda body: stripe_sign(body, timestamp=int(time.time()) - 301), "Timestamp outside the tolerance"),
+        (
+            lambda body: stripe_sign(body, timestamp=int(time.time()) + 86400),
+            "Timestamp outside the tolerance zone (dated in the future)",
+        ),
+        (
+            lambda body: stripe_sign(body, timestamp=int(time.time()) + 360),
+            "Timestamp outside the tolerance zone (dated in the future)",
+        ),
+        (
+            lambda body: f"t={int(time.time()) + 86400}," + stripe_sign(body),
+            "more than one timestamp",
+        ),
         (lambda body: "", "Stripe-Signature header is missing"),
         (lambda body: "garbage", "Unable to extract timestamp and signatures"),
         (lambda body: stripe_sign(body).replace("v1=", "v0="), "No signatures found with expected scheme"),
     ],
-    ids=["wrong-secret", "other-body", "stale", "missing", "garbage", "no-v1"],
+    ids=[
+        "wrong-secret",
+        "other-body",
+        "stale",
+        "a-day-ahead",
+        "ahead-beyond-tolerance",
+        "two-timestamps",
+        "missing",
+        "garbage",
+        "no-v1",
+    ],
 )
 def test_a_badly_signed_stripe_event_is_a_400_and_nothing_is_stored(gateways, host_client, signature, why):
     body = _stripe_succeeded()
@@ -107,6 +129,16 @@ def test_a_signature_within_the_tolerance_is_accepted(gateways, host_client):
 
     response = post_stripe(
         host_client(HOST), body, signature=stripe_sign(body, timestamp=int(time.time()) - 290)
+    )
+
+    assert response.status_code == 200
+
+
+def test_a_signature_slightly_ahead_of_our_clock_is_accepted(gateways, host_client):
+    body = _stripe_succeeded()
+
+    response = post_stripe(
+        host_client(HOST), body, signature=stripe_sign(body, timestamp=int(time.time()) + 290)
     )
 
     assert response.status_code == 200

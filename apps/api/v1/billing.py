@@ -5,6 +5,7 @@ service, render."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -591,7 +592,7 @@ class RecoveryView(ApiView):
     @extend_schema(
         operation_id="billing_recovery",
         parameters=[OpenApiParameter("months", int, description="how many months back (default 12)")],
-        responses={200: serializers.DictField(), **ERRORS},
+        responses={200: OpenApiTypes.OBJECT, **ERRORS},
         description=(
             "Dunning recovery: invoices whose first charge failed, how many were recovered by retries "
             "(count, amount per currency, rate), per month, per decline code of the first failure and per "

@@ -43,8 +43,19 @@ class Command(BaseCommand):
         ver.add_argument("--digest", help="a published digest (JSON) to check the ledger against")
         with_tenant(sub.add_parser("replay", help="rebuild balances from events"))
         with_tenant(sub.add_parser("digest", help="print the latest sealed digest as JSON"))
-        prove = with_tenant(sub.add_parser("prove", help="inclusion proof of one event (JSON)"))
-        prove.add_argument("--event", required=True)
+        prove = with_tenant(
+            sub.add_parser(
+                "prove",
+                help="inclusion proof of one sealed event (JSON)",
+                description="Inclusion proof of one sealed event: its hash, leaf index and Merkle path in "
+                "its block, and the block hashes up to the latest digest. The path is in the block's tree "
+                "format, `merkle_version`: 2 (every seal since the format was versioned) is RFC 6962 "
+                "(leaf = SHA-256(0x00 || event hash), node = SHA-256(0x01 || left || right), no duplicated "
+                "odd leaf; the path is a list of sibling hashes); 1 (older seals) hashes hex strings joined "
+                "by '|' with [side, hash] steps. Fails (exit 1) for an unknown or not yet sealed event.",
+            )
+        )
+        prove.add_argument("--event", required=True, help="the event's public id (evt_...)")
 
     def handle(self, *args, **opts):
         tenant = Marketplace.objects.filter(schema_name=opts["tenant"]).exclude(schema_name="public").first()
