@@ -16,6 +16,21 @@ from config import services
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def _load_dotenv(path: Path) -> None:
+    """``KEY=VALUE`` lines of a checkout's ``.env`` (written by ``make run`` / ``make test``: they
+    choose development mode there), under whatever the environment already says. A deployment has
+    no ``.env`` (it is neither committed nor in the image), so it gets production settings."""
+    if os.environ.get("DJANGO_DOTENV", "1") == "0" or not path.is_file():
+        return
+    for line in path.read_text().splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            os.environ.setdefault(key.strip(), value.strip())
+
+
+_load_dotenv(BASE_DIR / ".env")
+
+
 def env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     return default if raw is None else raw.strip().lower() in ("1", "true", "yes", "on")

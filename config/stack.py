@@ -150,11 +150,26 @@ def test(args: list[str]) -> int:
     return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE).returncode
 
 
+def _development_dotenv() -> None:
+    dotenv = BASE / ".env"
+    if not dotenv.exists():
+        dotenv.write_text(
+            "# Written by make run / make test: this checkout runs in development mode.\n"
+            "# Delete this file for production settings (then DJANGO_SECRET_KEY and\n"
+            "# FIELD_ENCRYPTION_KEYS are required).\n"
+            "DJANGO_DEBUG=1\n"
+        )
+        print("development mode: wrote .env (DJANGO_DEBUG=1); delete it for production settings", flush=True)
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "run"
-    if cmd in ("run", "test"):
-        # `make run` and `make test` are development; anything else gets production settings
-        # unless DJANGO_DEBUG says otherwise (tests that need production start a process with DJANGO_DEBUG=0).
+    if cmd in ("run", "test", "chaos"):
+        # `make run`, `make test` and `make chaos` are development: they say so in the checkout's
+        # .env, so that `.venv/bin/python manage.py ...` works there afterwards too. Anything else
+        # (a deployment has no .env) gets production settings unless DJANGO_DEBUG says otherwise
+        # (tests that need production start a process with DJANGO_DEBUG=0).
+        _development_dotenv()
         os.environ.setdefault("DJANGO_DEBUG", "1")
     if cmd == "run":
         return run()

@@ -49,6 +49,7 @@ NO_ENCRYPTION_KEYS = (
 def run(args: list[str], **env: str) -> subprocess.CompletedProcess:
     """``args`` in a new process whose configuration is only the suite's services plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if k not in CONFIG_VARS}
+    clean["DJANGO_DOTENV"] = "0"  # the checkout's .env (development mode) does not apply here
     return subprocess.run(
         args, cwd=BASE, env={**clean, **env}, capture_output=True, text=True, timeout=120, check=False
     )
