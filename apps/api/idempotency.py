@@ -223,13 +223,14 @@ def idempotency_settle(*, record: IdempotencyRecord, status: int, body: object, 
         idempotency_complete(record=record, status=status, body=body)
 
 
-def _settle_crashed(record: IdempotencyRecord) -> None:
-    """Settle a request that raised. The database may be what failed (a restart drops every
-    connection): reconnect once, so that a bound record is stored and its retry resumes at once
-    rather than after its lock. Never raises: the request's own error is the one that matters."""
+def _settle_crashed(record: IdempotencyRecord, *, status: int = 500, body: object = _CRASHED) -> None:
+    """Settle a request that raised or answered 5xx. The database may be what failed (a restart
+    drops every connection): reconnect once, so that a bound record is stored and its retry resumes
+    at once rather than after its lock. Never raises: the request's own error is the one that
+    matters."""
     for last in (False, True):
         try:
-            idempotency_settle(record=record, status=500, body=_CRASHED, rejected=False)
+            idempotency_settle(record=record, status=status, body=body, rejected=False)
             return
         except DbError:
             if last or connection.in_atomic_block:
@@ -323,9 +324,12 @@ def idempotent(handler=None, *, resume: Resume | None = None):
         except BaseException:
             _settle_crashed(record)
             raise
-        idempotency_settle(
-            record=record, status=response.status_code, body=_body(response), rejected=rejected
-        )
+        if response.status_code >= 500 and not rejected:
+            _settle_crashed(record, status=response.status_code, body=_body(response))
+        else:
+            idempotency_settle(
+                record=record, status=response.status_code, body=_body(response), rejected=rejected
+            )
         response[HEADER] = key
         return response
 
