@@ -87,8 +87,29 @@ def parse_database_url(url: str) -> PgParams:
     )
 
 
-def django_database(url: str) -> dict:
+def django_database(
+    url: str, *, pool_max_size: int, pool_min_size: int, pool_timeout: float, conn_max_age: int
+) -> dict:
+    """Django's ``DATABASES`` entry for ``url``.
+
+    With ``pool_max_size`` > 0 the process holds at most that many connections, in psycopg's pool
+    (Django returns a connection to it at the end of each request or task, so ``CONN_MAX_AGE`` is 0);
+    0 turns the pool off: one connection per thread, kept ``conn_max_age`` seconds.
+    """
     p = parse_database_url(url)
+    options: dict = {"connect_timeout": 5, **p.options}
+    if pool_max_size < 0 or pool_min_size < 0:
+        raise ServiceError("DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE must not be negative")
+    if pool_max_size:
+        options["pool"] = {
+            "min_size": min(pool_min_size, pool_max_size),
+            "max_size": pool_max_size,
+            # How long a request waits for a free connection before it fails.
+            "timeout": pool_timeout,
+            # Connections opened for a burst are closed after a minute unused, down to min_size.
+            "max_idle": 60,
+            "reset": pooled_connection_reset,
+        }
     return {
         "ENGINE": "django_tenants.postgresql_backend",
         "NAME": p.name,
@@ -96,12 +117,25 @@ def django_database(url: str) -> dict:
         "PASSWORD": p.password,
         "HOST": p.host,
         "PORT": p.port,
-        "CONN_MAX_AGE": int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        "CONN_MAX_AGE": 0 if pool_max_size else conn_max_age,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": 5, **p.options},
+        "OPTIONS": options,
         # `make test` names a database per run (TEST_DATABASE_NAME) so parallel runs never collide.
         "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or f"test_{p.name}"},
     }
+
+
+def pooled_connection_reset(conn) -> None:
+    """Run by the pool on every connection given back: no tenant's ``search_path`` stays on it.
+
+    django-tenants already re-issues ``SET search_path`` on the first cursor after a connection is
+    taken (closing a connection forgets the path it had set); this makes a pooled connection
+    neutral even for code that bypassed that, so no request can ever run in the schema of the one
+    before it.
+    """
+    conn.execute("RESET search_path")
+    if not conn.autocommit:
+        conn.commit()
 
 
 def drop_stale_test_databases(url: str, prefix: str) -> list[str]:

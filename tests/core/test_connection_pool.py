@@ -1,0 +1,152 @@
+"""The PostgreSQL connection pool (psycopg's, through Django): bounded, on the right database, and
+a pooled connection never carries one marketplace's schema into another's request."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django_tenants.postgresql_backend.base import DatabaseWrapper
+
+from config import services
+
+
+def test_the_settings_give_every_process_a_bounded_pool():
+    # given the settings the suite runs with (the same as `make run`'s unless overridden)
+    from django.conf import settings
+
+    pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
+
+    # then
+    assert pool["max_size"] == settings.DATABASE_POOL_MAX_SIZE == 10
+    assert pool["min_size"] == 1
+    assert pool["timeout"] == 10.0
+    assert pool["reset"] is services.pooled_connection_reset
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
+
+
+def test_a_pool_size_of_zero_turns_the_pool_off():
+    entry = services.django_database(
+        "postgresql://u@127.0.0.1:5432/shop",
+        pool_max_size=0,
+        pool_min_size=1,
+        pool_timeout=10,
+        conn_max_age=60,
+    )
+
+    assert "pool" not in entry["OPTIONS"]
+    assert entry["CONN_MAX_AGE"] == 60
+
+
+def test_min_size_never_exceeds_max_size():
+    entry = services.django_database(
+        "postgresql://u@127.0.0.1:5432/shop",
+        pool_max_size=2,
+        pool_min_size=5,
+        pool_timeout=3,
+        conn_max_age=60,
+    )
+
+    assert (entry["OPTIONS"]["pool"]["min_size"], entry["OPTIONS"]["pool"]["max_size"]) == (2, 2)
+    assert entry["CONN_MAX_AGE"] == 0
+
+
+def test_the_pool_connects_to_the_test_database(committed):
+    # The pool keeps the connection arguments it was built with: built before pytest-django renamed
+    # the database, it would send the suite to the development database.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (name,) = cursor.fetchone()
+
+    assert connection.pool is not None
+    assert name == connection.settings_dict["NAME"] == connection.settings_dict["TEST"]["NAME"]
+
+
+@pytest.fixture
+def pool_of_one(committed) -> Iterator[str]:
+    """An alias whose wrappers share one pool of a single connection (to the test database)."""
+    alias = "pool_of_one"
+    yield alias
+    if alias in DatabaseWrapper._connection_pools:
+        DatabaseWrapper._connection_pools.pop(alias).close()
+
+
+def _wrapper(alias: str) -> DatabaseWrapper:
+    settings_dict = copy.deepcopy(connection.settings_dict)
+    settings_dict["OPTIONS"]["pool"] = {**settings_dict["OPTIONS"]["pool"], "min_size": 1, "max_size": 1}
+    return DatabaseWrapper(settings_dict, alias=alias)
+
+
+def test_two_marketplaces_alternating_on_one_pooled_connection_never_see_each_others_rows(
+    pool_of_one, tenant_a, tenant_b
+):
+    # given two threads, each serving one marketplace's requests, sharing a pool of ONE connection,
+    # taking turns: every request runs on the session the other marketplace's request just left
+    rounds = 25
+    turn = threading.Condition()
+    state = {"next": "alpha"}
+    seen: dict[str, list[tuple]] = {"alpha": [], "beta": []}
+    errors: list[BaseException] = []
+
+    def serve(tenant, other: str) -> None:
+        name = tenant.schema_name
+        wrapper = _wrapper(pool_of_one)
+        # Chosen once: the thread stays in its schema across requests (a loop inside tenant_context,
+        # a worker child), so only the pool's and django-tenants' own bookkeeping keep it right.
+        wrapper.set_tenant(tenant)
+        try:
+            for _ in range(rounds):
+                with turn:
+                    turn.wait_for(lambda: state["next"] == name)
+                    # one request: it reads, then ends
+                    with wrapper.cursor() as cursor:
+                        cursor.execute(
+                            "SELECT pg_backend_pid(), current_schema(), "
+                            "(SELECT string_agg(email, ',' ORDER BY email) FROM auth_user)"
+                        )
+                        seen[name].append(cursor.fetchone())
+                    wrapper.close()  # request_finished: the connection goes back to the pool
+                    state["next"] = other
+                    turn.notify_all()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+            with turn:
+                state["next"] = other
+                turn.notify_all()
+
+    threads = [
+        threading.Thread(target=serve, args=(tenant_a, "beta")),
+        threading.Thread(target=serve, args=(tenant_b, "alpha")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then both ran every round, on one and the same server session, each only in its own schema
+    assert errors == []
+    pids = {row[0] for rows in seen.values() for row in rows}
+    assert len(pids) == 1
+    assert [row[1:] for row in seen["alpha"]] == [("alpha", "ops@alpha.test")] * rounds
+    assert [row[1:] for row in seen["beta"]] == [("beta", "ops@beta.test")] * rounds
+
+
+def test_a_connection_given_back_to_the_pool_carries_no_search_path(pool_of_one):
+    # given a request that set a tenant's search_path on the raw connection, past django-tenants
+    first = _wrapper(pool_of_one)
+    first.ensure_connection()
+    first.connection.execute("SET search_path TO alpha, public")
+    pid = first.connection.info.backend_pid
+    first.close()
+
+    # when the next request takes the (only) pooled connection, before any tenant is chosen
+    second = _wrapper(pool_of_one)
+    second.ensure_connection()
+    row = second.connection.execute("SELECT pg_backend_pid(), current_setting('search_path')").fetchone()
+    second.close()
+
+    # then it is the same session, back at the server's default path
+    assert row == (pid, '"$user", public')
