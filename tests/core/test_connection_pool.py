@@ -150,3 +150,32 @@ def test_a_connection_given_back_to_the_pool_carries_no_search_path(pool_of_one)
 
     # then it is the same session, back at the server's default path
     assert row == (pid, '"$user", public')
+
+
+def test_a_worker_child_forgets_the_pool_it_inherited_without_closing_it():
+    # given a pool the worker's main process had opened before forking its children
+    from celery.signals import worker_process_init
+
+    import config.celery
+
+    class InheritedPool:
+        closed = False
+
+        def close(self) -> None:  # would end the parent's sessions
+            self.closed = True
+
+    inherited = InheritedPool()
+    own = dict(DatabaseWrapper._connection_pools)  # this process's real pools, put back below
+    DatabaseWrapper._connection_pools["inherited"] = inherited  # type: ignore[assignment]
+    try:
+        # when a prefork child starts
+        worker_process_init.send(sender=None)
+
+        # then the child will build its own pool, and the parent's stays untouched and referenced
+        assert "inherited" not in DatabaseWrapper._connection_pools
+        assert inherited in config.celery._inherited_connection_pools
+        assert inherited.closed is False
+    finally:
+        DatabaseWrapper._connection_pools.pop("inherited", None)
+        DatabaseWrapper._connection_pools.update(own)
+        config.celery._inherited_connection_pools.clear()
