@@ -170,15 +170,21 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _wait_for_members(pgid: int, count: int) -> list[int]:
-    """The child starts its grandchild a moment after it starts itself: wait for both to exist."""
-    done = threading.Event()
-    members: list[int] = []
+def _members_once(pgid: int, settled) -> list[int]:
+    """The group's members once ``settled(members)`` holds (at most ~10 s): a grandchild starts a
+    moment after its parent, and a killed process leaves /proc a moment after the signal."""
+    pause = threading.Event()
+    members = _group_members(pgid)
     for _ in range(500):
-        members = _group_members(pgid)
-        if len(members) >= count or done.wait(0.02):
+        if settled(members):
             break
+        pause.wait(0.02)
+        members = _group_members(pgid)
     return members
+
+
+def _gone(pgid: int) -> list[int]:
+    return _members_once(pgid, lambda members: members == [])
 
 
 def test_a_killed_child_is_restarted_and_stop_leaves_no_process_behind():
@@ -191,7 +197,7 @@ def test_a_killed_child_is_restarted_and_stop_leaves_no_process_behind():
     assert first is not None
     beat = sup.children["beat"].process
     assert beat is not None
-    orphan = [pid for pid in _wait_for_members(first.pid, 2) if pid != first.pid]
+    orphan = [pid for pid in _members_once(first.pid, lambda m: len(m) == 2) if pid != first.pid]
     assert len(orphan) == 1
     try:
         # when the worker is killed with SIGKILL
@@ -200,7 +206,7 @@ def test_a_killed_child_is_restarted_and_stop_leaves_no_process_behind():
         now[0] = 5.0
         sup.check()
         # its orphaned grandchild went with it
-        assert _group_members(first.pid) == []
+        assert _gone(first.pid) == []
         now[0] = 6.0
         sup.check()
 
@@ -215,13 +221,13 @@ def test_a_killed_child_is_restarted_and_stop_leaves_no_process_behind():
             f"started worker (pid {second.pid}) (restart 1)",
         ]
         groups = [second.pid, beat.pid]
-        assert all(len(_wait_for_members(pgid, 2)) == 2 for pgid in groups)
+        assert all(len(_members_once(pgid, lambda m: len(m) == 2)) == 2 for pgid in groups)
     finally:
         # when stopped
         sup.stop()
 
     # then no child and no grandchild is left
-    assert [_group_members(pgid) for pgid in groups] == [[], []]
+    assert [_gone(pgid) for pgid in groups] == [[], []]
     assert sup.running() == []
 
 
@@ -246,9 +252,13 @@ def test_sigterm_stops_a_running_supervisor_and_every_child_it_restarted():
     )
     assert proc.stderr is not None
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(
-        target=lambda: [lines.put(line.rstrip("\n")) for line in proc.stderr], daemon=True
-    )  # type: ignore[union-attr]
+    stderr = proc.stderr
+
+    def read() -> None:
+        for line in stderr:
+            lines.put(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
 
     def next_line() -> str:
@@ -283,4 +293,4 @@ def test_sigterm_stops_a_running_supervisor_and_every_child_it_restarted():
 
     # then it stopped cleanly, and nothing of it is left
     assert next_line() == "supervisor: stopped worker, beat"
-    assert [_group_members(pgid) for pgid in (new_worker, started["beat"])] == [[], []]
+    assert [_gone(pgid) for pgid in (new_worker, started["beat"])] == [[], []]
