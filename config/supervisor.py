@@ -113,7 +113,13 @@ class Supervisor:
             if child.restart_at is not None:
                 if now >= child.restart_at:
                     child.restarts += 1
-                    self._start(child)
+                    try:
+                        self._start(child)
+                    except OSError as exc:  # e.g. out of processes: keep trying, never give up
+                        child.restart_at = now + self.backoff_max
+                        self.log(
+                            f"{child.name} could not be started ({exc}); trying again in {self.backoff_max:g}s"
+                        )
                 continue
             assert child.process is not None
             code = child.process.poll()

@@ -294,3 +294,28 @@ def test_sigterm_stops_a_running_supervisor_and_every_child_it_restarted():
     # then it stopped cleanly, and nothing of it is left
     assert next_line() == "supervisor: stopped worker, beat"
     assert [_gone(pgid) for pgid in (new_worker, started["beat"])] == [[], []]
+
+
+def test_a_child_that_cannot_be_started_again_is_retried_at_the_longest_delay():
+    world = FakeWorld()
+    sup = world.supervisor()
+    sup.start()
+    world.processes[2].returncode = 1
+    sup.check()
+    world.now += 1
+
+    def no_more_processes(command: list[str], cwd: Path | None) -> FakeProcess:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    sup.spawn = no_more_processes
+    sup.check()
+
+    assert (
+        world.lines[-1]
+        == "beat could not be started ([Errno 11] Resource temporarily unavailable); trying again in 30s"
+    )
+    assert sup.children["beat"].restart_at == world.now + 30
+    sup.spawn = world.spawn
+    world.now += 30
+    sup.check()
+    assert world.lines[-1] == "started beat (pid 103) (restart 2)"
