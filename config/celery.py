@@ -41,5 +41,6 @@ def connection_pools_forget_inherited(**kwargs) -> None:
     """
     from django.db.backends.postgresql.base import DatabaseWrapper
 
-    _inherited_connection_pools.extend(DatabaseWrapper._connection_pools.values())
-    DatabaseWrapper._connection_pools.clear()
+    pools: dict = DatabaseWrapper._connection_pools  # type: ignore[attr-defined]  # Django's registry
+    _inherited_connection_pools.extend(pools.values())
+    pools.clear()

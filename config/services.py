@@ -108,7 +108,10 @@ def django_database(
             "timeout": pool_timeout,
             # Connections opened for a burst are closed after a minute unused, down to min_size.
             "max_idle": 60,
-            "reset": pooled_connection_reset,
+            # No `reset` callback: psycopg runs it in a pool thread after the connection is given
+            # back, so a pool closed meanwhile (Django closes it before dropping a test database)
+            # leaves that connection open. The search_path needs none: django-tenants sets it on
+            # the first cursor after a connection is taken (closing forgets the path it had set).
         }
     return {
         "ENGINE": "django_tenants.postgresql_backend",
@@ -123,19 +126,6 @@ def django_database(
         # `make test` names a database per run (TEST_DATABASE_NAME) so parallel runs never collide.
         "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or f"test_{p.name}"},
     }
-
-
-def pooled_connection_reset(conn) -> None:
-    """Run by the pool on every connection given back: no tenant's ``search_path`` stays on it.
-
-    django-tenants already re-issues ``SET search_path`` on the first cursor after a connection is
-    taken (closing a connection forgets the path it had set); this makes a pooled connection
-    neutral even for code that bypassed that, so no request can ever run in the schema of the one
-    before it.
-    """
-    conn.execute("RESET search_path")
-    if not conn.autocommit:
-        conn.commit()
 
 
 def drop_stale_test_databases(url: str, prefix: str) -> list[str]:

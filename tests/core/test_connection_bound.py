@@ -79,11 +79,12 @@ def test_a_burst_of_clients_never_takes_more_connections_than_the_pool_allows(
                 autocommit=True,
             ) as conn:
                 while True:
-                    (count,) = conn.execute(
+                    row = conn.execute(
                         "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
                         [db.name, app_name],
                     ).fetchone()
-                    peak["connections"] = max(peak["connections"], count)
+                    assert row is not None
+                    peak["connections"] = max(peak["connections"], row[0])
                     peak["samples"] += 1
                     if done.wait(0.01):
                         return

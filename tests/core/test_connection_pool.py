@@ -24,7 +24,7 @@ def test_the_settings_give_every_process_a_bounded_pool():
     assert pool["max_size"] == settings.DATABASE_POOL_MAX_SIZE == 10
     assert pool["min_size"] == 1
     assert pool["timeout"] == 10.0
-    assert pool["reset"] is services.pooled_connection_reset
+    assert "reset" not in pool  # see config/services.py: it would run in a pool thread
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
 
 
@@ -61,7 +61,7 @@ def test_the_pool_connects_to_the_test_database(committed):
         cursor.execute("SELECT current_database()")
         (name,) = cursor.fetchone()
 
-    assert connection.pool is not None
+    assert connection.pool is not None  # type: ignore[attr-defined]
     assert name == connection.settings_dict["NAME"] == connection.settings_dict["TEST"]["NAME"]
 
 
@@ -134,22 +134,29 @@ def test_two_marketplaces_alternating_on_one_pooled_connection_never_see_each_ot
     assert [row[1:] for row in seen["beta"]] == [("beta", "ops@beta.test")] * rounds
 
 
-def test_a_connection_given_back_to_the_pool_carries_no_search_path(pool_of_one):
-    # given a request that set a tenant's search_path on the raw connection, past django-tenants
+def test_a_public_host_request_after_a_marketplace_request_runs_in_public(pool_of_one, tenant_a):
+    # given a marketplace's request that ran on the only pooled connection and gave it back
     first = _wrapper(pool_of_one)
-    first.ensure_connection()
-    first.connection.execute("SET search_path TO alpha, public")
-    pid = first.connection.info.backend_pid
+    first.set_tenant(tenant_a)
+    with first.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_schema()")
+        pid, schema = cursor.fetchone()
     first.close()
+    assert schema == "alpha"
 
-    # when the next request takes the (only) pooled connection, before any tenant is chosen
+    # when the next request, on the platform's public host, takes that connection
     second = _wrapper(pool_of_one)
-    second.ensure_connection()
-    row = second.connection.execute("SELECT pg_backend_pid(), current_setting('search_path')").fetchone()
+    second.set_schema_to_public()
+    with second.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_backend_pid(), current_setting('search_path'), "
+            "(SELECT count(*) FROM auth_user WHERE email = 'ops@alpha.test')"
+        )
+        row = cursor.fetchone()
     second.close()
 
-    # then it is the same session, back at the server's default path
-    assert row == (pid, '"$user", public')
+    # then it is the same session, in public only, where alpha's operator does not exist
+    assert row == (pid, "public", 0)
 
 
 def test_a_worker_child_forgets_the_pool_it_inherited_without_closing_it():
