@@ -128,6 +128,28 @@ def django_database(
     }
 
 
+# Pools a forked child inherited from its parent: kept referenced, never used.
+_inherited_connection_pools: list = []
+
+
+def connection_pools_forget_inherited() -> None:
+    """In a forked child (Celery's prefork pool, ``migrate_schemas --executor multiprocessing``):
+    build a connection pool of its own on first use, at most DATABASE_POOL_MAX_SIZE connections.
+
+    A pool the parent had open holds the parent's sessions, and threads that do not exist in the
+    child: taking a connection from it would put two processes on one server session, and closing it
+    would end the parent's sessions (libpq says goodbye on the shared socket). So the child drops it
+    from Django's registry and keeps a reference, so that it is never closed. Registered with
+    ``os.register_at_fork`` by the settings.
+    """
+    backend = sys.modules.get("django.db.backends.postgresql.base")
+    if backend is None:  # this process never loaded Django's PostgreSQL backend
+        return
+    pools: dict = backend.DatabaseWrapper._connection_pools
+    _inherited_connection_pools.extend(pools.values())
+    pools.clear()
+
+
 def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
     """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone."""
     import psycopg

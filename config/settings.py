@@ -45,6 +45,7 @@ REDIS_URL = _resolved.redis_url
 DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10"))
 DATABASE_POOL_MIN_SIZE = int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1"))
 DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", "10"))
+os.register_at_fork(after_in_child=services.connection_pools_forget_inherited)
 DATABASES = {
     "default": services.django_database(
         DATABASE_URL,

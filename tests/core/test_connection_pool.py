@@ -4,6 +4,7 @@ a pooled connection never carries one marketplace's schema into another's reques
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Iterator
 
@@ -159,30 +160,36 @@ def test_a_public_host_request_after_a_marketplace_request_runs_in_public(pool_o
     assert row == (pid, "public", 0)
 
 
-def test_a_worker_child_forgets_the_pool_it_inherited_without_closing_it():
-    # given a pool the worker's main process had opened before forking its children
-    from celery.signals import worker_process_init
+def test_a_forked_child_takes_its_own_connections_and_leaves_the_parents_alone(pool_of_one):
+    # given the parent's pool (of one) holding an idle connection: django-tenants' multiprocessing
+    # migrations and Celery's prefork pool fork with the pool open
+    def backend_pid() -> int:
+        wrapper = _wrapper(pool_of_one)
+        try:
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                return cursor.fetchone()[0]
+        finally:
+            wrapper.close()
 
-    import config.celery
+    parent_pid = backend_pid()
+    read_end, write_end = os.pipe()
 
-    class InheritedPool:
-        closed = False
+    # when the process forks and the child uses the database
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            os.write(write_end, str(backend_pid()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        child_pid = int(pipe.read() or 0)
+    _, status = os.waitpid(child, 0)
 
-        def close(self) -> None:  # would end the parent's sessions
-            self.closed = True
-
-    inherited = InheritedPool()
-    own = dict(DatabaseWrapper._connection_pools)  # this process's real pools, put back below
-    DatabaseWrapper._connection_pools["inherited"] = inherited  # type: ignore[assignment]
-    try:
-        # when a prefork child starts
-        worker_process_init.send(sender=None)
-
-        # then the child will build its own pool, and the parent's stays untouched and referenced
-        assert "inherited" not in DatabaseWrapper._connection_pools
-        assert inherited in config.celery._inherited_connection_pools
-        assert inherited.closed is False
-    finally:
-        DatabaseWrapper._connection_pools.pop("inherited", None)
-        DatabaseWrapper._connection_pools.update(own)
-        config.celery._inherited_connection_pools.clear()
+    # then the child had a session of its own, and the parent's pooled session still works
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert child_pid not in (0, parent_pid)
+    assert backend_pid() == parent_pid
