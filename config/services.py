@@ -87,8 +87,32 @@ def parse_database_url(url: str) -> PgParams:
     )
 
 
-def django_database(url: str) -> dict:
+def django_database(
+    url: str, *, pool_max_size: int, pool_min_size: int, pool_timeout: float, conn_max_age: int
+) -> dict:
+    """Django's ``DATABASES`` entry for ``url``.
+
+    With ``pool_max_size`` > 0 the process holds at most that many connections, in psycopg's pool
+    (Django returns a connection to it at the end of each request or task, so ``CONN_MAX_AGE`` is 0);
+    0 turns the pool off: one connection per thread, kept ``conn_max_age`` seconds.
+    """
     p = parse_database_url(url)
+    options: dict = {"connect_timeout": 5, **p.options}
+    if pool_max_size < 0 or pool_min_size < 0:
+        raise ServiceError("DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE must not be negative")
+    if pool_max_size:
+        options["pool"] = {
+            "min_size": min(pool_min_size, pool_max_size),
+            "max_size": pool_max_size,
+            # How long a request waits for a free connection before it fails.
+            "timeout": pool_timeout,
+            # Connections opened for a burst are closed after a minute unused, down to min_size.
+            "max_idle": 60,
+            # No `reset` callback: psycopg runs it in a pool thread after the connection is given
+            # back, so a pool closed meanwhile (Django closes it before dropping a test database)
+            # leaves that connection open. The search_path needs none: django-tenants sets it on
+            # the first cursor after a connection is taken (closing forgets the path it had set).
+        }
     return {
         "ENGINE": "django_tenants.postgresql_backend",
         "NAME": p.name,
@@ -96,12 +120,34 @@ def django_database(url: str) -> dict:
         "PASSWORD": p.password,
         "HOST": p.host,
         "PORT": p.port,
-        "CONN_MAX_AGE": int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+        "CONN_MAX_AGE": 0 if pool_max_size else conn_max_age,
         "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": {"connect_timeout": 5, **p.options},
+        "OPTIONS": options,
         # `make test` names a database per run (TEST_DATABASE_NAME) so parallel runs never collide.
         "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or f"test_{p.name}"},
     }
+
+
+# Pools a forked child inherited from its parent: kept referenced, never used.
+_inherited_connection_pools: list = []
+
+
+def connection_pools_forget_inherited() -> None:
+    """In a forked child (Celery's prefork pool, ``migrate_schemas --executor multiprocessing``):
+    build a connection pool of its own on first use, at most DATABASE_POOL_MAX_SIZE connections.
+
+    A pool the parent had open holds the parent's sessions, and threads that do not exist in the
+    child: taking a connection from it would put two processes on one server session, and closing it
+    would end the parent's sessions (libpq says goodbye on the shared socket). So the child drops it
+    from Django's registry and keeps a reference, so that it is never closed. Registered with
+    ``os.register_at_fork`` by the settings.
+    """
+    backend = sys.modules.get("django.db.backends.postgresql.base")
+    if backend is None:  # this process never loaded Django's PostgreSQL backend
+        return
+    pools: dict = backend.DatabaseWrapper._connection_pools
+    _inherited_connection_pools.extend(pools.values())
+    pools.clear()
 
 
 def drop_stale_test_databases(url: str, prefix: str) -> list[str]:

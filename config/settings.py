@@ -86,7 +86,24 @@ PORT = int(os.environ.get("PORT", "8000"))
 _resolved = services.resolve(check_configured=False)
 DATABASE_URL = _resolved.database_url
 REDIS_URL = _resolved.redis_url
-DATABASES = {"default": services.django_database(DATABASE_URL)}
+# Each process (web server, Celery worker child, beat) holds at most DATABASE_POOL_MAX_SIZE
+# PostgreSQL connections, in psycopg's pool: a threaded server may answer many more clients at
+# once, each then waiting up to DATABASE_POOL_TIMEOUT seconds for a free connection. Size it so
+# pool size x processes stays below the server's max_connections (README "Connections").
+# 0 turns the pool off: one connection per thread, kept DB_CONN_MAX_AGE seconds (unbounded).
+DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10"))
+DATABASE_POOL_MIN_SIZE = int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1"))
+DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", "10"))
+os.register_at_fork(after_in_child=services.connection_pools_forget_inherited)
+DATABASES = {
+    "default": services.django_database(
+        DATABASE_URL,
+        pool_max_size=DATABASE_POOL_MAX_SIZE,
+        pool_min_size=DATABASE_POOL_MIN_SIZE,
+        pool_timeout=DATABASE_POOL_TIMEOUT,
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60")),
+    )
+}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 
 # --------------------------------------------------------------------------- apps

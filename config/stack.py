@@ -1,6 +1,6 @@
 """`make run` and `make test`: resolve services, prepare the database, then run.
 
-``python -m config.stack run``  migrate, demo, then web + worker + beat until Ctrl-C.
+``python -m config.stack run``  migrate, demo, then web + worker + beat (restarted if they die) until Ctrl-C.
 ``python -m config.stack test [pytest args]``  prepare services, then pytest.
 ``python -m config.stack prepare``  only resolve and migrate (used by other targets).
 ``python -m config.stack chaos [args]``  prepare, then ``manage.py chaos`` (the fault-injection harness).
@@ -8,15 +8,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from config import services
+from config.supervisor import Supervisor
 
 BASE = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -86,53 +84,15 @@ def run() -> int:
         ],
     }
     (BASE / ".data").mkdir(exist_ok=True)
-    procs: dict[str, subprocess.Popen] = {}
-    for name, cmd in commands.items():
-        # Each child in its own process group so Ctrl-C handling is ours and nothing is left behind.
-        procs[name] = subprocess.Popen(cmd, cwd=BASE, start_new_session=True)
-    print(f"running web (:{port}), worker and beat; Ctrl-C stops them all", flush=True)
-
-    stopping = False
-
-    def stop(*_):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                print(f"{name} exited with {proc.returncode}; stopping the rest", file=sys.stderr)
-                exit_code = proc.returncode or 1
-                stopping = True
-                break
-        time.sleep(0.3)
-    _stop_all(procs)
+    print(
+        f"running web (:{port}), worker and beat; a child that dies is restarted; Ctrl-C stops them all",
+        flush=True,
+    )
+    exit_code = Supervisor(commands, cwd=BASE).run_until_signalled()
     if "embedded" in (resolved.database_source, resolved.redis_source):
         # The next `make run` starts them again on the same .data/ (the data is kept).
         print("stopped embedded " + ", ".join(services.stop_embedded()), flush=True)
     return exit_code
-
-
-def _stop_all(procs: dict[str, subprocess.Popen]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for proc in procs.values():
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-    for name, proc in procs.items():
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the whole group: worker children included
-            if proc.poll() is None:
-                print(f"{name} did not stop in time; killed", file=sys.stderr)
-        except ProcessLookupError:
-            pass
-    print("stopped web, worker and beat", flush=True)
 
 
 def test(args: list[str]) -> int:

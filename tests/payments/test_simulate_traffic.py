@@ -95,3 +95,40 @@ def test_simulate_traffic_bad_input_is_one_line_and_exit_1(db, args, message):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_more_threads_than_pooled_connections_take_turns(committed):
+    # given a marketplace whose gateways take 300 ms, and a pool of two connections (one is the
+    # command's own) that a thread waits at most 2 s for: a thread keeping its connection for its
+    # whole run (12 x 300 ms) would starve the others
+    tenant = fresh_marketplace("stpool", simulator_latency_ms=None)
+    with tenant_context(tenant):
+        GatewayAccount.objects.filter(kind="simulator").update(
+            settings={"latency_ms": {"p50": 300, "p99": 300}}
+        )
+    env = {
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_POOL_MAX_SIZE": "2",
+        "DATABASE_POOL_TIMEOUT": "2",
+    }
+
+    # when three threads make twelve payments
+    result = subprocess.run(
+        [
+            *(sys.executable, "manage.py", "simulate_traffic", "--tenant", tenant.schema_name),
+            *("--payments", "12", "--concurrency", "3", "--seed", "3", "--json"),
+        ],
+        cwd=BASE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    # then every payment was made
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["payments"] == 12
+    assert report["max_charges_per_intent"] == 1
