@@ -951,11 +951,11 @@ def payments_reconcile() -> int:
         )
         queued += 1
     waiting = PaymentAttempt.objects.filter(status=AS.REQUIRES_ACTION, next_resolve_at__lte=now)
-    for attempt in waiting[:500]:
+    for attempt_id, check_at in waiting.values_list("id", "next_resolve_at")[:500]:
         durable_enqueue(
             handler="apps.payments.services.payment_attempt_refresh",
-            kwargs={"attempt_id": attempt.id},
-            idempotency_key=f"refresh:{attempt.id}:{attempt.next_resolve_at.isoformat()}",
+            kwargs={"attempt_id": attempt_id},
+            idempotency_key=f"refresh:{attempt_id}:{check_at:%Y-%m-%dT%H:%M:%S.%f}",
         )
         queued += 1
     return queued + payment_operations_reconcile()

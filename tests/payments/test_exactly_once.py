@@ -282,12 +282,10 @@ def test_a_challenge_completed_whose_webhook_is_lost_is_found_by_the_scheduled_c
     # When the reconcile job runs at the scheduled check
     PaymentAttempt.objects.filter(pk=attempt.pk).update(next_resolve_at=timezone.now() - timedelta(seconds=1))
     assert payments_reconcile() >= 1
-    assert (
-        run_task(
-            f"refresh:{attempt.id}:{PaymentAttempt.objects.get(pk=attempt.pk).next_resolve_at.isoformat()}"
-        )
-        == "done"
+    check = DurableTask.objects.get(
+        handler__endswith=".payment_attempt_refresh", kwargs__attempt_id=attempt.id
     )
+    assert durable_run(task_id=str(check.pk)) == "done"
 
     # Then the payment is applied as the webhook would have: succeeded, posted once
     intent.refresh_from_db()
