@@ -126,3 +126,41 @@ def test_the_command_prints_the_json_contract(committed):
 def test_the_command_refuses_no_seeds(seeds):
     with pytest.raises(CommandError, match="--seeds must be at least 1"):
         call_command("chaos", "--seeds", str(seeds))
+
+
+def test_slices_run_in_parallel_add_up_to_one_report():
+    from apps.chaos.management.commands.chaos import merge_reports
+
+    part = {
+        "seeds": 2,
+        "start": 1,
+        "operations": 10,
+        "payments": 4,
+        "processor_charges": 3,
+        "faults_injected": 5,
+        "faults_by_kind": {"db.commit.after": 2, "webhook.lost": 3},
+        "faults_by_point": {"db.commit.after": 2, "webhook.lost": 3},
+        "violations": 1,
+        "violations_by_invariant": {"nothing_stuck": 1},
+        "double_charges": 0,
+        "stuck": 1,
+        "ledger_verified": True,
+        "auto_refunded_late_charges": 1,
+        "failing_seeds": [2],
+        "wall_seconds": 9.0,
+        "seconds_per_seed": 2.0,
+    }
+    other = {**part, "start": 3, "seeds": 1, "faults_by_kind": {"webhook.lost": 1}, "failing_seeds": [],
+             "violations": 0, "violations_by_invariant": {}, "stuck": 0, "ledger_verified": False,
+             "seconds_per_seed": 5.0}  # fmt: skip
+
+    merged = merge_reports([other, part], wall=6.5)
+
+    assert merged["seeds"] == 3 and merged["start"] == 1
+    assert merged["faults_injected"] == 10 and merged["faults_by_kind"] == {
+        "db.commit.after": 2,
+        "webhook.lost": 4,
+    }
+    assert (merged["violations"], merged["failing_seeds"], merged["stuck"]) == (1, [2], 1)
+    assert merged["ledger_verified"] is False
+    assert (merged["wall_seconds"], merged["seconds_per_seed"]) == (6.5, 3.0)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import time
 from collections import Counter
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.chaos.harness import SeedResult, run_seed
@@ -52,6 +54,43 @@ def report(results: list[SeedResult], wall: float) -> dict:
     }
 
 
+def merge_reports(parts: list[dict], wall: float) -> dict:
+    """One run's figures from the figures of its slices (``--jobs``)."""
+    parts = [p for p in parts if p.get("seeds")]
+    seeds = sum(p["seeds"] for p in parts)
+    summed = (
+        "seeds",
+        "operations",
+        "payments",
+        "processor_charges",
+        "faults_injected",
+        "violations",
+        "double_charges",
+        "stuck",
+        "auto_refunded_late_charges",
+    )
+    out: dict = {key: sum(p[key] for p in parts) for key in summed}
+    for key in ("faults_by_kind", "faults_by_point", "violations_by_invariant"):
+        total: Counter = Counter()
+        for p in parts:
+            total.update(p[key])
+        out[key] = dict(sorted(total.items()))
+    ordered = [
+        "seeds", "start", "operations", "payments", "processor_charges", "faults_injected",
+        "faults_by_kind", "faults_by_point", "violations", "violations_by_invariant",
+        "double_charges", "stuck", "ledger_verified", "auto_refunded_late_charges",
+        "failing_seeds", "wall_seconds", "seconds_per_seed",
+    ]  # fmt: skip
+    out["start"] = min((p["start"] for p in parts), default=None)
+    out["ledger_verified"] = all(p["ledger_verified"] for p in parts)
+    out["failing_seeds"] = sorted(s for p in parts for s in p["failing_seeds"])
+    out["wall_seconds"] = round(wall, 2)
+    out["seconds_per_seed"] = (
+        round(sum(p["seconds_per_seed"] * p["seeds"] for p in parts) / seeds, 3) if seeds else 0
+    )
+    return {key: out[key] for key in ordered}
+
+
 class Command(BaseCommand):
     help = "Run the deterministic fault-injection harness for N seeds and check the invariants."
 
@@ -59,6 +98,12 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", type=int, required=True, help="how many seeds to run")
         parser.add_argument("--start", type=int, default=1, help="the first seed (default 1)")
         parser.add_argument("--json", action="store_true", help="one JSON line on stdout")
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="run the seeds in this many processes at once, each a contiguous slice (default 1)",
+        )
         parser.add_argument(
             "--verbose", action="store_true", help="print each seed's schedule, faults and violations"
         )
@@ -79,6 +124,11 @@ class Command(BaseCommand):
 
     def _run(self, n: int, start: int, opts: dict) -> None:
         started = time.perf_counter()
+        jobs = max(1, min(opts["jobs"], n))
+        if jobs > 1 and not opts["verbose"]:
+            figures = merge_reports(self._slices(n, start, jobs, opts), time.perf_counter() - started)
+            self._finish(figures, n, opts)
+            return
         results: list[SeedResult] = []
         for seed in range(start, start + n):
             result = run_seed(seed)
@@ -92,7 +142,40 @@ class Command(BaseCommand):
             )
             if opts["verbose"]:
                 self._explain(result)
-        figures = report(results, time.perf_counter() - started)
+        self._finish(report(results, time.perf_counter() - started), n, opts)
+
+    @staticmethod
+    def _slices(n: int, start: int, jobs: int, opts: dict) -> list[dict]:
+        """Run contiguous slices of the seeds in ``jobs`` processes (their progress lines go to
+        stderr as they come) and return each slice's figures."""
+        size, extra = divmod(n, jobs)
+        procs, first = [], start
+        for j in range(jobs):
+            count = size + (1 if j < extra else 0)
+            argv = [
+                sys.executable,
+                "manage.py",
+                "chaos",
+                "--seeds",
+                str(count),
+                "--start",
+                str(first),
+                "--json",
+            ]
+            if opts["logs"]:
+                argv.append("--logs")
+            procs.append(subprocess.Popen(argv, cwd=settings.BASE_DIR, stdout=subprocess.PIPE, text=True))
+            first += count
+        parts = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            if not lines:
+                raise CommandError(f"a slice of the run failed to report (exit {proc.returncode})")
+            parts.append(json.loads(lines[-1]))
+        return parts
+
+    def _finish(self, figures: dict, n: int, opts: dict) -> None:
         if opts["json"]:
             self.stdout.write(json.dumps(figures))
         else:
