@@ -372,10 +372,7 @@ def _action_close(intent_id: str) -> None:
         reference=open_attempt.reference or None,
         idempotency_key=f"{open_attempt.id}:cancel",
     )
-    if result.outcome == Outcome.SUCCEEDED and result.status in (
-        GatewayStatus.CANCELED,
-        GatewayStatus.NOT_FOUND,
-    ):
+    if _voided(result):
         with transaction.atomic():
             attempt = hotpath.lock_attempt(open_attempt.id)
             if attempt.status == AS.REQUIRES_ACTION:
@@ -899,10 +896,7 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
             reference=attempt.reference or None,
             idempotency_key=f"{attempt.id}:technical-cancel",
         )
-        if cancel.outcome == Outcome.SUCCEEDED and cancel.status in (
-            GatewayStatus.CANCELED,
-            GatewayStatus.NOT_FOUND,
-        ):
+        if _voided(cancel):
             _attempt_finish(
                 attempt.id,
                 GatewayResult(
@@ -1586,6 +1580,14 @@ def payment_operations_reconcile() -> int:
 # --------------------------------------------------------------------------- late charges
 
 
+def _voided(result: GatewayResult) -> bool:
+    """The gateway confirms the attempt holds no money and never will: cancelled, or none made."""
+    return result.outcome == Outcome.SUCCEEDED and result.status in (
+        GatewayStatus.CANCELED,
+        GatewayStatus.NOT_FOUND,
+    )
+
+
 def _money_taken(result: GatewayResult) -> bool:
     return result.outcome == Outcome.SUCCEEDED and result.status in (
         GatewayStatus.CAPTURED,
@@ -1664,10 +1666,7 @@ def payment_late_charge_reverse(*, late_charge_id: str) -> str:
         result = gateway.cancel(
             attempt_id=late.attempt_id, reference=late.reference or None, idempotency_key=f"{late.id}:void"
         )
-        reversed_ = result.outcome == Outcome.SUCCEEDED and result.status in (
-            GatewayStatus.CANCELED,
-            GatewayStatus.NOT_FOUND,
-        )
+        reversed_ = _voided(result)
     if not reversed_ and result.outcome in (Outcome.GATEWAY_ERROR, Outcome.UNKNOWN):
         raise AttemptStillUnknown(f"late charge {late.id}: {result.message or result.outcome}")
     with transaction.atomic():
