@@ -336,6 +336,7 @@ def platform_env(
         # The same key as this process: anything it encrypted, the servers can read.
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         "DJANGO_ALLOWED_HOSTS": f"{domain},127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",  # plain http on the loopback, no TLS proxy in front
         "API_RATE_LIMIT_PER_SECOND": "1000000",
         "API_RATE_LIMIT_BURST": "1000000",
         # A retry after a crash finds the dead request's key free after 3 s instead of 120 s.
