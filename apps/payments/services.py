@@ -804,6 +804,9 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
     the payment continue. Raises AttemptStillUnknown (the durable task retries with backoff)."""
     attempt = PaymentAttempt.objects.select_related("gateway_account", "intent").get(pk=attempt_id)
     if attempt.status not in (AS.PENDING, AS.UNKNOWN):
+        # Resolved already (by an earlier run of this task that died before the payment moved on,
+        # or by a webhook): make sure the payment continues.
+        payment_continue(intent_id=attempt.intent_id)
         return
     account = attempt.gateway_account
     if attempt.status == AS.PENDING and _in_flight(attempt):
@@ -942,6 +945,20 @@ def payments_reconcile() -> int:
             handler="apps.payments.services.payment_attempt_resolve",
             kwargs={"attempt_id": attempt.id},
             idempotency_key=f"reconcile:{attempt.id}:{attempt.resolve_count}:{attempt.status}",
+        )
+        queued += 1
+    # A processing payment with no attempt open and nothing driving it (the process that was to
+    # start its next attempt died after the last one settled): drive it on.
+    stranded = (
+        PaymentIntent.objects.filter(status=IS.PROCESSING, updated_at__lte=now - attempt_lease())
+        .exclude(attempts__status__in=[AS.PENDING, AS.UNKNOWN])
+        .values_list("id", "updated_at")
+    )
+    for intent_id, updated_at in stranded[:500]:
+        durable_enqueue(
+            handler="apps.payments.services.payment_continue",
+            kwargs={"intent_id": intent_id},
+            idempotency_key=f"continue:{intent_id}:stranded:{updated_at:%Y-%m-%dT%H:%M:%S.%f}",
         )
         queued += 1
     waiting = PaymentAttempt.objects.filter(status=AS.REQUIRES_ACTION, next_resolve_at__lte=now)

@@ -28,7 +28,15 @@ ATTEMPT_TRANSITIONS: dict[str, set[str]] = {
         AS.UNKNOWN,
         AS.CANCELED,
     },
-    AS.UNKNOWN: {AS.AUTHORIZED, AS.CAPTURED, AS.DECLINED, AS.FAILED, AS.CANCELED, AS.UNKNOWN},
+    AS.UNKNOWN: {
+        AS.AUTHORIZED,
+        AS.CAPTURED,
+        AS.REQUIRES_ACTION,  # its answer was lost; the gateway says it waits for the customer
+        AS.DECLINED,
+        AS.FAILED,
+        AS.CANCELED,
+        AS.UNKNOWN,
+    },
     AS.AUTHORIZED: {AS.CAPTURED, AS.CANCELED},
     AS.REQUIRES_ACTION: {AS.AUTHORIZED, AS.CAPTURED, AS.DECLINED, AS.CANCELED},
     AS.CAPTURED: set(),

@@ -310,3 +310,25 @@ def test_the_resolver_that_learns_nothing_asks_again_later_instead_of_failing_ov
     intent = PaymentIntent.objects.get(pk=attempt.intent_id)
     assert attempts(intent) == [("primary", "unknown")]
     assert intent.status == "processing"
+
+
+def test_a_processing_payment_left_with_no_open_attempt_is_driven_on_by_the_reconcile_job(mesh):
+    # Given a payment whose first attempt settled (nothing charged) and whose process died before
+    # starting the next one: processing, nothing open, nothing queued
+    attempt = _pending_attempt(lease_until=timezone.now() - timedelta(seconds=1))
+    attempt_to(attempt, "failed")
+    attempt.save()
+    PaymentIntent.objects.filter(pk=attempt.intent_id).update(
+        updated_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    # When the reconcile job runs, and the work it queued
+    assert payments_reconcile() == 1
+    task = DurableTask.objects.get(handler__endswith=".payment_continue", kwargs__intent_id=attempt.intent_id)
+    assert durable_run(task_id=str(task.pk)) == "done"
+
+    # Then the payment went on to the next gateway, charged once
+    intent = PaymentIntent.objects.get(pk=attempt.intent_id)
+    assert intent.status == "succeeded"
+    assert attempts(intent) == [("primary", "failed"), ("secondary", "captured")]
+    assert kept_charges(intent) == [("secondary", "captured", 5000)]
