@@ -95,6 +95,7 @@ class ChaosGateway:
     """The simulator adapter with faults injected at named points (see apps.chaos.faults)."""
 
     kind = "simulator"
+    can_look_up = True
 
     def __init__(self, config: GatewayConfig):
         self.inner = SimulatorGateway(config)

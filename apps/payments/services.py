@@ -833,9 +833,14 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
             if _attempt_finish(attempt.id, replay) == "failover" or replay.outcome != Outcome.SUCCEEDED:
                 payment_continue(intent_id=attempt.intent_id)
             return
-        if truth.status == GatewayStatus.ERROR or replay.outcome == Outcome.UNKNOWN:
-            # Nothing was learnt (the replay's answer was lost too): a technical cancel now could
-            # turn a decline we cannot see into a failover. Ask again later.
+        if (
+            truth.status == GatewayStatus.ERROR
+            or replay.outcome == Outcome.UNKNOWN
+            or getattr(gateway, "can_look_up", True)
+        ):
+            # Nothing was learnt (the lookup's or the replay's answer was lost): a technical
+            # cancel now could turn a decline we cannot see into a failover. Ask again later. Only
+            # a gateway that has no lookup at all (Adyen) goes on to the technical cancel.
             _still_unknown(attempt, account)
     if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         _attempt_finish(
@@ -1070,6 +1075,8 @@ def _capture_verdict(result: GatewayResult) -> str:
         return "pending"
     if result.status == GatewayStatus.CAPTURED:
         return "captured"  # also a refusal because it is captured already (Stripe's state error)
+    if result.status in (GatewayStatus.CANCELED, GatewayStatus.NOT_FOUND):
+        return "refused"  # voided (or gone) at the gateway: nothing left to capture
     if result.outcome == Outcome.SUCCEEDED:
         return "pending"  # an answer that is no capture (still authorised): ask again
     return "refused"
@@ -1251,6 +1258,11 @@ def payment_capture_resolve(*, attempt_id: str) -> None:
         raise OperationStillPending(
             f"the capture of attempt {attempt.id} is still unsettled: {result.message}"
         )
+    if verdict == "refused" and result is truth:
+        # The authorisation was voided at the gateway (expired, or a cancel whose answer was
+        # lost): the payment is canceled, as its webhook would say.
+        payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=truth)
+        return
     if verdict == "refused":
         log.warning("capture refused after it was accepted", extra={"attempt": attempt.id})
         with transaction.atomic():

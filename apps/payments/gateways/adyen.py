@@ -165,6 +165,7 @@ _KEPT_ADDITIONAL = ("merchantAdviceCode", "refusalReasonRaw")
 
 class AdyenGateway:
     kind = "adyen"
+    can_look_up = False  # Checkout has no payment lookup: ``retrieve`` always says UNKNOWN
 
     def __init__(self, config: GatewayConfig):
         credentials, settings = config.credentials or {}, config.settings or {}

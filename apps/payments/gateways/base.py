@@ -88,6 +88,9 @@ class GatewayConfig:
 
 class Gateway(Protocol):
     kind: str  # "simulator", "stripe", "adyen"
+    # Whether ``retrieve`` can find an attempt (an adapter without a lookup sets it False): when it
+    # can, an inconclusive ``retrieve`` means its answer was lost, not that nothing is known there.
+    can_look_up: bool
 
     def authorize(self, request: ChargeRequest) -> GatewayResult:
         """Confirm a payment; capture too when ``request.capture``. Idempotent by attempt id."""

@@ -51,6 +51,7 @@ HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc
 
 class SimulatorGateway:
     kind = "simulator"
+    can_look_up = True
 
     def __init__(self, config: GatewayConfig):
         self.config = config

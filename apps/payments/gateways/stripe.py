@@ -223,6 +223,7 @@ class StripeGateway:
     """
 
     kind = "stripe"
+    can_look_up = True
 
     def __init__(self, config: GatewayConfig, *, http_client: stripe.HTTPClient | None = None):
         secret_key = (config.credentials or {}).get("secret_key")
