@@ -105,6 +105,18 @@ class PendingProbe:
             self.conn = None
 
 
+def _boot(env: dict, closing, laps: Laps) -> tuple[WebServer, CeleryWorker]:
+    """A web server (two gunicorn workers) and a Celery worker, both ready, closed after the test."""
+    server = WebServer(env=env, workers=2)
+    closing(server)
+    worker = CeleryWorker(env=env)
+    closing(worker)
+    server.wait_ready()
+    worker.wait_ready()
+    laps.lap("boot")
+    return server, worker
+
+
 def _check(report: Report, traffic: Traffic | None, laps: Laps, **observed) -> Report:
     """Print what the run saw and enforce every invariant."""
     if traffic is not None:
@@ -327,13 +339,7 @@ def test_postgres_restart_during_traffic_charges_each_key_once(closing):
     laps.lap("cluster_and_provision")
     probe = PendingProbe(database_url, made["schema"])
     closing(probe)
-    server = WebServer(env=env, workers=2)
-    closing(server)
-    worker = CeleryWorker(env=env)
-    closing(worker)
-    server.wait_ready()
-    worker.wait_ready()
-    laps.lap("boot")
+    server, worker = _boot(env, closing, laps)
     traffic = Traffic(
         port=server.port,
         host=made["domain"],
@@ -381,13 +387,7 @@ def test_redis_restart_during_traffic_charges_each_key_once(committed, closing):
     )
     probe = PendingProbe(database_url_for_tests(), market.schema_name)
     closing(probe)
-    server = WebServer(env=env, workers=2)
-    closing(server)
-    worker = CeleryWorker(env=env)
-    closing(worker)
-    server.wait_ready()
-    worker.wait_ready()
-    laps.lap("boot")
+    server, worker = _boot(env, closing, laps)
     traffic = Traffic(
         port=server.port,
         host=domain,
