@@ -203,6 +203,15 @@ def test_a_late_success_on_a_closed_attempt_is_refunded_automatically_and_posted
     assert late.status == "reversed"
     assert charge.amount_refunded == 5000
     assert kept_charges(intent) == [("secondary", "captured", 5000)]
+    # ...and the operators see it in the admin, in major units, read-only
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    admin = Client(HTTP_HOST="alpha.localhost")
+    admin.force_login(get_user_model().objects.get(username="ops@alpha.test"))
+    page = admin.get("/admin/payments/latecharge/")
+    assert page.status_code == 200 and late.id.encode() in page.content and b"50.00 USD" in page.content
+    assert admin.get(f"/admin/payments/latecharge/{late.id}/delete/").status_code == 403
     lines = sorted(
         (e.event.type, e.account.code, e.side, e.amount)
         for e in Entry.objects.filter(
