@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench chaos lint fmt migrate services down clean
+.PHONY: run test test-fast bench chaos lint fmt migrate services down clean
 
 # Create .venv/ and install the hash-pinned lock; redone only when a lock file changes.
 $(STAMP): requirements.lock requirements-bootstrap.lock pyproject.toml
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	@$(PY) -m config.stack test $(ARGS)
+
+# The edit-test loop: everything but real workers, browsers, subprocesses and process chaos.
+test-fast: $(STAMP)
+	@$(PY) -m config.stack test -m "not bench and not worker and not slow and not chaos_process" $(ARGS)
 
 bench: $(STAMP)
 	@$(PY) -m config.stack test tests/benchmarks -m bench -s -q $(ARGS)
