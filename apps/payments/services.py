@@ -179,6 +179,37 @@ def _allocations(intent: PaymentIntent, amount: int, fee: int) -> list[dict]:
     return [{"account": "platform_revenue", "amount": amount}]
 
 
+def _refund_succeeded_payload(intent: PaymentIntent, refund: Refund) -> dict:
+    """The ``RefundSucceeded`` event's payload: the money goes out through the gateway that took it,
+    unwinding what the capture allocated."""
+    return {
+        "refund": refund.id,
+        "gateway_account": refund.attempt.gateway_account.name,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "allocations": _refund_allocations(intent, refund.id, refund.amount),
+    }
+
+
+def _refund_settle(
+    intent: PaymentIntent, refund: Refund, *, succeeded: bool, reference: str, message: str
+) -> None:
+    """Inside the caller's transaction, with the refund and its payment locked: a pending refund
+    becomes succeeded (posted) or failed (its reservation on the payment released), with its event."""
+    if succeeded:
+        refund_to(refund, Refund.Status.SUCCEEDED)
+        refund.reference = reference[:100]
+        refund.save()  # before its event, which snapshots it for webhooks
+        _event(intent, "RefundSucceeded", f"{refund.id}:succeeded", _refund_succeeded_payload(intent, refund))
+        return
+    refund_to(refund, Refund.Status.FAILED)
+    refund.failure_message = message[:500]
+    refund.save()
+    intent.amount_refunded -= refund.amount  # release the reservation
+    intent.save(update_fields=["amount_refunded", "updated_at"])
+    _event(intent, "RefundFailed", f"{refund.id}:failed", {"refund": refund.id, "message": message})
+
+
 def _refund_allocations(intent: PaymentIntent, refund_id: str, amount: int) -> list[dict]:
     """Who bears a refund: a split payment's vendors and commission in proportion; else the
     platform (``refunds``)."""
@@ -1515,33 +1546,13 @@ def _refund_apply(refund_id: str, result: GatewayResult) -> tuple[Refund, str]:
         if refund.status != Refund.Status.PENDING:
             return refund, "settled"
         verdict = _refund_verdict(result)
-        if verdict == "succeeded":
-            refund_to(refund, Refund.Status.SUCCEEDED)
-            refund.reference = result.reference or ""
-            refund.save()  # before its event, which snapshots it for webhooks
-            _event(
+        if verdict in ("succeeded", "failed"):
+            _refund_settle(
                 intent,
-                "RefundSucceeded",
-                f"{refund.id}:succeeded",
-                {
-                    "refund": refund.id,
-                    "gateway_account": refund.attempt.gateway_account.name,
-                    "amount": refund.amount,
-                    "currency": refund.currency,
-                    "allocations": _refund_allocations(intent, refund.id, refund.amount),
-                },
-            )
-        elif verdict == "failed":
-            refund_to(refund, Refund.Status.FAILED)
-            refund.failure_message = (result.message or "")[:500]
-            refund.save()
-            intent.amount_refunded -= refund.amount  # release the reservation
-            intent.save(update_fields=["amount_refunded", "updated_at"])
-            _event(
-                intent,
-                "RefundFailed",
-                f"{refund.id}:failed",
-                {"refund": refund.id, "message": result.message},
+                refund,
+                succeeded=verdict == "succeeded",
+                reference=result.reference or "",
+                message=result.message or "",
             )
     return refund, verdict
 
@@ -1648,13 +1659,7 @@ def _late_charge_found(
         fee=result.fee if captured else 0,
         found_by=found_by[:200],
     )
-    payload = {
-        "late_charge": late.id,
-        "attempt": attempt.id,
-        "gateway_account": account.name,
-        "amount": amount,
-        "currency": intent.currency,
-    }
+    payload = _late_charge_payload(late)
     if captured:
         _event(intent, "LateChargeCaptured", f"{attempt.id}:late_captured", {**payload, "fee": late.fee})
     else:
@@ -1670,6 +1675,16 @@ def _late_charge_found(
         extra={"attempt": attempt.id, "payment": intent.id, "amount": amount, "found_by": found_by},
     )
     return late
+
+
+def _late_charge_payload(late: LateCharge) -> dict:
+    return {
+        "late_charge": late.id,
+        "attempt": late.attempt_id,
+        "gateway_account": late.gateway_account.name,
+        "amount": late.amount,
+        "currency": late.currency,
+    }
 
 
 def payment_late_charge_reverse(*, late_charge_id: str) -> str:
@@ -1707,13 +1722,7 @@ def payment_late_charge_reverse(*, late_charge_id: str) -> str:
         late.message = (result.message or "")[:500]
         late.save(update_fields=["status", "message", "updated_at"])
         if reversed_:
-            payload = {
-                "late_charge": late.id,
-                "attempt": late.attempt_id,
-                "gateway_account": late.gateway_account.name,
-                "amount": late.amount,
-                "currency": late.currency,
-            }
+            payload = _late_charge_payload(late)
             if late.captured:
                 _event(intent, "LateChargeRefunded", f"{late.attempt_id}:late_refunded", payload)
             else:
@@ -1974,31 +1983,9 @@ def payment_refund_apply_gateway_truth(
         )
         intent = PaymentIntent.objects.select_for_update().get(pk=refund.intent_id)
         if refund.status == Refund.Status.PENDING:
-            if succeeded:
-                refund_to(refund, Refund.Status.SUCCEEDED)
-                refund.reference = refund.reference or reference[:100]
-                refund.save()  # before its event, which snapshots it for webhooks
-                _event(
-                    intent,
-                    "RefundSucceeded",
-                    f"{refund.id}:succeeded",
-                    {
-                        "refund": refund.id,
-                        "gateway_account": refund.attempt.gateway_account.name,
-                        "amount": refund.amount,
-                        "currency": refund.currency,
-                        "allocations": _refund_allocations(intent, refund.id, refund.amount),
-                    },
-                )
-            else:
-                refund_to(refund, Refund.Status.FAILED)
-                refund.failure_message = message[:500]
-                refund.save()
-                intent.amount_refunded -= refund.amount  # release the reservation
-                intent.save(update_fields=["amount_refunded", "updated_at"])
-                _event(
-                    intent, "RefundFailed", f"{refund.id}:failed", {"refund": refund.id, "message": message}
-                )
+            _refund_settle(
+                intent, refund, succeeded=succeeded, reference=refund.reference or reference, message=message
+            )
             return f"refund {refund.id} pending -> {refund.status}"
         if (refund.status == Refund.Status.SUCCEEDED) == succeeded:
             return f"refund {refund.id} stays {refund.status}"
@@ -2061,16 +2048,5 @@ def payment_refund_record_external(
         refund.save(force_insert=True)
         intent.amount_refunded += amount
         intent.save(update_fields=["amount_refunded", "updated_at"])
-        _event(
-            intent,
-            "RefundSucceeded",
-            f"{refund.id}:succeeded",
-            {
-                "refund": refund.id,
-                "gateway_account": attempt.gateway_account.name,
-                "amount": amount,
-                "currency": intent.currency,
-                "allocations": _refund_allocations(intent, refund.id, amount),
-            },
-        )
+        _event(intent, "RefundSucceeded", f"{refund.id}:succeeded", _refund_succeeded_payload(intent, refund))
     return f"refund {refund.id} of {amount} recorded (made at the gateway as {reference})"
