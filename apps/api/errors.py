@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
+from apps.core.errors import error_body
 from apps.core.money import MoneyError
 from apps.payments.services import PaymentError
 
@@ -50,10 +51,6 @@ _VALIDATION_CODES = {
     "required": "parameter_missing",
     "null": "parameter_missing",
 }
-
-
-def error_body(type_: str, code: str, message: str, param: str | None = None) -> dict:
-    return {"error": {"type": type_, "code": code, "message": message, "param": param}}
 
 
 def internal_error_body(request_id: str) -> dict:

@@ -48,8 +48,9 @@ from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from apps.api.errors import ApiError, error_body
+from apps.api.errors import ApiError
 from apps.api.models import IdempotencyRecord
+from apps.core.errors import error_body
 from apps.core.recovery import Binder, RecoveryConflict, recovery_binder
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 
-from apps.api.errors import error_body, internal_error_body
+from apps.api.errors import internal_error_body
+from apps.core.errors import error_body
 from apps.core.pan import card_number_path, find_card_number
 
 API_PREFIX = "/api/"

@@ -10,7 +10,7 @@ import secrets
 
 from django.db import models
 
-from apps.payments.models import new_id
+from apps.core.ids import new_id
 
 
 def new_product_id() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from apps.payments.models import new_id
+from apps.core.ids import new_id
 
 
 def new_customer_id() -> str:

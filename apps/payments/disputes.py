@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.core.ids import new_id
 from apps.ledger.services import ledger_record
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
-from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent, new_id
+from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent
 
 
 class DisputeError(ValueError):

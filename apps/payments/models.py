@@ -5,16 +5,10 @@ a ledger event; the money-moving ones post (see ``ledger_rules``)."""
 
 from __future__ import annotations
 
-import secrets
-
 from django.db import models
 
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.payments.gateways.base import Outcome
-
-
-def new_id(prefix: str) -> str:
-    return prefix + secrets.token_urlsafe(18).replace("-", "x").replace("_", "y")
 
 
 class GatewayAccount(models.Model):

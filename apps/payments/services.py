@@ -28,6 +28,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
+from apps.core.ids import new_id
 from apps.core.models import DurableTask
 from apps.core.money import MoneyError, format_amount, normalize_currency, require_amount
 from apps.core.recovery import recovery_point
@@ -47,7 +48,6 @@ from apps.payments.models import (
     PaymentIntent,
     Refund,
     RoutingRule,
-    new_id,
 )
 from apps.payments.routing import route, success_record
 from apps.payments.statemachine import attempt_to, intent_to, refund_to

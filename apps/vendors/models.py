@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.core.ids import new_id
 from apps.core.money import format_amount
-from apps.payments.models import new_id
 from apps.vendors.splits import CommissionTerms, FeePolicy, VendorTerms, format_bps
 
 DEFAULT_INVITE_TTL_DAYS = 7

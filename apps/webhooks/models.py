@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from apps.core.ids import new_id
 from apps.payments.models import GatewayAccount
 
 
@@ -57,14 +58,10 @@ class InboundEvent(models.Model):
 
 
 def _event_id() -> str:
-    from apps.payments.models import new_id
-
     return new_id("evt_")
 
 
 def _endpoint_id() -> str:
-    from apps.payments.models import new_id
-
     return new_id("we_")
 
 

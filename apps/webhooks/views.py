@@ -11,7 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from apps.api.errors import error_body
+from apps.core.errors import error_body
 from apps.payments.models import GatewayAccount
 from apps.webhooks import adyen_events, signatures, stripe_events
 from apps.webhooks.events import EventFormatError
