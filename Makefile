@@ -35,10 +35,14 @@ CHAOS_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 chaos: $(STAMP)
 	@$(PY) -m config.stack chaos --seeds $(CHAOS_SEEDS) --jobs $(CHAOS_JOBS) $(ARGS)
 
+# Style and types, then the layering (docs/architecture.md): the import-linter contracts in pyproject.toml,
+# and no import of apps.* inside a function unless its line says `# lazy: <reason>` (tools/check_imports.py).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
+	$(PY) tools/check_imports.py
 
 fmt: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -57,4 +61,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .import_linter_cache
