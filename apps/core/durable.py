@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -28,8 +29,6 @@ MAX_COUNTDOWN = timedelta(minutes=10)
 
 
 def _send(task_id: str, delay: timedelta | None = None) -> None:
-    from apps.core.tasks import run_durable_task
-
     countdown = max(0.0, delay.total_seconds()) if delay else 0.0
     run_durable_task.apply_async(args=(task_id,), countdown=countdown)
 
@@ -112,6 +111,13 @@ def durable_run(*, task_id: str) -> str:
         return "failed" if final else "retry"
     DurableTask.objects.filter(pk=task.pk).update(state=DurableTask.State.DONE, updated_at=timezone.now())
     return "done"
+
+
+@shared_task(name="core.run_durable_task")
+def run_durable_task(task_id: str) -> str:
+    """Idempotent: runs the durable task once if due. The message ``_send`` sends, so it lives here
+    with the rest of the mechanism (apps.core.tasks holds the periodic sweeps)."""
+    return durable_run(task_id=task_id)
 
 
 def durable_sweep(*, limit: int = 500) -> int:

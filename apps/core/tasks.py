@@ -3,21 +3,17 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from celery import shared_task
+import redis
+from celery import current_app, shared_task
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.core import durable
 from apps.core.jobs import register_tenant_job, registered_jobs
 from apps.tenants.db import current_schema
+from apps.tenants.selectors import marketplaces_active
 
 log = logging.getLogger(__name__)
-
-
-@shared_task(name="core.run_durable_task")
-def run_durable_task(task_id: str) -> str:
-    """Idempotent: runs the durable task once if due (see apps.core.durable)."""
-    return durable.durable_run(task_id=task_id)
 
 
 @shared_task(name="core.sweep_durable_tasks")
@@ -39,11 +35,6 @@ def sweep_durable_tasks_public() -> int:
 def dispatch_tenant_jobs() -> int:
     """Idempotent: sends each registered job to each marketplace at most once per interval
     (a Redis SET NX with the interval as TTL is the guard, so two beats cannot double-send)."""
-    import redis
-    from celery import current_app
-
-    from apps.tenants.selectors import marketplaces_active
-
     client = redis.Redis.from_url(settings.REDIS_URL)
     sent = 0
     for tenant in marketplaces_active():
@@ -61,7 +52,5 @@ def dispatch_tenant_jobs() -> int:
 @shared_task(name="core.echo_schema")
 def echo_schema(marker: str) -> str:
     """Idempotent: writes nothing but a Redis key naming the schema it ran in (diagnostics)."""
-    import redis
-
     redis.Redis.from_url(settings.REDIS_URL).set(f"mp:echo:{marker}", current_schema(), ex=600)
     return current_schema()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import kombu.exceptions
 from django.utils import timezone
 
-from apps.core.durable import durable_enqueue
+from apps.core.durable import durable_enqueue, run_durable_task
 from apps.core.models import DurableTask
-from apps.core.tasks import run_durable_task
 
 
 def test_a_broker_that_cannot_be_reached_after_commit_leaves_the_task_to_the_sweeper(

@@ -71,9 +71,7 @@ def test_durable_task_runs_in_its_tenant_once(worker, tenant_a, settings):
     assert first.pk == again.pk
     # the after-commit send goes to the default queue; the test worker listens on its own
     with tenant_context(tenant_a):
-        from apps.core.tasks import run_durable_task
-
-        run_durable_task.apply_async(args=(str(first.pk),), queue=worker.queue)
+        durable.run_durable_task.apply_async(args=(str(first.pk),), queue=worker.queue)
         assert wait_for(lambda: redis_client().get(f"mp:echo:{marker}")) == b"alpha"
         assert wait_for(lambda: DurableTask.objects.get(pk=first.pk).state == "done")
         assert DurableTask.objects.get(pk=first.pk).attempts == 1
