@@ -24,19 +24,31 @@ from datetime import UTC, datetime, timedelta
 from unittest import mock
 
 import time_machine
+from celery import current_app
 from django.conf import settings
 from django.db import OperationalError, connection, connections
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
+from django_tenants.utils import schema_context
 
+from apps.api import idempotency
 from apps.chaos import processor as proc
 from apps.chaos.faults import FaultPlan, WorkerDeath
+from apps.chaos.invariants import check
+from apps.core.durable import durable_run
+from apps.core.jobs import registered_jobs
 from apps.core.models import DurableTask
+from apps.payments.breaker import CircuitBreaker
 from apps.payments.gateways import registry
 from apps.payments.gateways.base import ChargeRequest, GatewayResult, Outcome
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
+from apps.payments.services import attempt_lease
 from apps.tenants.db import tenant_connection
+from apps.tenants.models import ApiKey, Domain, Marketplace
+from apps.tenants.services import api_key_create, marketplace_create
+from apps.webhooks.events import Notification
+from apps.webhooks.services import inbound_events_store
 
 BASE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # (payment method, weight): good cards, declines soft and hard, 3-D Secure, the simulator's faults.
@@ -243,8 +255,6 @@ class Run:
 
     def run_due(self, limit: int | None = None) -> int:
         """What a worker does: run due durable tasks, oldest first. Returns how many ran."""
-        from apps.core.durable import durable_run
-
         with self.quiet():
             due = list(
                 DurableTask.objects.filter(
@@ -268,10 +278,6 @@ class Run:
 
     def run_jobs(self) -> None:
         """The periodic per-tenant jobs (apps.core.jobs), as beat would send them."""
-        from celery import current_app
-
-        from apps.core.jobs import registered_jobs
-
         current_app.loader.import_default_modules()  # the apps' tasks modules register the jobs
         for job in registered_jobs():
             task = current_app.tasks.get(job.task_name)
@@ -291,8 +297,6 @@ class Run:
     def resolve_while_in_flight(self) -> None:
         """A processor call outlives its lease: the stale-attempt reconcile job and the resolver
         run now, before the call's answer is applied."""
-        from apps.payments.services import attempt_lease
-
         self.nesting = True
         saved = self.in_task, self.in_api
         self.in_task = self.in_api = False
@@ -309,9 +313,6 @@ class Run:
     def deliver(self, item: dict) -> bool:
         """Deliver one webhook to the real inbound pipeline (store + durable task). Returns False
         when it was not acknowledged (the processor retries it)."""
-        from apps.webhooks.events import Notification
-        from apps.webhooks.services import inbound_events_store
-
         event = item["event"]
         try:
             account = GatewayAccount.objects.get(name=item["account"])
@@ -580,11 +581,6 @@ class _LogicalNow:
 @contextlib.contextmanager
 def _scratch_marketplace(seed: int):
     """A marketplace of its own for one seed (cloned from the template), dropped afterwards."""
-    from django_tenants.utils import schema_context
-
-    from apps.tenants.models import ApiKey, Domain, Marketplace
-    from apps.tenants.services import api_key_create, marketplace_create
-
     tag = uuid.uuid4().hex[:8]
     slug = f"chaos_{seed}_{tag}"
     domain = f"chaos-{seed}-{tag}.localhost"
@@ -644,8 +640,6 @@ def run_seed(seed: int, *, before_quiescence: Callable[[Run], None] | None = Non
 def _db_faults(run: Run):
     """COMMIT failing before or after it reaches the database, and queries failing on a dropped
     connection: on this thread's connection only (the processor has its own)."""
-    from apps.api import idempotency
-
     conn = connections["default"]
     real_commit = conn.commit
 
@@ -681,9 +675,6 @@ def _db_faults(run: Run):
 
 
 def _drive(run: Run, before_quiescence: Callable[[Run], None] | None) -> SeedResult:
-    from apps.chaos.invariants import check
-    from apps.payments.breaker import CircuitBreaker
-
     rng = run.rng
     tenant_connection().set_tenant(run.tenant)
     GatewayAccount.objects.filter(kind="simulator").update(settings={})

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from django.db.models import Sum
 
 from apps.core.models import DurableTask
+from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.ledger.models import Entry
 from apps.payments.gateways.base import GatewayConfig
 from apps.payments.gateways.simulator import SimulatorGateway
@@ -192,8 +193,6 @@ def check(run: Run, result: SeedResult) -> None:
             f"webhook {event.type} is {event.state}: {event.last_error[:200]}",
         )
     result.stuck = len(stuck_tasks) + len(unapplied)
-
-    from apps.ledger.integrity import ledger_seal, ledger_verify
 
     ledger_seal()
     report = ledger_verify()

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from apps.core.checks import checks_register
+
 
 class CoreConfig(AppConfig):
     name = "apps.core"
@@ -7,6 +9,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from apps.core.checks import checks_register
-
         checks_register()

@@ -2,6 +2,7 @@ from django.contrib import admin
 
 from apps.tenants.db import current_schema
 from apps.tenants.models import ApiKey, Domain, Marketplace
+from apps.tenants.services import api_key_revoke
 
 
 class PublicOnlyAdmin(admin.ModelAdmin):
@@ -45,7 +46,5 @@ class ApiKeyAdmin(PublicOnlyAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request, queryset):
-        from apps.tenants.services import api_key_revoke
-
         for key in queryset:
             api_key_revoke(key=key)

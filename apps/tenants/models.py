@@ -7,6 +7,7 @@ from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 from django_tenants.utils import schema_exists
 
+from apps.tenants.cloning import clone_schema
 from apps.tenants.db import tenant_connection
 
 
@@ -46,8 +47,6 @@ class Marketplace(TenantMixin):
             return super().create_schema(check_if_exists, sync_schema, verbosity)
         if check_if_exists and schema_exists(self.schema_name):
             return False
-        from apps.tenants.cloning import clone_schema
-
         clone_schema(base, self.schema_name)
         tenant_connection().set_schema_to_public()
         return True

@@ -17,6 +17,7 @@ from collections import Counter
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.chaos.faults import kind_of
 from apps.chaos.harness import SeedResult, run_seed
 
 
@@ -25,8 +26,6 @@ def report(results: list[SeedResult], wall: float) -> dict:
     faults: Counter = Counter()
     kinds: Counter = Counter()
     by_invariant: Counter = Counter()
-    from apps.chaos.faults import kind_of
-
     for r in results:
         faults.update(r.faults)
         for point, n in r.faults.items():

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from apps.core.money import MoneyError, format_amount
 from apps.ledger import integrity, selectors, services
 from apps.ledger.errors import LedgerError
+from apps.ledger.models import ChainLink, LedgerEvent
 from apps.tenants.models import Marketplace
 
 
@@ -109,8 +110,6 @@ class Command(BaseCommand):
             )
 
     def do_seal(self, opts):
-        from apps.ledger.models import LedgerEvent
-
         bar = self._progress(LedgerEvent.objects.filter(chain_link__isnull=True).count(), "sealing")
         result = integrity.ledger_seal(progress=bar.update)
         bar.close()
@@ -121,8 +120,6 @@ class Command(BaseCommand):
         )
 
     def do_verify(self, opts):
-        from apps.ledger.models import ChainLink
-
         digest = None
         if opts.get("digest"):
             try:
@@ -142,8 +139,6 @@ class Command(BaseCommand):
         )
 
     def do_replay(self, opts):
-        from apps.ledger.models import LedgerEvent
-
         bar = self._progress(LedgerEvent.objects.count(), "replaying")
         result = integrity.ledger_replay(progress=bar.update)
         bar.close()
