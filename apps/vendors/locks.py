@@ -2,22 +2,31 @@
 
     payment split  ->  vendor  ->  transfer  ->  transfer reversal
                        vendor  ->  payout
+                       vendor  ->  invite, dashboard login token
 
 A helper that locks several rows takes them in that order (``transfer_lock(with_vendor=True)``:
-the vendor, then the transfer; ``reversal_lock``: the transfer, then the reversal); a caller that
+the vendor, then the transfer; ``reversal_lock``: the transfer, then the reversal; an invite or a
+login token comes with its vendor, locked first); a caller that
 needs more rows calls the helpers in that order too, and skips none it does not need (a refund
 locks the split, then the payment's transfers, without their vendors). Several transfers are
 locked in one statement (a vendor's held ones) or in the split's plan order (a payment's).
 
 The funds flow's hooks run inside payments' transactions (capture, refund, dispute), which hold
 the payment's locks first (``apps.payments.locks``): payments' rows come before vendors'.
-Invites and dashboard login tokens are locked alone (with their vendor row, in the same
-statement). Every helper must run inside the caller's transaction.
+Every helper must run inside the caller's transaction.
 """
 
 from __future__ import annotations
 
-from apps.vendors.models import PaymentSplit, Payout, Transfer, TransferReversal, Vendor
+from apps.vendors.models import (
+    PaymentSplit,
+    Payout,
+    Transfer,
+    TransferReversal,
+    Vendor,
+    VendorInvite,
+    VendorLoginToken,
+)
 
 
 def split_lock(payment_id: str) -> PaymentSplit | None:
@@ -68,3 +77,31 @@ def payout_lock(payout_id: str, *, with_vendor: bool = False) -> Payout:
     payout = Payout.objects.select_for_update().get(pk=payout_id)
     payout.vendor = vendor
     return payout
+
+
+def invite_lock(token_hash: str) -> VendorInvite | None:
+    """The invite with this token hash and its vendor (the vendor first; ``invite.vendor`` is that
+    row), or None for an unknown token."""
+    vendor_id = VendorInvite.objects.filter(token_hash=token_hash).values_list("vendor_id", flat=True).first()
+    if vendor_id is None:
+        return None
+    vendor = vendor_lock(vendor_id)
+    invite = VendorInvite.objects.select_for_update().filter(token_hash=token_hash).first()
+    if invite is not None:
+        invite.vendor = vendor
+    return invite
+
+
+def login_token_lock(token_hash: str) -> VendorLoginToken | None:
+    """The dashboard login token with this hash and its vendor (the vendor first; ``row.vendor`` is
+    that row), or None for an unknown token."""
+    vendor_id = (
+        VendorLoginToken.objects.filter(token_hash=token_hash).values_list("vendor_id", flat=True).first()
+    )
+    if vendor_id is None:
+        return None
+    vendor = vendor_lock(vendor_id)
+    row = VendorLoginToken.objects.select_for_update().filter(token_hash=token_hash).first()
+    if row is not None:
+        row.vendor = vendor
+    return row

@@ -17,7 +17,7 @@ from django.utils import timezone
 from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.vendors.connect import ConnectAccount
-from apps.vendors.locks import vendor_lock
+from apps.vendors.locks import invite_lock, vendor_lock
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
 from apps.vendors.splits import FeePolicy
 from apps.vendors.states import can_receive, vendor_to
@@ -110,12 +110,7 @@ def vendor_invite_redeem(*, token: str) -> Vendor:
     unknown, used or expired token (one message for all three: nothing to probe)."""
     now = timezone.now()
     with transaction.atomic():
-        invite = (
-            VendorInvite.objects.select_for_update()
-            .select_related("vendor")
-            .filter(token_hash=hash_invite_token(token))
-            .first()
-        )
+        invite = invite_lock(hash_invite_token(token))
         if invite is None or not invite.usable(now) or invite.vendor.status == Vendor.Status.DISABLED:
             raise VendorError("invite_invalid", "this invite link is invalid or has expired", param="token")
         VendorInvite.objects.filter(vendor=invite.vendor, used_at__isnull=True).update(used_at=now)
