@@ -15,11 +15,15 @@ what is due and makes the due invoice attempts; it is safe to run twice at once:
   transaction open, and the outcome is settled in another. A crash in between leaves the attempt
   ``processing``; when the lease ends the next run resumes it from what the payment says.
 
-Dunning follows the marketplace's ``DunningPolicy``: attempt n+1 on day ``schedule_days[n-1]``
-after the first, not sooner than ``advice_wait_hours`` after ``try_again_later`` (or the decline
-table's "retry later"), no automatic retries after ``do_not_try_again`` (or a hard decline) until
-the customer gives a new card, and the final action when attempts or the window run out. Each
-retry is routed by the mesh afresh, so a soft decline at one gateway can be approved at another.
+Dunning follows the marketplace's ``DunningPolicy`` by the schedule in ``dunning`` (its one home):
+attempt n+1 on day ``schedule_days[n-1]`` after the first, not sooner than ``advice_wait_hours``
+after ``try_again_later`` (or the decline table's "retry later"), no automatic retries after
+``do_not_try_again`` (or the table's "stop") until the customer gives a new card, and the final
+action when attempts or the window run out. Each retry is routed by the mesh afresh, so a soft
+decline at one gateway can be approved at another.
+
+What a payment's state means for an attempt (``attempt_settlement``) and what follows a failure
+(``dunning.after_failure``) are computed first, with no database access, then applied.
 """
 
 from __future__ import annotations
@@ -32,19 +36,20 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.billing import amounts
+from apps.billing import amounts, dunning
+from apps.billing.errors import BillingError
+from apps.billing.locks import invoice_attempt_lock, invoice_due_claim, subscription_due_claim
 from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
 from apps.billing.services import (
-    BillingError,
     _end,
     _publish_invoice,
     _publish_subscription,
     dunning_policy,
     invoice_build,
-    invoice_to,
-    subscription_to,
 )
+from apps.billing.states import invoice_attempt_to, invoice_to, subscription_to
 from apps.core.durable import durable_enqueue
+from apps.customers.models import Customer
 
 log = logging.getLogger(__name__)
 SS, IS, AS = Subscription.Status, Invoice.Status, InvoiceAttempt.Status
@@ -88,13 +93,7 @@ def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
     is due. Renewing a trial starts the paid period at the trial's end."""
     report = report or RunReport()
     with transaction.atomic():
-        sub = (
-            Subscription.objects.select_for_update(skip_locked=True)
-            .select_related("price")
-            .filter(status__in=[SS.TRIALING, SS.ACTIVE], current_period_end__lte=now)
-            .order_by("current_period_end", "id")
-            .first()
-        )
+        sub = subscription_due_claim(now=now)
         if sub is None:
             return False
         if sub.cancel_at_period_end:
@@ -168,13 +167,7 @@ def _claim(
     from apps.payments.services import PaymentError, payment_intent_create
 
     with transaction.atomic():
-        qs = Invoice.objects.select_for_update(skip_locked=True, of=("self", "subscription")).select_related(
-            "subscription"
-        )
-        qs = qs.filter(status=IS.OPEN, next_attempt_at__lte=now)
-        if invoice_id is not None:
-            qs = qs.filter(pk=invoice_id)
-        inv = qs.order_by("next_attempt_at", "id").first()
+        inv = invoice_due_claim(now=now, invoice_id=invoice_id)
         if inv is None:
             return None if invoice_id is not None else False
         sub = inv.subscription
@@ -209,7 +202,7 @@ def _claim(
                 inv.payment_id = intent.id
             except PaymentError as exc:  # e.g. the vendor can no longer be paid: nothing charged
                 attempt.payment_id = ""
-                attempt.status = AS.FAILED
+                invoice_attempt_to(attempt, AS.FAILED)
                 attempt.decline_code, attempt.action = exc.code[:80], "stop"
                 attempt.finished_at = now
                 attempt.save(force_insert=True)
@@ -251,17 +244,57 @@ def _execute(attempt_id: int, *, now: datetime) -> str:
     return _settle(attempt_id, now=now)
 
 
+@dataclass(frozen=True)
+class AttemptSettlement:
+    """What an invoice attempt's payment says: ``status`` processing (its outcome is still being
+    resolved: look again), succeeded or failed, with the gateways it tried and the decline."""
+
+    status: str
+    gateways: list[str]
+    gateway: str
+    decline_code: str = ""
+    advice_code: str = ""
+    action: str = ""
+
+
+def attempt_settlement(
+    *, intent_status: str, intent_gateway: str | None, last_error: dict | None, rows: list[tuple]
+) -> AttemptSettlement:
+    """Pure: the settlement of an attempt from its payment's status, gateway and last error and
+    the payment's gateway attempts made for it (``rows``: gateway name, status, decline code,
+    advice code, in order)."""
+    gateways = [name for name, *_ in rows]
+    declined = [row for row in rows if row[1] == "declined"]
+    # The gateway that declined (the last one, after any failover), else the last one tried.
+    gateway = declined[-1][0] if declined else (rows[-1][0] if rows else "")
+    if intent_status in ("processing", "requires_capture"):
+        return AttemptSettlement(AS.PROCESSING, gateways, gateway)
+    if intent_status == "succeeded":
+        return AttemptSettlement(AS.SUCCEEDED, gateways, intent_gateway or gateway)
+    if intent_status == "requires_action":
+        return AttemptSettlement(
+            AS.FAILED, gateways, gateway, decline_code="authentication_required", action="retry"
+        )
+    error = last_error or {}
+    # The issuer's answer when one declined (a gateway error after it does not hide it).
+    code, advice = (declined[-1][2], declined[-1][3]) if declined else ("", "")
+    return AttemptSettlement(
+        AS.FAILED,
+        gateways,
+        gateway,
+        decline_code=(code or error.get("decline_code") or error.get("code") or "")[:80],
+        advice_code=(advice or error.get("advice_code") or "")[:80],
+        action=(error.get("action") or "")[:20],
+    )
+
+
 def _settle(attempt_id: int, *, now: datetime) -> str:
     """Apply the payment's state to the attempt, the invoice and the subscription (locked in that
     order: subscription, invoice, attempt). Idempotent."""
     from apps.payments.models import PaymentAttempt, PaymentIntent
 
-    invoice_id = InvoiceAttempt.objects.values_list("invoice_id", flat=True).get(pk=attempt_id)
-    sub_id = Invoice.objects.values_list("subscription_id", flat=True).get(pk=invoice_id)
     with transaction.atomic():
-        sub = Subscription.objects.select_for_update().get(pk=sub_id)
-        inv = Invoice.objects.select_for_update().get(pk=invoice_id)
-        attempt = InvoiceAttempt.objects.select_for_update().get(pk=attempt_id)
+        sub, inv, attempt = invoice_attempt_lock(attempt_id)
         if attempt.status != AS.PROCESSING:
             return attempt.status
         intent = PaymentIntent.objects.select_related("gateway_account").get(pk=attempt.payment_id)
@@ -270,41 +303,33 @@ def _settle(attempt_id: int, *, now: datetime) -> str:
             .order_by("number")
             .values_list("gateway_account__name", "status", "decline_code", "advice_code")
         )
-        attempt.gateways = [name for name, *_ in rows]
-        declined = [row for row in rows if row[1] == "declined"]
-        # The gateway that declined (the last one, after any failover), else the last one tried.
-        attempt.gateway = declined[-1][0] if declined else (rows[-1][0] if rows else "")
-        if intent.status in ("processing", "requires_capture"):
+        settled = attempt_settlement(
+            intent_status=intent.status,
+            intent_gateway=intent.gateway_account.name if intent.gateway_account else None,
+            last_error=intent.last_error,
+            rows=rows,
+        )
+        attempt.gateways, attempt.gateway = settled.gateways, settled.gateway
+        if settled.status == AS.PROCESSING:
             inv.next_attempt_at = now + RECHECK  # an unknown outcome being resolved: look again
             inv.save(update_fields=["next_attempt_at", "updated_at"])
             attempt.save(update_fields=["gateways", "gateway"])
             return attempt.status
         attempt.finished_at = now
-        if intent.status == "succeeded":
-            attempt.status = AS.SUCCEEDED
-            attempt.gateway = intent.gateway_account.name if intent.gateway_account else attempt.gateway
+        invoice_attempt_to(attempt, settled.status)
+        if settled.status == AS.SUCCEEDED:
             attempt.save()
             _paid(inv, sub, intent.amount_received, now)
             return attempt.status
-        error = intent.last_error or {}
-        attempt.status = AS.FAILED
-        if intent.status == "requires_action":
-            attempt.decline_code, attempt.action = "authentication_required", "retry"
-        else:
-            # The issuer's answer when one declined (a gateway error after it does not hide it).
-            code, advice = (declined[-1][2], declined[-1][3]) if declined else ("", "")
-            attempt.decline_code = (code or error.get("decline_code") or error.get("code") or "")[:80]
-            attempt.advice_code = (advice or error.get("advice_code") or "")[:80]
-            attempt.action = (error.get("action") or "")[:20]
+        attempt.decline_code, attempt.advice_code = settled.decline_code, settled.advice_code
+        attempt.action = settled.action
         attempt.save()
         _after_failure(inv, sub, attempt, now, dunning_policy())
         return attempt.status
 
 
 def _paid(inv: Invoice, sub: Subscription, amount: int, now: datetime) -> None:
-    if inv.status in (IS.VOID,):  # captured after a void: money in, so record it (operators see it)
-        inv.status = IS.OPEN
-    invoice_to(inv, IS.PAID)
+    invoice_to(inv, IS.PAID)  # after a void too: the money came in, so it is recorded (operators see it)
     inv.amount_paid, inv.paid_at, inv.next_attempt_at, inv.retries_stopped = amount, now, None, ""
     inv.save()
     _publish_invoice(inv, "invoice.paid", "paid")
@@ -317,62 +342,43 @@ def _paid(inv: Invoice, sub: Subscription, amount: int, now: datetime) -> None:
         _publish_subscription(sub)
 
 
-def next_attempt_at(
-    *, policy: DunningPolicy, first_at: datetime, number: int, now: datetime, wait_for_advice: bool
-) -> datetime | None:
-    """When attempt ``number + 1`` is due after attempt ``number`` failed, or None when the policy
-    is spent (attempts or window)."""
-    schedule = policy.schedule_days or []
-    if number >= policy.max_attempts:
-        return None
-    index = min(number - 1, len(schedule) - 1)
-    days = schedule[index] if schedule else number
-    at = first_at + timedelta(days=days)
-    if wait_for_advice:
-        at = max(at, now + timedelta(hours=policy.advice_wait_hours))
-    at = max(at, now + timedelta(hours=1))
-    if at > first_at + timedelta(days=policy.window_days):
-        return None
-    return at
-
-
 def _after_failure(
     inv: Invoice, sub: Subscription, attempt: InvoiceAttempt, now: datetime, policy: DunningPolicy
 ) -> None:
-    """Dunning: schedule the next attempt, stop on the issuer's advice, or apply the final action.
-    The subscription goes past_due on the first failure. The customer is emailed."""
+    """Dunning (``dunning.after_failure``): schedule the next attempt, stop on the issuer's advice,
+    or apply the final action. The subscription goes past_due on the first failure. The customer
+    is emailed."""
     if sub.status in (SS.ACTIVE, SS.TRIALING):
         subscription_to(sub, SS.PAST_DUE)
         sub.save()
         _publish_subscription(sub)
     first = InvoiceAttempt.objects.filter(invoice=inv).order_by("number").first()
-    first_at = first.started_at if first else now
-    stop = attempt.advice_code == "do_not_try_again" or attempt.action == "stop"
-    wait = attempt.advice_code == "try_again_later" or attempt.action == "retry_later"
-    _publish_invoice(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
-    window_end = inv.dunning_ends_at or first_at + timedelta(days=policy.window_days)
-    if stop:
-        inv.retries_stopped = f"{attempt.decline_code or 'declined'}: no automatic retries on this card"
-        inv.next_attempt_at = window_end  # the final action then, unless the customer gives a new card
-        inv.save(update_fields=["retries_stopped", "next_attempt_at", "updated_at"])
-        _email(inv, sub, "payment_failed", attempt.number, now)
-        return
-    at = next_attempt_at(
-        policy=policy, first_at=first_at, number=attempt.number, now=now, wait_for_advice=wait
+    step = dunning.after_failure(
+        policy=policy,
+        number=attempt.number,
+        advice_code=attempt.advice_code,
+        action=attempt.action,
+        first_at=first.started_at if first else now,
+        now=now,
+        window_end=inv.dunning_ends_at,
     )
-    if at is None or at > window_end:
+    _publish_invoice(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
+    if step.kind == "final":
         _final_action(inv, sub, now, why=f"{attempt.number} attempts failed")
         return
-    inv.next_attempt_at = at
-    inv.save(update_fields=["next_attempt_at", "updated_at"])
+    fields = ["next_attempt_at", "updated_at"]
+    if step.kind == "stop":  # the final action at the window's end, unless the customer gives a new card
+        inv.retries_stopped = f"{attempt.decline_code or 'declined'}: no automatic retries on this card"
+        fields.append("retries_stopped")
+    inv.next_attempt_at = step.at
+    inv.save(update_fields=fields)
     _email(inv, sub, "payment_failed", attempt.number, now)
 
 
 def _final_action(inv: Invoice, sub: Subscription, now: datetime, *, why: str) -> None:
-    policy = dunning_policy()
     inv.next_attempt_at = None
     inv.retries_stopped = inv.retries_stopped or why
-    if sub.status == SS.CANCELED or policy.final_action == DunningPolicy.FinalAction.CANCEL:
+    if dunning.final_action(dunning_policy(), subscription_canceled=sub.status == SS.CANCELED) == "cancel":
         invoice_to(inv, IS.UNCOLLECTIBLE)
         inv.closed_at = now
         inv.save()
@@ -394,8 +400,6 @@ def _email(inv: Invoice, sub: Subscription, kind: str, number: int, now: datetim
     """Queue an email to the customer (durable: sent after the commit, at most once per key)."""
     if not dunning_policy().email_customers:
         return
-    from apps.customers.models import Customer
-
     email = Customer.objects.filter(pk=inv.customer_id).values_list("email", flat=True).first()
     if not email:
         return

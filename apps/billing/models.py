@@ -274,9 +274,10 @@ class InvoiceAttempt(models.Model):
 
 
 class DunningPolicy(models.Model):
-    """The marketplace's retry policy (one row). Attempt n+1 is due ``schedule_days[n]`` days after
-    the first attempt, never sooner than ``advice_wait_hours`` after an issuer's ``try_again_later``,
-    and never after ``window_days``; then ``final_action``."""
+    """The marketplace's retry policy (one row), applied by ``apps.billing.dunning`` (the rule, in
+    full, is there): attempt n+1 is due ``schedule_days[n-1]`` days after the first attempt, never
+    sooner than ``advice_wait_hours`` after an issuer's ``try_again_later``, at most
+    ``max_attempts`` and never after ``window_days``; then ``final_action``."""
 
     class FinalAction(models.TextChoices):
         CANCEL = "cancel", "cancel the subscription (invoice uncollectible)"

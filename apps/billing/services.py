@@ -3,8 +3,8 @@ change with proration, pause, resume, cancel, card update) and invoices (build, 
 Renewals and dunning, which charge invoices through the payment mesh, are in ``collection.py``.
 
 Every service takes ``now`` (default: the clock) so the renewal job and the simulation can move
-a clock of their own. Locks are taken in one order everywhere: subscription, then its invoices,
-then the invoice number sequence.
+a clock of their own. Rows are locked through ``locks`` (one order everywhere: subscription, then
+its invoices, then the invoice number sequence) and change state through ``states``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.billing import amounts
+from apps.billing.dunning import DEFAULT_SCHEDULE_DAYS, dunning_window_end
+from apps.billing.errors import BillingError
+from apps.billing.locks import invoice_lock, invoice_sequence_lock, open_invoices_lock, subscription_lock
 from apps.billing.models import (
     DunningPolicy,
     Invoice,
@@ -29,59 +32,17 @@ from apps.billing.models import (
     Subscription,
     TaxRate,
 )
+from apps.billing.states import invoice_to, subscription_to
 from apps.core.durable import durable_enqueue, durable_run_now
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.core.recovery import recovery_point
 from apps.webhooks.outbound import event_publish
 
 SS, IS = Subscription.Status, Invoice.Status
-DEFAULT_SCHEDULE_DAYS = [1, 3, 5, 7, 9, 12, 14]  # attempts 2..8, days after the first: 8 over 14 days
-
-SUBSCRIPTION_TRANSITIONS: dict[str, set[str]] = {
-    SS.TRIALING: {SS.ACTIVE, SS.PAST_DUE, SS.CANCELED, SS.PAUSED},
-    SS.ACTIVE: {SS.PAST_DUE, SS.CANCELED, SS.PAUSED},
-    SS.PAST_DUE: {SS.ACTIVE, SS.UNPAID, SS.CANCELED},
-    SS.UNPAID: {SS.ACTIVE, SS.CANCELED},
-    SS.PAUSED: {SS.ACTIVE, SS.CANCELED},
-    SS.CANCELED: set(),
-}
-INVOICE_TRANSITIONS: dict[str, set[str]] = {
-    IS.DRAFT: {IS.OPEN, IS.VOID},
-    IS.OPEN: {IS.PAID, IS.UNCOLLECTIBLE, IS.VOID},
-    IS.UNCOLLECTIBLE: {IS.PAID, IS.VOID},
-    IS.PAID: set(),
-    IS.VOID: set(),
-}
-
-
-class BillingError(ValueError):
-    """Input or a state the service cannot honour; nothing was changed. ``param`` names the field."""
-
-    def __init__(self, message: str, *, code: str = "parameter_invalid", param: str | None = None):
-        super().__init__(message)
-        self.code = code
-        self.param = param
 
 
 def _now(now: datetime | None) -> datetime:
     return now or timezone.now()
-
-
-def subscription_to(sub: Subscription, target: str) -> None:
-    if target not in SUBSCRIPTION_TRANSITIONS[sub.status]:
-        raise BillingError(
-            f"subscription {sub.id} is {sub.status}; it cannot become {target}",
-            code="subscription_unexpected_state",
-        )
-    sub.status = target
-
-
-def invoice_to(inv: Invoice, target: str) -> None:
-    if target not in INVOICE_TRANSITIONS[inv.status]:
-        raise BillingError(
-            f"invoice {inv.id} is {inv.status}; it cannot become {target}", code="invoice_unexpected_state"
-        )
-    inv.status = target
 
 
 # --------------------------------------------------------------------------- set-up
@@ -107,7 +68,7 @@ def _invoice_number_take() -> str:
     """The next number of this marketplace's sequence (locks its row until the commit: numbers
     are gapless and unique per tenant)."""
     InvoiceSequence.objects.bulk_create([InvoiceSequence(id=1)], ignore_conflicts=True)
-    seq = InvoiceSequence.objects.select_for_update().get(pk=1)
+    seq = invoice_sequence_lock()
     number = seq.next_number
     seq.next_number = number + 1
     seq.save(update_fields=["next_number"])
@@ -343,7 +304,7 @@ def invoice_build(
     else:
         policy = dunning_policy()
         inv.next_attempt_at = now
-        inv.dunning_ends_at = now + amounts.interval_delta("day", policy.window_days)
+        inv.dunning_ends_at = dunning_window_end(policy, now)
         inv.save(update_fields=["next_attempt_at", "dunning_ends_at"])
     return inv
 
@@ -353,9 +314,7 @@ def invoice_void(*, invoice_id: str, now: datetime | None = None) -> Invoice:
     an attempt is in flight (then try again later). Its unused payment is canceled after the
     commit, with no transaction open (``invoice_payment_cancel``)."""
     with transaction.atomic():
-        inv = Invoice.objects.get(pk=invoice_id)
-        Subscription.objects.select_for_update().get(pk=inv.subscription_id)
-        inv = Invoice.objects.select_for_update().get(pk=invoice_id)
+        _, inv = invoice_lock(invoice_id)
         _void(inv, _now(now))
     payment_cancels_run([inv.id])
     return inv
@@ -516,7 +475,7 @@ def _vendor_check(vendor_id: str, amount: int, currency: str) -> None:
 
 
 def _locked(subscription_id: str) -> Subscription:
-    sub = Subscription.objects.select_for_update().select_related("price").filter(pk=subscription_id).first()
+    sub = subscription_lock(subscription_id)
     if sub is None:
         raise BillingError(f"No such subscription: {subscription_id!r}", code="resource_missing")
     return sub
@@ -607,11 +566,11 @@ def subscription_update(
 
 def _retry_open_invoices(sub: Subscription, now: datetime) -> None:
     """A new card: every open invoice gets an attempt now, even after the issuer said stop."""
-    for inv in Invoice.objects.select_for_update().filter(subscription=sub, status=IS.OPEN):
+    for inv in open_invoices_lock(sub):
         inv.retries_stopped = ""
         inv.next_attempt_at = now
         if inv.dunning_ends_at is None or inv.dunning_ends_at < now:
-            inv.dunning_ends_at = now + amounts.interval_delta("day", dunning_policy().window_days)
+            inv.dunning_ends_at = dunning_window_end(dunning_policy(), now)
         inv.save(update_fields=["retries_stopped", "next_attempt_at", "dunning_ends_at", "updated_at"])
 
 
@@ -652,7 +611,7 @@ def _end(sub: Subscription, now: datetime) -> None:
     subscription_to(sub, SS.CANCELED)
     sub.canceled_at = sub.canceled_at or now
     sub.ended_at = now
-    for inv in Invoice.objects.select_for_update().filter(subscription=sub, status=IS.OPEN):
+    for inv in open_invoices_lock(sub):
         _void(inv, now)
     PendingLine.objects.filter(subscription=sub, invoice__isnull=True).delete()
 

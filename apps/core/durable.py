@@ -71,8 +71,16 @@ def durable_enqueue(
     return task
 
 
-def _backoff(attempts: int) -> timedelta:
+def retry_backoff(attempts: int) -> timedelta:
+    """The retry schedule of every durable task (the one definition): after its ``attempts``-th
+    failed run a task waits 2**attempts seconds (2 s, 4 s, 8 s, ...), at most ``MAX_BACKOFF``."""
     return min(timedelta(seconds=2 ** min(attempts, 20)), MAX_BACKOFF)
+
+
+def retry_span(max_attempts: int) -> timedelta:
+    """How long a task that fails every run keeps being retried before it gives up (the sum of
+    its waits): what ``max_attempts`` means in time (10: 17 min; 16: 5.1 h; 60: 2 days)."""
+    return sum((retry_backoff(n) for n in range(1, max_attempts)), timedelta())
 
 
 def durable_run(*, task_id: str) -> str:
@@ -99,7 +107,7 @@ def durable_run(*, task_id: str) -> str:
     except Exception as exc:
         log.exception("durable task failed", extra={"task": str(task.pk), "handler": task.handler})
         final = task.attempts >= task.max_attempts
-        retry_at = timezone.now() + _backoff(task.attempts)
+        retry_at = timezone.now() + retry_backoff(task.attempts)
         DurableTask.objects.filter(pk=task.pk).update(
             state=DurableTask.State.FAILED if final else DurableTask.State.PENDING,
             next_run_at=retry_at,

@@ -14,6 +14,7 @@ from apps.core.ids import new_id
 from apps.ledger.services import ledger_record
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent
+from apps.payments.statemachine import dispute_to
 
 
 class DisputeError(ValueError):
@@ -82,7 +83,7 @@ def dispute_close(*, dispute: Dispute, won: bool) -> str:
         dispute = Dispute.objects.select_for_update().select_related("gateway_account").get(pk=dispute.pk)
         if dispute.status != Dispute.Status.OPEN:
             return f"dispute {dispute.id} stays {dispute.status}"
-        dispute.status = Dispute.Status.WON if won else Dispute.Status.LOST
+        dispute_to(dispute, Dispute.Status.WON if won else Dispute.Status.LOST)
         dispute.save(update_fields=["status", "updated_at"])
         ledger_record(
             event_type="DisputeWon" if won else "DisputeLost",

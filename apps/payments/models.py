@@ -1,7 +1,8 @@
 """Payment intents, attempts, refunds, gateway accounts, routing and decline rules.
 
-Every state change goes through ``statemachine.transition`` (an illegal one raises) and records
-a ledger event; the money-moving ones post (see ``ledger_rules``)."""
+Every state change goes through the model's machine in ``statemachine`` (``intent_to``,
+``attempt_to``, ...; an illegal one raises) and records a ledger event; the money-moving ones post
+(see ``ledger_rules``)."""
 
 from __future__ import annotations
 

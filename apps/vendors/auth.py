@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.tenants.db import current_schema
+from apps.vendors.locks import login_token_lock
 from apps.vendors.models import Vendor, VendorLoginToken
 from apps.vendors.onboarding import current_marketplace, marketplace_base_url, tenant_reverse
 from apps.vendors.services import VendorError, hash_invite_token
@@ -71,12 +72,7 @@ def vendor_login_redeem(*, token: str) -> Vendor:
     VendorError ``login_link_invalid`` for an unknown, used or expired token (one message)."""
     now = timezone.now()
     with transaction.atomic():
-        row = (
-            VendorLoginToken.objects.select_for_update()
-            .select_related("vendor")
-            .filter(token_hash=hash_invite_token(token))
-            .first()
-        )
+        row = login_token_lock(hash_invite_token(token))
         if row is None or not row.usable(now) or row.vendor.status == Vendor.Status.DISABLED:
             raise VendorError(
                 "login_link_invalid", "this sign-in link is invalid or has expired", param="token"

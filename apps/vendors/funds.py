@@ -18,7 +18,12 @@
    and the transfer is reversed at Stripe for what is still in the connected account; whatever
    the vendor cannot cover is recovered from its later transfers.
 
-Every step posts to the ledger, so a vendor's balances are always the ledger's figures.
+Every step posts to the ledger, so a vendor's balances are always the ledger's figures. The
+money rules are pure functions in ``splits`` (allocation, refund unwind, dispute split, what can
+be taken back from a connected account, what is kept back for debts) and the reads in
+``selectors`` (``transfer_in_account``, ``transfer_reclaimable``); each step here works out its
+plan from them first, then writes it. Rows are locked through ``locks`` (one order) and move
+through the machines in ``states``.
 
 No database transaction is open while Stripe is asked. Each transfer, reversal and payout goes in
 three steps: its intent is recorded and committed (``sending``), Stripe is asked with an
@@ -31,7 +36,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -39,22 +46,45 @@ from django.utils import timezone
 from apps.core.durable import durable_enqueue, durable_live
 from apps.core.recovery import recovery_point
 from apps.ledger.errors import InsufficientFunds
+from apps.ledger.models import Account
 from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
 from apps.payments.models import GatewayAccount, PaymentIntent
 from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.vendors.connect import ConnectClient, ConnectError
+from apps.vendors.locks import (
+    payment_transfer_lock,
+    payout_lock,
+    reversal_lock,
+    split_lock,
+    transfer_lock,
+    vendor_lock,
+    vendor_transfers_lock,
+)
 from apps.vendors.models import PaymentSplit, Payout, Transfer, TransferReversal, Vendor
-from apps.vendors.selectors import commission_policy_terms, connect_client, is_simulated, vendor_split_terms
+from apps.vendors.selectors import (
+    commission_policy_terms,
+    connect_client,
+    is_simulated,
+    transfer_in_account,
+    transfer_reclaimable,
+    vendor_split_terms,
+    vendors_bear_disputes,
+)
 from apps.vendors.splits import (
     Allocation,
     RefundUnwind,
     SplitError,
     SplitPlan,
+    allocation_postings,
+    kept_back,
     split_allocate,
+    split_dispute,
     split_plan_validate,
     split_refund_unwind,
+    vendor_owed,
 )
+from apps.vendors.states import can_receive, payout_to, reversal_to, transfer_to
 from apps.webhooks.outbound import event_publish
 
 log = logging.getLogger(__name__)
@@ -66,8 +96,11 @@ SCHEDULE_INTERVALS = {
 }
 
 
-# A send whose outcome is unknown is retried by its durable task with backoff (capped at an hour by
-# apps.core.durable) for about two days; the reconcile job re-arms whatever is still unfinished.
+# The retry schedule of transfers, reversals and payouts (one definition, used by every send): a
+# send whose outcome is unknown is retried by its durable task with apps.core.durable's backoff
+# (2 s, 4 s, ... capped at an hour) for SEND_MAX_ATTEMPTS runs, about two days
+# (``durable.retry_span(SEND_MAX_ATTEMPTS)``); then the reconcile job re-arms whatever is still
+# unfinished, every STRANDED_AFTER.
 SEND_MAX_ATTEMPTS = 60
 # Work still pending or sending this long after it started, with no durable task left to finish
 # it, is stranded (a task that ran out of attempts); ``funds_reconcile`` queues it again.
@@ -93,11 +126,6 @@ class FundsError(ValueError):
 
 def _record(event_type: str, stream: str, key: str, payload: dict) -> None:
     ledger_record(event_type=event_type, stream=stream, payload=payload, idempotency_key=key)
-
-
-def can_receive(vendor: Vendor) -> bool:
-    """Transfers go out to active vendors whose payouts are enabled; others are held."""
-    return vendor.status == Vendor.Status.ACTIVE and vendor.payouts_enabled
 
 
 def _real_account(vendor: Vendor) -> bool:
@@ -163,57 +191,69 @@ def split_record(*, payment_id: str, plan: SplitPlan) -> PaymentSplit:
     )
 
 
+def _split_of(payment_id: str) -> PaymentSplit:
+    """The payment's split, locked; a payment without one is an error here."""
+    split = split_lock(payment_id)
+    if split is None:
+        raise PaymentSplit.DoesNotExist(f"payment {payment_id} has no split")
+    return split
+
+
+def _refunds_of(split: PaymentSplit) -> list[RefundUnwind]:
+    return [RefundUnwind.from_dict(r["unwind"]) for r in split.refunds]
+
+
 def split_capture_allocations(*, payment_id: str, amount: int, fee: int) -> list[dict]:
-    """The capture's allocations for the ledger (inside the capture's transaction): each vendor's
-    net to ``vendor_pending``, commission to ``platform_revenue``, the fee vendors bear back to
-    ``processor_fees``; they sum to ``amount``. Schedules the transfers. Deterministic, so a
-    repeated capture event yields the same allocations."""
-    split = PaymentSplit.objects.select_for_update().get(payment_id=payment_id)
+    """The capture's allocations for the ledger, and the writes they lead to, inside the capture's
+    transaction (under the payment's lock; call it before the capture's event payload is built,
+    never while). Computes the allocation (``splits.split_allocate``, pure), records it on the
+    split and schedules the transfers (``split_capture_record``), and returns its postings
+    (``splits.allocation_postings``, pure): each vendor's net to ``vendor_pending``, commission to
+    ``platform_revenue``, the fee vendors bear back to ``processor_fees``; they sum to ``amount``.
+    Deterministic, so a repeated capture event yields the same allocations."""
+    split = _split_of(payment_id)
     allocation = split_allocate(SplitPlan.from_dict(split.plan), captured=amount, processor_fee=fee)
+    split_capture_record(split, allocation)
+    return allocation_postings(allocation)
+
+
+def split_capture_record(split: PaymentSplit, allocation: Allocation) -> None:
+    """The capture's writes (the split locked by the caller): the allocation on the split, and
+    the durable task that creates the transfers (``payment_transfers_create``), once per payment."""
     split.allocation = allocation.as_dict()
     split.save(update_fields=["allocation", "updated_at"])
     durable_enqueue(
         handler="apps.vendors.funds.payment_transfers_create",
-        kwargs={"payment_id": payment_id},
-        idempotency_key=f"transfers:{payment_id}",
+        kwargs={"payment_id": split.payment_id},
+        idempotency_key=f"transfers:{split.payment_id}",
     )
-    out = [{"account": f"vendor_pending:{p.vendor_id}", "amount": p.net} for p in allocation.parts if p.net]
-    if allocation.platform_revenue:
-        out.append({"account": "platform_revenue", "amount": allocation.platform_revenue})
-    if allocation.fee_borne_by_vendors:
-        out.append({"account": "processor_fees", "amount": allocation.fee_borne_by_vendors})
-    return out
 
 
 # --------------------------------------------------------------------------- transfers
 
 
-def _debited(split: PaymentSplit, vendor_id: str) -> int:
-    return sum(
-        part["debit"]
-        for refund in split.refunds
-        for part in refund["unwind"]["parts"]
-        if part["vendor"] == vendor_id
-    )
+def transfers_owed(allocation: Allocation, *, previous: list[RefundUnwind]) -> list[tuple[str, int]]:
+    """Pure: (vendor, amount) of each transfer a captured split makes: each vendor's net less what
+    refunds before the transfer took from it (``splits.vendor_owed``); vendors owed nothing get none."""
+    owed = [(p.vendor_id, vendor_owed(allocation, p.vendor_id, previous=previous)) for p in allocation.parts]
+    return [(vendor_id, amount) for vendor_id, amount in owed if amount > 0]
 
 
 def payment_transfers_create(*, payment_id: str) -> int:
-    """Durable task after a capture: one transfer per vendor with something owed, sent or held.
-    Idempotent (one transfer per payment and vendor). Returns how many it created."""
+    """Durable task after a capture: one transfer per vendor with something owed
+    (``transfers_owed``), sent or held. Idempotent (one transfer per payment and vendor). Returns
+    how many it created."""
     created = 0
     with transaction.atomic():
-        split = PaymentSplit.objects.select_for_update().get(payment_id=payment_id)
+        split = _split_of(payment_id)
         if split.allocation is None:
             return 0
         allocation = Allocation.from_dict(split.allocation)
         vendors = Vendor.objects.in_bulk([p.vendor_id for p in allocation.parts])
-        for part in allocation.parts:
-            owed = part.net - _debited(split, part.vendor_id)
-            if owed <= 0:
-                continue
+        for vendor_id, owed in transfers_owed(allocation, previous=_refunds_of(split)):
             transfer, made = Transfer.objects.get_or_create(
                 payment_id=payment_id,
-                vendor_id=part.vendor_id,
+                vendor_id=vendor_id,
                 defaults={
                     "amount": owed,
                     "currency": allocation.currency,
@@ -223,7 +263,7 @@ def payment_transfers_create(*, payment_id: str) -> int:
             if not made:
                 continue
             created += 1
-            if can_receive(vendors[part.vendor_id]):
+            if can_receive(vendors[vendor_id]):
                 _schedule_send(transfer)
             else:
                 _hold(transfer)
@@ -241,7 +281,7 @@ def _schedule_send(transfer: Transfer) -> None:
 
 def _hold(transfer: Transfer) -> None:
     """Hold a pending transfer (locked by the caller)."""
-    transfer.status = Transfer.Status.HELD
+    transfer_to(transfer, Transfer.Status.HELD)
     transfer.save(update_fields=["status", "updated_at"])
     _record(
         "TransferHeld",
@@ -270,7 +310,7 @@ def transfer_send(*, transfer_id: str) -> str:
     success: it raises StillUnknown, the transfer stays ``sending`` and the durable task retries
     with backoff (the reconcile job re-arms it after that)."""
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().select_related("vendor").get(pk=transfer_id)
+        transfer = transfer_lock(transfer_id, with_vendor=True)
         if transfer.status not in (Transfer.Status.PENDING, Transfer.Status.SENDING):
             return f"skipped ({transfer.status})"
         resuming = transfer.status == Transfer.Status.SENDING
@@ -280,12 +320,12 @@ def transfer_send(*, transfer_id: str) -> str:
                 _hold(transfer)
                 return "held"
             available = balance_get(code=f"vendor_payable:{vendor.id}", currency=transfer.currency)
-            transfer.amount_recovered = min(transfer.amount, max(0, -available))
+            transfer.amount_recovered = kept_back(transfer.amount, available=available)
             client = connect_client() if _real_account(vendor) else None
             if not transfer.sent or client is None:  # nothing goes to Stripe: paid in the ledger only
                 _transfer_paid(transfer, stripe_transfer_id="", simulated=bool(transfer.sent))
                 return "paid"
-            transfer.status = Transfer.Status.SENDING
+            transfer_to(transfer, Transfer.Status.SENDING)
             transfer.sending_since = timezone.now()
             transfer.save(update_fields=["status", "amount_recovered", "sending_since", "updated_at"])
     # (2) Stripe, with no transaction open.
@@ -327,11 +367,11 @@ def transfer_send_apply(*, transfer_id: str, stripe_transfer_id: str = "", failu
     the ``TransferPaid`` posting and ``transfer.created``), or ``failed`` with ``failure`` (Stripe
     refused it). Forward only and idempotent: a transfer no longer ``sending`` is left as it is."""
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().select_related("vendor").get(pk=transfer_id)
+        transfer = transfer_lock(transfer_id, with_vendor=True)
         if transfer.status != Transfer.Status.SENDING:
             return f"stays {transfer.status}"
         if failure:
-            transfer.status = Transfer.Status.FAILED
+            transfer_to(transfer, Transfer.Status.FAILED)
             transfer.failure_message = failure[:500]
             transfer.save(update_fields=["status", "failure_message", "updated_at"])
             return f"failed: {failure}"
@@ -341,7 +381,7 @@ def transfer_send_apply(*, transfer_id: str, stripe_transfer_id: str = "", failu
 
 def _transfer_paid(transfer: Transfer, *, stripe_transfer_id: str, simulated: bool) -> None:
     """Mark a locked transfer paid and post it (in the caller's transaction)."""
-    transfer.status = Transfer.Status.PAID
+    transfer_to(transfer, Transfer.Status.PAID)
     transfer.stripe_transfer_id = stripe_transfer_id
     transfer.simulated = simulated
     transfer.save()
@@ -371,13 +411,11 @@ def vendor_transfers_release(*, vendor_id: str) -> int:
     """Release a vendor's held transfers once it can be paid (they are sent next). Idempotent."""
     released = 0
     with transaction.atomic():
-        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        vendor = vendor_lock(vendor_id)
         if not can_receive(vendor):
             return 0
-        for transfer in Transfer.objects.select_for_update().filter(
-            vendor=vendor, status=Transfer.Status.HELD
-        ):
-            transfer.status = Transfer.Status.PENDING
+        for transfer in vendor_transfers_lock(vendor, status=Transfer.Status.HELD):
+            transfer_to(transfer, Transfer.Status.PENDING)
             transfer.save(update_fields=["status", "updated_at"])
             _record(
                 "TransferReleased",
@@ -398,68 +436,105 @@ def vendor_transfers_release(*, vendor_id: str) -> int:
 # --------------------------------------------------------------------------- refunds
 
 
+@dataclass(frozen=True)
+class RefundSource:
+    """Where one vendor's debit for a refund is taken from: ``covered`` from its money still
+    waiting for its transfer (in ``account``: ``vendor_pending``, or ``vendor_held`` while the
+    transfer is held), ``rest`` from its available balance (``vendor_payable``, where a shortfall
+    is a debt kept back from its next transfers)."""
+
+    vendor_id: str
+    account: str
+    covered: int
+    rest: int
+
+
+def refund_sources(
+    unwind: RefundUnwind,
+    *,
+    allocation: Allocation,
+    previous: list[RefundUnwind],
+    transfers: Mapping[str, Transfer | None],
+) -> list[RefundSource]:
+    """Pure: where each vendor's debit of ``unwind`` comes from, given the payment's transfer to
+    each vendor (None: not made yet) and the ``previous`` refunds. Money still waits for a vendor
+    when its transfer is not made yet (its net less earlier refunds' debits), or is pending, held
+    or failed (the transfer's amount); a debit beyond what waits (the fee the vendor bore) and
+    anything after the transfer went out comes out of its available balance."""
+    out = []
+    for part in unwind.parts:
+        if not part.debit:
+            continue
+        v = part.vendor_id
+        transfer = transfers.get(v)
+        waiting, account = 0, f"vendor_pending:{v}"
+        if transfer is None:
+            waiting = max(0, vendor_owed(allocation, v, previous=previous))
+        elif transfer.status in (Transfer.Status.PENDING, Transfer.Status.HELD, Transfer.Status.FAILED):
+            waiting = transfer.amount
+            if transfer.status == Transfer.Status.HELD:
+                account = f"vendor_held:{v}"
+        covered = min(part.debit, waiting)
+        out.append(RefundSource(v, account, covered, part.debit - covered))
+    return out
+
+
+def refund_postings(sources: list[RefundSource], unwind: RefundUnwind) -> list[dict]:
+    """Pure: the refund's allocations for the ledger: per vendor what waits then what is
+    available, then the commission out of platform revenue; they sum to the refund."""
+    out: list[dict] = []
+    for source in sources:
+        if source.covered:
+            out.append({"account": source.account, "amount": source.covered})
+        if source.rest:
+            out.append({"account": f"vendor_payable:{source.vendor_id}", "amount": source.rest})
+    if unwind.commission_reversed:
+        out.append({"account": "platform_revenue", "amount": unwind.commission_reversed})
+    return out
+
+
 def split_refund_allocations(*, payment_id: str, refund_id: str, amount: int) -> list[dict] | None:
     """A refund's allocations for the ledger when the payment was split (None otherwise), inside
     the refund's transaction: each vendor's share is taken from where its money is (pending or
     held before its transfer went out, else available), the commission from platform revenue.
-    Schedules transfer reversals for what is still in connected accounts. Idempotent per refund."""
-    split = PaymentSplit.objects.select_for_update().filter(payment_id=payment_id).first()
+    Works out the plan first (``splits.split_refund_unwind``, ``refund_sources``,
+    ``refund_postings``: pure), then writes it: the transfers not yet out shrink by what they
+    cover, reversals are scheduled for what is still in connected accounts, and the refund is
+    recorded on the split. Idempotent per refund."""
+    split = split_lock(payment_id)
     if split is None or split.allocation is None:
         return None
     for earlier in split.refunds:
         if earlier["refund"] == refund_id:
             return earlier["allocations"]
     allocation = Allocation.from_dict(split.allocation)
-    previous = [RefundUnwind.from_dict(r["unwind"]) for r in split.refunds]
+    previous = _refunds_of(split)
     unwind = split_refund_unwind(allocation, amount=amount, previous=previous)
-    out: list[dict] = []
-    commission = 0
-    for part in unwind.parts:
-        commission += part.commission
-        if not part.debit:
-            continue
-        v = part.vendor_id
-        transfer = Transfer.objects.select_for_update().filter(payment_id=payment_id, vendor_id=v).first()
-        # Where the vendor's money for this payment is: still waiting (pending, or held) up to what
-        # waits; a debit beyond it (the fee the vendor bore) and anything after the transfer went
-        # out comes out of its available balance, where a shortfall is a debt kept back from its
-        # next transfers.
-        waiting, account = 0, f"vendor_pending:{v}"
+    transfers = {p.vendor_id: payment_transfer_lock(payment_id, p.vendor_id) for p in unwind.parts if p.debit}
+    sources = refund_sources(unwind, allocation=allocation, previous=previous, transfers=transfers)
+    out = refund_postings(sources, unwind)
+    for source in sources:
+        transfer = transfers[source.vendor_id]
         if transfer is None:
-            waiting = max(0, allocation.part_for(v).net - _debited(split, v))
-        elif transfer.status in (Transfer.Status.PENDING, Transfer.Status.HELD, Transfer.Status.FAILED):
-            waiting = transfer.amount
-            if transfer.status == Transfer.Status.HELD:
-                account = f"vendor_held:{v}"
-        covered = min(part.debit, waiting)
-        if covered:
-            out.append({"account": account, "amount": covered})
-            if transfer is not None:
-                transfer.amount -= covered
-                if transfer.amount == 0:
-                    transfer.status = Transfer.Status.CANCELED
-                transfer.save(update_fields=["amount", "status", "updated_at"])
-        rest = part.debit - covered
-        if rest:
-            out.append({"account": f"vendor_payable:{v}", "amount": rest})
-            if transfer is not None and transfer.status in (Transfer.Status.PAID, Transfer.Status.SENDING):
-                # A transfer still sending goes out whole (its reversal waits for it to land).
-                _reversal_schedule(transfer, debit=rest, refund_id=refund_id)
-    if commission:
-        out.append({"account": "platform_revenue", "amount": commission})
+            continue
+        if source.covered:
+            transfer.amount -= source.covered
+            if transfer.amount == 0:
+                transfer_to(transfer, Transfer.Status.CANCELED)
+            transfer.save(update_fields=["amount", "status", "updated_at"])
+        if source.rest and transfer.status in (Transfer.Status.PAID, Transfer.Status.SENDING):
+            # A transfer still sending goes out whole (its reversal waits for it to land).
+            _reversal_schedule(transfer, debit=source.rest, refund_id=refund_id)
     split.refunds = [*split.refunds, {"refund": refund_id, "unwind": unwind.as_dict(), "allocations": out}]
     split.save(update_fields=["refunds", "updated_at"])
     return out
 
 
 def _reversal_schedule(transfer: Transfer, *, debit: int, refund_id: str) -> None:
-    """Take back from the connected account what is still there of this transfer (at most what
-    the vendor has available); the rest stays owed and is kept back from later transfers."""
-    available = balance_get(code=f"vendor_payable:{transfer.vendor_id}", currency=transfer.currency)
-    if transfer.status == Transfer.Status.SENDING:
-        available += transfer.sent  # its TransferPaid is still to come
-    still_there = transfer.amount - transfer.amount_recovered - transfer.amount_reversed
-    take = min(debit, still_there, max(0, available))
+    """Take back from the connected account what can be of the vendor's ``debit``
+    (``selectors.transfer_reclaimable``: what is still there of this transfer, at most what the
+    vendor has available); the rest stays owed and is kept back from later transfers."""
+    take = transfer_reclaimable(transfer, debit=debit)
     if take <= 0:
         return
     _reversal_create(transfer, amount=take, refund_id=refund_id)
@@ -494,10 +569,8 @@ def transfer_reversal_send(*, reversal_id: str) -> str:
     The same three steps as ``transfer_send``, no transaction open while Stripe is asked. A
     reversal waits (StillUnknown) while its transfer is still sending, and is canceled when the
     transfer never reached the connected account."""
-    transfer_id = TransferReversal.objects.values_list("transfer_id", flat=True).get(pk=reversal_id)
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)  # lock order: transfer, reversal
-        reversal = TransferReversal.objects.select_for_update().get(pk=reversal_id)
+        transfer, reversal = reversal_lock(reversal_id)
         if reversal.status not in (TransferReversal.Status.PENDING, TransferReversal.Status.SENDING):
             return f"skipped ({reversal.status})"
         resuming = reversal.status == TransferReversal.Status.SENDING
@@ -505,7 +578,7 @@ def transfer_reversal_send(*, reversal_id: str) -> str:
             if transfer.status == Transfer.Status.SENDING:
                 raise StillUnknown(f"reversal {reversal.id} waits for transfer {transfer.id} to be resolved")
             if transfer.status != Transfer.Status.PAID:
-                reversal.status = TransferReversal.Status.CANCELED
+                reversal_to(reversal, TransferReversal.Status.CANCELED)
                 reversal.save(update_fields=["status", "updated_at"])
                 transfer.amount_reversed -= reversal.amount
                 transfer.save(update_fields=["amount_reversed", "updated_at"])
@@ -513,7 +586,7 @@ def transfer_reversal_send(*, reversal_id: str) -> str:
             if not transfer.stripe_transfer_id:  # a simulated transfer: reversed in the ledger only
                 _reversal_succeeded(reversal, transfer, stripe_reversal_id="", simulated=True)
                 return "reversed"
-            reversal.status = TransferReversal.Status.SENDING
+            reversal_to(reversal, TransferReversal.Status.SENDING)
             reversal.sending_since = timezone.now()
             reversal.save(update_fields=["status", "sending_since", "updated_at"])
     client = connect_client()
@@ -546,14 +619,12 @@ def transfer_reversal_apply(*, reversal_id: str, stripe_reversal_id: str = "", f
     ``succeeded`` with the ``TransferReversed`` posting, or ``failed`` (Stripe refused: the money
     stays in the connected account, the vendor's balance keeps the debt, an error is logged).
     Forward only and idempotent."""
-    transfer_id = TransferReversal.objects.values_list("transfer_id", flat=True).get(pk=reversal_id)
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
-        reversal = TransferReversal.objects.select_for_update().get(pk=reversal_id)
+        transfer, reversal = reversal_lock(reversal_id)
         if reversal.status != TransferReversal.Status.SENDING:
             return f"stays {reversal.status}"
         if failure:
-            reversal.status = TransferReversal.Status.FAILED
+            reversal_to(reversal, TransferReversal.Status.FAILED)
             reversal.failure_message = failure[:500]
             reversal.save(update_fields=["status", "failure_message", "updated_at"])
             transfer.amount_reversed -= reversal.amount
@@ -567,7 +638,7 @@ def transfer_reversal_apply(*, reversal_id: str, stripe_reversal_id: str = "", f
 def _reversal_succeeded(
     reversal: TransferReversal, transfer: Transfer, *, stripe_reversal_id: str, simulated: bool
 ) -> None:
-    reversal.status = TransferReversal.Status.SUCCEEDED
+    reversal_to(reversal, TransferReversal.Status.SUCCEEDED)
     reversal.stripe_reversal_id = stripe_reversal_id
     reversal.simulated = simulated
     reversal.save(update_fields=["status", "stripe_reversal_id", "simulated", "updated_at"])
@@ -591,7 +662,7 @@ def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str = "", disp
     reversal for this cause, recorded if missing (its amount was already counted on the
     transfer), then sent as ``transfer_reversal_send``. Idempotent."""
     with transaction.atomic():
-        transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
+        transfer = transfer_lock(transfer_id)
         reversal, _ = TransferReversal.objects.get_or_create(
             transfer=transfer,
             refund_id=refund_id,
@@ -603,22 +674,15 @@ def transfer_reverse(*, transfer_id: str, amount: int, refund_id: str = "", disp
 
 def dispute_lost_clawback(*, payment_id: str, dispute_id: str, allocations: list[dict]) -> int:
     """A lost dispute on a split payment (inside its closing transaction): take back from the
-    vendors' connected accounts what was left there for it when it opened (``clawback``), at most
-    what is still there of the payment's transfer. Returns how many reversals it scheduled."""
+    vendors' connected accounts what was left there for it when it opened (``clawback``: it was
+    capped by the vendor's balance then), at most what is still there of the payment's transfer
+    (``selectors.transfer_in_account``). Returns how many reversals it scheduled."""
     scheduled = 0
-    for line in allocations:
-        kind, _, vendor_id = str(line.get("account", "")).partition(":")
-        take = int(line.get("clawback") or 0)
-        if kind != "vendor_payable" or take <= 0:
-            continue
-        transfer = (
-            Transfer.objects.select_for_update()
-            .filter(payment_id=payment_id, vendor_id=vendor_id, status=Transfer.Status.PAID)
-            .first()
-        )
+    for vendor_id, clawback in dispute_clawbacks(allocations):
+        transfer = payment_transfer_lock(payment_id, vendor_id, status=Transfer.Status.PAID)
         if transfer is None:
             continue
-        take = min(take, transfer.amount - transfer.amount_recovered - transfer.amount_reversed)
+        take = min(clawback, transfer_in_account(transfer))
         if take <= 0:
             continue
         _reversal_create(transfer, amount=take, dispute_id=dispute_id)
@@ -626,46 +690,44 @@ def dispute_lost_clawback(*, payment_id: str, dispute_id: str, allocations: list
     return scheduled
 
 
-def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | None:
-    """Who bears a dispute on a split payment when the dispute policy says the vendors: each
-    vendor part in proportion to its gross (largest remainder), its commission share out of
-    ``platform_revenue``, the rest out of the vendor's available balance (``vendor_payable``; a
-    negative balance is kept back from later transfers). None when the platform bears it."""
-    from apps.core.money import allocate
-    from apps.vendors.models import CommissionPolicy
+def dispute_clawbacks(allocations: list[dict]) -> list[tuple[str, int]]:
+    """Pure: (vendor, clawback) of each vendor line of a dispute's allocations with one."""
+    out = []
+    for line in allocations:
+        kind, _, vendor_id = str(line.get("account", "")).partition(":")
+        take = int(line.get("clawback") or 0)
+        if kind == "vendor_payable" and take > 0:
+            out.append((vendor_id, take))
+    return out
 
-    policy = CommissionPolicy.objects.filter(singleton=True).first()
+
+def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | None:
+    """Who bears a dispute on a split payment when the dispute policy says the vendors
+    (``selectors.vendors_bear_disputes``), for the ledger: the split of ``splits.split_dispute``
+    (each vendor's share out of its available balance, ``vendor_payable``, where a negative
+    balance is kept back from later transfers; the commission's share out of
+    ``platform_revenue``). A vendor line carries ``clawback``: what of its share can be taken back
+    from its connected account (``selectors.transfer_reclaimable``), taken if the dispute is
+    lost and left there if it is won. None when the platform bears it. Reads only."""
     split = PaymentSplit.objects.filter(payment_id=payment_id).first()
-    if split is None or split.allocation is None or (policy and policy.dispute_policy != "vendor"):
+    if split is None or split.allocation is None or not vendors_bear_disputes():
         return None
-    allocation = Allocation.from_dict(split.allocation)
-    shares = allocate(amount, [p.gross for p in allocation.parts])
+    dispute = split_dispute(Allocation.from_dict(split.allocation), amount=amount)
     out: list[dict] = []
-    commission = 0
-    for part, share in zip(allocation.parts, shares, strict=True):
-        if not share:
+    for part in dispute.parts:
+        if not part.debit:
             continue
-        vendor_share, commission_share = (
-            allocate(share, [part.gross - part.commission, part.commission]) if part.gross else [share, 0]
-        )
-        commission += commission_share
-        if vendor_share:
-            line = {"account": f"vendor_payable:{part.vendor_id}", "amount": vendor_share}
-            # What of it still sits in the vendor's connected account from this payment's
-            # transfer (and is covered by its balance): taken back from Stripe if the dispute
-            # is lost, left there if it is won. The rest is a debt kept back from transfers.
-            transfer = Transfer.objects.filter(
-                payment_id=payment_id, vendor_id=part.vendor_id, status=Transfer.Status.PAID
-            ).first()
-            if transfer is not None:
-                available = balance_get(code=f"vendor_payable:{part.vendor_id}", currency=split.currency)
-                still_there = transfer.amount - transfer.amount_recovered - transfer.amount_reversed
-                take = min(vendor_share, still_there, max(0, available))
-                if take > 0:
-                    line["clawback"] = take
-            out.append(line)
-    if commission:
-        out.append({"account": "platform_revenue", "amount": commission})
+        line = {"account": f"vendor_payable:{part.vendor_id}", "amount": part.debit}
+        transfer = Transfer.objects.filter(
+            payment_id=payment_id, vendor_id=part.vendor_id, status=Transfer.Status.PAID
+        ).first()
+        if transfer is not None:
+            take = transfer_reclaimable(transfer, debit=part.debit)
+            if take > 0:
+                line["clawback"] = take
+        out.append(line)
+    if dispute.commission:
+        out.append({"account": "platform_revenue", "amount": dispute.commission})
     return out
 
 
@@ -673,10 +735,15 @@ def split_dispute_allocations(*, payment_id: str, amount: int) -> list[dict] | N
 
 
 def _payout_currencies(vendor: Vendor) -> list[str]:
-    from apps.ledger.models import Account
-
     codes = Account.objects.filter(code=f"vendor_payable:{vendor.id}").values_list("currency", flat=True)
     return sorted({c.upper() for c in codes})
+
+
+def payout_minimum(vendor: Vendor, currency: str) -> int:
+    """The least available balance paid out in ``currency``: the vendor's ``payout_minimum`` in
+    its default currency, 1 in others (never 0: nothing is paid out of nothing)."""
+    minimum = vendor.payout_minimum if currency == vendor.default_currency.upper() else 1
+    return max(1, minimum)
 
 
 def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout]:
@@ -685,7 +752,7 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
     "pay out now", which explains a refusal (FundsError) instead of skipping silently."""
     payouts: list[Payout] = []
     with transaction.atomic():
-        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        vendor = vendor_lock(vendor_id)
         if vendor.payouts_held or not can_receive(vendor):
             if manual:
                 why = (
@@ -697,8 +764,7 @@ def vendor_payout_create(*, vendor_id: str, manual: bool = False) -> list[Payout
             return []
         for currency in _payout_currencies(vendor):
             available = balance_get(code=f"vendor_payable:{vendor.id}", currency=currency)
-            minimum = vendor.payout_minimum if currency == vendor.default_currency.upper() else 1
-            if available < max(1, minimum):
+            if available < payout_minimum(vendor, currency):
                 continue
             try:
                 with transaction.atomic():
@@ -745,7 +811,7 @@ def payout_send(*, payout_id: str) -> str:
     failed, the money back in the vendor's balance). An unknown answer raises StillUnknown: the
     payout stays pending without a Stripe id and the durable task retries with backoff."""
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().select_related("vendor").get(pk=payout_id)
+        payout = payout_lock(payout_id, with_vendor=True)
         if payout.status != Payout.Status.PENDING or payout.stripe_payout_id:
             return "skipped"
         vendor = payout.vendor
@@ -792,7 +858,7 @@ def payout_requested(*, payout_id: str, stripe_payout_id: str, stripe_status: st
     says is ``paid`` or ``failed``/``canceled`` is settled so. Stripe's ``payout.paid`` /
     ``payout.failed`` settle the others. Forward only and idempotent."""
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        payout = payout_lock(payout_id)
         if payout.status != Payout.Status.PENDING:
             return f"stays {payout.status}"
         if not payout.stripe_payout_id:
@@ -809,10 +875,10 @@ def payout_settle(*, payout_id: str, paid: bool, message: str = "") -> str:
     """Settle a pending payout (Stripe's payout.paid / payout.failed, or a simulated payout).
     A failed payout's money returns to the vendor's available balance. Idempotent."""
     with transaction.atomic():
-        payout = Payout.objects.select_for_update().get(pk=payout_id)
+        payout = payout_lock(payout_id)
         if payout.status != Payout.Status.PENDING:
             return f"stays {payout.status}"
-        payout.status = Payout.Status.PAID if paid else Payout.Status.FAILED
+        payout_to(payout, Payout.Status.PAID if paid else Payout.Status.FAILED)
         payout.failure_message = message[:500]
         if paid:
             payout.arrival_date = timezone.localdate()
@@ -838,8 +904,14 @@ def payout_settle(*, payout_id: str, paid: bool, message: str = "") -> str:
     return payout.status
 
 
+def payout_due(schedule: str, *, last: datetime | None, now: datetime) -> bool:
+    """Pure: whether a vendor on ``schedule`` (not manual) whose last payout was made at ``last``
+    is due another: none yet, or none within its interval (``SCHEDULE_INTERVALS``)."""
+    return last is None or now - last >= SCHEDULE_INTERVALS[Vendor.PayoutSchedule(schedule)]
+
+
 def payouts_due(now=None) -> list[str]:
-    """Vendors whose schedule says a payout is due: no payout within their interval."""
+    """Vendors whose schedule says a payout is due (``payout_due``)."""
     now = now or timezone.now()
     due = []
     vendors = Vendor.objects.filter(
@@ -847,7 +919,7 @@ def payouts_due(now=None) -> list[str]:
     ).exclude(payout_schedule=Vendor.PayoutSchedule.MANUAL)
     for vendor in vendors:
         last = vendor.payouts.order_by("-created_at").values_list("created_at", flat=True).first()
-        if last is None or now - last >= SCHEDULE_INTERVALS[Vendor.PayoutSchedule(vendor.payout_schedule)]:
+        if payout_due(vendor.payout_schedule, last=last, now=now):
             due.append(vendor.id)
     return due
 

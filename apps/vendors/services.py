@@ -17,8 +17,11 @@ from django.utils import timezone
 from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.vendors.connect import ConnectAccount
+from apps.vendors.locks import invite_lock, vendor_lock
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
 from apps.vendors.splits import FeePolicy
+from apps.vendors.states import can_receive, vendor_to
+from apps.webhooks.outbound import event_publish
 
 # A new marketplace's default: 10% of each vendor part, no fixed fee, the platform bears
 # processor fees (the simplest terms to explain to vendors; operators change them in the admin).
@@ -107,12 +110,7 @@ def vendor_invite_redeem(*, token: str) -> Vendor:
     unknown, used or expired token (one message for all three: nothing to probe)."""
     now = timezone.now()
     with transaction.atomic():
-        invite = (
-            VendorInvite.objects.select_for_update()
-            .select_related("vendor")
-            .filter(token_hash=hash_invite_token(token))
-            .first()
-        )
+        invite = invite_lock(hash_invite_token(token))
         if invite is None or not invite.usable(now) or invite.vendor.status == Vendor.Status.DISABLED:
             raise VendorError("invite_invalid", "this invite link is invalid or has expired", param="token")
         VendorInvite.objects.filter(vendor=invite.vendor, used_at__isnull=True).update(used_at=now)
@@ -132,7 +130,7 @@ def vendor_payouts_release(*, vendor: Vendor) -> Vendor:
 
 def _payouts_held_set(vendor: Vendor, held: bool) -> Vendor:
     with transaction.atomic():
-        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        locked = vendor_lock(vendor.pk)
         before = vendor_state(locked)
         locked.payouts_held = held
         locked.save(update_fields=["payouts_held", "updated_at"])
@@ -146,7 +144,7 @@ def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
     and our status (``connect.account_status``). A disabled vendor stays disabled (an operator's
     decision outranks Stripe). Locks the vendor row; idempotent."""
     with transaction.atomic():
-        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        locked = vendor_lock(vendor.pk)
         if locked.stripe_account_id and locked.stripe_account_id != account.id:
             raise VendorError(
                 "account_mismatch",
@@ -159,7 +157,7 @@ def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
         locked.payouts_enabled = account.payouts_enabled
         locked.requirements = account.requirements
         if locked.status != Vendor.Status.DISABLED:
-            locked.status = account.status
+            vendor_to(locked, account.status)
         locked.save(
             update_fields=[
                 "stripe_account_id",
@@ -197,9 +195,6 @@ def vendor_state(vendor: Vendor) -> tuple:
 def vendor_changed(vendor: Vendor, *, before: tuple) -> None:
     """After a vendor row changed (in the changing transaction): announce ``vendor.updated`` and,
     once it can be paid, release its held transfers (after commit: they take the vendor's lock)."""
-    from apps.vendors.funds import can_receive
-    from apps.webhooks.outbound import event_publish
-
     if vendor_state(vendor) == before:
         return
     event_publish(
@@ -241,7 +236,7 @@ def vendor_business_details_record(
             "parameter_invalid", f"country must be a 2-letter code, got {country!r}", param="country"
         )
     with transaction.atomic():
-        locked = Vendor.objects.select_for_update().get(pk=vendor.pk)
+        locked = vendor_lock(vendor.pk)
         locked.country = country.upper()
         locked.metadata = {
             **(locked.metadata or {}),

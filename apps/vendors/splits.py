@@ -40,9 +40,10 @@ The rules, in the order they apply:
    Invariants: every number is an int >= 0; the parts sum to the captured amount; per vendor
    net + commission + fee == part; the fees borne by vendors and platform sum to the fee.
 
-   Posting it (for whoever wires it into the ledger): Dr processor_clearing <captured> /
-   Cr vendor_payable:<vendor> <net> each / Cr platform_revenue <commission> / Cr processor_fees
-   <fees borne by vendors>, then Dr processor_fees <fee> / Cr processor_clearing <fee>.
+   Posting it (``allocation_postings``, the capture's allocations): Dr processor_clearing
+   <captured> / Cr vendor_pending:<vendor> <net> each (the vendor's until its transfer goes out) /
+   Cr platform_revenue <commission> / Cr processor_fees <fees borne by vendors>; the capture's fee
+   posting then moves the whole fee, Dr processor_fees <fee> / Cr processor_clearing <fee>.
 
 3. **Refunds** (``split_refund_unwind``). Processors keep their fee when a payment is refunded,
    so the fee stays with whoever bore it at capture; a refund reverses the vendors' parts only.
@@ -51,6 +52,19 @@ The rules, in the order they apply:
    still unrefunded (original minus every earlier refund of this allocation) with the largest
    remainder method. So each refund's components sum to R; cumulative refunds never exceed a
    component; refunding the whole amount, at once or in pieces, unwinds every component exactly.
+
+4. **Disputes** (``split_dispute``, when the marketplace's dispute policy says the vendors bear
+   chargebacks). A dispute of D is split across the vendor parts in proportion to their gross
+   (largest remainder), then each vendor's share across its two components the same way: the
+   vendor's (part - commission), taken from its available balance, and the platform's
+   (commission), taken from platform revenue. The shares sum to D.
+
+5. **Taking money back from a connected account** (``reclaimable``). A paid transfer leaves in the
+   vendor's connected account what was sent (its amount less what was kept back for the vendor's
+   debts) less what has been reversed since. A refund's or dispute's debit of the vendor is taken
+   back from there, at most that much and at most the vendor's available balance (never below 0);
+   the rest stays a debt on the vendor's balance, kept back from its later transfers
+   (``kept_back``: a transfer sends its amount less the vendor's negative balance, at most all of it).
 """
 
 from __future__ import annotations
@@ -683,6 +697,13 @@ class RefundUnwind:
         )
 
 
+def vendor_owed(allocation: Allocation, vendor_id: str, *, previous: Sequence[RefundUnwind] = ()) -> int:
+    """What the vendor's part still owes it after the ``previous`` refunds took their debits: its
+    net less those debits (negative when a refund took more than the net, e.g. the fee it bore)."""
+    debited = sum(p.debit for unwind in previous for p in unwind.parts if p.vendor_id == vendor_id)
+    return allocation.part_for(vendor_id).net - debited
+
+
 def split_refund_unwind(
     allocation: Allocation, *, amount: int, previous: Sequence[RefundUnwind] = ()
 ) -> RefundUnwind:
@@ -731,3 +752,80 @@ def split_refund_unwind(
         for i, part in enumerate(allocation.parts)
     )
     return RefundUnwind(amount=amount, currency=allocation.currency, parts=parts)
+
+
+# --------------------------------------------------------------------------- capture postings
+
+
+def allocation_postings(allocation: Allocation) -> list[dict[str, Any]]:
+    """The capture's allocations for the ledger (rules in the module docstring, section 2): each
+    vendor's net to ``vendor_pending:<vendor>``, the commission to ``platform_revenue``, the fee
+    the vendors bear back to ``processor_fees``; zero lines left out. They sum to the amount."""
+    out: list[dict[str, Any]] = [
+        {"account": f"vendor_pending:{p.vendor_id}", "amount": p.net} for p in allocation.parts if p.net
+    ]
+    if allocation.platform_revenue:
+        out.append({"account": "platform_revenue", "amount": allocation.platform_revenue})
+    if allocation.fee_borne_by_vendors:
+        out.append({"account": "processor_fees", "amount": allocation.fee_borne_by_vendors})
+    return out
+
+
+# --------------------------------------------------------------------------- disputes
+
+
+@dataclass(frozen=True)
+class VendorDisputePart:
+    """What a dispute takes for one vendor part: ``debit`` from the vendor's available balance
+    and ``commission`` out of platform revenue; they sum to the dispute's share of the part."""
+
+    vendor_id: str
+    debit: int
+    commission: int
+
+
+@dataclass(frozen=True)
+class DisputeSplit:
+    amount: int
+    currency: str
+    parts: tuple[VendorDisputePart, ...]
+
+    @property
+    def commission(self) -> int:
+        return sum(p.commission for p in self.parts)
+
+
+def split_dispute(allocation: Allocation, *, amount: int) -> DisputeSplit:
+    """Split a dispute of ``amount`` on a captured split payment between its vendors and the
+    platform's commission (rules in the module docstring, section 4). Raises SplitError when
+    ``amount`` is not a positive integer."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise SplitError(
+            "dispute_amount_invalid",
+            f"the disputed amount must be a positive integer, got {amount!r}",
+            param="amount",
+        )
+    shares = allocate(amount, [p.gross for p in allocation.parts])
+    parts = []
+    for part, share in zip(allocation.parts, shares, strict=True):
+        debit, commission = (
+            allocate(share, [part.gross - part.commission, part.commission]) if part.gross else [share, 0]
+        )
+        parts.append(VendorDisputePart(part.vendor_id, debit, commission))
+    return DisputeSplit(amount=amount, currency=allocation.currency, parts=tuple(parts))
+
+
+# --------------------------------------------------------------------------- connected accounts
+
+
+def kept_back(amount: int, *, available: int) -> int:
+    """What is kept back from a transfer of ``amount`` to cover the vendor's debts: its negative
+    ``available`` balance (earlier refunds, disputes), at most the whole transfer (section 5)."""
+    return min(amount, max(0, -available))
+
+
+def reclaimable(debit: int, *, in_account: int, available: int) -> int:
+    """How much of a vendor's ``debit`` is taken back from its connected account: at most what
+    is still there of the transfer (``in_account``) and at most the vendor's ``available``
+    balance; never negative (section 5)."""
+    return max(0, min(debit, in_account, max(0, available)))
