@@ -10,13 +10,16 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import Avg, Count, Q
+from django.db.models.functions import TruncMinute
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.core.money import format_amount
+from apps.ledger.models import LedgerEvent
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.models import (
     DeclineRule,
@@ -107,8 +110,6 @@ class GatewayAccountAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
 
     def health_view(self, request):
         """Attempts per gateway per 5 minutes over the last 6 hours: approved, declined, errors."""
-        from django.db.models.functions import TruncMinute
-
         since = timezone.now() - timedelta(hours=6)
         rows = (
             PaymentAttempt.objects.filter(created_at__gte=since)
@@ -145,8 +146,6 @@ class GatewayAccountAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
 
 
 def _bars_svg(points: list[dict], width: int = 860, height: int = 160) -> str:
-    from django.utils.safestring import mark_safe
-
     n = max(1, len(points))
     peak = max(1, *(p["ok"] + p["declined"] + p["errors"] for p in points))
     bar_w = max(1.0, (width - 20) / n)
@@ -230,8 +229,6 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     @admin.display(description="timeline")
     def timeline(self, obj):
         """Every ledger event of this payment, oldest first: what happened, when, and what it posted."""
-        from apps.ledger.models import LedgerEvent
-
         events = (
             LedgerEvent.objects.filter(stream=obj.pk).order_by("version").prefetch_related("entries__account")
         )

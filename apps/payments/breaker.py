@@ -8,6 +8,7 @@ Only gateway failures (errors, unknown outcomes) count; declines are the card's 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -197,6 +198,4 @@ class CircuitBreaker:
 
 
 def _json(value: list[str]) -> str:
-    import json
-
     return json.dumps(value)

@@ -3,16 +3,21 @@
 Opening posts the disputed amount out of the processor's clearing against whoever bears it: the
 platform (``disputes``) for a payment without a split, or per the marketplace's dispute policy
 (``CommissionPolicy.dispute_policy``) a split payment's vendors, each in proportion to its part
-(its share of the commission comes out of ``platform_revenue``). A won dispute posts it back; a
-lost one changes nothing more. Idempotent per processor dispute id; state only moves forward."""
+(its share of the commission comes out of ``platform_revenue``), as the split hooks say
+(``apps.payments.hooks``). A won dispute posts it back; a lost one changes nothing more here (the
+split hooks take back from the vendors what the allocations mark). Idempotent per processor
+dispute id; state only moves forward."""
 
 from __future__ import annotations
 
 from django.db import transaction
 
 from apps.core.ids import new_id
-from apps.ledger.services import ledger_record
+from apps.ledger.services import EventSpec, ledger_record
+from apps.payments import events
 from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
+from apps.payments.hooks import splits_hooks
+from apps.payments.locks import lock_dispute, lock_intent
 from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent
 from apps.payments.statemachine import dispute_to
 
@@ -22,13 +27,21 @@ class DisputeError(ValueError):
 
 
 def _allocations(intent: PaymentIntent, amount: int) -> list[dict]:
-    if intent.has_splits:
-        from apps.vendors.funds import split_dispute_allocations
-
-        allocations = split_dispute_allocations(payment_id=intent.id, amount=amount)
+    hooks = splits_hooks()
+    if intent.has_splits and hooks is not None:
+        allocations = hooks.dispute_allocations(payment_id=intent.id, amount=amount)
         if allocations:
             return allocations
     return [{"account": "disputes", "amount": amount}]
+
+
+def _record(spec: EventSpec) -> None:
+    ledger_record(
+        event_type=spec.event_type,
+        stream=spec.stream,
+        payload=spec.payload,
+        idempotency_key=spec.idempotency_key,
+    )
 
 
 def dispute_open(
@@ -37,7 +50,7 @@ def dispute_open(
     """Record a dispute the processor opened on ``attempt``'s charge. Idempotent on
     (gateway account, reference)."""
     with transaction.atomic():
-        intent = PaymentIntent.objects.select_for_update().get(pk=attempt.intent_id)
+        intent = lock_intent(attempt.intent_id)
         account = GatewayAccount.objects.get(pk=attempt.gateway_account_id)
         existing = Dispute.objects.filter(gateway_account=account, reference=reference).first()
         if existing is not None:
@@ -57,44 +70,22 @@ def dispute_open(
             reason=reason[:100],
             allocations=_allocations(intent, amount),
         )
-        ledger_record(
-            event_type="DisputeOpened",
-            stream=intent.id,
-            idempotency_key=f"{intent.id}:dispute:{dispute.id}:opened",
-            payload=_payload(dispute),
-        )
+        _record(events.dispute_opened(dispute))
     return dispute
-
-
-def _payload(dispute: Dispute) -> dict:
-    return {
-        "payment": dispute.intent_id,
-        "dispute": dispute.id,
-        "gateway_account": dispute.gateway_account.name,
-        "amount": dispute.amount,
-        "currency": dispute.currency,
-        "allocations": dispute.allocations,
-    }
 
 
 def dispute_close(*, dispute: Dispute, won: bool) -> str:
     """Settle an open dispute. Idempotent; a settled dispute is left alone."""
     with transaction.atomic():
-        dispute = Dispute.objects.select_for_update().select_related("gateway_account").get(pk=dispute.pk)
+        dispute = lock_dispute(dispute.pk)
         if dispute.status != Dispute.Status.OPEN:
             return f"dispute {dispute.id} stays {dispute.status}"
         dispute_to(dispute, Dispute.Status.WON if won else Dispute.Status.LOST)
         dispute.save(update_fields=["status", "updated_at"])
-        ledger_record(
-            event_type="DisputeWon" if won else "DisputeLost",
-            stream=dispute.intent_id,
-            idempotency_key=f"{dispute.intent_id}:dispute:{dispute.id}:{dispute.status}",
-            payload=_payload(dispute),
-        )
-        if not won and any("clawback" in line for line in dispute.allocations):
-            from apps.vendors.funds import dispute_lost_clawback
-
-            dispute_lost_clawback(
+        _record(events.dispute_closed(dispute))
+        hooks = splits_hooks()
+        if not won and hooks is not None and any("clawback" in line for line in dispute.allocations):
+            hooks.dispute_lost(
                 payment_id=dispute.intent_id, dispute_id=dispute.id, allocations=dispute.allocations
             )
     return f"dispute {dispute.id} {dispute.status}"

@@ -3,10 +3,10 @@
 The ORM compiles every statement anew (a few hundred microseconds of CPU each, more than the
 database spends on it) and sends one statement per row. A payment writes a handful of rows per
 transaction, so here each transaction's writes go out as one statement (data-modifying CTEs) whose
-text is built once per shape, and the attempt is locked and read together with its payment by one
-plain query. Values are produced exactly as ``Model.save`` produces them (each field's
-``pre_save`` then ``get_db_prep_save``, so ``auto_now`` fields behave the same), and rows are read
-back through each field's database converters, as the ORM does.
+text is built once per shape. Values are produced exactly as ``Model.save`` produces them (each
+field's ``pre_save`` then ``get_db_prep_save``, so ``auto_now`` fields behave the same). The
+attempt is locked and read together with its payment by one plain statement too, on the cursor
+here: ``apps.payments.locks.lock_attempt``.
 
 Models with ``pre_save`` / ``post_save`` receivers are written through ``Model.save`` instead, so
 no signal receiver is ever skipped.
@@ -23,7 +23,6 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
-from apps.payments.models import PaymentAttempt, PaymentIntent
 from apps.tenants.db import current_schema
 
 
@@ -35,7 +34,7 @@ def _pk(model: type[Model]) -> Field:
     return cast(Field, model._meta.pk)
 
 
-def _table(model: type[Model], schema: str) -> str:
+def qualified_table(model: type[Model], schema: str) -> str:
     return f"{_qn(schema)}.{_qn(model._meta.db_table)}"
 
 
@@ -46,7 +45,7 @@ class _PreparingCursor(psycopg.Cursor):
         return super().execute(query, params, prepare=True, binary=binary)
 
 
-def _cursor(db: Any) -> Any:
+def prepared_cursor(db: Any) -> Any:
     """A cursor on Django's connection and transaction, wrapped like Django's own (error
     translation, execute wrappers, query log), whose statements are prepared: parsed and planned
     once per connection. It does not set the search path, so every table name here is qualified
@@ -69,7 +68,7 @@ def _signalled(model: type[Model]) -> bool:
 def _insert_sql(model: type[Model], schema: str) -> str:
     fields = model._meta.concrete_fields
     return (
-        f"INSERT INTO {_table(model, schema)} ({', '.join(_qn(f.column) for f in fields)}) "
+        f"INSERT INTO {qualified_table(model, schema)} ({', '.join(_qn(f.column) for f in fields)}) "
         f"VALUES ({', '.join(['%s'] * len(fields))})"
     )
 
@@ -79,7 +78,9 @@ def _update_sql(model: type[Model], names: tuple[str, ...], schema: str) -> tupl
     meta = model._meta
     fields = tuple(cast(Field, meta.get_field(name)) for name in names)
     sets = ", ".join(f"{_qn(f.column)} = %s" for f in fields)
-    sql = f"UPDATE {_table(model, schema)} SET {sets} WHERE {_qn(_pk(model).column)} = %s RETURNING 1"
+    sql = (
+        f"UPDATE {qualified_table(model, schema)} SET {sets} WHERE {_qn(_pk(model).column)} = %s RETURNING 1"
+    )
     return sql, fields
 
 
@@ -112,7 +113,7 @@ def write(*, insert: Sequence[Model] = (), update: Sequence[tuple[Model, Sequenc
     ctes = ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
     counts = ", ".join(f"(SELECT count(*) FROM w{i})" for i in range(n_insert, len(parts)))
     sql = f"WITH {ctes} SELECT {counts or '0'}"
-    with _cursor(db) as cur:
+    with prepared_cursor(db) as cur:
         cur.execute(sql, params)
         row = cur.fetchone()
     if update and any(c != 1 for c in row):
@@ -120,45 +121,3 @@ def write(*, insert: Sequence[Model] = (), update: Sequence[tuple[Model, Sequenc
     for obj in insert:
         obj._state.adding = False
         obj._state.db = db.alias
-
-
-@cache
-def _lock_shape(schema: str) -> tuple[str, tuple[Field, ...], tuple[Field, ...]]:
-    a, i = PaymentAttempt._meta, PaymentIntent._meta
-    a_fields = tuple(cast(Field, f) for f in a.concrete_fields)
-    i_fields = tuple(cast(Field, f) for f in i.concrete_fields)
-    fk = cast(Field, a.get_field("intent"))
-    columns = [f"a.{_qn(f.column)}" for f in a_fields] + [f"i.{_qn(f.column)}" for f in i_fields]
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {_table(PaymentAttempt, schema)} a "
-        f"JOIN {_table(PaymentIntent, schema)} i ON i.{_qn(_pk(PaymentIntent).column)} = a.{_qn(fk.column)} "
-        f"WHERE a.{_qn(_pk(PaymentAttempt).column)} = %s FOR UPDATE OF a, i"
-    )
-    return sql, a_fields, i_fields
-
-
-def _from_db(db: Any, model: type[Model], fields: tuple[Field, ...], values: Sequence[object]) -> Model:
-    converted = []
-    for f, value in zip(fields, values, strict=True):
-        for convert in f.get_db_converters(db):
-            value = convert(value, f.get_col(model._meta.db_table), db)
-        converted.append(value)
-    return model.from_db(db.alias, [f.attname for f in fields], converted)
-
-
-def lock_attempt(attempt_id: str) -> PaymentAttempt:
-    """The attempt with its payment (``attempt.intent``), both rows locked FOR UPDATE, as
-    ``PaymentAttempt.objects.select_for_update(of=("self", "intent")).select_related("intent")
-    .get(pk=attempt_id)`` would return them. Raises PaymentAttempt.DoesNotExist."""
-    sql, a_fields, i_fields = _lock_shape(current_schema())
-    db = connections[DEFAULT_DB_ALIAS]
-    with _cursor(db) as cur:
-        cur.execute(sql, [attempt_id])
-        row = cur.fetchone()
-    if row is None:
-        raise PaymentAttempt.DoesNotExist(f"no payment attempt {attempt_id!r}")
-    attempt = _from_db(db, PaymentAttempt, a_fields, row[: len(a_fields)])
-    intent = _from_db(db, PaymentIntent, i_fields, row[len(a_fields) :])
-    assert isinstance(attempt, PaymentAttempt) and isinstance(intent, PaymentIntent)
-    attempt.intent = intent
-    return attempt

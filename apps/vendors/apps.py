@@ -7,7 +7,12 @@ class VendorsConfig(AppConfig):
     verbose_name = "Vendors"
 
     def ready(self) -> None:
+        # lazy: these modules import models, which are loaded only once the apps are ready
+        from apps.payments.hooks import splits_register
+        from apps.vendors.payment_hooks import VendorSplits
         from apps.webhooks.outbound import event_types_register, renderer_register
+
+        splits_register(VendorSplits())
 
         event_types_register(
             {

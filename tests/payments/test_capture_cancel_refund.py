@@ -19,11 +19,18 @@ from apps.payments.gateways.simulator import SimulatorGateway
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund, SimulatorCharge, SimulatorRefund
 from apps.payments.services import (
     PaymentError,
+    confirm,
+    drive,
+    late_charges,
+    ledger_events,
+    operations,
     payment_cancel,
     payment_capture,
     payment_intent_create,
     payment_refund,
     payments_reconcile,
+    resolution,
+    setup,
 )
 from tests.support import fresh_marketplace, run_durable_tasks
 
@@ -76,12 +83,14 @@ class FaultyGateway:
 def faults(monkeypatch):
     """``faults(capture=["lost"])``: script the gateways' faults; returns the list of calls."""
     calls: list[tuple[str, bool]] = []
-    real_client = services.gateway_client
+    real_client = setup.gateway_client
 
     def install(**script):
-        monkeypatch.setattr(
-            services, "gateway_client", lambda *a, **k: FaultyGateway(real_client(*a, **k), script, calls)
-        )
+        # Every services module that calls a gateway holds its own reference to gateway_client.
+        for module in (confirm, drive, late_charges, operations, resolution):
+            monkeypatch.setattr(
+                module, "gateway_client", lambda *a, **k: FaultyGateway(real_client(*a, **k), script, calls)
+            )
         return calls
 
     return install
@@ -113,7 +122,7 @@ def events(intent_id: str, event_type: str) -> int:
 def test_capture_whose_commit_fails_after_the_gateway_captured_is_recorded_once(mesh, faults, monkeypatch):
     intent = pay(capture_method="manual")
     calls = faults()
-    real_record = services.ledger_record
+    real_record = ledger_events.ledger_record
     failed: list[dict] = []
 
     def record_failing_once(**kwargs):
@@ -122,7 +131,7 @@ def test_capture_whose_commit_fails_after_the_gateway_captured_is_recorded_once(
             raise ConnectionError("server closed the connection unexpectedly")
         return real_record(**kwargs)
 
-    monkeypatch.setattr(services, "ledger_record", record_failing_once)
+    monkeypatch.setattr(ledger_events, "ledger_record", record_failing_once)
 
     with pytest.raises(ConnectionError):
         payment_capture(intent_id=intent.id, amount=7000)

@@ -21,13 +21,13 @@ from apps.payments.models import LateCharge, PaymentAttempt, PaymentIntent, Simu
 from apps.payments.services import (
     AttemptStillUnknown,
     PaymentError,
-    _finish,
     payment_attempt_apply_gateway_truth,
     payment_attempt_resolve,
     payment_confirm,
     payment_intent_create,
     payments_reconcile,
 )
+from apps.payments.services.drive import attempt_finish, charge_request
 from apps.payments.statemachine import attempt_to, intent_to
 from tests.payments.conftest import configure
 
@@ -155,10 +155,8 @@ def test_a_call_answering_after_the_resolver_closed_its_attempt_cannot_charge_tw
     assert attempts(intent) == [("primary", "failed"), ("secondary", "captured")]
 
     # When the first call finally reaches primary and its answer comes back
-    from apps.payments.services import _charge_request
-
-    late = simulator().authorize(_charge_request(intent, attempt))
-    _finish(attempt.id, late)
+    late = simulator().authorize(charge_request(intent, attempt))
+    attempt_finish(attempt.id, late)
 
     # Then the resolver's cancellation by attempt id stopped it: one charge in all
     assert late.status == GatewayStatus.CANCELED
@@ -191,8 +189,8 @@ def test_a_late_success_on_a_closed_attempt_is_refunded_automatically_and_posted
         amount_captured=5000,
         fee=175,
     )
-    assert _finish(attempt.id, answer)[0] == "done"
-    assert _finish(attempt.id, answer)[0] == "done"
+    assert attempt_finish(attempt.id, answer) == "done"
+    assert attempt_finish(attempt.id, answer) == "done"
 
     # Then it is recorded once, in suspense, and refunded at primary by its durable task
     late = LateCharge.objects.get()

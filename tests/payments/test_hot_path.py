@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import tenant_context
 
 from apps.payments import config as mesh_cache
-from apps.payments import declines, hotpath
+from apps.payments import declines, hotpath, locks
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import mesh_config, mesh_config_changed
 from apps.payments.gateways.base import Outcome
@@ -160,7 +160,7 @@ def test_lock_attempt_reads_what_the_orm_reads(mesh):
     intent = pay(metadata={"order": "A-1", "nested": {"n": [1, 2]}}, description="two shirts")
     attempt_id = f"{intent.id}_1"
 
-    fast = hotpath.lock_attempt(attempt_id)
+    fast = locks.lock_attempt(attempt_id)
     orm = PaymentAttempt.objects.select_related("intent").get(pk=attempt_id)
 
     for field in PaymentAttempt._meta.concrete_fields:
@@ -169,7 +169,7 @@ def test_lock_attempt_reads_what_the_orm_reads(mesh):
         assert getattr(fast.intent, field.attname) == getattr(orm.intent, field.attname), field.name
     assert not fast._state.adding and not fast.intent._state.adding
     with pytest.raises(PaymentAttempt.DoesNotExist):
-        hotpath.lock_attempt("pay_nope_1")
+        locks.lock_attempt("pay_nope_1")
 
 
 def test_write_goes_through_save_when_a_receiver_listens(mesh):

@@ -23,6 +23,9 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 from tqdm import tqdm
 
+from apps.ledger.integrity import ledger_seal, ledger_verify
+from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
+from apps.payments.services import gateway_account_update, payment_attempt_resolve, payment_intent_create
 from apps.tenants.models import Marketplace
 
 # (payment method, weight): mostly good cards, some foreign, soft and hard declines, 3-D Secure,
@@ -98,14 +101,6 @@ class Command(BaseCommand):
         return name, value
 
     def _run(self, tenant, n, concurrency, outage, seed, *, quiet) -> dict:
-        from apps.ledger.integrity import ledger_seal, ledger_verify
-        from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
-        from apps.payments.services import (
-            gateway_account_update,
-            payment_attempt_resolve,
-            payment_intent_create,
-        )
-
         accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:

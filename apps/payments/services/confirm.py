@@ -1,0 +1,244 @@
+"""Creating and confirming a payment.
+
+Flow of ``payment_confirm``: route -> attempt at the first candidate -> on a gateway error (or a
+soft decline the table says to fail over on) the next candidate at once, within the request's
+latency budget; what does not fit continues in a worker (``drive``). A payment that waits for the
+customer (3-D Secure) has its open attempt closed at its gateway before it is confirmed again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from apps.core.ids import new_id
+from apps.core.money import MoneyError, normalize_currency, require_amount
+from apps.core.recovery import recovery_point
+from apps.payments import events
+from apps.payments.config import mesh_config
+from apps.payments.gateways.base import GatewayStatus
+from apps.payments.gateways.simulator import card_for
+from apps.payments.hooks import SplitPlanRejected, splits_hooks
+from apps.payments.locks import lock_attempt, lock_intent
+from apps.payments.methods import TEST_METHODS
+from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
+from apps.payments.services.drive import attempt_start, attempt_start_next, attempts_run
+from apps.payments.services.errors import PaymentError
+from apps.payments.services.late_charges import gateway_voided
+from apps.payments.services.ledger_events import record_event, record_events
+from apps.payments.services.setup import gateway_client
+from apps.payments.services.truth import payment_attempt_apply_gateway_truth
+from apps.payments.statemachine import attempt_to, intent_to
+from apps.tenants.db import tenant_connection
+
+IS, AS = PaymentIntent.Status, PaymentAttempt.Status
+
+# An attempt in one of these states may still take the customer's money.
+_CHARGEABLE = (AS.PENDING, AS.UNKNOWN, AS.REQUIRES_ACTION, AS.AUTHORIZED)
+
+
+def _check_amount_limit(amount: int, currency: str) -> None:
+    tenant = getattr(tenant_connection(), "tenant", None)
+    limit = getattr(tenant, "max_payment_amount", None)
+    if limit and amount > limit:
+        raise PaymentError(
+            f"amount {amount} is above this marketplace's limit of {limit} per payment",
+            code="amount_too_large",
+            param="amount",
+        )
+
+
+def _check_payment_method(token: str) -> None:
+    """A payment method must be one that some enabled gateway can take: a test method we know
+    (the simulator's, which are Stripe's test ids), or a token in the shape of an enabled
+    processor's own. Anything else (``pm_nope``, ``tok_garbage``, an unknown ``pm_card_...``) is a
+    clear 400 ``resource_missing`` now, before anything is created, rather than a declined
+    payment later."""
+    if token in TEST_METHODS:
+        return
+    # A processor's own token, for the processors whose tokens we cannot list: Stripe's
+    # PaymentMethod (and older card/source) ids; Adyen's stored payment method ids, or the
+    # encrypted card details of its web components (a JSON object).
+    shapes: dict[str, str] = {
+        GatewayAccount.Kind.STRIPE: r"(pm|card|src)_[A-Za-z0-9]{14,}",
+        GatewayAccount.Kind.ADYEN: r"[A-Za-z0-9]{8,64}|\{.*\}",
+    }
+    if not token.startswith(("pm_card_", "pm_sim_")):
+        kinds = {account.kind for account in mesh_config().accounts.values() if account.enabled}
+        if any(re.fullmatch(shapes[kind], token, re.DOTALL) for kind in kinds if kind in shapes):
+            return
+    raise PaymentError(f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method")
+
+
+def _split_plan(splits: object, *, amount: int, currency: str) -> object:
+    """The payment's split plan, validated by the app that splits payments (``apps.payments.hooks``)
+    before anything is written. Raises PaymentError."""
+    hooks = splits_hooks()
+    if hooks is None:
+        raise PaymentError(
+            "this platform does not split payments: splits cannot be given",
+            code="parameter_unknown",
+            param="splits",
+        )
+    try:
+        return hooks.plan_prepare(splits, amount=amount, currency=currency)
+    except SplitPlanRejected as exc:
+        raise PaymentError(str(exc), code=exc.code, param=exc.param or "splits") from None
+
+
+def _split_record(intent: PaymentIntent, plan: object | None) -> None:
+    hooks = splits_hooks()
+    if plan is not None and hooks is not None:
+        hooks.plan_record(payment_id=intent.id, plan=plan)
+
+
+def payment_intent_create(
+    *,
+    amount: int,
+    currency: str,
+    payment_method: str,
+    capture_method: str = "automatic",
+    customer_id: str = "",
+    description: str = "",
+    metadata: dict | None = None,
+    off_session: bool = False,
+    card: dict | None = None,
+    confirm: bool = False,
+    splits: list | None = None,
+) -> PaymentIntent:
+    """Create a payment (and confirm it when asked), with a split plan across vendors when
+    ``splits`` is given. Raises PaymentError for bad input; then nothing is charged."""
+    try:
+        amount = require_amount(amount)
+        currency = normalize_currency(currency)
+    except MoneyError as exc:
+        raise PaymentError(
+            str(exc), code="parameter_invalid", param="amount" if "amount" in str(exc) else "currency"
+        ) from None
+    if not isinstance(payment_method, str) or not payment_method.strip():
+        raise PaymentError("payment_method is required", code="parameter_missing", param="payment_method")
+    _check_amount_limit(amount, currency)
+    _check_payment_method(payment_method.strip())
+    if capture_method not in PaymentIntent.CaptureMethod.values:
+        raise PaymentError(
+            "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
+        )
+    plan = None if splits is None else _split_plan(splits, amount=amount, currency=currency)
+    intent = PaymentIntent(
+        id=new_id("pay_"),
+        amount=amount,
+        currency=currency,
+        payment_method=payment_method.strip(),
+        capture_method=capture_method,
+        customer_id=customer_id,
+        description=description,
+        metadata=metadata or {},
+        off_session=off_session,
+        card=card or card_for(payment_method),
+        has_splits=plan is not None,
+    )
+    created = events.payment_created(intent)
+    if not confirm:
+        with transaction.atomic():
+            intent.save(force_insert=True)
+            _split_record(intent, plan)
+            record_events([created])
+            recovery_point("payment", intent.id)
+        return intent
+    # Created and confirmed at once: the payment is written already processing, together with its
+    # first attempt (and both events), in one transaction committed before the gateway is called.
+    config = mesh_config()
+    deadline = time.monotonic() + settings.PAYMENT_LATENCY_BUDGET_MS / 1000
+    with transaction.atomic():
+        intent_to(intent, IS.PROCESSING)
+        intent.routing = {"tried": []}
+        step = attempt_start(
+            intent, config, deadline=deadline, number=1, insert=True, events_before=[created]
+        )
+        _split_record(intent, plan)
+        recovery_point("payment", intent.id)
+    return attempts_run(step, config, deadline)
+
+
+def payment_confirm(
+    *, intent_id: str, payment_method: str | None = None, budget_ms: int | None = None
+) -> PaymentIntent:
+    """Start (or restart after a failure) the attempts. Returns the intent in its new state:
+    succeeded, requires_capture, requires_action, failed, or processing (a worker continues)."""
+    budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
+    _action_close(intent_id)
+    config = mesh_config()
+    deadline = time.monotonic() + budget / 1000
+    with transaction.atomic():
+        intent = lock_intent(intent_id)
+        if intent.status not in (IS.REQUIRES_CONFIRMATION, IS.FAILED, IS.REQUIRES_ACTION):
+            raise PaymentError(f"payment {intent.id} is {intent.status}; it cannot be confirmed now")
+        busy = PaymentAttempt.objects.filter(intent_id=intent.pk).filter(
+            Q(status__in=_CHARGEABLE) | ~Q(pending_operation="")
+        )
+        if busy.exists():
+            # Never two attempts that can still charge, nor a new one while a cancel is in flight.
+            raise PaymentError(f"payment {intent.id} has an attempt that can still be charged; retry")
+        if payment_method:
+            intent.payment_method, intent.card = payment_method, card_for(payment_method)
+        intent_to(intent, IS.PROCESSING)
+        # Each confirmation is a new round: its events' keys differ from the earlier rounds'.
+        intent.routing = {"tried": [], "round": int(intent.routing.get("round", 0)) + 1}
+        intent.last_error = {}
+        intent.next_action = {}
+        step = attempt_start_next(
+            intent,
+            config,
+            deadline=deadline,
+            changed=("status", "payment_method", "card", "routing", "last_error", "next_action"),
+        )
+    return attempts_run(step, config, deadline)
+
+
+def _action_close(intent_id: str) -> None:
+    """Before a payment that waits for the customer (3-D Secure) is confirmed again, close its
+    open attempt at its gateway (cancel by our attempt id, with no transaction open), so the
+    customer completing the old challenge later can never charge as well. When the gateway says
+    the customer completed it meanwhile, that news is applied and the payment can no longer be
+    confirmed. Raises PaymentError (409) while the attempt cannot be closed; nothing new starts."""
+    open_attempt = (
+        PaymentAttempt.objects.select_related("gateway_account")
+        .filter(intent_id=intent_id, status=AS.REQUIRES_ACTION)
+        .first()
+    )
+    if open_attempt is None:
+        return
+    gateway = gateway_client(open_attempt.gateway_account)
+    result = gateway.cancel(
+        attempt_id=open_attempt.id,
+        reference=open_attempt.reference or None,
+        idempotency_key=f"{open_attempt.id}:cancel",
+    )
+    if gateway_voided(result):
+        with transaction.atomic():
+            attempt = lock_attempt(open_attempt.id)
+            if attempt.status == AS.REQUIRES_ACTION:
+                attempt_to(attempt, AS.CANCELED)
+                attempt.message = "closed at the gateway before the payment was confirmed again"
+                attempt.save(update_fields=["status", "message", "updated_at"])
+                record_event(events.attempt_failed(attempt.intent, attempt, canceled=True))
+        return
+    if result.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+        # Applied from the gateway's full record (amounts, fee), never from the cancel's refusal;
+        # if it cannot be read now, its webhook applies it.
+        truth = gateway.retrieve(
+            attempt_id=open_attempt.id, reference=result.reference or open_attempt.reference
+        )
+        if truth.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+            payment_attempt_apply_gateway_truth(attempt_id=open_attempt.id, result=truth)
+        raise PaymentError(
+            f"payment {intent_id} was authenticated by the customer meanwhile; it cannot be confirmed again"
+        )
+    raise PaymentError(
+        f"payment {intent_id} waits for the customer on attempt {open_attempt.id}, which could not be "
+        f"closed at {open_attempt.gateway_account.name} yet ({result.message or result.status}); retry"
+    )
