@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.core.ids import new_id
 from apps.payments import events
 from apps.payments.gateways.base import GatewayResult, GatewayStatus
 from apps.payments.locks import lock_attempt, lock_refund
