@@ -46,6 +46,8 @@ def links(inv: Invoice) -> dict[str, str]:
 
 def invoice_urls(invoices: list[Invoice]) -> dict[str, str]:
     """Each invoice's hosted page (``links``' ``invoice_url``)."""
+    if not invoices:
+        return {}
     base = marketplace_base_url()
     return {inv.id: _invoice_url(base, inv) for inv in invoices}
 
