@@ -7,4 +7,4 @@ class ApiConfig(AppConfig):
     verbose_name = "REST API"
 
     def ready(self) -> None:
-        from apps.api import schema  # noqa: F401  (registers the OpenAPI auth extension)
+        from apps.api import schema  # noqa: F401  # lazy: needs the app registry; registers the OpenAPI auth extension

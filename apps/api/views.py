@@ -6,6 +6,8 @@ from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.tenants.selectors import marketplace_primary_domain
+
 
 @extend_schema(
     operation_id="account_retrieve",
@@ -24,13 +26,12 @@ from rest_framework.response import Response
 def account(request: Request) -> Response:
     """The marketplace the key belongs to (Stripe's ``GET /v1/account``)."""
     tenant = request.user.tenant  # type: ignore[union-attr]
-    domain = tenant.get_primary_domain()
     return Response(
         {
             "object": "account",
             "id": tenant.schema_name,
             "name": tenant.name,
-            "domain": domain.domain if domain else None,
+            "domain": marketplace_primary_domain(marketplace=tenant),
             "livemode": request.auth.mode == "live",  # type: ignore[union-attr]
         }
     )

@@ -7,7 +7,10 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from apps.webhooks.outbound import event_types_register, renderer_register
+        from apps.webhooks.outbound import (  # lazy: needs the app registry
+            event_types_register,
+            renderer_register,
+        )
 
         event_types_register(
             {

@@ -46,10 +46,13 @@ from apps.billing.services import (
     _publish_subscription,
     dunning_policy,
     invoice_build,
+    subscription_update,
 )
 from apps.billing.states import invoice_attempt_to, invoice_to, subscription_to
 from apps.core.durable import durable_enqueue
 from apps.customers.models import Customer
+from apps.payments.models import PaymentAttempt, PaymentIntent
+from apps.payments.services import PaymentError, payment_confirm, payment_intent_create
 
 log = logging.getLogger(__name__)
 SS, IS, AS = Subscription.Status, Invoice.Status, InvoiceAttempt.Status
@@ -139,6 +142,48 @@ def invoice_collect(*, invoice_id: str, now: datetime | None = None) -> Invoice:
     return Invoice.objects.get(pk=invoice_id)
 
 
+def subscription_first_invoice_collect(*, subscription_id: str) -> Subscription | None:
+    """A subscription's creation retried after a crash: its first invoice charged now if that had
+    not happened yet (idempotent: an invoice not due is left alone). None when the subscription
+    does not exist."""
+    sub = Subscription.objects.filter(pk=subscription_id).first()
+    if sub is None:
+        return None
+    first = Invoice.objects.filter(
+        subscription=sub, status=IS.OPEN, billing_reason=Invoice.Reason.SUBSCRIPTION_CREATE
+    ).values_list("id", flat=True)
+    for invoice_id in first:
+        invoice_collect(invoice_id=invoice_id)
+    sub.refresh_from_db()
+    return sub
+
+
+def subscription_update_and_collect(
+    *,
+    subscription_id: str,
+    price_id: str | None = None,
+    quantity: int | None = None,
+    payment_method: str | None = None,
+    proration_behavior: str = "create_prorations",
+) -> Subscription:
+    """``subscription_update``; a new payment method is charged for the open invoices at once
+    (each invoice's due attempt, as ``invoice_collect``). Raises BillingError."""
+    sub = subscription_update(
+        subscription_id=subscription_id,
+        price_id=price_id,
+        quantity=quantity,
+        payment_method=payment_method,
+        proration_behavior=proration_behavior,
+    )
+    if payment_method:
+        for invoice_id in Invoice.objects.filter(subscription=sub, status=IS.OPEN).values_list(
+            "id", flat=True
+        ):
+            invoice_collect(invoice_id=invoice_id)
+        sub.refresh_from_db()
+    return sub
+
+
 def invoice_attempt_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
     """Claim, make and settle one due invoice attempt (or apply the final action to an invoice
     whose retries stopped and whose window ended). False when none is due."""
@@ -163,9 +208,6 @@ def _claim(
     record its next attempt (creating the invoice's payment with the first). Returns the attempt's
     id; True when the invoice was settled without an attempt (final action); False when nothing
     is due; None when ``invoice_id`` is not due."""
-    from apps.payments.models import PaymentAttempt, PaymentIntent
-    from apps.payments.services import PaymentError, payment_intent_create
-
     with transaction.atomic():
         inv = invoice_due_claim(now=now, invoice_id=invoice_id)
         if inv is None:
@@ -225,9 +267,6 @@ def _claim(
 def _execute(attempt_id: int, *, now: datetime) -> str:
     """Confirm the invoice's payment for this attempt unless that already happened (a resumed
     attempt), with no transaction open; then settle. Returns the attempt's status."""
-    from apps.payments.models import PaymentAttempt, PaymentIntent
-    from apps.payments.services import PaymentError, payment_confirm
-
     attempt = InvoiceAttempt.objects.get(pk=attempt_id)
     if attempt.status != AS.PROCESSING:
         return attempt.status
@@ -291,8 +330,6 @@ def attempt_settlement(
 def _settle(attempt_id: int, *, now: datetime) -> str:
     """Apply the payment's state to the attempt, the invoice and the subscription (locked in that
     order: subscription, invoice, attempt). Idempotent."""
-    from apps.payments.models import PaymentAttempt, PaymentIntent
-
     with transaction.atomic():
         sub, inv, attempt = invoice_attempt_lock(attempt_id)
         if attempt.status != AS.PROCESSING:

@@ -8,21 +8,21 @@ from django.core.mail import send_mail
 from django.template.loader import render_to_string
 
 from apps.billing.models import Invoice
+from apps.core.money import format_amount
+from apps.customers.models import Customer
+from apps.tenants.db import current_schema
+from apps.vendors.onboarding import marketplace_base_url
 
 CARD_UPDATE_SALT = "billing.card_update"
 CARD_UPDATE_MAX_AGE = 30 * 24 * 3600
 
 
 def card_update_token(subscription_id: str) -> str:
-    from apps.tenants.db import current_schema
-
     return signing.dumps({"s": subscription_id, "t": current_schema()}, salt=CARD_UPDATE_SALT, compress=True)
 
 
 def card_update_subscription(token: str) -> str | None:
     """The subscription a card-update token names, if it is genuine, unexpired and of this tenant."""
-    from apps.tenants.db import current_schema
-
     try:
         data = signing.loads(token, salt=CARD_UPDATE_SALT, max_age=CARD_UPDATE_MAX_AGE)
     except signing.BadSignature:
@@ -32,22 +32,29 @@ def card_update_subscription(token: str) -> str | None:
     return data.get("s")
 
 
-def links(inv: Invoice) -> dict[str, str]:
-    from apps.vendors.onboarding import marketplace_base_url
+def _invoice_url(base: str, inv: Invoice) -> str:
+    return f"{base}/billing/invoices/{inv.access_token}"
 
+
+def links(inv: Invoice) -> dict[str, str]:
     base = marketplace_base_url()
     return {
-        "invoice_url": f"{base}/billing/invoices/{inv.access_token}",
+        "invoice_url": _invoice_url(base, inv),
         "card_update_url": f"{base}/billing/card/{card_update_token(inv.subscription_id)}",
     }
+
+
+def invoice_urls(invoices: list[Invoice]) -> dict[str, str]:
+    """Each invoice's hosted page (``links``' ``invoice_url``)."""
+    if not invoices:
+        return {}
+    base = marketplace_base_url()
+    return {inv.id: _invoice_url(base, inv) for inv in invoices}
 
 
 def billing_email_send(*, invoice_id: str, kind: str) -> None:
     """Idempotent per durable task key: send one email about ``invoice_id`` (``payment_failed``,
     ``subscription_canceled``, ``subscription_unpaid``)."""
-    from apps.core.money import format_amount
-    from apps.customers.models import Customer
-
     inv = Invoice.objects.select_related("subscription__price__product").get(pk=invoice_id)
     customer = Customer.objects.get(pk=inv.customer_id)
     if not customer.email:

@@ -1,4 +1,5 @@
-"""Reads: dunning recovery analytics.
+"""Reads: the catalog, subscriptions and invoices (the lists return unevaluated querysets, which
+the API's pagination orders and slices), and dunning recovery analytics.
 
 An invoice *failed its first try* when its first attempt (one confirm through the mesh, which may
 already fail over between gateways) did not collect it; it was *recovered* when a later attempt
@@ -12,9 +13,119 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
+from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from apps.billing.models import Invoice, InvoiceAttempt
+from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
+from apps.billing.notifications import card_update_subscription
+
+# --------------------------------------------------------------------------- catalog
+
+
+def products_query() -> QuerySet[Product]:
+    return Product.objects.all()
+
+
+def product_get(*, product_id: str) -> Product | None:
+    return Product.objects.filter(pk=product_id).first()
+
+
+def prices_query(*, product: str | None = None, active: bool | None = None) -> QuerySet[Price]:
+    qs = Price.objects.all()
+    if product:
+        qs = qs.filter(product_id=product)
+    if active is not None:
+        qs = qs.filter(active=active)
+    return qs
+
+
+def price_get(*, price_id: str) -> Price | None:
+    return Price.objects.filter(pk=price_id).first()
+
+
+def tax_rates_query() -> QuerySet[TaxRate]:
+    return TaxRate.objects.all()
+
+
+# --------------------------------------------------------------------------- subscriptions
+
+
+def subscriptions_query(
+    *, status: str | None = None, customer: str | None = None, price: str | None = None
+) -> QuerySet[Subscription]:
+    qs = Subscription.objects.all()
+    if status:
+        qs = qs.filter(status=status)
+    if customer:
+        qs = qs.filter(customer_id=customer)
+    if price:
+        qs = qs.filter(price_id=price)
+    return qs
+
+
+def subscription_get(*, subscription_id: str) -> Subscription | None:
+    return Subscription.objects.filter(pk=subscription_id).first()
+
+
+def latest_invoice_ids(*, subscription_ids: list[str]) -> dict[str, str]:
+    """Each subscription's latest invoice (of the latest period), for those that have one."""
+    rows = (
+        Invoice.objects.filter(subscription_id__in=set(subscription_ids))
+        .order_by("subscription_id", "-period_start")
+        .distinct("subscription_id")
+        .values_list("subscription_id", "id")
+    )
+    return dict(rows)
+
+
+def card_update_subscription_get(*, token: str) -> Subscription | None:
+    """The subscription a card-update link's token names (genuine, unexpired, of this
+    marketplace), with its price and product, or None."""
+    subscription_id = card_update_subscription(token)
+    if not subscription_id:
+        return None
+    return Subscription.objects.select_related("price__product").filter(pk=subscription_id).first()
+
+
+# --------------------------------------------------------------------------- invoices
+
+
+def invoices_query(
+    *, status: str | None = None, subscription: str | None = None, customer: str | None = None
+) -> QuerySet[Invoice]:
+    """Invoices with their lines and attempts prefetched."""
+    qs = Invoice.objects.prefetch_related("lines", "attempts")
+    if status:
+        qs = qs.filter(status=status)
+    if subscription:
+        qs = qs.filter(subscription_id=subscription)
+    if customer:
+        qs = qs.filter(customer_id=customer)
+    return qs
+
+
+def invoice_get(*, invoice_id: str) -> Invoice | None:
+    """The invoice with its lines and attempts prefetched, or None."""
+    return invoices_query().filter(pk=invoice_id).first()
+
+
+def hosted_invoice_get(*, access_token: str) -> Invoice | None:
+    """The invoice a hosted-invoice link names, with its subscription's price and product and its
+    lines (in order), or None."""
+    lines = Prefetch("lines", queryset=InvoiceLine.objects.order_by("id"))
+    return (
+        Invoice.objects.select_related("subscription__price__product")
+        .prefetch_related(lines)
+        .filter(access_token=access_token)
+        .first()
+    )
+
+
+def open_invoices(*, subscription_id: str) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(subscription_id=subscription_id, status=Invoice.Status.OPEN)
+
+
+# --------------------------------------------------------------------------- recovery analytics
 
 
 def _rate(recovered: int, failed: int) -> str:

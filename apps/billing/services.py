@@ -36,6 +36,11 @@ from apps.billing.states import invoice_to, subscription_to
 from apps.core.durable import durable_enqueue, durable_run_now
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.core.recovery import recovery_point
+from apps.customers.models import Customer
+from apps.payments.models import PaymentIntent
+from apps.payments.services import PaymentError, payment_cancel
+from apps.vendors.funds import split_plan_prepare
+from apps.vendors.splits import SplitError
 from apps.webhooks.outbound import event_publish
 
 SS, IS = Subscription.Status, Invoice.Status
@@ -357,9 +362,6 @@ def invoice_payment_cancel(*, invoice_id: str) -> str:
     cancelling may call the payment's gateway. A payment that cannot be canceled (captured
     meanwhile, or not cancelable) is left as it is; a gateway that failed to answer raises, and
     the task retries."""
-    from apps.payments.models import PaymentIntent
-    from apps.payments.services import PaymentError, payment_cancel
-
     payment_id = Invoice.objects.values_list("payment_id", flat=True).get(pk=invoice_id)
     intent = PaymentIntent.objects.filter(pk=payment_id).first() if payment_id else None
     if intent is None or intent.status not in ("requires_confirmation", "failed", "requires_action"):
@@ -393,8 +395,6 @@ def subscription_create(
     """A subscription: trialing (no invoice until the trial ends) or active with its first
     invoice, which is charged off-session at once (``collect``) through the mesh. A first charge
     that fails leaves it past_due, in dunning. Raises BillingError (nothing written)."""
-    from apps.customers.models import Customer
-
     now = _now(now)
     if not Customer.objects.filter(pk=customer_id).exists():
         raise BillingError(f"No such customer: {customer_id!r}", code="resource_missing", param="customer")
@@ -465,9 +465,6 @@ def _collect_first(sub: Subscription, inv: Invoice, *, now: datetime, collect: b
 
 
 def _vendor_check(vendor_id: str, amount: int, currency: str) -> None:
-    from apps.vendors.funds import split_plan_prepare
-    from apps.vendors.splits import SplitError
-
     try:
         split_plan_prepare([{"vendor": vendor_id, "share": "1"}], amount=amount, currency=currency)
     except SplitError as exc:
@@ -578,7 +575,12 @@ def subscription_payment_method_update(
     *, subscription_id: str, payment_method: str, retry_now: bool = True, now: datetime | None = None
 ) -> Subscription:
     """The customer's new card (the card-update page): saved, and open invoices retried now
-    (the renewal job makes the attempt)."""
+    (the renewal job makes the attempt). Raises BillingError for what is not a payment method
+    token."""
+    if not payment_method:
+        raise BillingError("Enter a payment method.", param="payment_method")
+    if len(payment_method) > 255 or "\x00" in payment_method:
+        raise BillingError("That is not a payment method token.", param="payment_method")
     return subscription_update(
         subscription_id=subscription_id, payment_method=payment_method, retry_now=retry_now, now=now
     )

@@ -6,15 +6,14 @@ from datetime import timedelta
 
 from celery import shared_task
 
+from apps.billing import collection
 from apps.core.jobs import register_tenant_job
 
 
 @shared_task(name="billing.run", acks_late=True)
 def billing_run() -> dict:
     """Idempotent and safe concurrently: renew due subscriptions and make due invoice attempts."""
-    from apps.billing.collection import billing_run as run
-
-    return run().as_dict()
+    return collection.billing_run().as_dict()
 
 
 register_tenant_job("billing.run", every=timedelta(minutes=1))

@@ -1,13 +1,15 @@
-"""Reads of the ledger: balances now, as of a past position or time, and over time."""
+"""Reads of the ledger: balances now, as of a past position or time, and over time; events and
+journal transactions."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.db import connection
+from django.db.models import Prefetch, QuerySet
 
 from apps.core.money import normalize_currency
-from apps.ledger.models import Account, Balance, Side
+from apps.ledger.models import Account, Balance, Entry, JournalTransaction, LedgerEvent, Side
 
 
 def balances_list(*, currency: str | None = None, include_zero: bool = True) -> list[dict]:
@@ -87,3 +89,28 @@ def balance_history(
         )
         rows = cur.fetchall()
     return [(b, _signed(account, int(v))) for b, v in rows][-limit:]
+
+
+def events_query(*, type: str | None = None, stream: str | None = None) -> QuerySet[LedgerEvent]:
+    """The ledger's events, of ``type`` and in ``stream`` when given; unevaluated."""
+    qs = LedgerEvent.objects.all()
+    if type:
+        qs = qs.filter(type=type)
+    if stream:
+        qs = qs.filter(stream=stream)
+    return qs
+
+
+def event_get(*, public_id: str) -> LedgerEvent | None:
+    return LedgerEvent.objects.filter(public_id=public_id).first()
+
+
+def transactions_query(*, account: str | None = None) -> QuerySet[JournalTransaction]:
+    """Journal transactions with their event and entries (in order, with their accounts), those
+    posting to the account ``account`` (a code) when given; unevaluated."""
+    qs = JournalTransaction.objects.select_related("event").prefetch_related(
+        Prefetch("entries", queryset=Entry.objects.select_related("account").order_by("id"))
+    )
+    if account:
+        qs = qs.filter(entries__account__code=account).distinct()
+    return qs

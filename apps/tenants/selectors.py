@@ -5,7 +5,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from apps.tenants.models import ApiKey, Marketplace
+from apps.tenants.models import ApiKey, Domain, Marketplace
 from apps.tenants.services import hash_key
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -35,3 +35,8 @@ def marketplaces_active() -> list[Marketplace]:
             schema_name__in=[settings.PUBLIC_SCHEMA_NAME, settings.TENANT_BASE_SCHEMA]
         ).filter(is_active=True)
     )
+
+
+def marketplace_primary_domain(*, marketplace: Marketplace) -> str | None:
+    """The marketplace's primary domain (a host name), or None when it has none."""
+    return Domain.objects.filter(tenant=marketplace, is_primary=True).values_list("domain", flat=True).first()

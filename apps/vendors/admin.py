@@ -11,8 +11,11 @@ from apps.core.admin_mixins import ReadOnlyAdminMixin, TenantOnlyAdminMixin
 from apps.core.money import format_amount
 from apps.tenants.db import current_schema
 from apps.vendors.connect import requirements_in_words
+from apps.vendors.funds import FundsError, vendor_payout_create
 from apps.vendors.models import CommissionPolicy, Payout, Transfer, TransferReversal, Vendor, VendorInvite
-from apps.vendors.services import vendor_payouts_hold, vendor_payouts_release
+from apps.vendors.onboarding import vendor_invite_send
+from apps.vendors.selectors import vendor_balances
+from apps.vendors.services import VendorError, vendor_payouts_hold, vendor_payouts_release
 from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError, format_bps
 
 
@@ -142,8 +145,6 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="balances (from the ledger)")
     def balances(self, obj: Vendor) -> str:
-        from apps.vendors.selectors import vendor_balances
-
         if not obj.pk:
             return "-"
         figures = vendor_balances(vendor_id=obj.pk)
@@ -155,8 +156,6 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Pay out the available balance now")
     def pay_out_now(self, request, queryset):
-        from apps.vendors.funds import FundsError, vendor_payout_create
-
         made, refused = 0, []
         for vendor in queryset:
             try:
@@ -200,9 +199,6 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
     @admin.action(description="Send onboarding invite")
     def send_onboarding_invite(self, request, queryset):
         """Email each selected vendor a new single-use onboarding link (disabled ones are skipped)."""
-        from apps.vendors.onboarding import vendor_invite_send
-        from apps.vendors.services import VendorError
-
         sent, skipped = 0, []
         for vendor in queryset:
             try:

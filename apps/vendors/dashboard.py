@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from django.utils.safestring import SafeString, mark_safe
 
 from apps.core.money import format_amount
+from apps.ledger.charts import line_chart_svg
+from apps.ledger.models import Account
+from apps.ledger.selectors import balance_history
 from apps.vendors.models import Payout, Transfer, Vendor
 from apps.vendors.selectors import vendor_balances
 
@@ -63,10 +66,6 @@ def payout_schedule_in_words(vendor: Vendor) -> str:
 def balance_charts(*, vendor: Vendor, currencies: list[str]) -> list[Chart]:
     """One step chart per stage (available, pending) and currency that has any postings, drawn
     server-side by the admin's chart helper (inline SVG, no JavaScript)."""
-    from apps.ledger.charts import line_chart_svg
-    from apps.ledger.models import Account
-    from apps.ledger.selectors import balance_history
-
     codes = {f"vendor_payable:{vendor.id}": "Available", f"vendor_pending:{vendor.id}": "Pending"}
     accounts = Account.objects.filter(code__in=codes).values_list("code", "currency")
     known = {(code, currency.lower()) for code, currency in accounts}

@@ -28,14 +28,16 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core import signing
 from django.core.mail import send_mail
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.tenants.db import current_schema, tenant_connection
+from apps.tenants.selectors import marketplace_primary_domain
 from apps.vendors.connect import ConnectAccount, ConnectClient, ConnectStatus, requirements_in_words
 from apps.vendors.models import Vendor, VendorInvite
 from apps.vendors.selectors import SIMULATED_ACCOUNT_PREFIX, connect_client, is_simulated
-from apps.vendors.services import hash_invite_token, vendor_account_apply, vendor_invite_create
+from apps.vendors.services import hash_invite_token, vendor_account_apply, vendor_create, vendor_invite_create
 
 # How long a signed refresh/return URL works. Stripe sends the vendor back within minutes, but a
 # vendor may leave Stripe's form and come back to the refresh URL days later.
@@ -64,14 +66,8 @@ def marketplace_base_url(*, request_host: str | None = None) -> str:
     names the same host (an operator on ``demo.localhost:8000``), else ``settings.PORT`` (what
     ``make run`` listens on), left out when it is 80: a link in a local email then opens on the
     local server. Without a primary domain, ``request_host`` is used as it is."""
-    from apps.tenants.models import Domain
-
     marketplace = current_marketplace()
-    domain = (
-        Domain.objects.filter(tenant=marketplace, is_primary=True).values_list("domain", flat=True).first()
-        if marketplace is not None
-        else None
-    )
+    domain = marketplace_primary_domain(marketplace=marketplace) if marketplace is not None else None
     request_parts = urlsplit(f"//{request_host}") if request_host else None
     host = domain or (request_parts.hostname if request_parts else None) or "localhost"
     if not settings.DEBUG:
@@ -100,6 +96,16 @@ def vendor_invite_send(*, vendor: Vendor, request_host: str | None = None) -> st
     return url
 
 
+def vendor_create_and_invite(*, request_host: str | None = None, **fields: Any) -> tuple[Vendor, str]:
+    """A new vendor (``vendor_create`` with ``fields``) invited at once (``vendor_invite_send``),
+    in one transaction: nothing is created when either fails. Returns the vendor and its
+    invite link. Raises VendorError."""
+    with transaction.atomic():
+        vendor = vendor_create(**fields)
+        url = vendor_invite_send(vendor=vendor, request_host=request_host)
+    return vendor, url
+
+
 def invite_vendor(*, token: str) -> Vendor | None:
     """The vendor a usable invite token belongs to, without using the invite (the landing page's
     GET must not consume it: mail scanners open links), or None."""
@@ -123,6 +129,15 @@ def link_vendor(token: str) -> Vendor | None:
     except signing.BadSignature:
         return None
     return Vendor.objects.filter(pk=vendor_id).first()
+
+
+def refresh_link_vendor(token: str) -> Vendor | None:
+    """The vendor Stripe's refresh URL names (``link_vendor``) when it may go on to Stripe's form
+    (it is not disabled), else None."""
+    vendor = link_vendor(token)
+    if vendor is None or vendor.status == Vendor.Status.DISABLED:
+        return None
+    return vendor
 
 
 # --------------------------------------------------------------------------- Stripe or simulated
@@ -275,3 +290,16 @@ def onboarding_status_refresh(*, vendor: Vendor) -> OnboardingState:
     account = client.account_retrieve(vendor.stripe_account_id)
     vendor = vendor_account_apply(vendor=vendor, account=account)
     return onboarding_state(vendor=vendor, details_submitted=account.details_submitted)
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+def express_dashboard_url(*, vendor: Vendor) -> str | None:
+    """A fresh single-use login link into the vendor's Stripe Express dashboard, or None when
+    the vendor has no real Stripe account (none yet, simulated, or Stripe is not configured).
+    Raises ConnectError when Stripe fails."""
+    client = connect_client()
+    if client is None or not vendor.stripe_account_id or is_simulated(vendor):
+        return None
+    return client.login_link_create(account_id=vendor.stripe_account_id).url

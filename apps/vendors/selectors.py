@@ -1,14 +1,17 @@
-"""Reading vendors, commission terms and what a vendor's money is where."""
+"""Reading vendors, their transfers, payouts and balances, commission terms and payments' splits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
+
+from django.db.models import QuerySet
 
 from apps.ledger.models import Balance
 from apps.ledger.selectors import balance_get
 from apps.payments.models import GatewayAccount
-from apps.vendors.connect import ConnectClient
-from apps.vendors.models import CommissionPolicy, Transfer, Vendor
+from apps.vendors.connect import ConnectClient, requirements_in_words
+from apps.vendors.models import CommissionPolicy, PaymentSplit, Payout, Transfer, Vendor
 from apps.vendors.splits import CommissionTerms, VendorTerms, reclaimable
 
 
@@ -98,3 +101,101 @@ def transfer_reclaimable(transfer: Transfer, *, debit: int) -> int:
     if transfer.status == Transfer.Status.SENDING:
         available += transfer.sent
     return reclaimable(debit, in_account=transfer_in_account(transfer), available=available)
+
+
+# --------------------------------------------------------------------------- vendors, transfers, payouts
+# The lists return unevaluated querysets (the API's pagination orders and slices them).
+
+
+def vendors_query(*, status: str | None = None, email: str | None = None) -> QuerySet[Vendor]:
+    qs = Vendor.objects.all()
+    if status:
+        qs = qs.filter(status=status)
+    if email:
+        qs = qs.filter(email__iexact=email)
+    return qs
+
+
+def vendor_get(*, vendor_id: str) -> Vendor | None:
+    return Vendor.objects.filter(pk=vendor_id).first()
+
+
+def vendor_business_details(vendor: Vendor) -> dict[str, str]:
+    """The onboarding form's fields as the vendor last entered them (``metadata["business"]``,
+    see ``services.vendor_business_details_record``), what we know of the vendor where it has not
+    entered them yet."""
+    business = (vendor.metadata or {}).get("business") or {}
+    return {
+        "business_name": business.get("name") or vendor.name,
+        "business_type": business.get("type") or "individual",
+        "country": vendor.country,
+        "support_email": business.get("support_email") or vendor.email,
+        "support_phone": business.get("support_phone") or "",
+    }
+
+
+def vendor_requirements(vendor: Vendor) -> dict[str, Any]:
+    """What Stripe still needs from the vendor (``Vendor.requirements``, as Stripe sent it) with
+    ``in_words``: the same in plain-word lines."""
+    return {**(vendor.requirements or {}), "in_words": requirements_in_words(vendor.requirements)}
+
+
+def transfers_query(*, vendor: str | None = None, payment: str | None = None) -> QuerySet[Transfer]:
+    qs = Transfer.objects.all()
+    if vendor:
+        qs = qs.filter(vendor_id=vendor)
+    if payment:
+        qs = qs.filter(payment_id=payment)
+    return qs
+
+
+def transfer_get(*, transfer_id: str) -> Transfer | None:
+    return Transfer.objects.filter(pk=transfer_id).first()
+
+
+def payouts_query(*, vendor: str | None = None, status: str | None = None) -> QuerySet[Payout]:
+    qs = Payout.objects.all()
+    if vendor:
+        qs = qs.filter(vendor_id=vendor)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def payout_get(*, payout_id: str) -> Payout | None:
+    return Payout.objects.filter(pk=payout_id).first()
+
+
+def payouts_in_order(*, payout_ids: list[str]) -> list[Payout]:
+    """The payouts among ``payout_ids`` that exist, in the order of ``payout_ids``."""
+    order = {payout_id: i for i, payout_id in enumerate(payout_ids)}
+    return sorted(Payout.objects.filter(pk__in=order), key=lambda p: order[p.pk])
+
+
+# --------------------------------------------------------------------------- payments' splits
+
+
+def payment_split_lines(*, payment_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Per payment (of those among ``payment_ids`` with a split plan; one query): its plan's
+    lines, in order, each ``{"vendor", "amount", "share", "planned", "commission", "fee", "net"}``;
+    ``amount`` or ``share`` as the plan gave it, ``commission``, ``fee`` and ``net`` the vendor's
+    allocation once the payment is captured (None before)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for split in PaymentSplit.objects.filter(payment_id__in=set(payment_ids)):
+        parts = {p["vendor"]: p for p in (split.allocation or {}).get("parts", [])}
+        lines = []
+        for line in split.plan["lines"]:
+            part = parts.get(line["vendor"])
+            lines.append(
+                {
+                    "vendor": line["vendor"],
+                    "amount": line.get("amount"),
+                    "share": line.get("share"),
+                    "planned": line["planned"],
+                    "commission": part["commission"] if part else None,
+                    "fee": part["fee"] if part else None,
+                    "net": part["net"] if part else None,
+                }
+            )
+        out[split.payment_id] = lines
+    return out

@@ -19,7 +19,7 @@ from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.vendors.connect import ConnectAccount
 from apps.vendors.locks import invite_lock, vendor_lock
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
-from apps.vendors.splits import FeePolicy
+from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError
 from apps.vendors.states import can_receive, vendor_to
 from apps.webhooks.outbound import event_publish
 
@@ -58,8 +58,12 @@ def vendor_create(
     payout_schedule: str = Vendor.PayoutSchedule.WEEKLY,
     payout_minimum: int = 0,
     metadata: Mapping[str, Any] | None = None,
+    commission_percent_bps: int | None = None,
+    commission_fixed: Mapping[str, int] | None = None,
+    fee_policy: str | None = None,
 ) -> Vendor:
-    """A new vendor in status ``invited`` (no Stripe account yet). Raises VendorError."""
+    """A new vendor in status ``invited`` (no Stripe account yet). The commission fields override
+    the marketplace's terms (None: the marketplace's). Raises VendorError."""
     if not name.strip():
         raise VendorError("parameter_missing", "name must not be empty", param="name")
     if len(country) != 2 or not country.isalpha():
@@ -78,7 +82,7 @@ def vendor_create(
             f"payout_schedule must be one of {', '.join(Vendor.PayoutSchedule.values)}",
             param="payout_schedule",
         )
-    return Vendor.objects.create(
+    vendor = Vendor(
         email=email.strip(),
         name=name.strip(),
         country=country.upper(),
@@ -86,7 +90,69 @@ def vendor_create(
         payout_schedule=payout_schedule,
         payout_minimum=minimum,
         metadata=dict(metadata or {}),
+        commission_percent_bps=commission_percent_bps,
+        commission_fixed=None if commission_fixed is None else dict(commission_fixed),
+        fee_policy=fee_policy,
     )
+    _terms_check(vendor)
+    vendor.save(force_insert=True)
+    return vendor
+
+
+def _terms_check(vendor: Vendor) -> None:
+    """The vendor's terms must make sense to the split rules (e.g. fixed fees in known
+    currencies); fixed fees are stored with lower-case currency codes. Raises VendorError naming
+    the vendor's field."""
+    try:
+        terms = CommissionTerms(
+            percent_bps=vendor.commission_percent_bps or 0,
+            fixed=vendor.commission_fixed or {},
+            fee_policy=FeePolicy(vendor.fee_policy or FeePolicy.PLATFORM),
+        )
+    except SplitError as exc:
+        param = {"percent_bps": "commission_percent_bps", "fee_policy": "fee_policy"}.get(
+            exc.param or "", "commission_fixed"
+        )
+        raise VendorError(exc.code, str(exc), param=param) from None
+    if vendor.commission_fixed is not None:
+        vendor.commission_fixed = dict(terms.fixed)
+
+
+# What ``vendor_update`` may change (besides ``disabled``).
+UPDATABLE_FIELDS = (
+    "name",
+    "email",
+    "payout_schedule",
+    "payout_minimum",
+    "commission_percent_bps",
+    "commission_fixed",
+    "fee_policy",
+    "payouts_held",
+    "metadata",
+)
+
+
+def vendor_update(*, vendor_id: str, disabled: bool | None = None, **changes: Any) -> Vendor:
+    """Change the given fields (``UPDATABLE_FIELDS``; a None commission field falls back to the
+    marketplace's terms) under the vendor's lock, announced as ``vendor.updated``. ``disabled``
+    True disables the vendor (no new splits or payouts); False re-enables a disabled one, active
+    if its payouts are enabled, else back in onboarding. Raises VendorError (nothing changed)."""
+    unknown = set(changes) - set(UPDATABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"vendor_update() got unexpected keyword arguments {sorted(unknown)}")
+    with transaction.atomic():
+        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        before = vendor_state(vendor)
+        for key, value in changes.items():
+            setattr(vendor, key, value)
+        if disabled is True:
+            vendor.status = Vendor.Status.DISABLED
+        elif disabled is False and vendor.status == Vendor.Status.DISABLED:
+            vendor.status = Vendor.Status.ACTIVE if vendor.payouts_enabled else Vendor.Status.ONBOARDING
+        _terms_check(vendor)
+        vendor.save()
+        vendor_changed(vendor, before=before)
+    return vendor
 
 
 def hash_invite_token(raw: str) -> str:

@@ -8,13 +8,12 @@ from datetime import timedelta
 from celery import shared_task
 
 from apps.core.jobs import register_tenant_job
+from apps.vendors import funds
 
 
 @shared_task(name="vendors.payouts_run", acks_late=True)
 def payouts_run() -> int:
-    from apps.vendors.funds import payouts_run as run
-
-    return run()
+    return funds.payouts_run()
 
 
 register_tenant_job("vendors.payouts_run", every=timedelta(hours=1))
@@ -23,9 +22,7 @@ register_tenant_job("vendors.payouts_run", every=timedelta(hours=1))
 @shared_task(name="vendors.funds_reconcile", acks_late=True)
 def funds_reconcile() -> int:
     """Idempotent: queues the resolution of transfers, payouts and reversals left unfinished."""
-    from apps.vendors.funds import funds_reconcile as reconcile
-
-    return reconcile()
+    return funds.funds_reconcile()
 
 
 register_tenant_job("vendors.funds_reconcile", every=timedelta(minutes=5))

@@ -21,6 +21,7 @@ from apps.vendors import auth, onboarding
 from apps.vendors.connect import ConnectError
 from apps.vendors.dashboard import vendor_dashboard
 from apps.vendors.models import Vendor
+from apps.vendors.selectors import vendor_business_details
 from apps.vendors.services import VendorError, vendor_business_details_record, vendor_invite_redeem
 
 log = logging.getLogger(__name__)
@@ -141,17 +142,7 @@ class BusinessDetailsForm(forms.Form):
 
 
 def business_form(vendor: Vendor, data: Any = None) -> BusinessDetailsForm:
-    business = (vendor.metadata or {}).get("business") or {}
-    form = BusinessDetailsForm(
-        data,
-        initial={
-            "business_name": business.get("name") or vendor.name,
-            "business_type": business.get("type") or "individual",
-            "country": vendor.country,
-            "support_email": business.get("support_email") or vendor.email,
-            "support_phone": business.get("support_phone") or "",
-        },
-    )
+    form = BusinessDetailsForm(data, initial=vendor_business_details(vendor))
     if vendor.country and vendor.country not in COUNTRIES:
         choices = list(form.fields["country"].choices)  # type: ignore[attr-defined]
         form.fields["country"].choices = [(vendor.country, vendor.country), *choices]  # type: ignore[attr-defined]
@@ -231,8 +222,8 @@ def onboarding_simulated(request: HttpRequest) -> HttpResponse:
 @never_cache
 def onboarding_refresh(request: HttpRequest, token: str) -> HttpResponse:
     """Stripe's refresh_url: the Account Link expired or was used; make a new one and go."""
-    vendor = onboarding.link_vendor(token)
-    if vendor is None or vendor.status == Vendor.Status.DISABLED:
+    vendor = onboarding.refresh_link_vendor(token)
+    if vendor is None:
         return invalid_link(request, kind="onboarding", status=404)
     return _next_step(request, vendor)
 
@@ -323,11 +314,10 @@ def express_dashboard(request: HttpRequest) -> HttpResponse:
     vendor = auth.session_vendor(request)
     if vendor is None:
         return redirect("vendors:login")
-    client = onboarding.connect_client()
-    if client is None or not vendor.stripe_account_id or onboarding.is_simulated(vendor):
-        return redirect("vendors:dashboard")
     try:
-        link = client.login_link_create(account_id=vendor.stripe_account_id)
+        url = onboarding.express_dashboard_url(vendor=vendor)
     except ConnectError as exc:
         return stripe_failed(request, exc)
-    return HttpResponseRedirect(link.url)
+    if url is None:
+        return redirect("vendors:dashboard")
+    return HttpResponseRedirect(url)

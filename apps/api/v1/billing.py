@@ -4,7 +4,8 @@ service, render."""
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from typing import cast
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -16,10 +17,11 @@ from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, Meta
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, list_of, validated
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, found, list_of, validated
 from apps.billing import selectors, services
-from apps.billing.collection import invoice_collect
-from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
+from apps.billing.collection import subscription_first_invoice_collect, subscription_update_and_collect
+from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Subscription
+from apps.billing.notifications import invoice_urls
 from apps.billing.services import BillingError
 
 
@@ -154,12 +156,8 @@ class SubscriptionOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
     def get_latest_invoice(self, sub) -> str | None:
-        return (
-            Invoice.objects.filter(subscription=sub)
-            .order_by("-period_start")
-            .values_list("id", flat=True)
-            .first()
-        )
+        """Read by ``subscriptions_out`` into the context."""
+        return self.context["latest_invoices"].get(sub.id)
 
 
 class SubscriptionIn(serializers.Serializer):
@@ -241,17 +239,32 @@ class InvoiceOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
     def get_hosted_invoice_url(self, inv) -> str:
-        from apps.billing.notifications import links
+        """Read by ``invoices_out`` into the context."""
+        return self.context["invoice_urls"][inv.id]
 
-        return links(inv)["invoice_url"]
+
+def invoices_out(invoices: list[Invoice]) -> list[dict]:
+    """Invoices read by ``selectors.invoices_query`` as the API shows them."""
+    return cast(
+        "list[dict]", InvoiceOut(invoices, many=True, context={"invoice_urls": invoice_urls(invoices)}).data
+    )
+
+
+def subscriptions_out(subs: list[Subscription]) -> list[dict]:
+    latest = selectors.latest_invoice_ids(subscription_ids=[sub.id for sub in subs])
+    return cast("list[dict]", SubscriptionOut(subs, many=True, context={"latest_invoices": latest}).data)
+
+
+def subscription_body(sub: Subscription) -> dict:
+    return subscriptions_out([sub])[0]
 
 
 def invoice_snapshot(invoice_id: str) -> dict:
-    return InvoiceOut(Invoice.objects.prefetch_related("lines", "attempts").get(pk=invoice_id)).data
+    return invoices_out([found(selectors.invoice_get(invoice_id=invoice_id))])[0]
 
 
 def subscription_snapshot(subscription_id: str) -> dict:
-    return SubscriptionOut(Subscription.objects.get(pk=subscription_id)).data
+    return subscription_body(found(selectors.subscription_get(subscription_id=subscription_id)))
 
 
 # --------------------------------------------------------------------------- products and prices
@@ -266,7 +279,7 @@ class ProductListView(ApiView):
         responses={200: list_of("ProductList", ProductOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, Product.objects.all())
+        page = cursor_paginate(request.query_params, selectors.products_query())
         return Response(list_body(request, ProductOut(page.data, many=True).data, page.has_more))
 
     @extend_schema(operation_id="products_create", request=ProductIn, responses={201: ProductOut, **ERRORS})
@@ -281,14 +294,14 @@ class ProductDetailView(ApiView):
 
     @extend_schema(operation_id="products_retrieve", responses={200: ProductOut, **ERRORS})
     def get(self, request: Request, product_id: str) -> Response:
-        return Response(ProductOut(get_object_or_404(Product, pk=product_id)).data)
+        return Response(ProductOut(found(selectors.product_get(product_id=product_id))).data)
 
     @extend_schema(
         operation_id="products_update", request=ProductUpdateIn, responses={200: ProductOut, **ERRORS}
     )
     @idempotent
     def post(self, request: Request, product_id: str) -> Response:
-        product = get_object_or_404(Product, pk=product_id)
+        product = found(selectors.product_get(product_id=product_id))
         product = _call(services.product_update, product=product, **validated(ProductUpdateIn, request.data))
         return Response(ProductOut(product).data)
 
@@ -302,11 +315,11 @@ class PriceListView(ApiView):
         responses={200: list_of("PriceList", PriceOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        qs = Price.objects.all()
-        if request.query_params.get("product"):
-            qs = qs.filter(product_id=request.query_params["product"])
-        if request.query_params.get("active") in ("true", "false"):
-            qs = qs.filter(active=request.query_params["active"] == "true")
+        active = request.query_params.get("active")
+        qs = selectors.prices_query(
+            product=request.query_params.get("product"),
+            active=active == "true" if active in ("true", "false") else None,
+        )
         page = cursor_paginate(request.query_params, qs)
         return Response(list_body(request, PriceOut(page.data, many=True).data, page.has_more))
 
@@ -339,7 +352,7 @@ class PriceDetailView(ApiView):
 
     @extend_schema(operation_id="prices_retrieve", responses={200: PriceOut, **ERRORS})
     def get(self, request: Request, price_id: str) -> Response:
-        return Response(PriceOut(get_object_or_404(Price, pk=price_id)).data)
+        return Response(PriceOut(found(selectors.price_get(price_id=price_id))).data)
 
     @extend_schema(
         operation_id="prices_update",
@@ -349,7 +362,7 @@ class PriceDetailView(ApiView):
     )
     @idempotent
     def post(self, request: Request, price_id: str) -> Response:
-        price = get_object_or_404(Price, pk=price_id)
+        price = found(selectors.price_get(price_id=price_id))
         price = _call(services.price_update, price=price, **validated(PriceUpdateIn, request.data))
         return Response(PriceOut(price).data)
 
@@ -363,7 +376,7 @@ class TaxRateListView(ApiView):
         responses={200: list_of("TaxRateList", TaxRateOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, TaxRate.objects.all())
+        page = cursor_paginate(request.query_params, selectors.tax_rates_query())
         return Response(list_body(request, TaxRateOut(page.data, many=True).data, page.has_more))
 
     @extend_schema(operation_id="tax_rates_create", request=TaxRateIn, responses={201: TaxRateOut, **ERRORS})
@@ -377,22 +390,16 @@ class TaxRateListView(ApiView):
 
 
 def _subscription_or_404(subscription_id: str) -> Subscription:
-    return get_object_or_404(Subscription, pk=subscription_id)
+    return found(selectors.subscription_get(subscription_id=subscription_id))
 
 
 def _subscription_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
     """A retry after a crash: the subscription the first request created, its first invoice
-    charged now if that had not happened yet (idempotent: an invoice not due is left alone)."""
-    sub = Subscription.objects.filter(pk=record.resource_ids[0]).first()
+    charged now if that had not happened yet."""
+    sub = subscription_first_invoice_collect(subscription_id=record.resource_ids[0])
     if sub is None:
         return None
-    first = Invoice.objects.filter(
-        subscription=sub, status=Invoice.Status.OPEN, billing_reason=Invoice.Reason.SUBSCRIPTION_CREATE
-    ).values_list("id", flat=True)
-    for invoice_id in first:
-        invoice_collect(invoice_id=invoice_id)
-    sub.refresh_from_db()
-    return Response(SubscriptionOut(sub).data, status=status.HTTP_201_CREATED)
+    return Response(subscription_body(sub), status=status.HTTP_201_CREATED)
 
 
 class SubscriptionListView(ApiView):
@@ -410,15 +417,13 @@ class SubscriptionListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = Subscription.objects.all()
-        state = _choice(params, "status", Subscription.Status.values)
-        if state:
-            qs = qs.filter(status=state)
-        for name in ("customer", "price"):
-            if params.get(name):
-                qs = qs.filter(**{f"{name}_id": params[name]})
+        qs = selectors.subscriptions_query(
+            status=_choice(params, "status", Subscription.Status.values),
+            customer=params.get("customer"),
+            price=params.get("price"),
+        )
         page = cursor_paginate(params, qs)
-        return Response(list_body(request, SubscriptionOut(page.data, many=True).data, page.has_more))
+        return Response(list_body(request, subscriptions_out(page.data), page.has_more))
 
     @extend_schema(
         operation_id="subscriptions_create",
@@ -454,7 +459,7 @@ class SubscriptionListView(ApiView):
             vendor_id=data.pop("vendor"),
             **data,
         )
-        return Response(SubscriptionOut(sub).data, status=status.HTTP_201_CREATED)
+        return Response(subscription_body(sub), status=status.HTTP_201_CREATED)
 
 
 class SubscriptionDetailView(ApiView):
@@ -462,7 +467,7 @@ class SubscriptionDetailView(ApiView):
 
     @extend_schema(operation_id="subscriptions_retrieve", responses={200: SubscriptionOut, **ERRORS})
     def get(self, request: Request, subscription_id: str) -> Response:
-        return Response(SubscriptionOut(_subscription_or_404(subscription_id)).data)
+        return Response(subscription_body(_subscription_or_404(subscription_id)))
 
     @extend_schema(
         operation_id="subscriptions_update",
@@ -476,22 +481,14 @@ class SubscriptionDetailView(ApiView):
         sub = _subscription_or_404(subscription_id)
         data = validated(SubscriptionUpdateIn, request.data)
         sub = _call(
-            services.subscription_update,
+            subscription_update_and_collect,
             subscription_id=sub.id,
             price_id=data.get("price"),
             quantity=data.get("quantity"),
             payment_method=data.get("payment_method"),
             proration_behavior=data["proration_behavior"],
         )
-        if data.get("payment_method"):
-            from apps.billing.collection import invoice_collect
-
-            for inv_id in Invoice.objects.filter(subscription=sub, status="open").values_list(
-                "id", flat=True
-            ):
-                invoice_collect(invoice_id=inv_id)
-            sub.refresh_from_db()
-        return Response(SubscriptionOut(sub).data)
+        return Response(subscription_body(sub))
 
 
 class SubscriptionCancelView(ApiView):
@@ -507,7 +504,7 @@ class SubscriptionCancelView(ApiView):
         sub = _subscription_or_404(subscription_id)
         data = validated(SubscriptionCancelIn, request.data)
         sub = _call(services.subscription_cancel, subscription_id=sub.id, at_period_end=data["at_period_end"])
-        return Response(SubscriptionOut(sub).data)
+        return Response(subscription_body(sub))
 
 
 class SubscriptionPauseView(ApiView):
@@ -520,7 +517,7 @@ class SubscriptionPauseView(ApiView):
     def post(self, request: Request, subscription_id: str) -> Response:
         validated(NoParameters, request.data)
         sub = _call(services.subscription_pause, subscription_id=_subscription_or_404(subscription_id).id)
-        return Response(SubscriptionOut(sub).data)
+        return Response(subscription_body(sub))
 
 
 class SubscriptionResumeView(ApiView):
@@ -533,7 +530,7 @@ class SubscriptionResumeView(ApiView):
     def post(self, request: Request, subscription_id: str) -> Response:
         validated(NoParameters, request.data)
         sub = _call(services.subscription_resume, subscription_id=_subscription_or_404(subscription_id).id)
-        return Response(SubscriptionOut(sub).data)
+        return Response(subscription_body(sub))
 
 
 # --------------------------------------------------------------------------- invoices
@@ -554,15 +551,13 @@ class InvoiceListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = Invoice.objects.prefetch_related("lines", "attempts")
-        state = _choice(params, "status", Invoice.Status.values)
-        if state:
-            qs = qs.filter(status=state)
-        for name in ("subscription", "customer"):
-            if params.get(name):
-                qs = qs.filter(**{f"{name}_id": params[name]})
+        qs = selectors.invoices_query(
+            status=_choice(params, "status", Invoice.Status.values),
+            subscription=params.get("subscription"),
+            customer=params.get("customer"),
+        )
         page = cursor_paginate(params, qs)
-        return Response(list_body(request, InvoiceOut(page.data, many=True).data, page.has_more))
+        return Response(list_body(request, invoices_out(page.data), page.has_more))
 
 
 class InvoiceDetailView(ApiView):
@@ -570,8 +565,7 @@ class InvoiceDetailView(ApiView):
 
     @extend_schema(operation_id="invoices_retrieve", responses={200: InvoiceOut, **ERRORS})
     def get(self, request: Request, invoice_id: str) -> Response:
-        get_object_or_404(Invoice, pk=invoice_id)
-        return Response(invoice_snapshot(invoice_id))
+        return Response(invoices_out([found(selectors.invoice_get(invoice_id=invoice_id))])[0])
 
 
 class InvoiceVoidView(ApiView):
@@ -580,7 +574,7 @@ class InvoiceVoidView(ApiView):
     @extend_schema(operation_id="invoices_void", request=None, responses={200: InvoiceOut, **ERRORS})
     @idempotent
     def post(self, request: Request, invoice_id: str) -> Response:
-        get_object_or_404(Invoice, pk=invoice_id)
+        found(selectors.invoice_get(invoice_id=invoice_id))
         validated(NoParameters, request.data)
         _call(services.invoice_void, invoice_id=invoice_id)
         return Response(invoice_snapshot(invoice_id))

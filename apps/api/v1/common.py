@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from django.http import QueryDict
+from django.http import Http404, QueryDict
 from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.exceptions import ErrorDetail
@@ -52,6 +52,16 @@ def list_of(name: str, item) -> serializers.Serializer:
             "data": item(many=True),
         },
     )
+
+
+T = TypeVar("T")
+
+
+def found(obj: T | None) -> T:
+    """What a selector found, or a 404 (``resource_missing``) when it found nothing."""
+    if obj is None:
+        raise Http404
+    return obj
 
 
 def timestamp_filters(params, name: str) -> dict[str, datetime]:

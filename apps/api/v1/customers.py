@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api import selectors
 from apps.api.fields import ConstantField, MetadataField, TimestampField
 from apps.api.idempotency import idempotent
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, validated
-from apps.customers.models import Customer
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, found, list_of, validated
+from apps.customers.selectors import customer_get, customers_query
 from apps.customers.services import customer_create, customer_update
 
 
@@ -56,9 +54,7 @@ class CustomerListView(ApiView):
         responses={200: list_of("CustomerList", CustomerOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(
-            request.query_params, selectors.customers_query(email=request.query_params.get("email"))
-        )
+        page = cursor_paginate(request.query_params, customers_query(email=request.query_params.get("email")))
         return Response(list_body(request, CustomerOut(page.data, many=True).data, page.has_more))
 
     @extend_schema(
@@ -78,7 +74,7 @@ class CustomerDetailView(ApiView):
 
     @extend_schema(operation_id="customers_retrieve", responses={200: CustomerOut, **ERRORS})
     def get(self, request: Request, customer_id: str) -> Response:
-        return Response(CustomerOut(get_object_or_404(Customer, pk=customer_id)).data)
+        return Response(CustomerOut(found(customer_get(customer_id=customer_id))).data)
 
     @extend_schema(
         operation_id="customers_update",
@@ -88,6 +84,6 @@ class CustomerDetailView(ApiView):
     )
     @idempotent
     def post(self, request: Request, customer_id: str) -> Response:
-        customer = get_object_or_404(Customer, pk=customer_id)
+        customer = found(customer_get(customer_id=customer_id))
         customer = customer_update(customer=customer, **validated(CustomerIn, request.data))
         return Response(CustomerOut(customer).data)

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api import selectors
 from apps.api.errors import ApiError
 from apps.api.fields import ConstantField, CurrencyField, TimestampField
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, found, list_of
 from apps.core.money import MoneyError, normalize_currency
-from apps.ledger.models import LedgerEvent, Side
-from apps.ledger.selectors import balances_list
+from apps.ledger.models import Side
+from apps.ledger.selectors import balances_list, event_get, events_query, transactions_query
 
 TXN_PREFIX, EVT_PREFIX = "txn_", "evt_"
 
@@ -109,7 +107,7 @@ class LedgerTransactionListView(ApiView):
         responses={200: list_of("LedgerTransactionList", LedgerTransactionOut), **ERRORS},
     )
     def get(self, request: Request) -> Response:
-        qs = selectors.ledger_transactions_query(account=request.query_params.get("account"))
+        qs = transactions_query(account=request.query_params.get("account"))
         page = cursor_paginate(
             request.query_params,
             qs,
@@ -136,7 +134,7 @@ class LedgerEventListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = selectors.events_query(type=params.get("type"), stream=params.get("stream"))
+        qs = events_query(type=params.get("type"), stream=params.get("stream"))
         page = cursor_paginate(params, qs, order=("id",), id_field="public_id")
         events = LedgerEventOut(page.data, many=True).data
         return Response(list_body(request, events, page.has_more))
@@ -147,4 +145,4 @@ class LedgerEventDetailView(ApiView):
 
     @extend_schema(operation_id="ledger_events_retrieve", responses={200: LedgerEventOut, **ERRORS})
     def get(self, request: Request, event_id: str) -> Response:
-        return Response(LedgerEventOut(get_object_or_404(LedgerEvent, public_id=event_id)).data)
+        return Response(LedgerEventOut(found(event_get(public_id=event_id))).data)

@@ -3,13 +3,13 @@ refunds (create on a payment, retrieve, list). Views parse, call one payment ser
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
+from typing import cast
+
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api import selectors
 from apps.api.errors import ApiError
 from apps.api.fields import (
     AmountField,
@@ -28,11 +28,13 @@ from apps.api.v1.common import (
     LIST_PARAMETERS,
     ApiView,
     expansions,
+    found,
     list_of,
     timestamp_filters,
     validated,
 )
 from apps.customers.selectors import customer_get
+from apps.payments import selectors
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     OperationStillPending,
@@ -44,6 +46,7 @@ from apps.payments.services import (
     payment_refund,
     refund_execute,
 )
+from apps.vendors.selectors import payment_split_lines
 
 # --------------------------------------------------------------------------- shapes
 
@@ -139,30 +142,9 @@ class PaymentOut(serializers.Serializer):
     splits = serializers.SerializerMethodField()
 
     def get_splits(self, intent) -> list[dict] | None:
-        """The split plan's lines, with each vendor's allocation once captured."""
-        if not intent.has_splits:
-            return None
-        from apps.vendors.models import PaymentSplit
-
-        split = PaymentSplit.objects.filter(payment_id=intent.id).first()
-        if split is None:
-            return None
-        parts = {p["vendor"]: p for p in (split.allocation or {}).get("parts", [])}
-        out = []
-        for line in split.plan["lines"]:
-            part = parts.get(line["vendor"])
-            out.append(
-                {
-                    "vendor": line["vendor"],
-                    "amount": line.get("amount"),
-                    "share": line.get("share"),
-                    "planned": line["planned"],
-                    "commission": part["commission"] if part else None,
-                    "fee": part["fee"] if part else None,
-                    "net": part["net"] if part else None,
-                }
-            )
-        return out
+        """The split plan's lines, with each vendor's allocation once captured (read by
+        ``payments_out`` into the context)."""
+        return self.context["splits"].get(intent.id) if intent.has_splits else None
 
 
 class RefundOut(serializers.Serializer):
@@ -215,9 +197,17 @@ class RefundCreateIn(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
 
 
+def payments_out(intents: list[PaymentIntent], expand: set[str] | frozenset[str] = frozenset()) -> list[dict]:
+    """Payments read by ``payments_query`` as the API shows them, with their splits."""
+    splits = payment_split_lines(payment_ids=[intent.id for intent in intents if intent.has_splits])
+    return cast(
+        "list[dict]", PaymentOut(intents, many=True, context={"expand": expand, "splits": splits}).data
+    )
+
+
 def payment_body(intent: PaymentIntent, expand: set[str] | frozenset[str] = frozenset()) -> dict:
-    intent = selectors.payments_query().get(pk=intent.pk)  # fresh, with its attempts
-    return PaymentOut(intent, context={"expand": expand}).data
+    fresh = found(selectors.payment_with_attempts(payment_id=intent.pk))
+    return payments_out([fresh], expand)[0]
 
 
 def payment_snapshot(payment_id: str) -> dict:
@@ -226,11 +216,11 @@ def payment_snapshot(payment_id: str) -> dict:
 
 
 def refund_snapshot(refund_id: str) -> dict:
-    return RefundOut(Refund.objects.get(pk=refund_id)).data
+    return RefundOut(found(selectors.refund_get(refund_id=refund_id))).data
 
 
 def _payment_or_404(payment_id: str) -> PaymentIntent:
-    return get_object_or_404(PaymentIntent, pk=payment_id)
+    return found(selectors.payment_get(payment_id=payment_id))
 
 
 # --------------------------------------------------------------------------- resuming after a crash
@@ -239,7 +229,7 @@ def _payment_or_404(payment_id: str) -> PaymentIntent:
 
 
 def _resumed_payment(record: IdempotencyRecord) -> PaymentIntent | None:
-    return PaymentIntent.objects.filter(pk=record.resource_ids[0]).first()
+    return selectors.payment_get(payment_id=record.resource_ids[0])
 
 
 def _driven_on(intent: PaymentIntent) -> PaymentIntent:
@@ -284,7 +274,7 @@ def _payment_cancel_resume(request: Request, record: IdempotencyRecord, **_) -> 
 
 
 def _refund_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
-    refund = Refund.objects.filter(pk=record.resource_ids[0]).first()
+    refund = selectors.refund_get(refund_id=record.resource_ids[0])
     if refund is None:
         return None
     if refund.status == Refund.Status.PENDING:
@@ -330,8 +320,7 @@ class PaymentListView(ApiView):
             status=state, customer=params.get("customer"), created=timestamp_filters(params, "created")
         )
         page = cursor_paginate(params, qs)
-        data = PaymentOut(page.data, many=True, context={"expand": expand}).data
-        return Response(list_body(request, data, page.has_more))
+        return Response(list_body(request, payments_out(page.data, expand), page.has_more))
 
     @extend_schema(
         operation_id="payments_create",
@@ -483,4 +472,4 @@ class RefundDetailView(ApiView):
 
     @extend_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
     def get(self, request: Request, refund_id: str) -> Response:
-        return Response(RefundOut(get_object_or_404(Refund, pk=refund_id)).data)
+        return Response(RefundOut(found(selectors.refund_get(refund_id=refund_id))).data)

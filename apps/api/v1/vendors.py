@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -22,12 +20,13 @@ from apps.api.fields import (
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
 from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, list_of, validated
+from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, found, list_of, validated
+from apps.vendors import selectors
 from apps.vendors.funds import FundsError, vendor_payout_create
 from apps.vendors.models import Payout, Transfer, Vendor
-from apps.vendors.selectors import vendor_balances
-from apps.vendors.services import VendorError, vendor_changed, vendor_create, vendor_state
-from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError
+from apps.vendors.onboarding import vendor_create_and_invite
+from apps.vendors.services import VendorError, vendor_update
+from apps.vendors.splits import FeePolicy
 
 # --------------------------------------------------------------------------- shapes
 
@@ -53,9 +52,7 @@ class VendorOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
     def get_requirements(self, vendor) -> dict:
-        from apps.vendors.connect import requirements_in_words
-
-        return {**(vendor.requirements or {}), "in_words": requirements_in_words(vendor.requirements)}
+        return selectors.vendor_requirements(vendor)
 
 
 class VendorCreatedOut(VendorOut):
@@ -150,41 +147,23 @@ VendorBalanceOut = inline_serializer(
 
 
 def vendor_snapshot(vendor_id: str) -> dict:
-    return VendorOut(Vendor.objects.get(pk=vendor_id)).data
+    return VendorOut(found(selectors.vendor_get(vendor_id=vendor_id))).data
 
 
 def transfer_snapshot(transfer_id: str) -> dict:
-    return TransferOut(Transfer.objects.get(pk=transfer_id)).data
+    return TransferOut(found(selectors.transfer_get(transfer_id=transfer_id))).data
 
 
 def payout_snapshot(payout_id: str) -> dict:
-    return PayoutOut(Payout.objects.get(pk=payout_id)).data
+    return PayoutOut(found(selectors.payout_get(payout_id=payout_id))).data
 
 
-def _vendor_error(exc: VendorError | SplitError | FundsError) -> ApiError:
+def _vendor_error(exc: VendorError | FundsError) -> ApiError:
     return ApiError(400 if exc.param else 409, "invalid_request_error", exc.code, str(exc), exc.param)
 
 
-def _check_terms(vendor: Vendor) -> None:
-    """The overrides must make sense to the split rules (e.g. fixed fees in known currencies);
-    fixed fees are stored with lower-case currency codes."""
-    try:
-        terms = CommissionTerms(
-            percent_bps=vendor.commission_percent_bps or 0,
-            fixed=vendor.commission_fixed or {},
-            fee_policy=FeePolicy(vendor.fee_policy or FeePolicy.PLATFORM),
-        )
-    except SplitError as exc:
-        param = {"percent_bps": "commission_percent_bps", "fee_policy": "fee_policy"}.get(
-            exc.param or "", "commission_fixed"
-        )
-        raise ApiError(400, "invalid_request_error", exc.code, str(exc), param) from None
-    if vendor.commission_fixed is not None:
-        vendor.commission_fixed = dict(terms.fixed)
-
-
 def _vendor_or_404(vendor_id: str) -> Vendor:
-    return get_object_or_404(Vendor, pk=vendor_id)
+    return found(selectors.vendor_get(vendor_id=vendor_id))
 
 
 # --------------------------------------------------------------------------- vendors
@@ -204,13 +183,9 @@ class VendorListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = Vendor.objects.all()
-        if params.get("status"):
-            if params["status"] not in Vendor.Status.values:
-                raise ApiError(400, "invalid_request_error", "parameter_invalid", "Unknown status.", "status")
-            qs = qs.filter(status=params["status"])
-        if params.get("email"):
-            qs = qs.filter(email__iexact=params["email"])
+        if params.get("status") and params["status"] not in Vendor.Status.values:
+            raise ApiError(400, "invalid_request_error", "parameter_invalid", "Unknown status.", "status")
+        qs = selectors.vendors_query(status=params.get("status"), email=params.get("email"))
         page = cursor_paginate(params, qs)
         return Response(list_body(request, VendorOut(page.data, many=True).data, page.has_more))
 
@@ -235,21 +210,9 @@ class VendorListView(ApiView):
     )
     @idempotent
     def post(self, request: Request) -> Response:
-        from apps.vendors.onboarding import vendor_invite_send
-
         data = validated(VendorCreateIn, request.data)
-        overrides = {
-            k: data.pop(k) for k in ("commission_percent_bps", "commission_fixed", "fee_policy") if k in data
-        }
         try:
-            with transaction.atomic():
-                vendor = vendor_create(**data)
-                if overrides:
-                    for key, value in overrides.items():
-                        setattr(vendor, key, value)
-                    _check_terms(vendor)
-                    vendor.save()
-                url = vendor_invite_send(vendor=vendor, request_host=request.get_host())
+            vendor, url = vendor_create_and_invite(request_host=request.get_host(), **data)
         except VendorError as exc:
             raise _vendor_error(exc) from None
         body = VendorCreatedOut(vendor, context={"onboarding_url": url}).data
@@ -274,19 +237,10 @@ class VendorDetailView(ApiView):
     def post(self, request: Request, vendor_id: str) -> Response:
         vendor = _vendor_or_404(vendor_id)
         data = validated(VendorUpdateIn, request.data)
-        with transaction.atomic():
-            vendor = Vendor.objects.select_for_update().get(pk=vendor.pk)
-            before = vendor_state(vendor)
-            disabled = data.pop("disabled", None)
-            for key, value in data.items():
-                setattr(vendor, key, value)
-            if disabled is True:
-                vendor.status = Vendor.Status.DISABLED
-            elif disabled is False and vendor.status == Vendor.Status.DISABLED:
-                vendor.status = Vendor.Status.ACTIVE if vendor.payouts_enabled else Vendor.Status.ONBOARDING
-            _check_terms(vendor)
-            vendor.save()
-            vendor_changed(vendor, before=before)
+        try:
+            vendor = vendor_update(vendor_id=vendor.pk, **data)
+        except VendorError as exc:
+            raise _vendor_error(exc) from None
         return Response(VendorOut(vendor).data)
 
 
@@ -302,15 +256,18 @@ class VendorBalanceView(ApiView):
     def get(self, request: Request, vendor_id: str) -> Response:
         vendor = _vendor_or_404(vendor_id)
         return Response(
-            {"object": "vendor_balance", "vendor": vendor.id, **vendor_balances(vendor_id=vendor.id)}
+            {
+                "object": "vendor_balance",
+                "vendor": vendor.id,
+                **selectors.vendor_balances(vendor_id=vendor.id),
+            }
         )
 
 
 def _payouts_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
     """A retry after a crash: the payouts the first request created (their sending is durable work
     committed with them), as they are now."""
-    order = {payout_id: i for i, payout_id in enumerate(record.resource_ids)}
-    payouts = sorted(Payout.objects.filter(pk__in=order), key=lambda p: order[p.pk])
+    payouts = selectors.payouts_in_order(payout_ids=record.resource_ids)
     return Response({"data": PayoutOut(payouts, many=True).data}, status=status.HTTP_201_CREATED)
 
 
@@ -347,11 +304,7 @@ class TransferListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = Transfer.objects.all()
-        if params.get("vendor"):
-            qs = qs.filter(vendor_id=params["vendor"])
-        if params.get("payment"):
-            qs = qs.filter(payment_id=params["payment"])
+        qs = selectors.transfers_query(vendor=params.get("vendor"), payment=params.get("payment"))
         page = cursor_paginate(params, qs)
         return Response(list_body(request, TransferOut(page.data, many=True).data, page.has_more))
 
@@ -361,7 +314,7 @@ class TransferDetailView(ApiView):
 
     @extend_schema(operation_id="transfers_retrieve", responses={200: TransferOut, **ERRORS})
     def get(self, request: Request, transfer_id: str) -> Response:
-        return Response(TransferOut(get_object_or_404(Transfer, pk=transfer_id)).data)
+        return Response(TransferOut(found(selectors.transfer_get(transfer_id=transfer_id))).data)
 
 
 class PayoutListView(ApiView):
@@ -378,11 +331,7 @@ class PayoutListView(ApiView):
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = Payout.objects.all()
-        if params.get("vendor"):
-            qs = qs.filter(vendor_id=params["vendor"])
-        if params.get("status"):
-            qs = qs.filter(status=params["status"])
+        qs = selectors.payouts_query(vendor=params.get("vendor"), status=params.get("status"))
         page = cursor_paginate(params, qs)
         return Response(list_body(request, PayoutOut(page.data, many=True).data, page.has_more))
 
@@ -392,4 +341,4 @@ class PayoutDetailView(ApiView):
 
     @extend_schema(operation_id="payouts_retrieve", responses={200: PayoutOut, **ERRORS})
     def get(self, request: Request, payout_id: str) -> Response:
-        return Response(PayoutOut(get_object_or_404(Payout, pk=payout_id)).data)
+        return Response(PayoutOut(found(selectors.payout_get(payout_id=payout_id))).data)

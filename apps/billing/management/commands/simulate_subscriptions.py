@@ -35,7 +35,23 @@ from dateutil.relativedelta import relativedelta
 from django.core.management.base import BaseCommand, CommandError
 from django_tenants.utils import tenant_context
 
+from apps.billing.collection import billing_run
+from apps.billing.models import Invoice, InvoiceAttempt, Subscription
+from apps.billing.selectors import failed_first_try_rows
+from apps.billing.services import (
+    price_create,
+    product_create,
+    subscription_create,
+    subscription_payment_method_update,
+    tax_rate_create,
+)
+from apps.customers.services import customer_create
+from apps.ledger.integrity import ledger_seal, ledger_verify
+from apps.payments.breaker import CircuitBreaker
+from apps.payments.config import mesh_config_changed
+from apps.payments.models import GatewayAccount, PaymentAttempt, RoutingRule, SimulatorCharge
 from apps.tenants.models import Marketplace
+from apps.vendors.services import vendor_create
 
 GATEWAYS = ("primary", "secondary")
 # (card, weight, country, behaviour): behaviour "funds" = insufficient funds until funds return,
@@ -135,11 +151,6 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------ set-up and restore
 
     def _run(self, n: int, months: int, seed: int) -> dict:
-        from apps.ledger.integrity import ledger_seal, ledger_verify
-        from apps.payments.breaker import CircuitBreaker
-        from apps.payments.config import mesh_config_changed
-        from apps.payments.models import GatewayAccount, RoutingRule
-
         accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:
@@ -206,10 +217,6 @@ class Command(BaseCommand):
         }
 
     def _configure(self, mode: str) -> None:
-        from apps.payments.breaker import CircuitBreaker
-        from apps.payments.config import mesh_config_changed
-        from apps.payments.models import GatewayAccount, RoutingRule
-
         GatewayAccount.objects.filter(name="primary").update(settings=PRIMARY)
         GatewayAccount.objects.filter(name="secondary").update(settings=SECONDARY)
         candidates = (
@@ -221,10 +228,6 @@ class Command(BaseCommand):
             CircuitBreaker(name).reset()
 
     def _secondary_down(self, down: bool) -> None:
-        from apps.payments.breaker import CircuitBreaker
-        from apps.payments.config import mesh_config_changed
-        from apps.payments.models import GatewayAccount
-
         GatewayAccount.objects.filter(name="secondary").update(settings={**SECONDARY, "down": down})
         mesh_config_changed()
         CircuitBreaker("secondary").reset()
@@ -232,18 +235,6 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------ one pass
 
     def _pass(self, mode: str, run_id: str, n: int, months: int, seed: int, t0: datetime) -> PassResult:
-        from apps.billing.collection import billing_run
-        from apps.billing.models import Invoice
-        from apps.billing.services import (
-            price_create,
-            product_create,
-            subscription_create,
-            subscription_payment_method_update,
-            tax_rate_create,
-        )
-        from apps.customers.services import customer_create
-        from apps.vendors.services import vendor_create
-
         label = "cross-gateway" if mode == "cross" else "same-gateway only"
         rng = random.Random(seed)  # the same customers and outage days in both passes
         people = _customers(rng, n)
@@ -318,10 +309,6 @@ class Command(BaseCommand):
         return self._measure(sub_ids)
 
     def _measure(self, sub_ids: list[str]) -> PassResult:
-        from apps.billing.models import Invoice, InvoiceAttempt, Subscription
-        from apps.billing.selectors import failed_first_try_rows
-        from apps.payments.models import PaymentAttempt, SimulatorCharge
-
         out = PassResult()
         invoices = list(
             Invoice.objects.filter(subscription_id__in=sub_ids).values(

@@ -1,0 +1,51 @@
+"""Reads of payments and refunds. The lists return unevaluated querysets (the API's pagination
+orders and slices them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Prefetch, QuerySet
+
+from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
+
+
+def payments_query(
+    *,
+    status: str | None = None,
+    customer: str | None = None,
+    created: dict[str, datetime] | None = None,
+) -> QuerySet[PaymentIntent]:
+    """Payments with their attempts (in order, with their gateway accounts) prefetched;
+    ``created`` maps lookups (``gte``, ``lt``...) to times."""
+    qs = PaymentIntent.objects.prefetch_related(
+        Prefetch(
+            "attempts",
+            queryset=PaymentAttempt.objects.select_related("gateway_account").order_by("number"),
+        )
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if customer:
+        qs = qs.filter(customer_id=customer)
+    for op, value in (created or {}).items():
+        qs = qs.filter(**{f"created_at__{op}": value})
+    return qs
+
+
+def payment_get(*, payment_id: str) -> PaymentIntent | None:
+    return PaymentIntent.objects.filter(pk=payment_id).first()
+
+
+def payment_with_attempts(*, payment_id: str) -> PaymentIntent | None:
+    """The payment as ``payments_query`` reads it (attempts prefetched), or None."""
+    return payments_query().filter(pk=payment_id).first()
+
+
+def refunds_query(*, payment: str | None = None) -> QuerySet[Refund]:
+    qs = Refund.objects.all()
+    return qs.filter(intent_id=payment) if payment else qs
+
+
+def refund_get(*, refund_id: str) -> Refund | None:
+    return Refund.objects.filter(pk=refund_id).first()
