@@ -223,6 +223,7 @@ class Run:
             {
                 "id": request.attempt_id,
                 "object": "payment_intent",
+                "status": "requires_payment_method",  # as Stripe's payment_failed carries it
                 "amount": request.amount,
                 "metadata": {"attempt_id": request.attempt_id},
                 "last_payment_error": {
@@ -309,8 +310,8 @@ class Run:
     def deliver(self, item: dict) -> bool:
         """Deliver one webhook to the real inbound pipeline (store + durable task). Returns False
         when it was not acknowledged (the processor retries it)."""
-        from apps.webhooks.events import Notification
-        from apps.webhooks.services import inbound_events_store
+        from apps.payments.gateways.base import Notification
+        from apps.payments.news import inbound_events_store
 
         event = item["event"]
         try:

@@ -33,8 +33,14 @@ from apps.core.models import DurableTask
 from apps.ledger.models import Entry
 from apps.payments.gateways.base import GatewayConfig
 from apps.payments.gateways.simulator import SimulatorGateway
-from apps.payments.models import LateCharge, PaymentAttempt, PaymentIntent, Refund, SimulatorCharge
-from apps.webhooks.models import InboundEvent
+from apps.payments.models import (
+    InboundEvent,
+    LateCharge,
+    PaymentAttempt,
+    PaymentIntent,
+    Refund,
+    SimulatorCharge,
+)
 
 if TYPE_CHECKING:
     from apps.chaos.harness import Run, SeedResult

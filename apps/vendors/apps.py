@@ -7,7 +7,14 @@ class VendorsConfig(AppConfig):
     verbose_name = "Vendors"
 
     def ready(self) -> None:
+        # lazy: models load after the app registry is populated
+        from apps.payments.gateways.base import AccountNews, PayoutNews
+        from apps.payments.news import news_handler_register
+        from apps.vendors.news import account_news_apply, payout_news_apply
         from apps.webhooks.outbound import event_types_register, renderer_register
+
+        news_handler_register(AccountNews, account_news_apply)
+        news_handler_register(PayoutNews, payout_news_apply)
 
         event_types_register(
             {
