@@ -9,7 +9,7 @@ urlpatterns = [
     *health_urls,
     path("admin/", admin.site.urls),
     path("api/", include("apps.api.urls")),
-    path("webhooks/", include("apps.webhooks.urls")),
+    path("webhooks/", include("apps.payments.urls")),
     path("vendors/", include("apps.vendors.urls")),
     path("billing/", include("apps.billing.urls")),
     path("", include("apps.core.urls")),

@@ -41,14 +41,13 @@ from apps.core.jobs import registered_jobs
 from apps.core.models import DurableTask
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.gateways import registry
-from apps.payments.gateways.base import ChargeRequest, GatewayResult, Outcome
+from apps.payments.gateways.base import ChargeRequest, GatewayResult, Notification, Outcome
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
+from apps.payments.news import inbound_events_store
 from apps.payments.services import attempt_lease
 from apps.tenants.db import tenant_connection
 from apps.tenants.models import ApiKey, Domain, Marketplace
 from apps.tenants.services import api_key_create, marketplace_create
-from apps.webhooks.events import Notification
-from apps.webhooks.services import inbound_events_store
 
 BASE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # (payment method, weight): good cards, declines soft and hard, 3-D Secure, the simulator's faults.
@@ -235,6 +234,7 @@ class Run:
             {
                 "id": request.attempt_id,
                 "object": "payment_intent",
+                "status": "requires_payment_method",  # as Stripe's payment_failed carries it
                 "amount": request.amount,
                 "metadata": {"attempt_id": request.attempt_id},
                 "last_payment_error": {

@@ -34,8 +34,14 @@ from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.ledger.models import Entry
 from apps.payments.gateways.base import GatewayConfig
 from apps.payments.gateways.simulator import SimulatorGateway
-from apps.payments.models import LateCharge, PaymentAttempt, PaymentIntent, Refund, SimulatorCharge
-from apps.webhooks.models import InboundEvent
+from apps.payments.models import (
+    InboundEvent,
+    LateCharge,
+    PaymentAttempt,
+    PaymentIntent,
+    Refund,
+    SimulatorCharge,
+)
 
 if TYPE_CHECKING:
     from apps.chaos.harness import Run, SeedResult

@@ -1,5 +1,6 @@
 """Operators: gateway accounts with live breaker state and health, editable routing and decline
-rules, and read-only payments, attempts and refunds (with capture, cancel and refund actions)."""
+rules, read-only payments, attempts and refunds (with capture, cancel and refund actions), and the
+inbound events the processors sent (read-only, "reprocess")."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ from apps.payments.models import (
     DeclineRule,
     Dispute,
     GatewayAccount,
+    InboundEvent,
     LateCharge,
     PaymentAttempt,
     PaymentIntent,
     Refund,
     RoutingRule,
 )
+from apps.payments.news import inbound_events_reprocess
 from apps.payments.services import PaymentError, payment_cancel, payment_capture, payment_refund
 
 
@@ -344,3 +347,52 @@ class LateChargeAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin
     @admin.display(description="amount")
     def money(self, obj: LateCharge) -> str:
         return format_amount(obj.amount, obj.currency)
+
+
+@admin.register(InboundEvent)
+class InboundEventAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "received_at",
+        "gateway_account",
+        "type",
+        "event_id",
+        "state",
+        "attempts",
+        "processed_at",
+        "result",
+    )
+    list_filter = ("state", "type", "gateway_account", "provider")
+    search_fields = ("=event_id", "result", "last_error")
+    date_hierarchy = "received_at"
+    list_select_related = ("gateway_account",)
+    actions = ["reprocess"]
+    fields = (
+        "gateway_account",
+        "provider",
+        "event_id",
+        "type",
+        "state",
+        "attempts",
+        "occurred_at",
+        "received_at",
+        "processed_at",
+        "result",
+        "last_error",
+        "payload_pretty",
+        "body",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+    def has_reprocess_permission(self, request):
+        return self.has_view_permission(request)
+
+    @admin.action(
+        description="Reprocess (apply again; harmless if already applied)", permissions=["reprocess"]
+    )
+    def reprocess(self, request, queryset):
+        queued = inbound_events_reprocess(inbound_event_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"queued {queued} event(s) for processing")

@@ -89,3 +89,37 @@ def dispute_close(*, dispute: Dispute, won: bool) -> str:
                 payment_id=dispute.intent_id, dispute_id=dispute.id, allocations=dispute.allocations
             )
     return f"dispute {dispute.id} {dispute.status}"
+
+
+def dispute_news_apply(
+    *,
+    attempt: PaymentAttempt,
+    reference: str,
+    amount: int,
+    currency: str,
+    reason: str = "",
+    settled: str | None = None,
+    opens: bool = True,
+    label: str = "",
+) -> str:
+    """Idempotent: what the processor says about its dispute ``reference`` on ``attempt``'s charge.
+    News that ``opens`` records the dispute if it is new (news of a settlement first heard of then
+    is opened, then settled); news that cannot needs it recorded. ``settled`` ("won" or "lost")
+    settles it. Returns what it did. Raises DisputeError when the dispute does not fit the payment,
+    or a settlement names no recorded dispute."""
+    if opens:
+        dispute = dispute_open(
+            attempt=attempt, reference=reference, amount=amount, currency=currency, reason=reason
+        )
+    else:
+        found = Dispute.objects.filter(
+            gateway_account_id=attempt.gateway_account_id, reference=reference
+        ).first()
+        if found is None:
+            raise DisputeError(f"{label or 'a settlement'} for {reference}, but no dispute was recorded")
+        dispute = found
+    if settled in ("won", "lost"):
+        return dispute_close(dispute=dispute, won=settled == "won")
+    if dispute.status != Dispute.Status.OPEN:
+        return f"dispute {dispute.id} already {dispute.status}"
+    return f"dispute {dispute.id} opened for {dispute.amount} {dispute.currency}"

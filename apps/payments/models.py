@@ -7,6 +7,7 @@ Every state change goes through the model's machine in ``statemachine`` (``inten
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.payments.gateways.base import Outcome
@@ -368,3 +369,48 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} on {self.intent_id} [{self.status}]"
+
+
+class InboundEvent(models.Model):
+    """One notification a processor sent us (Stripe's ``evt_...``, one Adyen notification item),
+    stored once as it arrived and applied to our payments by a worker (``apps.payments.news``).
+    Unique per gateway account, so a redelivery is acknowledged and not stored again. (Its table
+    keeps the name it had when it lived in the webhooks app.)"""
+
+    class State(models.TextChoices):
+        PENDING = "pending"  # stored; a worker will apply it
+        PROCESSED = "processed"  # applied (or nothing to apply); see ``result``
+        FAILED = "failed"  # the last try raised (retried by its durable task) or contradicts our records
+
+    gateway_account = models.ForeignKey(
+        GatewayAccount, on_delete=models.PROTECT, related_name="inbound_events"
+    )
+    provider = models.CharField(max_length=10, help_text="the gateway kind whose notification it is")
+    event_id = models.CharField(
+        max_length=255,
+        help_text="the processor's id for it (Adyen has none: eventCode:pspReference:success)",
+    )
+    type = models.CharField(
+        max_length=100, db_index=True, help_text="the processor's type (Adyen's eventCode)"
+    )
+    body = models.TextField(help_text="the request body exactly as received (what the signature covers)")
+    payload = models.JSONField(help_text="the notification (Stripe's event, one Adyen notification item)")
+    occurred_at = models.DateTimeField(null=True, blank=True, help_text="when the processor says it happened")
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    result = models.CharField(max_length=500, blank=True, help_text="what processing did")
+
+    class Meta:
+        db_table = "webhooks_inboundevent"
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway_account", "event_id"], name="webhooks_inbound_event_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.type} {self.event_id} [{self.state}]"

@@ -8,11 +8,16 @@ class VendorsConfig(AppConfig):
 
     def ready(self) -> None:
         # lazy: these modules import models, which are loaded only once the apps are ready
+        from apps.payments.gateways.base import AccountNews, PayoutNews
         from apps.payments.hooks import splits_register
+        from apps.payments.news import news_handler_register
+        from apps.vendors.news import account_news_apply, payout_news_apply
         from apps.vendors.payment_hooks import VendorSplits
         from apps.webhooks.outbound import event_types_register, renderer_register
 
         splits_register(VendorSplits())
+        news_handler_register(AccountNews, account_news_apply)
+        news_handler_register(PayoutNews, payout_news_apply)
 
         event_types_register(
             {

@@ -49,9 +49,9 @@ from apps.ledger.errors import InsufficientFunds
 from apps.ledger.models import Account
 from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
-from apps.payments.models import GatewayAccount, PaymentIntent
+from apps.payments.gateways.connect import ConnectError, ConnectRail
+from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
 from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
-from apps.vendors.connect import ConnectClient, ConnectError
 from apps.vendors.locks import (
     payment_transfer_lock,
     payout_lock,
@@ -132,13 +132,10 @@ def _real_account(vendor: Vendor) -> bool:
     return bool(vendor.stripe_account_id) and not is_simulated(vendor)
 
 
-def _source_charge(client: ConnectClient, payment_id: str) -> str | None:
+def _source_charge(client: ConnectRail, payment_id: str) -> str | None:
     """When the payment was charged on the platform's Stripe account, its charge: the transfer
     then waits for that charge's funds (``source_transaction``) instead of drawing on the
     platform's available balance. None for other gateways (the platform's balance pays)."""
-    from apps.payments.gateways.stripe import split_reference
-    from apps.payments.models import PaymentAttempt
-
     attempt = (
         PaymentAttempt.objects.select_related("gateway_account")
         .filter(intent_id=payment_id, status=PaymentAttempt.Status.CAPTURED)
@@ -146,10 +143,7 @@ def _source_charge(client: ConnectClient, payment_id: str) -> str | None:
     )
     if attempt is None or attempt.gateway_account.kind != GatewayAccount.Kind.STRIPE or not attempt.reference:
         return None
-    connected, intent_id = split_reference(attempt.reference)
-    if connected:  # a charge on a connected account is not the platform's to transfer from
-        return None
-    return client.payment_intent_charge(intent_id)
+    return client.source_charge(attempt.reference)
 
 
 def _gateway_of(payment_id: str) -> str:

@@ -32,9 +32,10 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from apps.payments.gateways.connect import ConnectAccount, ConnectRail, ConnectStatus
 from apps.tenants.db import current_schema, tenant_connection
 from apps.tenants.selectors import marketplace_primary_domain
-from apps.vendors.connect import ConnectAccount, ConnectClient, ConnectStatus, requirements_in_words
+from apps.vendors.connect import requirements_in_words
 from apps.vendors.models import Vendor, VendorInvite
 from apps.vendors.selectors import SIMULATED_ACCOUNT_PREFIX, connect_client, is_simulated
 from apps.vendors.services import hash_invite_token, vendor_account_apply, vendor_create, vendor_invite_create
@@ -176,7 +177,7 @@ def simulated_onboarding_complete(*, vendor: Vendor) -> Vendor:
     return vendor_account_apply(vendor=vendor, account=simulated_account(vendor, verified=True))
 
 
-def onboarding_account_ensure(*, vendor: Vendor, client: ConnectClient) -> Vendor:
+def onboarding_account_ensure(*, vendor: Vendor, client: ConnectRail) -> Vendor:
     """The vendor's Express account: created once (idempotency key ``account:<vendor id>``, with
     the business details from the form as metadata) and applied (status ``onboarding``); a vendor
     that has one is returned unchanged. Raises ConnectError."""
@@ -204,7 +205,7 @@ def onboarding_account_ensure(*, vendor: Vendor, client: ConnectClient) -> Vendo
     return vendor_account_apply(vendor=vendor, account=account)
 
 
-def onboarding_link_create(*, vendor: Vendor, client: ConnectClient, base_url: str) -> str:
+def onboarding_link_create(*, vendor: Vendor, client: ConnectRail, base_url: str) -> str:
     """A new Account Link into Stripe's hosted onboarding (single use, expires in minutes); its
     refresh and return URLs are our signed pages under ``base_url``. Raises ConnectError."""
     token = link_token(vendor)

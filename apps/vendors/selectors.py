@@ -9,8 +9,11 @@ from django.db.models import QuerySet
 
 from apps.ledger.models import Balance
 from apps.ledger.selectors import balance_get
+from apps.payments.gateways.base import GatewayConfig
+from apps.payments.gateways.connect import ConnectRail
+from apps.payments.gateways.registry import connect_kinds, connect_rail_for
 from apps.payments.models import GatewayAccount
-from apps.vendors.connect import ConnectClient, requirements_in_words
+from apps.vendors.connect import requirements_in_words
 from apps.vendors.models import CommissionPolicy, PaymentSplit, Payout, Transfer, Vendor
 from apps.vendors.splits import CommissionTerms, VendorTerms, reclaimable
 
@@ -69,15 +72,18 @@ def is_simulated(vendor: Vendor) -> bool:
     return vendor.stripe_account_id.startswith(SIMULATED_ACCOUNT_PREFIX)
 
 
-def connect_client() -> ConnectClient | None:
-    """A Connect client on the marketplace's enabled ``stripe`` gateway account with a secret key
-    (the first by name), or None: Stripe is not configured (onboarding and transfers are simulated)."""
-    for account in GatewayAccount.objects.filter(kind=GatewayAccount.Kind.STRIPE, enabled=True).order_by(
-        "name"
-    ):
-        credentials = account.credentials
-        if credentials.get("secret_key"):
-            return ConnectClient.from_gateway(credentials, account.settings or {})
+def connect_client() -> ConnectRail | None:
+    """The Connect rail of the marketplace's first enabled gateway account (by name) whose processor
+    has one and that is configured for it (Stripe: a secret key), or None: no Connect is configured
+    (onboarding and transfers are simulated)."""
+    accounts = GatewayAccount.objects.filter(kind__in=connect_kinds(), enabled=True).order_by("name")
+    for account in accounts:
+        config = GatewayConfig(
+            account_id=account.name, credentials=account.credentials, settings=account.settings or {}
+        )
+        rail = connect_rail_for(account.kind, config)
+        if rail is not None:
+            return rail
     return None
 
 

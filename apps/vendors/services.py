@@ -1,7 +1,8 @@
 """Every way a Vendor, its invites and the marketplace's commission policy change.
 
-Stripe calls (``apps.vendors.connect``) are made by the caller, outside any database
-transaction; these services only record what Stripe answered (``vendor_account_apply``)."""
+Connect calls (the Connect port, ``apps.payments.gateways.connect``) are made by the caller,
+outside any database transaction; these services only record what it answered
+(``vendor_account_apply``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
-from apps.vendors.connect import ConnectAccount
+from apps.payments.gateways.connect import ConnectAccount
 from apps.vendors.locks import invite_lock, vendor_lock
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
 from apps.vendors.splits import CommissionTerms, FeePolicy, SplitError
@@ -207,7 +208,7 @@ def _payouts_held_set(vendor: Vendor, held: bool) -> Vendor:
 
 def vendor_account_apply(*, vendor: Vendor, account: ConnectAccount) -> Vendor:
     """Record what Stripe says about the vendor's connected account: its id, flags, requirements
-    and our status (``connect.account_status``). A disabled vendor stays disabled (an operator's
+    and our status (as the Connect rail maps it). A disabled vendor stays disabled (an operator's
     decision outranks Stripe). Locks the vendor row; idempotent."""
     with transaction.atomic():
         locked = vendor_lock(vendor.pk)

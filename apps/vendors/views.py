@@ -17,8 +17,8 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.payments.gateways.connect import ConnectError
 from apps.vendors import auth, onboarding
-from apps.vendors.connect import ConnectError
 from apps.vendors.dashboard import vendor_dashboard
 from apps.vendors.models import Vendor
 from apps.vendors.selectors import vendor_business_details

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
+from apps.payments.gateways.connect import ConnectAccount, ConnectStatus
 from apps.payments.models import PaymentIntent
-from apps.vendors.connect import ConnectAccount, ConnectStatus
 from apps.vendors.models import Vendor
 from apps.vendors.services import vendor_account_apply
 from apps.webhooks.models import OutboundEvent

@@ -26,19 +26,23 @@ import stripe
 import urllib3.exceptions
 
 from apps.payments.gateways.base import (
+    ChargeNews,
     ChargeRequest,
     GatewayCallError,
     GatewayConfig,
     GatewayStatus,
+    Notification,
     Outcome,
 )
-from apps.payments.gateways.stripe import (
+from apps.payments.gateways.stripe import StripeGateway
+from apps.payments.gateways.stripe.gateway import connection_outcome
+from apps.payments.gateways.stripe.shapes import (
     HARD_DECLINE_CODES,
-    StripeGateway,
-    connection_outcome,
     decline_outcome,
+    intent_result,
     split_reference,
 )
+from apps.payments.gateways.stripe.webhooks import StripeNotifications
 
 SECRET = "sk_test_localstripe"
 
@@ -608,8 +612,68 @@ def test_decline_outcome(decline_code, advice_code, expected):
     assert decline_outcome(decline_code, advice_code) == expected
 
 
+def test_a_canceled_payment_intent_is_a_void_never_a_success_to_whoever_reads_it():
+    # One translation of a PaymentIntent (shapes.intent_result) serves the adapter's calls and the
+    # webhooks. A canceled one holds no money and never will: as a lookup's answer and as webhook
+    # news it is GATEWAY_ERROR/CANCELED (the attempt failed: nothing was charged), never a success;
+    # only our own cancel is completed by it (SUCCEEDED/CANCELED: the void we asked for is done).
+    canceled = intent_json("pi_void", "canceled")
+    canceled["cancellation_reason"] = "abandoned"
+    gateway = make_gateway("http://stripe.invalid", CannedClient((200, canceled), (200, canceled)))
+    event = stripe_event_json("payment_intent.canceled", canceled)
+
+    looked_up = gateway.retrieve(attempt_id="pay_c_1", reference="pi_void")
+    voided = gateway.cancel(attempt_id="pay_c_1", reference="pi_void", idempotency_key="pay_c_1:void")
+    [news] = StripeNotifications(GatewayConfig(account_id="stripe_test")).parse_notification(event)
+
+    assert (looked_up.outcome, looked_up.status) == (Outcome.GATEWAY_ERROR, GatewayStatus.CANCELED)
+    assert isinstance(news, ChargeNews)
+    assert (news.result.outcome, news.result.status) == (Outcome.GATEWAY_ERROR, GatewayStatus.CANCELED)
+    assert (news.result.amount_authorized, news.result.amount_captured) == (0, 0)
+    assert news.result.message == "webhook payment_intent.canceled: PaymentIntent canceled (abandoned)"
+    assert (voided.outcome, voided.status) == (Outcome.SUCCEEDED, GatewayStatus.CANCELED)
+
+
+def test_webhook_news_of_a_payment_intent_is_the_adapters_translation():
+    # The same PaymentIntent read by a call and by a webhook says the same (the webhook's carries
+    # only the charge's id, so its amounts come from the PaymentIntent).
+    for status, event_type in (
+        ("succeeded", "payment_intent.succeeded"),
+        ("requires_capture", "payment_intent.amount_capturable_updated"),
+        ("requires_payment_method", "payment_intent.payment_failed"),
+    ):
+        intent = intent_json("pi_same", status)
+        if status == "requires_payment_method":
+            intent["last_payment_error"] = {"code": "card_declined", "decline_code": "lost_card"}
+        called = intent_result(intent, account=None, operation="retrieve")
+        intent["latest_charge"] = "ch_canned"
+        intent["amount_received"] = called.amount_captured
+        [news] = StripeNotifications(GatewayConfig(account_id="stripe_test")).parse_notification(
+            stripe_event_json(event_type, intent)
+        )
+        assert isinstance(news, ChargeNews)
+        heard = news.result
+        assert (heard.outcome, heard.status, heard.reference) == (
+            called.outcome,
+            called.status,
+            called.reference,
+        )
+        assert (heard.amount_authorized, heard.amount_captured) == (
+            called.amount_authorized,
+            called.amount_captured,
+        )
+        assert (heard.decline_code, heard.advice_code) == (called.decline_code, called.advice_code)
+
+
+def stripe_event_json(event_type: str, obj: dict) -> Notification:
+    """A stored Stripe event carrying ``obj``, as the webhook reader gets it."""
+    event_id = f"evt_{event_type}"
+    event = {"id": event_id, "object": "event", "type": event_type, "data": {"object": obj}}
+    return Notification(event_id=event_id, type=event_type, payload=event)
+
+
 def test_test_payment_methods_decline_alike_at_stripe_and_in_the_simulator():
-    from apps.payments.gateways.simulator import HARD as SIMULATOR_HARD
+    from apps.payments.gateways.simulator.gateway import HARD as SIMULATOR_HARD
     from apps.payments.methods import TEST_METHODS
 
     assert SIMULATOR_HARD <= HARD_DECLINE_CODES

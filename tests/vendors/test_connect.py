@@ -15,15 +15,10 @@ from urllib.parse import parse_qs
 import pytest
 import responses
 
-from apps.vendors.connect import (
-    ConnectClient,
-    ConnectError,
-    ConnectStatus,
-    account_status,
-    disabled_reason_in_words,
-    requirement_in_words,
-    requirements_in_words,
-)
+from apps.payments.gateways.base import GatewayConfig
+from apps.payments.gateways.connect import ConnectError, ConnectStatus
+from apps.payments.gateways.stripe.connect import ConnectClient, account_status
+from apps.vendors.connect import disabled_reason_in_words, requirement_in_words, requirements_in_words
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API = "http://stripe.test"  # an explicit api_base: nothing may go to api.stripe.com
@@ -128,7 +123,7 @@ def test_account_retrieve_maps_an_active_account(stripe_api, client):
     )
     account = client.account_retrieve(ACCOUNT)
     assert account.status == ConnectStatus.ACTIVE
-    assert account.requirements_in_words == []
+    assert requirements_in_words(account.requirements) == []
 
 
 def test_account_retrieve_maps_a_restricted_account_in_plain_words(stripe_api, client):
@@ -148,7 +143,7 @@ def test_account_retrieve_maps_a_restricted_account_in_plain_words(stripe_api, c
     )
     account = client.account_retrieve(ACCOUNT)
     assert account.status == ConnectStatus.RESTRICTED
-    assert account.requirements_in_words == [
+    assert requirements_in_words(account.requirements) == [
         "an identity document (past due)",
         "a bank account for payouts",
         "disabled: required information is past due",
@@ -430,8 +425,12 @@ def test_unreachable_stripe_is_a_retryable_connect_error():
 
 def test_client_from_gateway_settings(stripe_api):
     stripe_api.get(f"{API}/v1/accounts/{ACCOUNT}", json=fixture("account"))
-    client = ConnectClient.from_gateway({"secret_key": "sk_test_gw"}, {"api_base": API})
+    client = ConnectClient.from_config(
+        GatewayConfig(
+            account_id="stripe_main", credentials={"secret_key": "sk_test_gw"}, settings={"api_base": API}
+        )
+    )
     client.account_retrieve(ACCOUNT)
     assert stripe_api.calls[0].request.headers["Authorization"] == "Bearer sk_test_gw"
     with pytest.raises(ConnectError, match="secret key is missing"):
-        ConnectClient.from_gateway({}, {})
+        ConnectClient.from_config(GatewayConfig(account_id="stripe_main"))

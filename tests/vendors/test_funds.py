@@ -13,9 +13,9 @@ import pytest
 import responses
 
 from apps.ledger.models import LedgerEvent
+from apps.payments.gateways.connect import ConnectAccount, ConnectStatus
 from apps.payments.models import GatewayAccount, PaymentIntent, SimulatorCharge
 from apps.payments.services import PaymentError, payment_intent_create, payment_refund
-from apps.vendors.connect import ConnectAccount, ConnectStatus
 from apps.vendors.funds import FundsError, payouts_due, payouts_run, vendor_payout_create
 from apps.vendors.models import CommissionPolicy, Payout, Transfer, Vendor
 from apps.vendors.selectors import vendor_balances

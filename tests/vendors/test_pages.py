@@ -149,11 +149,11 @@ def reloaded(vendor: Vendor) -> Vendor:
 
 
 def apply_account(vendor: Vendor, **fields: Any) -> Vendor:
-    from apps.vendors.connect import _account
+    from apps.payments.gateways.stripe.connect import account_from_stripe
     from apps.vendors.services import vendor_account_apply
 
     with tenant_context(vendor_tenant()):
-        return vendor_account_apply(vendor=vendor, account=_account(account_json(**fields)))
+        return vendor_account_apply(vendor=vendor, account=account_from_stripe(account_json(**fields)))
 
 
 # --------------------------------------------------------------------------- invite and landing page

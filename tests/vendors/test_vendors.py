@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_tenants.utils import tenant_context
 
-from apps.vendors.connect import ConnectAccount, ConnectStatus
+from apps.payments.gateways.connect import ConnectAccount, ConnectStatus
 from apps.vendors.models import CommissionPolicy, Vendor, VendorInvite
 from apps.vendors.selectors import commission_policy_terms, vendor_split_terms
 from apps.vendors.services import (

@@ -20,10 +20,9 @@ from django.utils import timezone
 from apps.core.durable import durable_run
 from apps.core.models import DurableTask
 from apps.payments.breaker import CircuitBreaker
-from apps.payments.models import GatewayAccount, PaymentIntent, RoutingRule
+from apps.payments.models import GatewayAccount, InboundEvent, PaymentIntent, RoutingRule
+from apps.payments.news import PROCESS_HANDLER
 from apps.payments.services import payment_intent_create
-from apps.webhooks.models import InboundEvent
-from apps.webhooks.services import PROCESS_HANDLER
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STRIPE_API = "https://stripe.test"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 
 from apps.core.models import DurableTask
-from apps.webhooks.models import InboundEvent
-from apps.webhooks.services import PROCESS_HANDLER
+from apps.payments.models import InboundEvent
+from apps.payments.news import PROCESS_HANDLER
 from tests.webhooks.processors import post_stripe, process_queued, stripe_body, stripe_event, stripe_intent
 
 
@@ -21,13 +21,13 @@ def test_inbound_events_are_listed_read_only_filterable_and_reprocessable(gatewa
 
     # When an operator looks at it
     listing = client.get(
-        "/admin/webhooks/inboundevent/?state__exact=processed&type__exact=payment_intent.succeeded"
+        "/admin/payments/inboundevent/?state__exact=processed&type__exact=payment_intent.succeeded"
     )
-    other_state = client.get("/admin/webhooks/inboundevent/?state__exact=failed")
-    detail = client.get(f"/admin/webhooks/inboundevent/{event.pk}/change/")
-    edit = client.post(f"/admin/webhooks/inboundevent/{event.pk}/change/", {"type": "x"})
-    delete = client.get(f"/admin/webhooks/inboundevent/{event.pk}/delete/")
-    add = client.get("/admin/webhooks/inboundevent/add/")
+    other_state = client.get("/admin/payments/inboundevent/?state__exact=failed")
+    detail = client.get(f"/admin/payments/inboundevent/{event.pk}/change/")
+    edit = client.post(f"/admin/payments/inboundevent/{event.pk}/change/", {"type": "x"})
+    delete = client.get(f"/admin/payments/inboundevent/{event.pk}/delete/")
+    add = client.get("/admin/payments/inboundevent/add/")
 
     # Then it is there, read-only
     assert listing.status_code == 200 and b"evt_admin" in listing.content
@@ -37,7 +37,7 @@ def test_inbound_events_are_listed_read_only_filterable_and_reprocessable(gatewa
 
     # And "reprocess" queues it again
     reprocess = client.post(
-        "/admin/webhooks/inboundevent/",
+        "/admin/payments/inboundevent/",
         {"action": "reprocess", "index": 0, "_selected_action": [event.pk]},
         follow=True,
     )

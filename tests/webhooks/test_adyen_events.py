@@ -10,10 +10,9 @@ import time_machine
 from django.utils import timezone
 
 from apps.ledger.models import LedgerEvent
-from apps.payments.models import Refund, SimulatorCharge
+from apps.payments.models import InboundEvent, Refund, SimulatorCharge
+from apps.payments.news import PROCESS_MAX_ATTEMPTS, inbound_event_process
 from apps.payments.services import payment_capture, payment_refund
-from apps.webhooks.models import InboundEvent
-from apps.webhooks.services import PROCESS_MAX_ATTEMPTS, inbound_event_process
 from tests.webhooks.processors import (
     ADYEN_CHECKOUT,
     MERCHANT,

@@ -10,9 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from apps.core.models import DurableTask
-from apps.payments.models import GatewayAccount
-from apps.webhooks.models import InboundEvent
-from apps.webhooks.services import PROCESS_HANDLER
+from apps.payments.models import GatewayAccount, InboundEvent
+from apps.payments.news import PROCESS_HANDLER
 from tests.webhooks.processors import (
     HMAC_KEY,
     WEBHOOK_SECRET,

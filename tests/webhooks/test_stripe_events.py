@@ -8,10 +8,9 @@ import pytest
 from apps.core.durable import durable_run
 from apps.core.models import DurableTask
 from apps.ledger.models import LedgerEvent
-from apps.payments.models import Dispute, LateCharge, PaymentAttempt, Refund, SimulatorCharge
+from apps.payments.models import Dispute, InboundEvent, LateCharge, PaymentAttempt, Refund, SimulatorCharge
+from apps.payments.news import inbound_event_process, inbound_events_reprocess
 from apps.payments.services import late_charge_notify, payment_intent_create, payment_refund
-from apps.webhooks.models import InboundEvent
-from apps.webhooks.services import inbound_event_process, inbound_events_reprocess
 from tests.webhooks.processors import (
     STRIPE_API,
     event_of,

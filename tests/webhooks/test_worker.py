@@ -8,8 +8,7 @@ import responses
 from django_tenants.utils import tenant_context
 
 from apps.core import durable
-from apps.payments.models import PaymentIntent
-from apps.webhooks.models import InboundEvent
+from apps.payments.models import InboundEvent, PaymentIntent
 from tests.support import default_queue_worker, fresh_marketplace, wait_for
 from tests.webhooks.processors import (
     install_gateways,

@@ -1,6 +1,9 @@
-"""The gateway port. Every adapter (one module per processor) implements ``Gateway`` and speaks
-only these types to the rest of the code; all translation of a processor's request/response
-shapes and error codes lives inside its module.
+"""The gateway port. Every processor is one package, ``apps/payments/gateways/<kind>/``, whose
+adapter implements ``Gateway`` (the calls: authorise, capture, cancel, refund, retrieve) and whose
+``webhooks`` module implements ``Notifications`` (verifying the processor's webhooks and reading
+them as the neutral news below). Both speak only these types to the rest of the code: all
+translation of a processor's request, response and notification shapes and of its error codes
+lives inside its package. ``registry.py`` names the packages.
 
 Idempotency: every call carries a key derived from our attempt id (``pay_x_1``, and
 ``pay_x_1:capture``, ``re_y`` for refunds), and adapters must send it to the processor so a
@@ -10,8 +13,12 @@ retried call can never charge twice.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
+
+from apps.payments.gateways.connect import ConnectAccount
 
 
 class Outcome(enum.StrEnum):
@@ -85,12 +92,22 @@ class GatewayConfig:
     settings: dict = field(default_factory=dict)  # non-secret: base url, timeouts, simulator behaviour
     timeout_seconds: float = 10.0
 
+    def secrets(self, name: str) -> list[str]:
+        """The secret(s) configured under ``credentials[name]``: one string or a list of strings,
+        newest first, so a secret can be rotated without refusing what the old one signed."""
+        value = (self.credentials or {}).get(name)
+        values = value if isinstance(value, list) else [value]
+        return [v for v in values if isinstance(v, str) and v]
+
 
 class Gateway(Protocol):
     kind: str  # "simulator", "stripe", "adyen"
     # Whether ``retrieve`` can find an attempt (an adapter without a lookup sets it False): when it
     # can, an inconclusive ``retrieve`` means its answer was lost, not that nothing is known there.
     can_look_up: bool
+    # The webhook half of the port, built from the same GatewayConfig. A class of its own because
+    # reading notifications needs none of the API credentials the adapter requires.
+    notifications: type[Notifications]
 
     def authorize(self, request: ChargeRequest) -> GatewayResult:
         """Confirm a payment; capture too when ``request.capture``. Idempotent by attempt id."""
@@ -133,4 +150,217 @@ class RefundLookup(Protocol):
         """The processor's truth about our refund ``refund_id`` (re_...) of the charge
         ``reference``: SUCCEEDED (it exists, done or under way), DECLINED_HARD (it exists and
         failed), status NOT_FOUND (certainly none), or GATEWAY_ERROR / UNKNOWN (cannot tell)."""
+        ...
+
+
+# --------------------------------------------------------------------------- notifications
+# What a processor tells us by webhook. Its package verifies a request and splits it into
+# ``Notification``s, which are stored as received (``apps.payments.news``); a worker later reads
+# each stored one as neutral news (``parse_notification``) and applies it through the payments
+# services, forward only. Nothing outside the package reads a notification's payload.
+
+
+class NotificationError(ValueError):
+    """A request whose notifications may not be stored; nothing is."""
+
+
+class NotificationUnauthenticated(NotificationError):
+    """The request's own credentials (HTTP basic auth, where configured) are wrong: 401."""
+
+
+class NotificationSignatureError(NotificationError):
+    """The body is not proven to come from the processor: 400 ``signature_invalid``."""
+
+
+class NotificationFormatError(NotificationError):
+    """The body is not the processor's notification format: 400 ``event_invalid``."""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One notification as received and stored (``InboundEvent``)."""
+
+    event_id: str  # unique per gateway account: a redelivery carries the same id
+    type: str
+    payload: dict
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NotificationAnswer:
+    """What the processor expects back once its notifications are stored (a ``dict`` is JSON)."""
+
+    body: dict | str
+    content_type: str = "application/json"
+
+
+@dataclass(frozen=True)
+class NotificationMatch:
+    """Stored notifications of a gateway account that say one thing (e.g. "this charge was
+    cancelled"): of one of ``types``, with a payload matching every ``all_of`` lookup and one of
+    ``any_of`` (Django lookups inside the payload). ``said`` is that thing in words."""
+
+    types: tuple[str, ...]
+    any_of: tuple[dict[str, Any], ...]
+    said: str
+    all_of: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------- news (neutral objects)
+
+
+@dataclass(frozen=True)
+class ChargeRef:
+    """How news names one of our charges."""
+
+    attempt_id: str | None  # our attempt id, when the processor echoes it (metadata, reference)
+    # The processor's id for the charge; ``PaymentAttempt.reference`` may carry it qualified by the
+    # account holding the charge (``<account>/<id>``, a Stripe direct charge).
+    reference: str | None
+    not_ours: str  # what processing says when no attempt of ours is that charge
+
+
+@dataclass(frozen=True)
+class ChargeNews:
+    """What a charge of ours is now at the processor: authorised, captured, declined, voided.
+    ``result.status`` is the truth; ``result.outcome`` is as the resolver reads it (a voided charge
+    is GATEWAY_ERROR: nothing was charged, and nothing will be)."""
+
+    charge: ChargeRef
+    result: GatewayResult
+    label: str = ""  # the charge in words ("PaymentIntent pi_..."), for a conflict's message
+    # The attempt's recorded reference must be this charge: news naming our attempt for another
+    # charge contradicts our records.
+    same_charge: bool = False
+    # News of money (authorised, captured) that is older than a cancellation of the charge stored
+    # since (``Notifications.cancellations``) changes nothing.
+    superseded_by_cancel: bool = False
+    # An authorisation that the processor captures by itself when the payment captures
+    # automatically (Adyen's AUTHORISATION): captured for such payments.
+    capture_follows: bool = False
+
+
+@dataclass(frozen=True)
+class RefundReport:
+    """One refund of a charge as the processor reports it."""
+
+    refund_id: str | None  # ours (re_...), when the processor echoes it
+    reference: str  # the processor's id for the refund
+    succeeded: bool | None  # None: not settled yet
+    message: str = ""
+    # Its amount, when a refund not made through us is to be recorded from this report; None
+    # leaves such refunds to the charge's running total (``RefundNews.refunded_total``).
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class RefundNews:
+    """Refunds of one of our charges: ours are settled, those made outside the platform (the
+    processor's dashboard) are recorded."""
+
+    charge: ChargeRef
+    refunds: tuple[RefundReport, ...]
+    outside_reason: str  # the reason recorded for a refund made outside the platform
+    # The processor's running total of refunded captured money, when it keeps one: what exceeds
+    # the refunds known here is recorded, idempotent by ``total_reference``.
+    refunded_total: int | None = None
+    total_reference: str = ""
+    unchanged: str = ""  # what processing says when nothing was new
+
+
+@dataclass(frozen=True)
+class CaptureFailedNews:
+    """The processor failed a capture it had accepted."""
+
+    charge: ChargeRef
+    message: str
+
+
+@dataclass(frozen=True)
+class RequestFailedNews:
+    """The processor could not do something we asked of it (e.g. a cancellation): nothing changes,
+    and the news is recorded as such."""
+
+    charge: ChargeRef
+    request: str  # what was asked, in the processor's words (CANCELLATION)
+    reason: str
+
+
+@dataclass(frozen=True)
+class DisputeNews:
+    """A dispute (chargeback) on one of our charges: opened, or settled won or lost."""
+
+    charge: ChargeRef
+    reference: str  # the processor's id for the dispute
+    amount: int
+    currency: str
+    reason: str = ""
+    settled: str | None = None  # "won", "lost", or None (opened, under way)
+    # Whether this news opens the dispute when it is not recorded yet; a settlement that cannot
+    # (it names no opening) needs the dispute recorded.
+    opens: bool = True
+    label: str = ""  # the news in the processor's words, for messages
+
+
+@dataclass(frozen=True)
+class AccountNews:
+    """A connected account (a vendor's, on the processor's Connect) changed."""
+
+    account: ConnectAccount
+
+
+@dataclass(frozen=True)
+class PayoutNews:
+    """A payout from a connected account to its bank settled."""
+
+    reference: str  # the processor's id for the payout
+    connected_account: str | None  # the account it was made on, when the processor says
+    paid: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class IgnoredNews:
+    """A notification that is deliberately not applied (e.g. for another merchant account)."""
+
+    reason: str
+
+
+GatewayNews = (
+    ChargeNews
+    | RefundNews
+    | CaptureFailedNews
+    | RequestFailedNews
+    | DisputeNews
+    | AccountNews
+    | PayoutNews
+    | IgnoredNews
+)
+
+
+class Notifications(Protocol):
+    """The webhook half of a processor's package (``<kind>/webhooks.py``), built from the gateway
+    account's ``GatewayConfig`` (its secrets: webhook secrets, HMAC keys)."""
+
+    # Whether the processor posts to ``/webhooks/<kind>/<gateway account>`` (the simulator does not).
+    endpoint: bool
+
+    def verify_notification(self, headers: Mapping[str, str], body: bytes) -> list[Notification]:
+        """The notifications in a request, checked over the raw body before anything is parsed
+        or stored. Raises NotificationUnauthenticated, NotificationSignatureError or
+        NotificationFormatError."""
+        ...
+
+    def notification_answer(self, received: list[tuple[Notification, bool]]) -> NotificationAnswer:
+        """The answer once ``received`` are stored (each with True when new, False for a
+        redelivery)."""
+        ...
+
+    def parse_notification(self, notification: Notification) -> list[GatewayNews]:
+        """A stored notification as news; [] when nothing in it is applied to payments."""
+        ...
+
+    def cancellations(self, *, attempt_id: str, reference: str | None) -> NotificationMatch:
+        """The stored notifications saying that our attempt ``attempt_id`` (the processor's charge
+        ``reference``) was cancelled."""
         ...

@@ -43,6 +43,7 @@ from apps.payments.gateways.base import (
     GatewayStatus,
     Outcome,
 )
+from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
 from apps.payments.methods import TEST_METHODS, card_info
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 
@@ -52,6 +53,7 @@ HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc
 class SimulatorGateway:
     kind = "simulator"
     can_look_up = True
+    notifications = SimulatorNotifications
 
     def __init__(self, config: GatewayConfig):
         self.config = config

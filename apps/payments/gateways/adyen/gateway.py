@@ -1,4 +1,5 @@
-"""Adyen, through the official SDK (``Adyen`` 16.x, Checkout API v72).
+"""Adyen, through the official SDK (``Adyen`` 16.x, Checkout API v72). Its webhooks are read in
+``webhooks.py``.
 
 Configuration (``GatewayConfig``):
 
@@ -69,6 +70,7 @@ from Adyen.exceptions import AdyenAPIResponseError, AdyenError
 from Adyen.services.checkout import ModificationsApi, PaymentsApi
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from apps.payments.gateways.adyen.webhooks import AdyenNotifications
 from apps.payments.gateways.base import (
     ChargeRequest,
     GatewayCallError,
@@ -166,6 +168,7 @@ _KEPT_ADDITIONAL = ("merchantAdviceCode", "refusalReasonRaw")
 class AdyenGateway:
     kind = "adyen"
     can_look_up = False  # Checkout has no payment lookup: ``retrieve`` always says UNKNOWN
+    notifications = AdyenNotifications
 
     def __init__(self, config: GatewayConfig):
         credentials, settings = config.credentials or {}, config.settings or {}

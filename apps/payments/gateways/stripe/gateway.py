@@ -1,5 +1,8 @@
 """Stripe adapter: the gateway port on the official SDK (``stripe.StripeClient``, stripe-python 15).
 
+A PaymentIntent becomes our result in one place, ``shapes.intent_result``, for the adapter's calls
+and for the webhooks alike (``webhooks.py``); failures are read once (``errors.py``).
+
 One attempt is one PaymentIntent, created and confirmed in a single call (``confirm=True``) with
 our attempt id as the idempotency key and as ``metadata.attempt_id``. The SDK never retries
 (``max_network_retries=0``): the mesh decides retries and failover.
@@ -11,8 +14,7 @@ passes only the reference to them; so such references carry the account: ``acct_
 
 Outcome classes:
 
-- ``succeeded`` -> SUCCEEDED/CAPTURED, ``requires_capture`` -> SUCCEEDED/AUTHORIZED,
-  ``requires_action`` -> REQUIRES_ACTION, ``processing`` -> UNKNOWN (the charge may still land).
+- A PaymentIntent's status as ``shapes.py`` says (``canceled`` is a void, never a success).
 - A card error (HTTP 402) -> DECLINED_SOFT or DECLINED_HARD by ``decline_outcome``: the issuer's
   advice code outranks our table of Stripe's hard decline codes.
 - Nothing sent (connection refused, DNS failure, connect timeout, TLS handshake), 5xx, 429, bad
@@ -31,9 +33,7 @@ held everything). PaymentIntents on connected accounts are not visible to either
 processing may create its PaymentIntent after a lookup; within Stripe's 24 h idempotency window,
 sending ``authorize`` again with the same request is the exact way to learn a lost outcome.
 
-Amounts: a partial capture releases the rest as a refund of the uncaptured amount, so the
-charge's ``amount_refunded`` includes it; ``amount_refunded`` here counts only refunds of captured
-money. The fee comes from the charge's balance transaction when Stripe reports it (0 otherwise).
+Amounts: see ``shapes.py``.
 """
 
 from __future__ import annotations
@@ -41,11 +41,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-import requests
 import stripe
-import urllib3.exceptions
 from stripe.params import (
     PaymentIntentCancelParams,
     PaymentIntentCaptureParams,
@@ -64,146 +63,32 @@ from apps.payments.gateways.base import (
     GatewayStatus,
     Outcome,
 )
+from apps.payments.gateways.stripe.connect import ConnectClient
+from apps.payments.gateways.stripe.errors import describe, never_sent, read_failure
+from apps.payments.gateways.stripe.sdk import stripe_client
+from apps.payments.gateways.stripe.shapes import (
+    charge_amounts,
+    decline_outcome,
+    intent_result,
+    qualified_reference,
+    refund_settled,
+    split_reference,
+    trimmed,
+)
+from apps.payments.gateways.stripe.webhooks import StripeNotifications
 
 logger = logging.getLogger(__name__)
-
-# Stripe's documented decline codes (docs.stripe.com/declines/codes) after which the same card
-# will not be approved anywhere: lost, stolen, closed or blocked cards, fraud, wrong card data.
-# Every other code (insufficient_funds, do_not_honor, generic_decline, processing_error, ...) is
-# soft. The advice code, when Stripe sends one, outranks this table.
-HARD_DECLINE_CODES = frozenset(
-    {
-        "card_not_supported",
-        "currency_not_supported",
-        "do_not_try_again",
-        "expired_card",
-        "fraudulent",
-        "incorrect_cvc",
-        "incorrect_number",
-        "incorrect_pin",
-        "invalid_account",
-        "invalid_cvc",
-        "invalid_expiry_month",
-        "invalid_expiry_year",
-        "invalid_number",
-        "invalid_pin",
-        "lost_card",
-        "merchant_blacklist",
-        "new_account_information_available",
-        "pickup_card",
-        "pin_try_exceeded",
-        "restricted_card",
-        "revocation_of_all_authorizations",
-        "revocation_of_authorization",
-        "security_violation",
-        "stolen_card",
-        "stop_payment_order",
-        "testmode_decline",
-    }
-)
-
-_INTENT_STATUS = {
-    "succeeded": GatewayStatus.CAPTURED,
-    "requires_capture": GatewayStatus.AUTHORIZED,
-    "requires_action": GatewayStatus.REQUIRES_ACTION,
-    "requires_payment_method": GatewayStatus.DECLINED,  # confirmed and failed (or 3DS failed)
-    "canceled": GatewayStatus.CANCELED,
-    "processing": GatewayStatus.UNKNOWN,
-    "requires_confirmation": GatewayStatus.ERROR,  # never confirmed: nothing charged
-}
 
 _EXPAND_INTENT = ["latest_charge", "latest_charge.balance_transaction"]
 LOOKUP_WINDOW_SECONDS = 3600  # far beyond Search's lag behind writes
 LOOKUP_MAX_PAGES = 10
-_CONNECT_TIMEOUT_SECONDS = 5.0
 _LOST_ANSWER = "request sent but the answer was lost: the charge may exist"
 
 
-def decline_outcome(decline_code: str | None, advice_code: str | None) -> Outcome:
-    """DECLINED_HARD or DECLINED_SOFT for a Stripe decline; the issuer's advice code wins."""
-    if advice_code == "do_not_try_again":
-        return Outcome.DECLINED_HARD
-    if advice_code == "try_again_later":
-        return Outcome.DECLINED_SOFT
-    return Outcome.DECLINED_HARD if decline_code in HARD_DECLINE_CODES else Outcome.DECLINED_SOFT
-
-
 def connection_outcome(exc: stripe.APIConnectionError) -> Outcome:
-    """GATEWAY_ERROR when the request provably never reached Stripe, else UNKNOWN.
-
-    The SDK wraps the HTTP library's exception (``raise ... from e``) and flags connect errors
-    and read timeouts alike as retryable, so the cause decides: refused connection, DNS failure,
-    connect timeout and TLS handshake failure happen before a byte of the request is sent; a
-    read timeout or a connection dropped mid-exchange may follow a charge.
-    """
-    cause = exc.__cause__
-    if isinstance(cause, requests.exceptions.ConnectTimeout | requests.exceptions.SSLError):
-        return Outcome.GATEWAY_ERROR
-    if isinstance(cause, requests.exceptions.ConnectionError) and not isinstance(
-        cause, requests.exceptions.ReadTimeout
-    ):
-        inner = cause.args[0] if cause.args else None
-        reason = getattr(inner, "reason", inner)  # urllib3's MaxRetryError wraps the real error
-        # NewConnectionError (refused) and NameResolutionError are ConnectTimeoutError subclasses.
-        if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
-            return Outcome.GATEWAY_ERROR
-    return Outcome.UNKNOWN
-
-
-def split_reference(reference: str) -> tuple[str | None, str]:
-    """``"acct_1/pi_2"`` -> ``("acct_1", "pi_2")``; ``"pi_2"`` -> ``(None, "pi_2")``."""
-    account, sep, intent_id = reference.rpartition("/")
-    return (account or None) if sep else None, intent_id
-
-
-def _reference(intent_id: str | None, account: str | None) -> str | None:
-    if intent_id is None:
-        return None
-    return f"{account}/{intent_id}" if account else intent_id
-
-
-def _id(value: Any) -> str | None:
-    """An expandable field: the id whether Stripe sent the id or the expanded object."""
-    if isinstance(value, dict):
-        return value.get("id")
-    return value if isinstance(value, str) else None
-
-
-def _charge_amounts(charge: dict | None) -> tuple[int, int, int]:
-    """(captured, refunded of captured money, fee) of a charge as Stripe returned it."""
-    if not charge:
-        return 0, 0, 0
-    amount = int(charge.get("amount") or 0)
-    if not charge.get("captured"):
-        return 0, 0, 0
-    if charge.get("amount_captured") is not None:
-        captured = int(charge["amount_captured"])
-    else:
-        # localstripe has no amount_captured: the release of a partial capture is the one refund
-        # we did not create (ours carry metadata.refund_id).
-        refunds = (charge.get("refunds") or {}).get("data") or []
-        released = sum(
-            int(r.get("amount") or 0) for r in refunds if "refund_id" not in (r.get("metadata") or {})
-        )
-        captured = amount - released
-    refunded = max(0, int(charge.get("amount_refunded") or 0) - (amount - captured))
-    txn = charge.get("balance_transaction")
-    fee = int(txn.get("fee") or 0) if isinstance(txn, dict) else 0
-    return captured, refunded, fee
-
-
-def _trimmed(intent: dict) -> dict:
-    error = intent.get("last_payment_error") or {}
-    raw: dict[str, Any] = {"id": intent.get("id"), "status": intent.get("status")}
-    if intent.get("latest_charge"):
-        raw["latest_charge"] = _id(intent["latest_charge"])
-    if error:
-        raw["last_payment_error"] = {
-            k: error.get(k) for k in ("code", "decline_code", "advice_code") if error.get(k)
-        }
-    if intent.get("next_action"):
-        raw["next_action"] = {"type": intent["next_action"].get("type")}
-    return raw
+    """GATEWAY_ERROR when the request provably never reached Stripe, else UNKNOWN (see
+    ``errors.never_sent``)."""
+    return Outcome.GATEWAY_ERROR if never_sent(exc) else Outcome.UNKNOWN
 
 
 def _metadata(request: ChargeRequest) -> dict[str, str]:
@@ -224,6 +109,8 @@ class StripeGateway:
 
     kind = "stripe"
     can_look_up = True
+    notifications = StripeNotifications
+    connect = ConnectClient  # the Connect port (optional: processors without one leave it out)
 
     def __init__(self, config: GatewayConfig, *, http_client: stripe.HTTPClient | None = None):
         secret_key = (config.credentials or {}).get("secret_key")
@@ -233,14 +120,10 @@ class StripeGateway:
             )
         self.config = config
         self.settings = config.settings or {}
-        timeout = float(config.timeout_seconds)
-        if http_client is None:
-            http_client = stripe.RequestsClient(timeout=(min(timeout, _CONNECT_TIMEOUT_SECONDS), timeout))
-        api_base = self.settings.get("api_base")
-        self.client = stripe.StripeClient(
+        self.client = stripe_client(
             secret_key,
-            base_addresses={"api": api_base} if api_base else None,
-            max_network_retries=0,
+            api_base=self.settings.get("api_base"),
+            timeout_seconds=float(config.timeout_seconds),
             http_client=http_client,
         )
 
@@ -291,7 +174,9 @@ class StripeGateway:
             found = self._find(attempt_id)
             if found.status == GatewayStatus.NOT_FOUND:
                 return GatewayResult(Outcome.SUCCEEDED, GatewayStatus.NOT_FOUND, message="nothing to cancel")
-            if found.reference is None or found.status == GatewayStatus.CANCELED:
+            if found.status == GatewayStatus.CANCELED:
+                return replace(found, outcome=Outcome.SUCCEEDED)  # void already: our cancel is done
+            if found.reference is None:
                 return found
             reference = found.reference
         account, intent_id = split_reference(reference)
@@ -330,7 +215,7 @@ class StripeGateway:
         except Exception as exc:  # the port never raises for processor failures
             return self._unexpected(exc, operation="refund")
         charge = refund.get("charge") if isinstance(refund.get("charge"), dict) else None
-        captured, refunded, fee = _charge_amounts(charge)
+        captured, refunded, fee = charge_amounts(charge)
         status = refund.get("status")
         if status in ("succeeded", "pending"):
             outcome = Outcome.SUCCEEDED
@@ -396,7 +281,7 @@ class StripeGateway:
                 starting_after = refunds[-1]["id"]
         except Exception as exc:  # the lookup is best effort: any failure means we cannot tell
             return GatewayResult(
-                Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"refund lookup failed: {_describe(exc)}"
+                Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"refund lookup failed: {describe(exc)}"
             )
         return GatewayResult(
             Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="refund lookup: more refunds than the pages hold"
@@ -422,7 +307,7 @@ class StripeGateway:
             return self._error_result(exc, account=account, operation=operation)
         except Exception as exc:  # the port never raises for processor failures
             return self._unexpected(exc, operation=operation)
-        return self._intent_result(intent, account=account, operation=operation)
+        return intent_result(intent, account=account, operation=operation)
 
     def _find(self, attempt_id: str) -> GatewayResult:
         """The truth about an attempt found by its id (see the module docstring)."""
@@ -432,7 +317,7 @@ class StripeGateway:
             return GatewayResult(
                 Outcome.UNKNOWN,
                 GatewayStatus.UNKNOWN,
-                message=f"no reference, and looking the attempt up failed: {_describe(exc)}",
+                message=f"no reference, and looking the attempt up failed: {describe(exc)}",
             )
         if intent_id is not None:
             return self.retrieve(attempt_id=attempt_id, reference=intent_id)
@@ -480,83 +365,39 @@ class StripeGateway:
             return matches[0]["id"], True
         return None, window_covered and not self.settings.get("direct_charges")
 
-    # ----------------------------------------------------------------- mapping
-
-    def _intent_result(self, intent: dict, *, account: str | None, operation: str) -> GatewayResult:
-        stripe_status = intent.get("status") or ""
-        status = _INTENT_STATUS.get(stripe_status, GatewayStatus.UNKNOWN)
-        charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
-        captured, refunded, fee = _charge_amounts(charge)
-        authorized = (
-            int(intent.get("amount") or 0)
-            if status in (GatewayStatus.AUTHORIZED, GatewayStatus.CAPTURED)
-            else 0
-        )
-        error = intent.get("last_payment_error") or {}
-        decline_code = error.get("decline_code") or error.get("code")
-        advice_code = error.get("advice_code")
-        if status in (GatewayStatus.AUTHORIZED, GatewayStatus.CAPTURED, GatewayStatus.CANCELED):
-            outcome = Outcome.SUCCEEDED
-        elif status == GatewayStatus.REQUIRES_ACTION:
-            outcome = Outcome.REQUIRES_ACTION
-        elif status == GatewayStatus.DECLINED:
-            outcome = decline_outcome(decline_code, advice_code)
-        elif status == GatewayStatus.ERROR:
-            outcome = Outcome.GATEWAY_ERROR
-        else:
-            outcome = Outcome.UNKNOWN
-        if status != GatewayStatus.DECLINED:
-            decline_code = advice_code = None
-        message = f"{operation}: PaymentIntent {stripe_status}"
-        if error.get("message"):
-            message += f": {error['message']}"
-        return GatewayResult(
-            outcome,
-            status,
-            reference=_reference(intent.get("id"), account),
-            amount_authorized=authorized,
-            amount_captured=captured,
-            amount_refunded=refunded,
-            fee=fee,
-            decline_code=decline_code,
-            advice_code=advice_code,
-            message=message,
-            raw=_trimmed(intent),
-        )
+    # ----------------------------------------------------------------- failures
 
     def _error_result(self, exc: stripe.StripeError, *, account: str | None, operation: str) -> GatewayResult:
-        error = exc.error.to_dict() if exc.error is not None else {}
-        intent = error.get("payment_intent") if isinstance(error.get("payment_intent"), dict) else None
-        reference = _reference(intent.get("id"), account) if intent else None
+        failure = read_failure(exc)
+        error, intent = failure.error, failure.payment_intent
+        reference = qualified_reference(intent.get("id"), account) if intent else None
         raw: dict[str, Any] = {
             "error": {
                 k: error.get(k) for k in ("type", "code", "decline_code", "advice_code") if error.get(k)
             },
-            "http_status": exc.http_status,
+            "http_status": failure.http_status,
         }
         if intent:
-            raw.update(_trimmed(intent))
-        message = f"{operation}: {_describe(exc)}"
+            raw.update(trimmed(intent))
+        message = f"{operation}: {failure.description}"
 
-        if isinstance(exc, stripe.CardError):
+        if failure.card:
             decline_code = error.get("decline_code") or exc.code or "card_declined"
-            advice_code = error.get("advice_code")
             return GatewayResult(
-                decline_outcome(decline_code, advice_code),
+                decline_outcome(decline_code, failure.advice_code),
                 GatewayStatus.DECLINED,
                 reference=reference,
                 decline_code=decline_code,
-                advice_code=advice_code,
+                advice_code=failure.advice_code,
                 message=message,
                 raw=raw,
             )
-        if isinstance(exc, stripe.APIConnectionError):
-            outcome = connection_outcome(exc)
-            if outcome == Outcome.UNKNOWN:
-                message = f"{operation}: {_LOST_ANSWER} ({_describe(exc)})"
-            status = GatewayStatus.ERROR if outcome == Outcome.GATEWAY_ERROR else GatewayStatus.UNKNOWN
-            return GatewayResult(outcome, status, message=message, raw=raw)
-        if isinstance(exc, stripe.IdempotencyError) or exc.http_status == 409:
+        if failure.connection:
+            if failure.sent:
+                message = f"{operation}: {_LOST_ANSWER} ({failure.description})"
+                return GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=message, raw=raw)
+            return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.ERROR, message=message, raw=raw)
+        if failure.in_flight:
             # The key is in flight or was used for a different request: a charge may exist.
             return GatewayResult(
                 Outcome.UNKNOWN, GatewayStatus.UNKNOWN, reference=reference, message=message, raw=raw
@@ -564,7 +405,7 @@ class StripeGateway:
         if intent is not None:
             # Stripe refused the operation for the PaymentIntent's state (e.g. capture after cancel)
             # and says what that state is.
-            truth = self._intent_result(intent, account=account, operation=operation)
+            truth = intent_result(intent, account=account, operation=operation)
             if operation == "cancel" and truth.status == GatewayStatus.CANCELED:
                 return truth  # already cancelled: idempotent
             return GatewayResult(
@@ -578,9 +419,9 @@ class StripeGateway:
                 message=message,
                 raw=raw,
             )
-        if exc.http_status == 404 and operation == "retrieve":
+        if failure.http_status == 404 and operation == "retrieve":
             return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, message=message, raw=raw)
-        if exc.http_status in (500, 504) and operation != "retrieve":
+        if failure.http_status in (500, 504) and operation != "retrieve":
             # Stripe documents a 500 as "the result is unknown": the request may have been
             # processed. Never fail over on it; the resolver replays it with the same key.
             return GatewayResult(
@@ -595,15 +436,16 @@ class StripeGateway:
     def _unexpected(exc: Exception, *, operation: str) -> GatewayResult:
         logger.exception("stripe %s: unexpected error", operation)
         return GatewayResult(
-            Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"{operation}: unexpected {_describe(exc)}"
+            Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"{operation}: unexpected {describe(exc)}"
         )
 
 
 def _refund_found(refund: dict, intent_id: str, refund_id: str) -> GatewayResult:
     status = refund.get("status")
-    if status in ("succeeded", "pending"):
+    settled = refund_settled(status)
+    if settled is True:
         outcome, truth = Outcome.SUCCEEDED, GatewayStatus.CAPTURED
-    elif status in ("failed", "canceled"):
+    elif settled is False:
         outcome, truth = Outcome.DECLINED_HARD, GatewayStatus.DECLINED
     else:  # requires_action: not settled yet
         outcome, truth = Outcome.UNKNOWN, GatewayStatus.UNKNOWN
@@ -616,16 +458,3 @@ def _refund_found(refund: dict, intent_id: str, refund_id: str) -> GatewayResult
         + (f": {refund['failure_reason']}" if refund.get("failure_reason") else ""),
         raw={"id": refund.get("id"), "status": status, "payment_intent": intent_id, "refund_id": refund_id},
     )
-
-
-def _describe(exc: BaseException) -> str:
-    """One short line for ``GatewayResult.message``."""
-    if isinstance(exc, stripe.APIConnectionError) and exc.__cause__ is not None:
-        text = f"{type(exc).__name__}: {type(exc.__cause__).__name__}: {exc.__cause__}"
-    elif isinstance(exc, stripe.StripeError):
-        status = f"HTTP {exc.http_status} " if exc.http_status else ""
-        text = f"{status}{type(exc).__name__}: {exc.user_message or exc}"
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    text = " ".join(text.split())
-    return text if len(text) <= 300 else text[:297] + "..."
