@@ -7,7 +7,7 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
-        from apps.webhooks.outbound import event_types_register, renderer_register
+        from apps.webhooks.outbound import event_types_register, renderer_register  # lazy: models
 
         event_types_register(
             {

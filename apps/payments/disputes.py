@@ -11,7 +11,6 @@ from __future__ import annotations
 from django.db import transaction
 
 from apps.ledger.services import ledger_record
-from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent, new_id
 
 

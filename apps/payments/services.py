@@ -33,7 +33,6 @@ from apps.core.money import MoneyError, format_amount, normalize_currency, requi
 from apps.core.recovery import recovery_point
 from apps.ledger.services import EventSpec, ledger_record
 from apps.payments import declines, hotpath
-from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import MeshConfig, mesh_config
 from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayResult, GatewayStatus, Outcome

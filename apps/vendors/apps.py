@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from apps.ledger.rules import rules_register
+from apps.vendors import ledger_rules
+
 
 class VendorsConfig(AppConfig):
     name = "apps.vendors"
@@ -7,8 +10,9 @@ class VendorsConfig(AppConfig):
     verbose_name = "Vendors"
 
     def ready(self) -> None:
-        from apps.webhooks.outbound import event_types_register, renderer_register
+        from apps.webhooks.outbound import event_types_register, renderer_register  # lazy: models
 
+        rules_register(ledger_rules.RULES)
         event_types_register(
             {
                 "vendor.updated": "a vendor changed (status, payouts enabled, requirements, terms)",

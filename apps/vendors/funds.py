@@ -42,7 +42,6 @@ from apps.ledger.errors import InsufficientFunds
 from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
 from apps.payments.models import GatewayAccount, PaymentIntent
-from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.vendors.connect import ConnectClient, ConnectError
 from apps.vendors.models import PaymentSplit, Payout, Transfer, TransferReversal, Vendor
 from apps.vendors.selectors import commission_policy_terms, connect_client, is_simulated, vendor_split_terms

@@ -20,6 +20,7 @@ from apps.ledger.errors import (
     UnknownAccount,
     UnknownEventType,
 )
+from apps.ledger.rules import RuleSet, rules_register
 from apps.ledger.services import EventSpec
 from tests.ledger.observe import entries_of, row_counts
 
@@ -369,9 +370,9 @@ def test_a_reversal_mirrors_the_entries_and_may_overdraw_a_protected_account(in_
 
 def test_an_event_that_posted_nothing_cannot_be_reversed(in_empty_ledger):
     # given an event type that moves no money
-    from apps.ledger.rules import register_event_type
-
-    register_event_type("LedgerTestNote")
+    notes = RuleSet()
+    notes.no_posting("LedgerTestNote")
+    rules_register(notes)
     note = services.ledger_record(
         event_type="LedgerTestNote", stream="note-1", payload={"text": "hello"}, idempotency_key="note-1"
     )
