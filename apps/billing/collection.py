@@ -36,12 +36,12 @@ from apps.billing import amounts
 from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
 from apps.billing.services import (
     BillingError,
-    _end,
-    _publish_invoice,
-    _publish_subscription,
     dunning_policy,
     invoice_build,
+    invoice_publish,
     invoice_to,
+    subscription_end,
+    subscription_publish,
     subscription_to,
 )
 from apps.core.durable import durable_enqueue
@@ -98,9 +98,9 @@ def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
         if sub is None:
             return False
         if sub.cancel_at_period_end:
-            _end(sub, sub.current_period_end)
+            subscription_end(sub, sub.current_period_end)
             sub.save()
-            _publish_subscription(sub)
+            subscription_publish(sub)
             report.ended += 1
             return True
         start = sub.current_period_end
@@ -122,7 +122,7 @@ def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
                 )
         except IntegrityError:  # invoiced already (cannot happen under the lock; belt and braces)
             log.warning("period already invoiced", extra={"subscription": sub.id, "period_start": start})
-        _publish_subscription(sub)
+        subscription_publish(sub)
         report.renewed += 1
     return True
 
@@ -307,14 +307,14 @@ def _paid(inv: Invoice, sub: Subscription, amount: int, now: datetime) -> None:
     invoice_to(inv, IS.PAID)
     inv.amount_paid, inv.paid_at, inv.next_attempt_at, inv.retries_stopped = amount, now, None, ""
     inv.save()
-    _publish_invoice(inv, "invoice.paid", "paid")
+    invoice_publish(inv, "invoice.paid", "paid")
     if (
         sub.status in (SS.PAST_DUE, SS.UNPAID)
         and not Invoice.objects.filter(subscription=sub, status=IS.OPEN).exclude(pk=inv.pk).exists()
     ):
         subscription_to(sub, SS.ACTIVE)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
 
 
 def next_attempt_at(
@@ -344,12 +344,12 @@ def _after_failure(
     if sub.status in (SS.ACTIVE, SS.TRIALING):
         subscription_to(sub, SS.PAST_DUE)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     first = InvoiceAttempt.objects.filter(invoice=inv).order_by("number").first()
     first_at = first.started_at if first else now
     stop = attempt.advice_code == "do_not_try_again" or attempt.action == "stop"
     wait = attempt.advice_code == "try_again_later" or attempt.action == "retry_later"
-    _publish_invoice(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
+    invoice_publish(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
     window_end = inv.dunning_ends_at or first_at + timedelta(days=policy.window_days)
     if stop:
         inv.retries_stopped = f"{attempt.decline_code or 'declined'}: no automatic retries on this card"
@@ -377,16 +377,16 @@ def _final_action(inv: Invoice, sub: Subscription, now: datetime, *, why: str) -
         inv.closed_at = now
         inv.save()
         if sub.status != SS.CANCELED:
-            _end(sub, now)
+            subscription_end(sub, now)
             sub.save()
-            _publish_subscription(sub)
+            subscription_publish(sub)
         _email(inv, sub, "subscription_canceled", 0, now)
         return
     inv.save()
     if sub.status != SS.UNPAID:
         subscription_to(sub, SS.UNPAID)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     _email(inv, sub, "subscription_unpaid", 0, now)
 
 

@@ -26,6 +26,7 @@ from itertools import repeat
 import psycopg
 from django.db import connection, transaction
 
+from apps.ledger.errors import LedgerError
 from apps.ledger.merkle import (
     MERKLE_VERSION,
     MERKLE_VERSIONS,
@@ -36,6 +37,7 @@ from apps.ledger.merkle import (
 )
 from apps.ledger.models import Seal
 from apps.ledger.rules import Line
+from apps.ledger.services import accounts_ensure, lines_for
 from apps.tenants.db import current_schema
 
 GENESIS = "0" * 64
@@ -315,8 +317,6 @@ class Replayed:
 def replay_balances(*, progress: Progress | None = None, chunk: int = 20_000) -> Replayed:
     """Derive every account's debits and credits from the events alone (via the posting rules).
     Reads in the caller's snapshot; writes nothing."""
-    from apps.ledger.services import lines_for
-
     out = Replayed()
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     last_id = 0
@@ -344,13 +344,11 @@ def replay_balances(*, progress: Progress | None = None, chunk: int = 20_000) ->
 def ledger_replay(*, progress: Progress | None = None) -> Replayed:
     """Rebuild the balance projection from events. Blocks posting while it runs (it holds an
     exclusive lock on the balances), so the result is exact. Idempotent."""
-    from apps.ledger.services import _accounts
-
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute("LOCK TABLE ledger_balance IN EXCLUSIVE MODE")
         replayed = replay_balances(progress=progress)
-        accounts = _accounts(replayed.balances.keys()) if replayed.balances else {}
+        accounts = accounts_ensure(replayed.balances.keys()) if replayed.balances else {}
         ids = [accounts[k].id for k in replayed.balances]
         with connection.cursor() as cur:
             cur.execute(
@@ -773,9 +771,6 @@ def _verify_postings_and_balances(
     the sum of all rule lines. Returns the first (in chain order) sealed event whose content no
     longer hashes to its link, and the first event (by id) written below the last seal's horizon
     but not in the chain. ``progress`` gets the number of sealed events as they are done."""
-    from apps.ledger.errors import LedgerError
-    from apps.ledger.services import lines_for
-
     totals: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     first_mismatch = None
     changed: tuple[int, str] | None = None

@@ -151,7 +151,7 @@ def lines_for(event_type: str, payload: dict) -> list[Line]:
 _account_cache: dict[tuple[str, str, str], AccountInfo] = {}
 
 
-def _accounts(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AccountInfo]:
+def accounts_ensure(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AccountInfo]:
     """Account rows for (code, currency) pairs, created (with their balance rows) when missing.
     Rows enter the process cache only after commit, so a rolled-back creation is never cached."""
     schema = current_schema()
@@ -208,14 +208,14 @@ def account_ensure(*, code: str, currency: str) -> AccountInfo:
     """The account ``code`` in ``currency``, created from the chart if missing."""
     cur = normalize_currency(currency)
     with transaction.atomic():
-        return _accounts([(code, cur)])[(code, cur)]
+        return accounts_ensure([(code, cur)])[(code, cur)]
 
 
 def ledger_chart_install(*, marketplace) -> None:
     """Create the fixed accounts of the chart in the marketplace's default currency. Idempotent."""
     currency = getattr(marketplace, "default_currency", "USD")
     with transaction.atomic():
-        _accounts([(kind, currency) for kind in FIXED_KINDS])
+        accounts_ensure([(kind, currency) for kind in FIXED_KINDS])
 
 
 # --------------------------------------------------------------------------- the hot path
@@ -390,7 +390,7 @@ def ledger_record(
 
 
 def _record_once(event_type, stream, payload, payload_json, key, expected_version, occurred_at, lines):
-    accounts = _accounts({(ln.account, ln.currency) for ln in lines}) if lines else {}
+    accounts = accounts_ensure({(ln.account, ln.currency) for ln in lines}) if lines else {}
     public_id = new_event_id()
     params: dict[str, object] = {
         "pid": public_id,
@@ -598,6 +598,7 @@ __all__ = [
     "EventSpec",
     "Recorded",
     "account_ensure",
+    "accounts_ensure",
     "ledger_chart_install",
     "ledger_fx_convert",
     "ledger_post_manual",
