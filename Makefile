@@ -52,10 +52,10 @@ migrate: $(STAMP)
 	@$(PY) -m config.stack prepare
 
 services: $(STAMP)
-	@$(PY) -m config.services check
+	@$(PY) -m config.discovery check
 
 down: $(STAMP)
-	@$(PY) -m config.services down
+	@$(PY) -m config.discovery down
 
 lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --no-emit-index-url --no-emit-find-links --python-version 3.11 -o requirements.lock

@@ -1,4 +1,9 @@
-"""Settings. Every environment variable the platform reads is read here (README lists them)."""
+"""Settings. Every environment variable the platform reads is read here (README lists them).
+
+They only read configuration: no probe, no connection, no server started. Which PostgreSQL and
+Redis to use is found by the commands that need services (``config.discovery``: ``make run`` /
+``make test`` / ``manage.py`` / the test session), which export ``DATABASE_URL`` and ``REDIS_URL``
+before the settings load; unset, the defaults in ``config.connections`` apply."""
 
 from __future__ import annotations
 
@@ -11,24 +16,12 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from config import services
+from config import connections
+from config.env import dotenv_load
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def _load_dotenv(path: Path) -> None:
-    """``KEY=VALUE`` lines of a checkout's ``.env`` (written by ``make run`` / ``make test``: they
-    choose development mode there), under whatever the environment already says. A deployment has
-    no ``.env`` (it is neither committed nor in the image), so it gets production settings."""
-    if os.environ.get("DJANGO_DOTENV", "1") == "0" or not path.is_file():
-        return
-    for line in path.read_text().splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            os.environ.setdefault(key.strip(), value.strip())
-
-
-_load_dotenv(BASE_DIR / ".env")
+dotenv_load()
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -81,11 +74,10 @@ PUBLIC_DOMAINS = env_list("PUBLIC_DOMAINS", "localhost,127.0.0.1")
 PORT = int(os.environ.get("PORT", "8000"))
 
 # --------------------------------------------------------------------------- services
-# Resolved once per process; DATABASE_URL / REDIS_URL exported by `make run` keep every
-# process (web, worker, beat) on the same choice.
-_resolved = services.resolve(check_configured=False)
-DATABASE_URL = _resolved.database_url
-REDIS_URL = _resolved.redis_url
+# Read, never probed: the commands export what discovery found (config.discovery), so every
+# process (web, worker, beat) `make run` starts is on the same choice.
+DATABASE_URL = os.environ.get("DATABASE_URL", "").strip() or connections.DEFAULT_DATABASE_URL
+REDIS_URL = os.environ.get("REDIS_URL", "").strip() or connections.DEFAULT_REDIS_URL
 # Each process (web server, Celery worker child, beat) holds at most DATABASE_POOL_MAX_SIZE
 # PostgreSQL connections, in psycopg's pool: a threaded server may answer many more clients at
 # once, each then waiting up to DATABASE_POOL_TIMEOUT seconds for a free connection. Size it so
@@ -94,9 +86,9 @@ REDIS_URL = _resolved.redis_url
 DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10"))
 DATABASE_POOL_MIN_SIZE = int(os.environ.get("DATABASE_POOL_MIN_SIZE", "1"))
 DATABASE_POOL_TIMEOUT = float(os.environ.get("DATABASE_POOL_TIMEOUT", "10"))
-os.register_at_fork(after_in_child=services.connection_pools_forget_inherited)
+os.register_at_fork(after_in_child=connections.connection_pools_forget_inherited)
 DATABASES = {
-    "default": services.django_database(
+    "default": connections.django_database(
         DATABASE_URL,
         pool_max_size=DATABASE_POOL_MAX_SIZE,
         pool_min_size=DATABASE_POOL_MIN_SIZE,
@@ -221,7 +213,7 @@ CACHES = {
 }
 
 # --------------------------------------------------------------------------- Celery (ARCHITECTURE section 7)
-CELERY_BROKER_URL = services.celery_broker_url(REDIS_URL)
+CELERY_BROKER_URL = connections.celery_broker_url(REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

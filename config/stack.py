@@ -1,4 +1,7 @@
-"""`make run` and `make test`: resolve services, prepare the database, then run.
+"""`make run` and `make test`: discover services, prepare the database, then run.
+
+Discovery (``config.discovery``) runs here, before any Django settings load, and its answer is
+exported as ``DATABASE_URL`` / ``REDIS_URL`` to every process started from here.
 
 ``python -m config.stack run``  migrate, demo, then web + worker + beat (restarted if they die) until Ctrl-C.
 ``python -m config.stack test [pytest args]``  prepare services, then pytest.
@@ -13,26 +16,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-from config import services
+from config import discovery
+from config.connections import ServiceError, parse_database_url
 from config.supervisor import Supervisor
 
 BASE = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
 
-def _resolve_into_env() -> services.Resolved:
+def _resolve_into_env() -> discovery.Resolved:
     try:
-        resolved = services.resolve()
-        created = services.ensure_database(resolved.database_url)
-    except services.ServiceError as exc:
+        # Children (web, worker, beat, pytest) inherit the same choice.
+        resolved = discovery.resolve_into_environ()
+        created = discovery.ensure_database(resolved.database_url)
+    except ServiceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     print(resolved.describe(), flush=True)
     if created:
-        print(f"created database {services.parse_database_url(resolved.database_url).name}", flush=True)
-    # Children (web, worker, beat, pytest) inherit the same choice.
-    os.environ["DATABASE_URL"] = resolved.database_url
-    os.environ["REDIS_URL"] = resolved.redis_url
+        print(f"created database {parse_database_url(resolved.database_url).name}", flush=True)
     return resolved
 
 
@@ -42,7 +44,7 @@ def _manage(*args: str) -> None:
         sys.exit(result.returncode)
 
 
-def prepare() -> services.Resolved:
+def prepare() -> discovery.Resolved:
     resolved = _resolve_into_env()
     _manage("migrate_schemas", "--shared", "-v", "0")
     _manage("setup_platform")
@@ -91,7 +93,7 @@ def run() -> int:
     exit_code = Supervisor(commands, cwd=BASE).run_until_signalled()
     if "embedded" in (resolved.database_source, resolved.redis_source):
         # The next `make run` starts them again on the same .data/ (the data is kept).
-        print("stopped embedded " + ", ".join(services.stop_embedded()), flush=True)
+        print("stopped embedded " + ", ".join(discovery.stop_embedded()), flush=True)
     return exit_code
 
 
@@ -103,9 +105,9 @@ def test(args: list[str]) -> int:
         os.environ["REDIS_URL"] = (
             (url + "?db=15") if url.startswith("unix://") else url.rsplit("/", 1)[0] + "/15"
         )
-    name = services.parse_database_url(resolved.database_url).name
+    name = parse_database_url(resolved.database_url).name
     prefix = f"test_{name}_"
-    services.drop_stale_test_databases(resolved.database_url, prefix)
+    discovery.drop_stale_test_databases(resolved.database_url, prefix)
     os.environ.setdefault("TEST_DATABASE_NAME", f"{prefix}{os.getpid()}")
     return subprocess.run([PY, "-m", "pytest", *args], cwd=BASE).returncode
 

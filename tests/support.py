@@ -15,12 +15,12 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from config.connections import with_database
+
 BASE = Path(__file__).resolve().parent.parent
 
 
 def database_url_for_tests() -> str:
-    from config.services import with_database
-
     return with_database(settings.DATABASE_URL, connection.settings_dict["NAME"])
 
 

@@ -41,11 +41,11 @@ from apps.billing.errors import BillingError
 from apps.billing.locks import invoice_attempt_lock, invoice_due_claim, subscription_due_claim
 from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
 from apps.billing.services import (
-    _end,
-    _publish_invoice,
-    _publish_subscription,
     dunning_policy,
     invoice_build,
+    invoice_publish,
+    subscription_end,
+    subscription_publish,
     subscription_update,
 )
 from apps.billing.states import invoice_attempt_to, invoice_to, subscription_to
@@ -100,9 +100,9 @@ def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
         if sub is None:
             return False
         if sub.cancel_at_period_end:
-            _end(sub, sub.current_period_end)
+            subscription_end(sub, sub.current_period_end)
             sub.save()
-            _publish_subscription(sub)
+            subscription_publish(sub)
             report.ended += 1
             return True
         start = sub.current_period_end
@@ -124,7 +124,7 @@ def renewal_run_one(*, now: datetime, report: RunReport | None = None) -> bool:
                 )
         except IntegrityError:  # invoiced already (cannot happen under the lock; belt and braces)
             log.warning("period already invoiced", extra={"subscription": sub.id, "period_start": start})
-        _publish_subscription(sub)
+        subscription_publish(sub)
         report.renewed += 1
     return True
 
@@ -369,14 +369,14 @@ def _paid(inv: Invoice, sub: Subscription, amount: int, now: datetime) -> None:
     invoice_to(inv, IS.PAID)  # after a void too: the money came in, so it is recorded (operators see it)
     inv.amount_paid, inv.paid_at, inv.next_attempt_at, inv.retries_stopped = amount, now, None, ""
     inv.save()
-    _publish_invoice(inv, "invoice.paid", "paid")
+    invoice_publish(inv, "invoice.paid", "paid")
     if (
         sub.status in (SS.PAST_DUE, SS.UNPAID)
         and not Invoice.objects.filter(subscription=sub, status=IS.OPEN).exclude(pk=inv.pk).exists()
     ):
         subscription_to(sub, SS.ACTIVE)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
 
 
 def _after_failure(
@@ -388,7 +388,7 @@ def _after_failure(
     if sub.status in (SS.ACTIVE, SS.TRIALING):
         subscription_to(sub, SS.PAST_DUE)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     first = InvoiceAttempt.objects.filter(invoice=inv).order_by("number").first()
     step = dunning.after_failure(
         policy=policy,
@@ -399,7 +399,7 @@ def _after_failure(
         now=now,
         window_end=inv.dunning_ends_at,
     )
-    _publish_invoice(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
+    invoice_publish(inv, "invoice.payment_failed", f"attempt:{attempt.number}:failed")
     if step.kind == "final":
         _final_action(inv, sub, now, why=f"{attempt.number} attempts failed")
         return
@@ -420,16 +420,16 @@ def _final_action(inv: Invoice, sub: Subscription, now: datetime, *, why: str) -
         inv.closed_at = now
         inv.save()
         if sub.status != SS.CANCELED:
-            _end(sub, now)
+            subscription_end(sub, now)
             sub.save()
-            _publish_subscription(sub)
+            subscription_publish(sub)
         _email(inv, sub, "subscription_canceled", 0, now)
         return
     inv.save()
     if sub.status != SS.UNPAID:
         subscription_to(sub, SS.UNPAID)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     _email(inv, sub, "subscription_unpaid", 0, now)
 
 

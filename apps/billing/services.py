@@ -83,7 +83,9 @@ def _invoice_number_take() -> str:
 # --------------------------------------------------------------------------- events
 
 
-def _publish_subscription(sub: Subscription) -> None:
+def subscription_publish(sub: Subscription) -> None:
+    """Tell storefronts the subscription changed (``customer.subscription.updated``), in the
+    caller's transaction."""
     event_publish(
         type="customer.subscription.updated",
         object_type="subscription",
@@ -92,7 +94,8 @@ def _publish_subscription(sub: Subscription) -> None:
     )
 
 
-def _publish_invoice(inv: Invoice, event_type: str, key: str) -> None:
+def invoice_publish(inv: Invoice, event_type: str, key: str) -> None:
+    """Publish ``event_type`` for the invoice, once per ``key``, in the caller's transaction."""
     event_publish(
         type=event_type, object_type="invoice", object_id=inv.id, source_key=f"billing:{inv.id}:{key}"
     )
@@ -305,7 +308,7 @@ def invoice_build(
             currency=sub.currency,
         )
     if inv.status == IS.PAID:
-        _publish_invoice(inv, "invoice.paid", "paid")
+        invoice_publish(inv, "invoice.paid", "paid")
     else:
         policy = dunning_policy()
         inv.next_attempt_at = now
@@ -434,7 +437,7 @@ def subscription_create(
                 "day", trial
             )
             sub.save(force_insert=True)
-            _publish_subscription(sub)
+            subscription_publish(sub)
             return sub
         sub.status = SS.ACTIVE
         inv = _period_start(sub, now, reason=Invoice.Reason.SUBSCRIPTION_CREATE, insert=True)
@@ -450,7 +453,7 @@ def _period_start(sub: Subscription, now: datetime, *, reason: str, insert: bool
     )
     sub.save(force_insert=insert)
     inv = invoice_build(sub=sub, period_start=now, period_end=sub.current_period_end, reason=reason, now=now)
-    _publish_subscription(sub)
+    subscription_publish(sub)
     return inv
 
 
@@ -557,7 +560,7 @@ def subscription_update(
             if retry_now:
                 _retry_open_invoices(sub, now)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     return sub
 
 
@@ -600,16 +603,18 @@ def subscription_cancel(
             sub.cancel_at_period_end = True
             sub.canceled_at = now
         else:
-            _end(sub, now)
+            subscription_end(sub, now)
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     if sub.status == SS.CANCELED:
         voided = Invoice.objects.filter(subscription=sub, status=IS.VOID, closed_at=now)
         payment_cancels_run(list(voided.values_list("pk", flat=True)))
     return sub
 
 
-def _end(sub: Subscription, now: datetime) -> None:
+def subscription_end(sub: Subscription, now: datetime) -> None:
+    """Cancel the subscription now: its open invoices are voided, its pending lines dropped. The
+    caller holds the subscription's lock and saves it."""
     subscription_to(sub, SS.CANCELED)
     sub.canceled_at = sub.canceled_at or now
     sub.ended_at = now
@@ -626,7 +631,7 @@ def subscription_pause(*, subscription_id: str, now: datetime | None = None) -> 
         subscription_to(sub, SS.PAUSED)
         sub.paused_at = now
         sub.save()
-        _publish_subscription(sub)
+        subscription_publish(sub)
     return sub
 
 

@@ -37,7 +37,7 @@ from apps.ledger.merkle import (
 )
 from apps.ledger.models import Seal
 from apps.ledger.rules import Line
-from apps.ledger.services import _accounts, lines_for
+from apps.ledger.services import accounts_ensure, lines_for
 from apps.tenants.db import current_schema
 
 GENESIS = "0" * 64
@@ -348,7 +348,7 @@ def ledger_replay(*, progress: Progress | None = None) -> Replayed:
         with connection.cursor() as cur:
             cur.execute("LOCK TABLE ledger_balance IN EXCLUSIVE MODE")
         replayed = replay_balances(progress=progress)
-        accounts = _accounts(replayed.balances.keys()) if replayed.balances else {}
+        accounts = accounts_ensure(replayed.balances.keys()) if replayed.balances else {}
         ids = [accounts[k].id for k in replayed.balances]
         with connection.cursor() as cur:
             cur.execute(

@@ -1,12 +1,21 @@
 """Posting rules: pure functions from an event's payload to its journal lines.
 
-Other apps add money-moving event types here, through one registry::
+Each app writes its rules in a :class:`RuleSet` (the ledger's own are ``LEDGER_RULES`` below) and
+registers it at start-up, from its ``AppConfig.ready()``::
 
-    @posting_rule("ChargeSucceeded")
+    RULES = RuleSet()
+
+    @RULES.posting("ChargeSucceeded")
     def _charge(payload): return [Line(...), ...]
 
-Event types that move no money are registered with ``register_event_type`` so that a typo
-in a type name is an error, not a silently unposted event.
+    RULES.no_posting("AttemptStarted")          # an event type that moves no money
+
+    # apps.py
+    def ready(self): rules_register(ledger_rules.RULES)
+
+Writing a rule registers nothing: the ledger knows exactly the rule sets the installed apps
+registered, whichever modules a process happened to import. Event types that move no money are
+registered too, so that a typo in a type name is an error, not a silently unposted event.
 """
 
 from __future__ import annotations
@@ -14,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+from django.core.exceptions import ImproperlyConfigured
 
 from apps.core.money import MoneyError, convert, normalize_currency, require_amount
 from apps.ledger.errors import InvalidPosting, UnknownEventType
@@ -35,17 +46,41 @@ Rule = Callable[[dict], list[Line]]
 _RULES: dict[str, Rule] = {}
 
 
-def posting_rule(event_type: str) -> Callable[[Rule], Rule]:
-    def register(fn: Rule) -> Rule:
-        _RULES[event_type] = fn
-        return fn
-
-    return register
+def _posts_nothing(payload: dict) -> list[Line]:
+    return []
 
 
-def register_event_type(event_type: str) -> None:
-    """An event type that posts nothing (e.g. ``AttemptStarted``)."""
-    _RULES.setdefault(event_type, lambda payload: [])
+class RuleSet:
+    """One app's posting rules and its event types that post nothing, collected where they are
+    written; the ledger applies them once the app registers the set (``rules_register``)."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, Rule] = {}
+
+    def posting(self, event_type: str) -> Callable[[Rule], Rule]:
+        def add(fn: Rule) -> Rule:
+            self._add(event_type, fn)
+            return fn
+
+        return add
+
+    def no_posting(self, *event_types: str) -> None:
+        for event_type in event_types:
+            self._add(event_type, _posts_nothing)
+
+    def _add(self, event_type: str, rule: Rule) -> None:
+        if event_type in self.rules:
+            raise ImproperlyConfigured(f"event type {event_type!r} is written twice")
+        self.rules[event_type] = rule
+
+
+def rules_register(rule_set: RuleSet) -> None:
+    """Register an app's rule set with the ledger; called from the app's ``AppConfig.ready()``.
+    Registering the same rules again is harmless; another rule for a known type is an error."""
+    for event_type, rule in rule_set.rules.items():
+        known = _RULES.setdefault(event_type, rule)
+        if known is not rule:
+            raise ImproperlyConfigured(f"event type {event_type!r} already has another posting rule")
 
 
 def rule_for(event_type: str) -> Rule:
@@ -99,21 +134,23 @@ def two_legs(payload: dict) -> list[Line]:
 
 # --------------------------------------------------------------------------- the ledger's own types
 
+LEDGER_RULES = RuleSet()
 
-@posting_rule("ManualAdjustment")
+
+@LEDGER_RULES.posting("ManualAdjustment")
 def _manual_adjustment(payload: dict) -> list[Line]:
     """An operator's adjustment: Dr debit / Cr credit, with a reason on the event."""
     text(payload, "reason")
     return two_legs(payload)
 
 
-@posting_rule("Transfer")
+@LEDGER_RULES.posting("Transfer")
 def _transfer(payload: dict) -> list[Line]:
     """A move between two of our accounts in one currency (e.g. a funding move)."""
     return two_legs(payload)
 
 
-@posting_rule("Reversal")
+@LEDGER_RULES.posting("Reversal")
 def _reversal(payload: dict) -> list[Line]:
     """The mirror of an earlier event's lines; the lines travel in the payload so the rule stays pure."""
     text(payload, "reverses")
@@ -131,7 +168,7 @@ def _reversal(payload: dict) -> list[Line]:
     return lines
 
 
-@posting_rule("FxConversion")
+@LEDGER_RULES.posting("FxConversion")
 def _fx_conversion(payload: dict) -> list[Line]:
     """Money moves between currencies only through the fx account, at the rate on the event."""
     from_cur, to_cur = currency(payload, "from_currency"), currency(payload, "to_currency")

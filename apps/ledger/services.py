@@ -15,13 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
-import psycopg
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from psycopg.types.numeric import Int8
 
+from apps.core.db import prepared_cursor
 from apps.core.money import CURRENCY_EXPONENTS, MoneyError, convert, normalize_currency, require_amount
 from apps.ledger.chart import CHART, FIXED_KINDS, account_kind
 from apps.ledger.errors import (
@@ -152,7 +151,7 @@ def lines_for(event_type: str, payload: dict) -> list[Line]:
 _account_cache: dict[tuple[str, str, str], AccountInfo] = {}
 
 
-def _accounts(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AccountInfo]:
+def accounts_ensure(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], AccountInfo]:
     """Account rows for (code, currency) pairs, created (with their balance rows) when missing.
     Rows enter the process cache only after commit, so a rolled-back creation is never cached."""
     schema = current_schema()
@@ -209,22 +208,22 @@ def account_ensure(*, code: str, currency: str) -> AccountInfo:
     """The account ``code`` in ``currency``, created from the chart if missing."""
     cur = normalize_currency(currency)
     with transaction.atomic():
-        return _accounts([(code, cur)])[(code, cur)]
+        return accounts_ensure([(code, cur)])[(code, cur)]
 
 
 def ledger_chart_install(*, marketplace) -> None:
     """Create the fixed accounts of the chart in the marketplace's default currency. Idempotent."""
     currency = getattr(marketplace, "default_currency", "USD")
     with transaction.atomic():
-        _accounts([(kind, currency) for kind in FIXED_KINDS])
+        accounts_ensure([(kind, currency) for kind in FIXED_KINDS])
 
 
 # --------------------------------------------------------------------------- the hot path
 #
 # Statements on the hot path name their tables with the tenant's schema and run on a cursor that
-# binds parameters server-side and prepares them: no ``SET search_path`` round trip, no re-parsing
-# and re-planning per posting. Parameters are cast explicitly so one prepared statement serves
-# every call (ints are sent as int8, whatever their size).
+# binds parameters server-side and prepares them (``apps.core.db.prepared_cursor``): no
+# ``SET search_path`` round trip, no re-parsing and re-planning per posting. Parameters are cast
+# explicitly so one prepared statement serves every call (ints are sent as int8, whatever their size).
 
 _EVENT_INSERT = """
     INSERT INTO {s}.ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
@@ -323,28 +322,6 @@ def _array_params(params: dict[str, object], name: str, values: list) -> None:
         params[f"{name}{i}"] = value
 
 
-class _PreparingCursor(psycopg.Cursor):
-    """Server-side binding, every statement prepared."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def _prepared_cursor():
-    """A cursor on Django's connection and transaction, wrapped like Django's own cursors (error
-    translation, execute wrappers, query log), whose statements are prepared. Use it only with
-    schema-qualified SQL (``_sql``): it does not set the search path."""
-    connection.ensure_connection()
-    pg = connection.connection
-    if pg.prepare_threshold is None:
-        # Django sets None, which makes psycopg ignore prepare=True too. A threshold no query
-        # reaches keeps automatic preparation off for every other cursor (Django's bind client-side
-        # and never prepare anyway) while this one's explicit prepare=True takes effect.
-        pg.prepare_threshold = 2**31 - 1
-    raw: Any = _PreparingCursor(pg)
-    return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
-
-
 def _is_version_conflict(exc: IntegrityError) -> bool:
     # Schemas cloned from the template carry the constraint as "ledger_event_stream_version_key"
     # (django-tenants' clone renames unique constraints), so match both names.
@@ -413,7 +390,7 @@ def ledger_record(
 
 
 def _record_once(event_type, stream, payload, payload_json, key, expected_version, occurred_at, lines):
-    accounts = _accounts({(ln.account, ln.currency) for ln in lines}) if lines else {}
+    accounts = accounts_ensure({(ln.account, ln.currency) for ln in lines}) if lines else {}
     public_id = new_event_id()
     params: dict[str, object] = {
         "pid": public_id,
@@ -424,7 +401,7 @@ def _record_once(event_type, stream, payload, payload_json, key, expected_versio
         "payload": payload_json,
         "occurred": occurred_at,
     }
-    with _prepared_cursor() as cur:
+    with prepared_cursor() as cur:
         if expected_version is not None:
             # A version ahead of the stream would insert past a gap; behind is caught by the unique index.
             cur.execute(_sql(_STREAM_VERSION), [stream])
@@ -435,7 +412,7 @@ def _record_once(event_type, stream, payload, payload_json, key, expected_versio
                     param="expected_version",
                 )
         if lines:
-            deltas = _balance_deltas({0: lines}, accounts)
+            deltas = _balance_deltas(lines, accounts)
             ids = sorted(deltas.total)
             _array_params(params, "acc", [Int8(accounts[(ln.account, ln.currency)].id) for ln in lines])
             _array_params(params, "cur", [ln.currency for ln in lines])
@@ -491,21 +468,18 @@ def _existing(key, event_type, stream, payload, lines) -> Recorded:
 class _Deltas:
     total: dict[int, list[int]]  # account id -> [debits, credits] to add
     # The part of each delta held to the protected-account rule: unwinds (allow_negative lines) may
-    # overdraw, but in a batch they must not excuse another event's lines on the same account.
+    # overdraw, but must not excuse the event's other lines on the same account.
     guarded: dict[int, list[int]]
-    last_event: dict[int, int]
 
 
-def _balance_deltas(lines_by_event: dict[int, list[Line]], accounts) -> _Deltas:
-    out = _Deltas({}, {}, {})
-    for event_id, lines in lines_by_event.items():
-        for ln in lines:
-            info = accounts[(ln.account, ln.currency)]
-            d = out.total.setdefault(info.id, [0, 0])
-            d[0 if ln.side == Side.DEBIT else 1] += ln.amount
-            out.last_event[info.id] = max(out.last_event.get(info.id, 0), event_id)
-            if not ln.allow_negative:
-                out.guarded.setdefault(info.id, [0, 0])[0 if ln.side == Side.DEBIT else 1] += ln.amount
+def _balance_deltas(lines: list[Line], accounts) -> _Deltas:
+    out = _Deltas({}, {})
+    for ln in lines:
+        info = accounts[(ln.account, ln.currency)]
+        d = out.total.setdefault(info.id, [0, 0])
+        d[0 if ln.side == Side.DEBIT else 1] += ln.amount
+        if not ln.allow_negative:
+            out.guarded.setdefault(info.id, [0, 0])[0 if ln.side == Side.DEBIT else 1] += ln.amount
     return out
 
 
@@ -525,161 +499,6 @@ def _check_overdrafts(rows, deltas: _Deltas, accounts) -> None:
                 f"insufficient funds in {info.code} ({info.currency}): balance would be {balance}",
                 param="amount",
             )
-
-
-def _apply_to_balances(cur, lines_by_event: dict[int, list[Line]], accounts) -> None:
-    """Lock the touched balances in account-id order, add the deltas, and refuse any overdraft
-    of a protected account (raising InsufficientFunds rolls the whole posting back)."""
-    deltas = _balance_deltas(lines_by_event, accounts)
-    ids = sorted(deltas.total)
-    cur.execute(
-        "SELECT account_id FROM ledger_balance WHERE account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
-        [ids],
-    )
-    cur.execute(
-        "UPDATE ledger_balance b SET debits = b.debits + v.d, credits = b.credits + v.c, "
-        "last_event_id = GREATEST(b.last_event_id, v.e), updated_at = now() "
-        "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) AS v(account_id, d, c, e) "
-        "WHERE b.account_id = v.account_id RETURNING b.account_id, b.debits, b.credits",
-        [
-            ids,
-            [deltas.total[i][0] for i in ids],
-            [deltas.total[i][1] for i in ids],
-            [deltas.last_event[i] for i in ids],
-        ],
-    )
-    _check_overdrafts(cur.fetchall(), deltas, accounts)
-
-
-# --------------------------------------------------------------------------- batch path
-
-
-# Rows travel as one JSON document per statement (psycopg quotes a text[] element by element in
-# Python; a JSON document is one string, built by the C encoder). The stream's current version is
-# read once per distinct stream, before any row is inserted: read per row, each lookup would walk
-# the index entries of the rows this statement already inserted for the stream (quadratic).
-_BATCH_EVENTS = """
-WITH v AS (
-    SELECT e.n, e.x->>0 AS pid, e.x->>1 AS type, e.x->>2 AS stream, (e.x->>3)::integer AS rank,
-           e.x->>4 AS key, (e.x->>5)::timestamptz AS occurred, e.x->6 AS payload
-    FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS e(x, n)
-), base AS MATERIALIZED (
-    SELECT s.stream, (SELECT COALESCE(max(version), 0) FROM ledger_event e WHERE e.stream = s.stream) AS version
-    FROM (SELECT DISTINCT stream FROM v) s
-)
-INSERT INTO ledger_event (public_id, type, stream, version, idempotency_key, payload, occurred_at)
-SELECT v.pid, v.type, v.stream, base.version + v.rank, v.key, v.payload, v.occurred
-FROM v JOIN base ON base.stream = v.stream
-ORDER BY v.n
-ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, idempotency_key, version, recorded_at
-"""
-
-# Journal transactions in event order, then entries in the order given (an event's lines keep
-# their order: the event hash covers them by entry id).
-_BATCH_POSTINGS = """
-WITH tx AS (
-    INSERT INTO ledger_transaction (event_id) SELECT unnest(%s::bigint[]) RETURNING id, event_id
-), en AS (
-    INSERT INTO ledger_entry (transaction_id, event_id, account_id, currency, side, amount, recorded_at)
-    SELECT tx.id, tx.event_id, (l.x->>1)::bigint, l.x->>2, l.x->>3, (l.x->>4)::bigint, ev.recorded_at
-    FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS l(x, n)
-    JOIN tx ON tx.event_id = (l.x->>0)::bigint
-    JOIN ledger_event ev ON ev.id = tx.event_id
-    ORDER BY l.n
-)
-SELECT id, event_id FROM tx
-"""
-
-
-def ledger_record_batch(specs: Sequence[EventSpec]) -> list[Recorded]:
-    """Record many events in one database transaction (imports, bulk settlements).
-
-    Same guarantees as ``ledger_record`` per event (idempotent keys, versions, balanced entries,
-    protected accounts), all-or-nothing for the batch."""
-    if not specs:
-        return []
-    prepared = []
-    rank: dict[str, int] = defaultdict(int)
-    seen_keys: set[str] = set()
-    for spec in specs:
-        if spec.idempotency_key in seen_keys:
-            raise InvalidPosting(f"idempotency key {spec.idempotency_key!r} appears twice in the batch")
-        seen_keys.add(spec.idempotency_key)
-        rank[spec.stream] += 1
-        prepared.append(
-            (
-                spec,
-                _canonical_payload(spec.payload),
-                lines_for(spec.event_type, spec.payload),
-                rank[spec.stream],
-            )
-        )
-    now = timezone.now()
-    with transaction.atomic():
-        accounts = _accounts({(ln.account, ln.currency) for _, _, lines, _ in prepared for ln in lines})
-        public_ids = [new_event_id() for _ in prepared]
-        dumps = json.dumps
-        events_doc = (
-            "["
-            + ",".join(
-                dumps(
-                    [
-                        public_id,
-                        spec.event_type,
-                        spec.stream,
-                        stream_rank,
-                        spec.idempotency_key,
-                        (spec.occurred_at or now).isoformat(),
-                    ]
-                )[:-1]
-                + ","
-                + payload_json
-                + "]"
-                for (spec, payload_json, _, stream_rank), public_id in zip(prepared, public_ids, strict=True)
-            )
-            + "]"
-        )
-        with connection.cursor() as cur:
-            cur.execute(_BATCH_EVENTS, [events_doc])
-            inserted = {key: (eid, version, rec) for eid, key, version, rec in cur.fetchall()}
-            posting = [
-                (p, inserted[p[0].idempotency_key])
-                for p in prepared
-                if p[0].idempotency_key in inserted and p[2]
-            ]
-            txn_ids: dict[int, int] = {}
-            if posting:
-                entries = [
-                    [event_id, accounts[(ln.account, ln.currency)].id, ln.currency, ln.side, ln.amount]
-                    for (_spec, _, lines, _), (event_id, _, _) in posting
-                    for ln in lines
-                ]
-                cur.execute(_BATCH_POSTINGS, [[ins[0] for _, ins in posting], dumps(entries)])
-                txn_ids = {event_id: txn_id for txn_id, event_id in cur.fetchall()}
-                _apply_to_balances(cur, {ins[0]: p[2] for p, ins in posting}, accounts)
-        results = []
-        for (spec, _, lines, _), public_id in zip(prepared, public_ids, strict=True):
-            if spec.idempotency_key in inserted:
-                event_id, version, recorded_at = inserted[spec.idempotency_key]
-                event = LedgerEvent(
-                    id=event_id,
-                    public_id=public_id,
-                    type=spec.event_type,
-                    stream=spec.stream,
-                    version=version,
-                    idempotency_key=spec.idempotency_key,
-                    payload=spec.payload,
-                    occurred_at=spec.occurred_at or now,
-                    recorded_at=recorded_at,
-                )
-                event._state.adding = False
-                results.append(Recorded(event, lines, txn_ids.get(event_id), True))
-            else:
-                results.append(
-                    _existing(spec.idempotency_key, spec.event_type, spec.stream, spec.payload, lines)
-                )
-    return results
 
 
 # --------------------------------------------------------------------------- operations
@@ -779,11 +598,11 @@ __all__ = [
     "EventSpec",
     "Recorded",
     "account_ensure",
+    "accounts_ensure",
     "ledger_chart_install",
     "ledger_fx_convert",
     "ledger_post_manual",
     "ledger_record",
-    "ledger_record_batch",
     "ledger_reverse",
     "validate_lines",
 ]

@@ -58,7 +58,9 @@ return state
 
 
 @cache
-def _client() -> Any:  # redis.Redis; typed loosely because its stubs mix bytes and str
+def redis_client() -> Any:  # redis.Redis; typed loosely because its stubs mix bytes and str
+    """This process's Redis client for the payment mesh's shared state (breakers, routing
+    statistics, the configuration version): short timeouts, so a Redis outage costs little."""
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
@@ -85,7 +87,7 @@ class CircuitBreaker:
     def allow(self) -> bool:
         """May a call go to this gateway now? Fails open (allows) if Redis is unreachable."""
         try:
-            state, opened_at = _client().hmget(self.key, "state", "opened_at")
+            state, opened_at = redis_client().hmget(self.key, "state", "opened_at")
             return self._allow(state, opened_at)
         except redis.RedisError:
             return True
@@ -94,7 +96,7 @@ class CircuitBreaker:
         """``allow`` given the state just read (may take the half-open probe token)."""
         if state is None or state.decode() == CLOSED:
             return True
-        r = _client()
+        r = redis_client()
         now = time.time()
         if state.decode() == OPEN:
             if now - float(opened_at or 0) < self.cfg["cooldown_seconds"]:
@@ -114,7 +116,7 @@ class CircuitBreaker:
         if not breakers:
             return {}
         try:
-            pipe = _client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             for b in breakers:
                 pipe.hmget(b.key, "state", "opened_at")
             states = pipe.execute()
@@ -137,7 +139,7 @@ class CircuitBreaker:
         if not breakers:
             return None
         try:
-            pipe = _client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             for b in breakers:
                 pipe.hget(b.key, "opened_at")
             opened = pipe.execute()
@@ -152,7 +154,7 @@ class CircuitBreaker:
         now = time.time()
         keys = self._window_keys(now)
         try:
-            pipe = _client().pipeline(transaction=False)
+            pipe = redis_client().pipeline(transaction=False)
             pipe.eval(
                 _RECORD,
                 2,
@@ -176,7 +178,7 @@ class CircuitBreaker:
         return result.decode() if isinstance(result, bytes) else str(result)
 
     def state(self) -> BreakerState:
-        r = _client()
+        r = redis_client()
         raw = r.hgetall(self.key)
         ok = err = 0
         for k in self._window_keys(time.time()):
@@ -193,7 +195,7 @@ class CircuitBreaker:
         )
 
     def reset(self) -> None:
-        r = _client()
+        r = redis_client()
         r.delete(self.key, self.key + ":probe", *self._window_keys(time.time()))
 
 

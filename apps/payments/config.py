@@ -24,6 +24,7 @@ import redis
 from django.db import connection, transaction
 from django.db.models.signals import post_delete, post_save
 
+from apps.payments.breaker import redis_client
 from apps.payments.gateways.base import GatewayConfig
 from apps.payments.models import DeclineRule, GatewayAccount, RoutingRule
 from apps.tenants.db import current_schema
@@ -73,16 +74,10 @@ def _version_key(schema: str) -> str:
     return f"mp:cfg:{schema}"
 
 
-def _redis():
-    from apps.payments.breaker import _client
-
-    return _client()
-
-
 def _read_version(schema: str) -> bytes | None:
     """The schema's configuration version (b"0" before the first change); None if Redis is down."""
     try:
-        return _redis().get(_version_key(schema)) or b"0"
+        return redis_client().get(_version_key(schema)) or b"0"
     except redis.RedisError:
         return None
 
@@ -128,7 +123,7 @@ def mesh_config_changed(schema: str | None = None) -> None:
     with _lock:
         _cache.pop(schema, None)
     with contextlib.suppress(redis.RedisError):  # if it fails, the others reload within MAX_AGE_SECONDS
-        _redis().incr(_version_key(schema))
+        redis_client().incr(_version_key(schema))
 
 
 def _on_change(sender, **kwargs) -> None:
@@ -136,6 +131,9 @@ def _on_change(sender, **kwargs) -> None:
     transaction.on_commit(lambda: mesh_config_changed(schema))
 
 
-for _model in (GatewayAccount, RoutingRule, DeclineRule):
-    post_save.connect(_on_change, sender=_model, dispatch_uid=f"mesh_config_{_model.__name__}_save")
-    post_delete.connect(_on_change, sender=_model, dispatch_uid=f"mesh_config_{_model.__name__}_delete")
+def mesh_config_signals_connect() -> None:
+    """Forget the cached configuration whenever one of its rows is saved or deleted through the
+    ORM. Called by ``PaymentsConfig.ready()``."""
+    for model in (GatewayAccount, RoutingRule, DeclineRule):
+        post_save.connect(_on_change, sender=model, dispatch_uid=f"mesh_config_{model.__name__}_save")
+        post_delete.connect(_on_change, sender=model, dispatch_uid=f"mesh_config_{model.__name__}_delete")

@@ -15,7 +15,6 @@ from django.db import transaction
 from apps.core.ids import new_id
 from apps.ledger.services import EventSpec, ledger_record
 from apps.payments import events
-from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.hooks import splits_hooks
 from apps.payments.locks import lock_dispute, lock_intent
 from apps.payments.models import Dispute, GatewayAccount, PaymentAttempt, PaymentIntent

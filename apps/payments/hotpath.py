@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
 
-import psycopg
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Field, Model
 from django.db.models.signals import post_save, pre_save
 
+from apps.core.db import prepared_cursor
 from apps.tenants.db import current_schema
 
 
@@ -36,28 +36,6 @@ def _pk(model: type[Model]) -> Field:
 
 def qualified_table(model: type[Model], schema: str) -> str:
     return f"{_qn(schema)}.{_qn(model._meta.db_table)}"
-
-
-class _PreparingCursor(psycopg.Cursor):
-    """Server-side binding, every statement prepared (as the ledger's hot path does)."""
-
-    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
-        return super().execute(query, params, prepare=True, binary=binary)
-
-
-def prepared_cursor(db: Any) -> Any:
-    """A cursor on Django's connection and transaction, wrapped like Django's own (error
-    translation, execute wrappers, query log), whose statements are prepared: parsed and planned
-    once per connection. It does not set the search path, so every table name here is qualified
-    with the schema (and the statements cached per schema)."""
-    db.ensure_connection()
-    pg = db.connection
-    if pg.prepare_threshold is None:
-        # Django sets None, which makes psycopg ignore prepare=True; a threshold no query reaches
-        # keeps automatic preparation off for Django's own cursors (see apps.ledger.services).
-        pg.prepare_threshold = 2**31 - 1
-    raw = _PreparingCursor(pg)
-    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 def _signalled(model: type[Model]) -> bool:

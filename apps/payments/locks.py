@@ -27,7 +27,8 @@ from typing import Any, cast
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Field, Model
 
-from apps.payments.hotpath import prepared_cursor, qualified_table
+from apps.core.db import prepared_cursor
+from apps.payments.hotpath import qualified_table
 from apps.payments.models import Dispute, LateCharge, PaymentAttempt, PaymentIntent, Refund
 from apps.tenants.db import current_schema
 

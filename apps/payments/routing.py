@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from apps.payments.breaker import CircuitBreaker, _client
+from apps.payments.breaker import CircuitBreaker, redis_client
 from apps.payments.config import MeshConfig, mesh_config
 from apps.payments.models import PaymentIntent, RoutingRule
 from apps.tenants.db import current_schema
@@ -76,7 +76,7 @@ def success_record(account_name: str, *, approved: bool, pipe=None) -> None:
     bucket = int(time.time() // SUCCESS_BUCKET_SECONDS)
     key = f"mp:sr:{current_schema()}:{account_name}:{bucket}"
     try:
-        p = _client().pipeline() if pipe is None else pipe
+        p = redis_client().pipeline() if pipe is None else pipe
         p.hincrby(key, "ok" if approved else "no", 1)
         p.expire(key, SUCCESS_WINDOW_SECONDS + SUCCESS_BUCKET_SECONDS)
         if pipe is None:
@@ -89,7 +89,7 @@ def success_rate(account_name: str) -> tuple[float | None, int]:
     bucket = int(time.time() // SUCCESS_BUCKET_SECONDS)
     ok = no = 0
     try:
-        pipe = _client().pipeline()
+        pipe = redis_client().pipeline()
         for i in range(SUCCESS_WINDOW_SECONDS // SUCCESS_BUCKET_SECONDS):
             pipe.hmget(f"mp:sr:{current_schema()}:{account_name}:{bucket - i}", "ok", "no")
         for v in pipe.execute():

@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+from apps.ledger.rules import rules_register
+from apps.vendors import ledger_rules
+
 
 class VendorsConfig(AppConfig):
     name = "apps.vendors"
@@ -18,6 +21,7 @@ class VendorsConfig(AppConfig):
         splits_register(VendorSplits())
         news_handler_register(AccountNews, account_news_apply)
         news_handler_register(PayoutNews, payout_news_apply)
+        rules_register(ledger_rules.RULES)
 
         event_types_register(
             {

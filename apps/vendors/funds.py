@@ -51,7 +51,6 @@ from apps.ledger.selectors import balance_get
 from apps.ledger.services import ledger_record
 from apps.payments.gateways.connect import ConnectError, ConnectRail
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
-from apps.vendors import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.vendors.locks import (
     payment_transfer_lock,
     payout_lock,

@@ -53,23 +53,12 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 USER_AGENT = "MarketplacePayments-Webhooks/1"
 RESPONSE_LOG_BYTES = 2048
 
-# Event types an endpoint may subscribe to; other apps add theirs with ``event_types_register``.
-EVENT_TYPES: dict[str, str] = {
-    "payment.requires_capture": "a payment was authorised and waits for its capture",
-    "payment.requires_action": "a payment waits for the customer (e.g. 3-D Secure)",
-    "payment.succeeded": "a payment was captured",
-    "payment.failed": "a payment failed (declined, or no gateway could take it)",
-    "payment.canceled": "a payment was canceled",
-    "refund.succeeded": "a refund succeeded",
-    "refund.failed": "a refund failed",
-}
-
-# How each object type is rendered (the API's own representation), by dotted path so this module
-# does not import the API (which imports the services that publish).
-RENDERERS: dict[str, str] = {
-    "payment": "apps.api.v1.payments.payment_snapshot",
-    "refund": "apps.api.v1.payments.refund_snapshot",
-}
+# Event types an endpoint may subscribe to, and how each object type is rendered (the API's own
+# representation, by dotted path so this module imports neither the API nor the apps that publish).
+# Each publishing app adds its own from its AppConfig.ready(): ``event_types_register``,
+# ``renderer_register``.
+EVENT_TYPES: dict[str, str] = {}
+RENDERERS: dict[str, str] = {}
 
 
 class EndpointError(ValueError):

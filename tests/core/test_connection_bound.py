@@ -16,7 +16,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from config.services import parse_database_url
+from config.connections import parse_database_url
 from tests.api.live import Server, free_port, live_marketplace_create
 from tests.support import BASE, database_url_for_tests
 

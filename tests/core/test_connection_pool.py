@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django_tenants.postgresql_backend.base import DatabaseWrapper
 
-from config import services
+from config import connections
 
 
 def test_the_settings_give_every_process_a_bounded_pool():
@@ -25,12 +25,12 @@ def test_the_settings_give_every_process_a_bounded_pool():
     assert pool["max_size"] == settings.DATABASE_POOL_MAX_SIZE == 10
     assert pool["min_size"] == 1
     assert pool["timeout"] == 10.0
-    assert "reset" not in pool  # see config/services.py: it would run in a pool thread
+    assert "reset" not in pool  # see config/connections.py: it would run in a pool thread
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
 
 
 def test_a_pool_size_of_zero_turns_the_pool_off():
-    entry = services.django_database(
+    entry = connections.django_database(
         "postgresql://u@127.0.0.1:5432/shop",
         pool_max_size=0,
         pool_min_size=1,
@@ -43,7 +43,7 @@ def test_a_pool_size_of_zero_turns_the_pool_off():
 
 
 def test_min_size_never_exceeds_max_size():
-    entry = services.django_database(
+    entry = connections.django_database(
         "postgresql://u@127.0.0.1:5432/shop",
         pool_max_size=2,
         pool_min_size=5,

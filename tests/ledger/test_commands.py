@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django_tenants.utils import tenant_context
 
-from apps.ledger import integrity, selectors
+from apps.ledger import integrity, selectors, services
 from apps.ledger.models import LedgerEvent
 from tests.ledger.observe import row_counts, wait_for_seal_horizon
 from tests.support import BASE, database_url_for_tests
@@ -203,3 +203,61 @@ def test_a_refused_command_raises_one_readable_line(db, tenant_a, args, message)
     assert str(err.value) == message
     with tenant_context(tenant_a):
         assert row_counts() == before
+
+
+def test_verify_knows_every_app_s_event_types_in_a_process_that_loads_no_urls(ledger_tenant):
+    # given events of the payments' and the vendors' posting rules (registered by their apps at
+    # start-up, not by whichever module a process happens to import)
+    charge = {
+        "gateway_account": "sim",
+        "amount": 1000,
+        "currency": "USD",
+        "fee": 30,
+        "allocations": [
+            {"account": "platform_revenue", "amount": 100},
+            {"account": "vendor_pending:v1", "amount": 900},
+        ],
+    }
+    services.ledger_record(event_type="ChargeCaptured", stream="pay_1", payload=charge, idempotency_key="c-1")
+    services.ledger_record(
+        event_type="TransferHeld",
+        stream="tr_1",
+        payload={"vendor": "v1", "amount": 900, "currency": "USD"},
+        idempotency_key="t-1",
+    )
+    services.ledger_record(event_type="AttemptStarted", stream="pay_1", payload={}, idempotency_key="a-1")
+
+    # when `ledger verify` runs in its own process without the system checks (which load the URLs)
+    env = {**os.environ, "DATABASE_URL": database_url_for_tests(), "REDIS_URL": settings.REDIS_URL}
+    verify = ["ledger", "--skip-checks", "verify", "--tenant", ledger_tenant.schema_name]
+    result = subprocess.run(
+        [sys.executable, "manage.py", *verify],
+        cwd=BASE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # then
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.startswith("ok: 3 events")
+
+
+def test_the_rule_registry_is_complete_once_django_is_set_up():
+    code = (
+        "import sys, django; django.setup(); "
+        "from apps.ledger.rules import registered_event_types; "
+        "print(' '.join(registered_event_types())); "
+        "print(' '.join(m for m in sys.modules if m.startswith('config.urls')) or '-')"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+
+    result = subprocess.run([sys.executable, "-c", code], cwd=BASE, env=env, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    types, urlconfs = result.stdout.splitlines()
+    assert {"ManualAdjustment", "ChargeCaptured", "AttemptStarted", "DisputeLost", "TransferHeld"} <= set(
+        types.split()
+    )
+    assert urlconfs == "-"

@@ -1,5 +1,5 @@
 """Posting through the services: exact entries and balances, idempotency, optimistic concurrency,
-protected accounts, reversals, FX, batches, and bad input that must write nothing.
+protected accounts, reversals, FX, and bad input that must write nothing.
 
 Tests that need real commits (times, the first posting of a fresh marketplace) get their own
 marketplace; the rest run in tenant A inside the test transaction, whose teardown still fires the
@@ -20,7 +20,7 @@ from apps.ledger.errors import (
     UnknownAccount,
     UnknownEventType,
 )
-from apps.ledger.services import EventSpec
+from apps.ledger.rules import RuleSet, rules_register
 from tests.ledger.observe import entries_of, row_counts
 
 
@@ -197,15 +197,11 @@ def test_same_idempotency_key_returns_the_first_event_and_posts_nothing_new(in_e
         reason="r",
         idempotency_key="k1",
     )
-    batch_again = services.ledger_record_batch(
-        [EventSpec("ManualAdjustment", first.event.stream, first.event.payload, "k1")]
-    )
 
     # then
     assert again.created is False
     assert (again.event.pk, again.event.public_id) == (first.event.pk, first.event.public_id)
     assert again.transaction_id == first.transaction_id
-    assert [(r.created, r.event.public_id) for r in batch_again] == [(False, first.event.public_id)]
     assert row_counts() == before
     assert selectors.balance_get(code="suspense", currency="USD") == 500
 
@@ -369,9 +365,9 @@ def test_a_reversal_mirrors_the_entries_and_may_overdraw_a_protected_account(in_
 
 def test_an_event_that_posted_nothing_cannot_be_reversed(in_empty_ledger):
     # given an event type that moves no money
-    from apps.ledger.rules import register_event_type
-
-    register_event_type("LedgerTestNote")
+    notes = RuleSet()
+    notes.no_posting("LedgerTestNote")
+    rules_register(notes)
     note = services.ledger_record(
         event_type="LedgerTestNote", stream="note-1", payload={"text": "hello"}, idempotency_key="note-1"
     )
@@ -521,89 +517,6 @@ def test_fx_convert_rejects_a_rate_that_is_not_a_positive_number(in_tenant_a, ra
         )
     assert str(err.value) == error
     assert row_counts() == before
-
-
-# --------------------------------------------------------------------------- batches
-
-
-def test_a_batch_records_every_event_with_its_versions_in_one_transaction(in_empty_ledger):
-    # given
-    specs = [
-        EventSpec("Transfer", "pay_a", transfer("processor_clearing:sim", "vendor_payable:v1", 900), "b-1"),
-        EventSpec("Transfer", "pay_a", transfer("vendor_payable:v1", "platform_revenue", 90), "b-2"),
-        EventSpec("Transfer", "pay_b", transfer("processor_clearing:sim", "suspense", 5, "EUR"), "b-3"),
-    ]
-
-    # when
-    recorded = services.ledger_record_batch(specs)
-
-    # then
-    assert [(r.created, r.event.stream, r.event.version) for r in recorded] == [
-        (True, "pay_a", 1),
-        (True, "pay_a", 2),
-        (True, "pay_b", 1),
-    ]
-    assert entries_of(recorded[1].event.pk) == [
-        ("vendor_payable:v1", "USD", "D", 90),
-        ("platform_revenue", "USD", "C", 90),
-    ]
-    assert selectors.balances_list(include_zero=False) == [
-        {"account": "platform_revenue", "currency": "USD", "balance": 90, "debits": 0, "credits": 90},
-        {"account": "processor_clearing:sim", "currency": "EUR", "balance": 5, "debits": 5, "credits": 0},
-        {"account": "processor_clearing:sim", "currency": "USD", "balance": 900, "debits": 900, "credits": 0},
-        {"account": "suspense", "currency": "EUR", "balance": -5, "debits": 0, "credits": 5},
-        {"account": "vendor_payable:v1", "currency": "USD", "balance": 810, "debits": 90, "credits": 900},
-    ]
-    assert len({r.transaction_id for r in recorded}) == 3
-
-
-def test_a_batch_is_all_or_nothing(in_empty_ledger):
-    # given
-    fund_vendor(100)
-    before = row_counts()
-
-    # when / then: the second event overdraws the vendor, so the first is not kept either
-    with pytest.raises(InsufficientFunds, match=r"vendor_payable:v1 \(USD\): balance would be -50"):
-        services.ledger_record_batch(
-            [
-                EventSpec("Transfer", "s1", transfer("processor_clearing:sim", "suspense", 7), "bb-1"),
-                EventSpec("Transfer", "s2", transfer("vendor_payable:v1", "suspense", 150), "bb-2"),
-            ]
-        )
-    with pytest.raises(InvalidPosting, match="idempotency key 'bb-3' appears twice in the batch"):
-        services.ledger_record_batch(
-            [
-                EventSpec("Transfer", "s3", transfer("suspense", "refunds", 7), "bb-3"),
-                EventSpec("Transfer", "s4", transfer("suspense", "refunds", 7), "bb-3"),
-            ]
-        )
-    assert row_counts() == before
-    assert selectors.balance_get(code="vendor_payable:v1", currency="USD") == 100
-
-
-def test_a_reversal_in_a_batch_does_not_let_another_event_overdraw_the_same_account(in_empty_ledger):
-    # given a vendor holding 50
-    fund_vendor(50)
-    before = row_counts()
-    unwind = {
-        "reverses": "evt_elsewhere",
-        "reason": "unwind",
-        "lines": [
-            {"account": "suspense", "currency": "USD", "side": "D", "amount": 10},
-            {"account": "vendor_payable:v1", "currency": "USD", "side": "C", "amount": 10},
-        ],
-    }
-
-    # when / then: the reversal's lines may overdraw, the transfer's may not
-    with pytest.raises(InsufficientFunds, match=r"vendor_payable:v1 \(USD\): balance would be -440"):
-        services.ledger_record_batch(
-            [
-                EventSpec("Reversal", "r1", unwind, "rb-1"),
-                EventSpec("Transfer", "t1", transfer("vendor_payable:v1", "suspense", 500), "rb-2"),
-            ]
-        )
-    assert row_counts() == before
-    assert selectors.balance_get(code="vendor_payable:v1", currency="USD") == 50
 
 
 # --------------------------------------------------------------------------- bad input

@@ -1,4 +1,4 @@
-"""The ledger as a state machine: random postings, reversals, FX conversions, batches, repeated
+"""The ledger as a state machine: random postings, reversals, FX conversions, repeated
 and conflicting idempotency keys and seals against one committed marketplace, with a model of
 the expected balances in Python. After every step the stored ledger must equal the model and its
 own replay, every journal transaction must balance, every currency must net to zero, and the
@@ -26,7 +26,6 @@ from apps.core.money import convert
 from apps.ledger import integrity, services
 from apps.ledger.errors import IdempotencyConflict, InsufficientFunds, InvalidPosting, LedgerError
 from apps.ledger.models import LedgerEvent
-from apps.ledger.services import EventSpec
 from tests.ledger.observe import (
     entries_of,
     net_per_currency,
@@ -226,54 +225,6 @@ class LedgerMachine(RuleBasedStateMachine):
         self.reversed[original.public_id] = recorded.event.public_id
         posted.public_id, posted.event = recorded.event.public_id, recorded.event
         return posted
-
-    @rule(target=posted, credit_amount=amounts, debit_amount=amounts, currency=currencies)
-    def batch(self, credit_amount, debit_amount, currency):
-        """A credit to the vendor and a payout in one transaction: they stand or fall together."""
-        key = "sm-b-" + uuid.uuid4().hex
-        legs = [
-            ("processor_clearing:sim", PROTECTED, credit_amount),
-            (PROTECTED, "processor_clearing:sim", debit_amount),
-        ]
-        specs = [
-            EventSpec(
-                "Transfer",
-                f"{key}-{i}",
-                {"debit": debit, "credit": credit, "amount": amount, "currency": currency},
-                f"{key}-{i}",
-            )
-            for i, (debit, credit, amount) in enumerate(legs)
-        ]
-        parts = [
-            Posted(
-                "record",
-                {
-                    "event_type": s.event_type,
-                    "stream": s.stream,
-                    "payload": s.payload,
-                    "idempotency_key": s.idempotency_key,
-                },
-                "",
-                None,
-                two_leg_deltas(debit, credit, amount, currency),
-            )
-            for s, (debit, credit, amount) in zip(specs, legs, strict=True)
-        ]
-        deltas: dict[tuple[str, str], int] = defaultdict(int)
-        for part in parts:
-            for k, v in part.deltas.items():
-                deltas[k] += v
-        try:
-            recorded = services.ledger_record_batch(specs)
-        except InsufficientFunds:
-            assert self.would_overdraw(deltas)
-            return multiple()
-        assert not self.would_overdraw(deltas)
-        assert [r.created for r in recorded] == [True, True]
-        self.apply(deltas)
-        for part, r in zip(parts, recorded, strict=True):
-            part.public_id, part.event = r.event.public_id, r.event
-        return multiple(*parts)
 
     @rule(original=posted)
     def repeat(self, original):

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import transaction
 
 from apps.ledger import integrity, services
 from apps.ledger.models import ChainLink, Seal
-from apps.ledger.services import EventSpec
 from tests.ledger.observe import scalar, seal_everything, triggers_off
 
 CHANGED = "was changed after sealing: its content no longer matches its sealed hash"
@@ -65,18 +65,21 @@ def test_sealing_chains_finished_events_in_blocks_and_is_idempotent(ledger_tenan
 
 
 def test_one_transaction_larger_than_a_block_is_sealed_whole(ledger_tenant):
-    # given three events written by one transaction (a batch)
-    services.ledger_record_batch(
-        [
-            EventSpec(
-                "ManualAdjustment",
-                f"b{i}",
-                {"debit": "suspense", "credit": "fx", "amount": i, "currency": "USD", "reason": "batch"},
-                f"b{i}",
+    # given three events written by one transaction
+    with transaction.atomic():
+        for i in (1, 2, 3):
+            services.ledger_record(
+                event_type="ManualAdjustment",
+                stream=f"b{i}",
+                payload={
+                    "debit": "suspense",
+                    "credit": "fx",
+                    "amount": i,
+                    "currency": "USD",
+                    "reason": "one transaction",
+                },
+                idempotency_key=f"b{i}",
             )
-            for i in (1, 2, 3)
-        ]
-    )
     post_adjustments([7])
 
     # when

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.conf import settings
 
-from apps.payments.breaker import CircuitBreaker
+from apps.payments.breaker import CircuitBreaker, redis_client
 from tests.support import BASE
 
 pytestmark = pytest.mark.slow
@@ -62,9 +62,7 @@ def test_breaker_transitions_seen_from_two_processes(settings):
 
     # The cool-down passes (moved back in Redis rather than slept through: a process starting
     # slowly on a busy machine must not change what the test sees)
-    from apps.payments.breaker import _client
-
-    _client().hset(here.key, "opened_at", time.time() - 61)
+    redis_client().hset(here.key, "opened_at", time.time() - 61)
     assert other_process("allow") == ["True"]  # that process takes the single half-open probe
     assert here.state().state == "half_open"
     assert here.allow() is False  # ...so this one may not call while it probes

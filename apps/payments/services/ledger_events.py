@@ -5,7 +5,6 @@ built by ``apps.payments.events``."""
 from __future__ import annotations
 
 from apps.ledger.services import EventSpec, ledger_record
-from apps.payments import ledger_rules as _ledger_rules  # noqa: F401  (registers the event types)
 from apps.payments.events import OUTBOUND_EVENTS
 from apps.webhooks.outbound import event_publish
 

