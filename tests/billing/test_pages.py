@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 
 from apps.billing.models import Invoice
@@ -53,7 +54,7 @@ def test_admin_lists_billing_and_draws_the_recovery_chart(operator_client):
     ):
         assert operator_client.get(url).status_code == 200, url
     inv = Invoice.objects.order_by("-created_at").first()
-    assert operator_client.get(f"/admin/billing/invoice/{inv.pk}/change/").status_code == 200
+    assert operator_client.get(f"/admin/billing/invoice/{quote(inv.pk)}/change/").status_code == 200
     chart = operator_client.get("/admin/billing/invoice/recovery/")
     assert chart.status_code == 200
     body = chart.content.decode()

@@ -8,6 +8,7 @@ import logging
 import re
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.db import connection
 
@@ -56,7 +57,7 @@ def test_the_marketplace_admin_refuses_a_card_number_in_any_field(operator_clien
 
     added = operator_client.post("/admin/customers/customer/add/", {"name": card, "email": "a@example.com"})
     changed = operator_client.post(
-        f"/admin/customers/customer/{customer.pk}/change/",
+        f"/admin/customers/customer/{quote(customer.pk)}/change/",
         {"name": "Jenny", "email": "j@example.com", "description": f"paid with {card}"},
     )
 

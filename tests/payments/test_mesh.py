@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from apps.ledger.models import Entry
 from apps.payments.breaker import CircuitBreaker
@@ -306,7 +307,7 @@ def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(m
 
     gateways = client.get("/admin/payments/gatewayaccount/")
     health = client.get("/admin/payments/gatewayaccount/health/")
-    payment = client.get(f"/admin/payments/paymentintent/{intent.id}/change/")
+    payment = client.get(f"/admin/payments/paymentintent/{quote(intent.id)}/change/")
     add = client.get("/admin/payments/paymentintent/add/")
     rules = client.get("/admin/payments/declinerule/?action__exact=stop")
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.test import override_settings
@@ -246,7 +247,7 @@ def test_admin_shows_deliveries_with_their_log_and_redelivers(api, host_client):
         listing = client.get("/admin/webhooks/webhookdelivery/")
         page = client.get(f"/admin/webhooks/webhookdelivery/{delivery.pk}/change/")
         endpoints = client.get("/admin/webhooks/webhookendpoint/")
-        events = client.get(f"/admin/webhooks/outboundevent/{delivery.event_id}/change/")
+        events = client.get(f"/admin/webhooks/outboundevent/{quote(delivery.event_id)}/change/")
         action = client.post(
             "/admin/webhooks/webhookdelivery/",
             {"action": "redeliver", "_selected_action": [delivery.pk]},
