@@ -38,17 +38,11 @@ from django.utils import timezone
 
 from apps.billing import amounts, dunning
 from apps.billing.errors import BillingError
+from apps.billing.invoices import dunning_policy, invoice_build, invoice_publish
 from apps.billing.locks import invoice_attempt_lock, invoice_due_claim, subscription_due_claim
 from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
-from apps.billing.services import (
-    dunning_policy,
-    invoice_build,
-    invoice_publish,
-    subscription_end,
-    subscription_publish,
-    subscription_update,
-)
 from apps.billing.states import invoice_attempt_to, invoice_to, subscription_to
+from apps.billing.subscriptions import subscription_end, subscription_publish, subscription_update
 from apps.core.durable import durable_enqueue
 from apps.customers.models import Customer
 from apps.payments.models import PaymentAttempt, PaymentIntent
