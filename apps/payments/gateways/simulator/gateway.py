@@ -44,7 +44,7 @@ from apps.payments.gateways.base import (
     Outcome,
 )
 from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
-from apps.payments.methods import TEST_METHODS, card_info
+from apps.payments.methods import TEST_METHODS
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
@@ -402,8 +402,3 @@ class SimulatorGateway:
                 Outcome.DECLINED_SOFT, GatewayStatus.NOT_FOUND, message="no charge for this attempt"
             )
         return self._result_for(charge)
-
-
-def card_for(payment_method: str) -> dict:
-    c = card_info(payment_method)
-    return {"brand": c.brand, "country": c.country, "funding": c.funding, "last4": c.last4}
