@@ -442,7 +442,8 @@ def _email(inv: Invoice, sub: Subscription, kind: str, number: int, now: datetim
 
 
 def _simulator_key(sub, inv) -> dict:
-    """Simulations key the simulator's draws per subscription and period (see
-    ``apps.payments.services._simulator_key``), so the same seed gives the same declines."""
+    """Simulations key the simulator's draws per subscription and period (a payment's
+    ``metadata.simulator_key``, which payments extends per attempt), so the same seed gives the
+    same declines."""
     key = (sub.metadata or {}).get("simulator_key")
     return {"simulator_key": f"{key}:{inv.period_start:%Y%m%d}"} if key else {}
