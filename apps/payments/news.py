@@ -55,8 +55,8 @@ from apps.payments.services import (
 
 log = logging.getLogger(__name__)
 PROCESS_HANDLER = "apps.payments.news.inbound_event_process"
-# Backoff 2, 4, 8 ... s (apps.core.durable): about 4.5 hours in all, ample for the news an
-# out-of-order one waits for (a refund reported before its capture).
+# Backoff 2, 4, 8 ... s (apps.core.durable): about three hours in all (``retry_span(14)``: 3.1 h),
+# ample for the news an out-of-order one waits for (a refund reported before its capture).
 PROCESS_MAX_ATTEMPTS = 14
 
 
