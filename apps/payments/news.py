@@ -43,6 +43,7 @@ from apps.payments.gateways.base import (
     RequestFailedNews,
 )
 from apps.payments.gateways.registry import notifications_for
+from apps.payments.locks import lock_inbound_event
 from apps.payments.models import GatewayAccount, InboundEvent, PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     GatewayTruthConflict,
@@ -204,11 +205,7 @@ def inbound_event_process(*, inbound_event_id: int) -> str:
     that waits for other news (a refund before its capture) stays pending and raises, as does any
     other error (marked failed), so its durable task retries with backoff."""
     with transaction.atomic():
-        event = (
-            InboundEvent.objects.select_for_update()
-            .select_related("gateway_account")
-            .get(pk=inbound_event_id)
-        )
+        event = lock_inbound_event(inbound_event_id)
         if event.state == InboundEvent.State.PROCESSED:
             return event.state
         event.attempts += 1
