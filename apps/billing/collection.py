@@ -38,17 +38,11 @@ from django.utils import timezone
 
 from apps.billing import amounts, dunning
 from apps.billing.errors import BillingError
+from apps.billing.invoices import dunning_policy, invoice_build, invoice_publish
 from apps.billing.locks import invoice_attempt_lock, invoice_due_claim, subscription_due_claim
 from apps.billing.models import DunningPolicy, Invoice, InvoiceAttempt, Subscription
-from apps.billing.services import (
-    dunning_policy,
-    invoice_build,
-    invoice_publish,
-    subscription_end,
-    subscription_publish,
-    subscription_update,
-)
 from apps.billing.states import invoice_attempt_to, invoice_to, subscription_to
+from apps.billing.subscriptions import subscription_end, subscription_publish, subscription_update
 from apps.core.durable import durable_enqueue
 from apps.customers.models import Customer
 from apps.payments.models import PaymentAttempt, PaymentIntent
@@ -448,7 +442,8 @@ def _email(inv: Invoice, sub: Subscription, kind: str, number: int, now: datetim
 
 
 def _simulator_key(sub, inv) -> dict:
-    """Simulations key the simulator's draws per subscription and period (see
-    ``apps.payments.services._simulator_key``), so the same seed gives the same declines."""
+    """Simulations key the simulator's draws per subscription and period (a payment's
+    ``metadata.simulator_key``, which payments extends per attempt), so the same seed gives the
+    same declines."""
     key = (sub.metadata or {}).get("simulator_key")
     return {"simulator_key": f"{key}:{inv.period_start:%Y%m%d}"} if key else {}

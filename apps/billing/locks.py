@@ -6,7 +6,8 @@
 A helper that locks several rows takes them in that order; a caller that needs more rows calls
 the helpers in that order too (``invoice_void``: the invoice's subscription, then the invoice;
 ``invoice_build``, under its subscription's lock: the sequence last). A payment's rows come after
-billing's when both are held (``collection._claim`` creates the invoice's payment under its locks).
+billing's when both are held (claiming an invoice's first attempt, ``collection`` creates its
+payment under its locks).
 The renewal job's claims skip rows another runner holds (``SKIP LOCKED``) instead of waiting.
 Every helper must run inside the caller's transaction.
 """

@@ -19,7 +19,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 
@@ -36,7 +36,8 @@ from apps.api import idempotency
 from apps.chaos import processor as proc
 from apps.chaos.faults import FaultPlan, WorkerDeath
 from apps.chaos.invariants import check
-from apps.core.durable import durable_run
+from apps.chaos.result import SeedResult
+from apps.core.durable import durable_messages_held, durable_run
 from apps.core.jobs import registered_jobs
 from apps.core.models import DurableTask
 from apps.payments.breaker import CircuitBreaker
@@ -77,44 +78,6 @@ class Order:
     payment_id: str | None = None  # the payment the storefront knows of (from a response)
     created: bool = False  # the create request was sent (answered or not)
     ops: int = 0
-
-
-@dataclass
-class SeedResult:
-    seed: int
-    operations: int = 0
-    faults: dict[str, int] = field(default_factory=dict)
-    violations: list[dict] = field(default_factory=list)
-    double_charges: int = 0
-    stuck: int = 0
-    ledger_verified: bool = True
-    auto_refunded_late_charges: int = 0
-    payments: int = 0
-    charges: int = 0
-    seconds: float = 0.0
-    schedule: list[str] = field(default_factory=list)
-    fault_log: list[str] = field(default_factory=list)
-
-    @property
-    def faults_injected(self) -> int:
-        return sum(self.faults.values())
-
-    def summary(self) -> dict:
-        """What must be the same every time the seed runs (timings left out)."""
-        return {
-            "seed": self.seed,
-            "operations": self.operations,
-            "faults": self.faults,
-            "violations": self.violations,
-            "double_charges": self.double_charges,
-            "stuck": self.stuck,
-            "ledger_verified": self.ledger_verified,
-            "auto_refunded_late_charges": self.auto_refunded_late_charges,
-            "payments": self.payments,
-            "charges": self.charges,
-            "schedule": self.schedule,
-            "fault_log": self.fault_log,
-        }
 
 
 class Run:
@@ -621,15 +584,14 @@ def run_seed(seed: int, *, before_quiescence: Callable[[Run], None] | None = Non
         time_machine.travel(BASE_TIME, tick=False) as traveller,
         override_settings(PAYMENT_LATENCY_BUDGET_MS=3_600_000),
         mock.patch.dict(registry.GATEWAYS, {"simulator": "apps.chaos.processor.ChaosGateway"}),
-        mock.patch("apps.core.durable._send", lambda *a, **k: None),
+        durable_messages_held(),  # the harness is the worker: it runs the due tasks itself
         mock.patch.object(timezone, "now", _LogicalNow(timezone.now)),
     ):
         run = Run(seed, tenant, domain, api_key, traveller)
-        proc._ACTIVE.append(run)
         try:
-            result = _drive(run, before_quiescence)
+            with proc.serving(run):
+                result = _drive(run, before_quiescence)
         finally:
-            proc._ACTIVE.remove(run)
             run.processor.stop()
             tenant_connection().set_schema_to_public()
     result.seconds = time.perf_counter() - started

@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.db.models import Sum
 
+from apps.chaos.result import SeedResult
 from apps.core.models import DurableTask
 from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.ledger.models import Entry
@@ -43,8 +44,16 @@ from apps.payments.models import (
     SimulatorCharge,
 )
 
-if TYPE_CHECKING:
-    from apps.chaos.harness import Run, SeedResult
+
+class Run(Protocol):
+    """What the check needs of a seed's run (``harness.Run``): its labels and the violations seen
+    while it ran."""
+
+    live_violations: list[dict]
+
+    def label(self, attempt_id: str) -> str: ...
+    def payment_label(self, payment_id: str) -> str: ...
+
 
 AS = PaymentAttempt.Status
 FINAL_OR_WAITING = {
@@ -124,7 +133,7 @@ def check(run: Run, result: SeedResult) -> None:
     for r in Refund.objects.order_by("created_at"):
         refunds[r.intent_id].append(r)
     clearing = _clearing_by_payment()
-    fee = SimulatorGateway(GatewayConfig(account_id="-"))._fee
+    fee = SimulatorGateway(GatewayConfig(account_id="-")).fee_for
 
     for p in payments:
         name = label[p.id]

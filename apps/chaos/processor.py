@@ -14,24 +14,54 @@ that injects the network's faults.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from django.db import connection
 
-from apps.chaos.faults import WorkerDeath
+from apps.chaos.faults import FaultPlan, WorkerDeath
 from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayResult, GatewayStatus, Outcome
 from apps.payments.gateways.simulator import SimulatorGateway
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 from apps.tenants.db import tenant_connection
 
-if TYPE_CHECKING:
-    from apps.chaos.harness import Run
+
+class Run(Protocol):
+    """What the processor's side needs of a seed's run (``harness.Run``): its faults, the
+    processor's thread and memory, what our side is doing, the labels, and the webhook outbox."""
+
+    tenant: Any
+    plan: FaultPlan
+    processor: ProcessorThread
+    memory: ProcessorMemory
+    in_task: bool
+    in_api: bool
+    dying: bool
+    nesting: bool
+
+    def label(self, attempt_id: str) -> str: ...
+    def authorize_seen(self, request: ChargeRequest, account: str) -> None: ...
+    def resolve_while_in_flight(self) -> None: ...
+    def emit_charge(self, account: str, attempt_id: str) -> None: ...
+    def emit_refunded(self, account: str, attempt_id: str) -> None: ...
+    def emit_declined(self, account: str, request: ChargeRequest, result: GatewayResult) -> None: ...
+
 
 _ACTIVE: list[Run] = []  # the run the proxy serves (one at a time per process)
+
+
+@contextlib.contextmanager
+def serving(run: Run) -> Iterator[None]:
+    """``ChaosGateway`` serves ``run`` inside the block."""
+    _ACTIVE.append(run)
+    try:
+        yield
+    finally:
+        _ACTIVE.remove(run)
 
 
 def active_run() -> Run:
@@ -247,7 +277,7 @@ def customer_completes_challenge(run: Run, account: str, attempt_id: str) -> boo
 
 def charge_payload(charge: SimulatorCharge) -> dict:
     """A Stripe-shaped PaymentIntent for a simulator charge (what a webhook carries)."""
-    fee = SimulatorGateway(GatewayConfig(account_id=charge.account))._fee(
+    fee = SimulatorGateway(GatewayConfig(account_id=charge.account)).fee_for(
         charge.amount_captured, charge.currency
     )
     refunds = [

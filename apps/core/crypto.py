@@ -29,3 +29,9 @@ def encrypt_json(value: dict) -> str:
 
 def decrypt_json(token: str) -> dict:
     return json.loads(_fernet().decrypt(token.encode()))
+
+
+def keys_forget() -> None:
+    """Read ``FIELD_ENCRYPTION_KEYS`` again at the next use (they are read once per process): for
+    a test that changes them."""
+    _fernet.cache_clear()

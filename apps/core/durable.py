@@ -10,7 +10,9 @@ delays the work but never loses it. Handlers must be idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from datetime import timedelta
 
 from celery import shared_task
@@ -26,9 +28,26 @@ MAX_BACKOFF = timedelta(hours=1)
 # Short waits ride on the message (countdown); longer ones wait in the database for the sweeper,
 # because broker ETAs past the visibility timeout get redelivered (celery #4984).
 MAX_COUNTDOWN = timedelta(minutes=10)
+_held: list[list[str]] = []  # the open ``durable_messages_held`` blocks, innermost last
+
+
+@contextlib.contextmanager
+def durable_messages_held() -> Iterator[list[str]]:
+    """Inside the block no durable task's message is sent (enqueued, retried or swept): the rows
+    wait, as after a lost message, for whoever runs them. Yields the ids of the tasks whose message
+    was held back. For the chaos harness, which is its own worker, and for tests of lost messages."""
+    held: list[str] = []
+    _held.append(held)
+    try:
+        yield held
+    finally:
+        _held.pop()
 
 
 def _send(task_id: str, delay: timedelta | None = None) -> None:
+    if _held:
+        _held[-1].append(task_id)
+        return
     countdown = max(0.0, delay.total_seconds()) if delay else 0.0
     run_durable_task.apply_async(args=(task_id,), countdown=countdown)
 

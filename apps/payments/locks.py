@@ -12,7 +12,8 @@ The order, within a transaction:
    locks last, just before the commit.
 
 Rows changed on their own, never together with their payment's, are locked alone: a late charge
-being reversed (``lock_late_charge``), a dispute being closed (``lock_dispute``). Rows read along
+being reversed (``lock_late_charge``), a dispute being closed (``lock_dispute``), an inbound
+notification being claimed for processing (``lock_inbound_event``, released before it is applied). Rows read along
 (an attempt's gateway account, a refund's attempt) are never locked. Nothing in payments takes
 ``select_for_update`` outside this module (the simulator gateway, which stands for a processor,
 keeps its own).
@@ -29,7 +30,7 @@ from django.db.models import Field, Model
 
 from apps.core.db import prepared_cursor
 from apps.payments.hotpath import qualified_table
-from apps.payments.models import Dispute, LateCharge, PaymentAttempt, PaymentIntent, Refund
+from apps.payments.models import Dispute, InboundEvent, LateCharge, PaymentAttempt, PaymentIntent, Refund
 from apps.tenants.db import current_schema
 
 
@@ -120,3 +121,8 @@ def lock_dispute(dispute_id: str) -> Dispute:
     return (
         Dispute.objects.select_for_update(of=("self",)).select_related("gateway_account").get(pk=dispute_id)
     )
+
+
+def lock_inbound_event(inbound_event_id: int) -> InboundEvent:
+    """A stored inbound notification, with its gateway account (whose row the join locks too)."""
+    return InboundEvent.objects.select_for_update().select_related("gateway_account").get(pk=inbound_event_id)

@@ -102,3 +102,9 @@ def card_info(payment_method: str) -> CardInfo:
     """Card details for routing; unknown (real) tokens get an unknown brand and no country."""
     method = TEST_METHODS.get(payment_method)
     return method.card if method else CardInfo(brand="unknown", country="", last4="")
+
+
+def card_details(payment_method: str) -> dict:
+    """``card_info`` as a payment stores it (``PaymentIntent.card``): brand, country, funding, last4."""
+    c = card_info(payment_method)
+    return {"brand": c.brand, "country": c.country, "funding": c.funding, "last4": c.last4}

@@ -43,6 +43,7 @@ from apps.payments.gateways.base import (
     RequestFailedNews,
 )
 from apps.payments.gateways.registry import notifications_for
+from apps.payments.locks import lock_inbound_event
 from apps.payments.models import GatewayAccount, InboundEvent, PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     GatewayTruthConflict,
@@ -55,8 +56,8 @@ from apps.payments.services import (
 
 log = logging.getLogger(__name__)
 PROCESS_HANDLER = "apps.payments.news.inbound_event_process"
-# Backoff 2, 4, 8 ... s (apps.core.durable): about 4.5 hours in all, ample for the news an
-# out-of-order one waits for (a refund reported before its capture).
+# Backoff 2, 4, 8 ... s (apps.core.durable): about three hours in all (``retry_span(14)``: 3.1 h),
+# ample for the news an out-of-order one waits for (a refund reported before its capture).
 PROCESS_MAX_ATTEMPTS = 14
 
 
@@ -204,11 +205,7 @@ def inbound_event_process(*, inbound_event_id: int) -> str:
     that waits for other news (a refund before its capture) stays pending and raises, as does any
     other error (marked failed), so its durable task retries with backoff."""
     with transaction.atomic():
-        event = (
-            InboundEvent.objects.select_for_update()
-            .select_related("gateway_account")
-            .get(pk=inbound_event_id)
-        )
+        event = lock_inbound_event(inbound_event_id)
         if event.state == InboundEvent.State.PROCESSED:
             return event.state
         event.attempts += 1

@@ -142,7 +142,7 @@ def vendor_update(*, vendor_id: str, disabled: bool | None = None, **changes: An
     if unknown:
         raise TypeError(f"vendor_update() got unexpected keyword arguments {sorted(unknown)}")
     with transaction.atomic():
-        vendor = Vendor.objects.select_for_update().get(pk=vendor_id)
+        vendor = vendor_lock(vendor_id)
         before = vendor_state(vendor)
         for key, value in changes.items():
             setattr(vendor, key, value)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from apps.api.v1 import billing as billing_api
-from apps.billing import collection
+from apps.billing import services as billing_services
 from apps.billing.models import Invoice, Subscription
 from apps.payments.models import PaymentIntent, SimulatorCharge
 from tests.api.test_idempotency_recovery import crash_once, key
@@ -49,7 +49,7 @@ def test_a_subscription_whose_first_request_died_before_charging_is_charged_by_t
         "currency": "usd",
         "payment_method": "pm_card_visa",
     }
-    crash_once(monkeypatch, collection, "invoice_collect")  # after the subscription committed
+    crash_once(monkeypatch, billing_services, "invoice_collect")  # after the subscription committed
     assert_crashed(api.post("/api/v1/subscriptions", body, headers=key("k-sub-uncharged")))
     (sub,) = Subscription.objects.filter(customer_id=body["customer"])
     (invoice,) = Invoice.objects.filter(subscription=sub)

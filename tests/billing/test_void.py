@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from apps.billing import services as billing_services
+from apps.billing import invoices
 from apps.billing.models import Invoice
 from apps.billing.services import invoice_void, subscription_cancel
 from apps.payments.models import PaymentIntent
@@ -21,13 +21,13 @@ def test_a_voided_invoices_payment_is_canceled_with_no_transaction_open(billing,
     assert (inv.status, PaymentIntent.objects.get(pk=inv.payment_id).status) == ("open", "requires_action")
     baseline = len(connection.atomic_blocks)  # the test's own transaction
     calls = []
-    cancel = billing_services.payment_cancel
+    cancel = invoices.payment_cancel
 
     def watched_cancel(**kwargs):
         calls.append((kwargs["intent_id"], len(connection.atomic_blocks) - baseline))
         return cancel(**kwargs)
 
-    monkeypatch.setattr(billing_services, "payment_cancel", watched_cancel)
+    monkeypatch.setattr(invoices, "payment_cancel", watched_cancel)
 
     # when it is voided
     if how == "invoice_void":

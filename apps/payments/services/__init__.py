@@ -36,10 +36,6 @@ from apps.payments.services.errors import (
 )
 from apps.payments.services.late_charges import late_charge_notify, payment_late_charge_reverse
 from apps.payments.services.operations import (
-    OPERATION_ALERT_AFTER,
-    OPERATION_LEASE,
-    OPERATION_MAX_ATTEMPTS,
-    OPERATION_STRANDED_AFTER,
     REFUND_REPLAY_WINDOW,
     payment_cancel,
     payment_cancel_resolve,
@@ -58,6 +54,10 @@ from apps.payments.services.schedules import (
     ACTION_CHECKS,
     CANCEL_HANDLER,
     CAPTURE_HANDLER,
+    OPERATION_ALERT_AFTER,
+    OPERATION_LEASE,
+    OPERATION_MAX_ATTEMPTS,
+    OPERATION_STRANDED_AFTER,
     REFUND_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
     attempt_lease,

@@ -21,10 +21,9 @@ from apps.core.recovery import recovery_point
 from apps.payments import events
 from apps.payments.config import mesh_config
 from apps.payments.gateways.base import GatewayStatus
-from apps.payments.gateways.simulator import card_for
 from apps.payments.hooks import SplitPlanRejected, splits_hooks
 from apps.payments.locks import lock_attempt, lock_intent
-from apps.payments.methods import TEST_METHODS
+from apps.payments.methods import TEST_METHODS, card_details
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
 from apps.payments.services.drive import attempt_start, attempt_start_next, attempts_run
 from apps.payments.services.errors import PaymentError
@@ -138,7 +137,7 @@ def payment_intent_create(
         description=description,
         metadata=metadata or {},
         off_session=off_session,
-        card=card or card_for(payment_method),
+        card=card or card_details(payment_method),
         has_splits=plan is not None,
     )
     created = events.payment_created(intent)
@@ -184,7 +183,7 @@ def payment_confirm(
             # Never two attempts that can still charge, nor a new one while a cancel is in flight.
             raise PaymentError(f"payment {intent.id} has an attempt that can still be charged; retry")
         if payment_method:
-            intent.payment_method, intent.card = payment_method, card_for(payment_method)
+            intent.payment_method, intent.card = payment_method, card_details(payment_method)
         intent_to(intent, IS.PROCESSING)
         # Each confirmation is a new round: its events' keys differ from the earlier rounds'.
         intent.routing = {"tried": [], "round": int(intent.routing.get("round", 0)) + 1}

@@ -32,6 +32,7 @@ from apps.payments.services.schedules import (
     CONTINUE_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
     RESOLVE_HANDLER,
+    RESOLVE_MAX_ATTEMPTS,
     attempt_lease,
     next_action_check,
 )
@@ -394,7 +395,7 @@ def _answer_unknown(intent: PaymentIntent, attempt: PaymentAttempt) -> EventSpec
         kwargs={"attempt_id": attempt.id},
         idempotency_key=f"resolve:{attempt.id}",
         run_at=attempt.next_resolve_at,
-        max_attempts=len(RESOLVE_BACKOFF_SECONDS) + 5,
+        max_attempts=RESOLVE_MAX_ATTEMPTS,
     )
     return spec
 

@@ -31,7 +31,15 @@ from apps.payments.locks import lock_attempt, lock_attempts, lock_intent, lock_r
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services.errors import OperationStillPending, PaymentError
 from apps.payments.services.ledger_events import record_event
-from apps.payments.services.schedules import CANCEL_HANDLER, CAPTURE_HANDLER, REFUND_HANDLER
+from apps.payments.services.schedules import (
+    CANCEL_HANDLER,
+    CAPTURE_HANDLER,
+    OPERATION_ALERT_AFTER,
+    OPERATION_LEASE,
+    OPERATION_MAX_ATTEMPTS,
+    OPERATION_STRANDED_AFTER,
+    REFUND_HANDLER,
+)
 from apps.payments.services.settlement import capture_record, refund_settle
 from apps.payments.services.setup import gateway_client, gateway_observe
 from apps.payments.services.truth import payment_attempt_apply_gateway_truth
@@ -40,15 +48,6 @@ from apps.payments.statemachine import attempt_to, intent_to
 log = logging.getLogger(__package__)  # one logger for the package, as when it was one module
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
 
-# A durable task's first run waits this long: longer than any gateway call can take
-# (``GatewayConfig.timeout_seconds``), so it does not race the request still calling.
-OPERATION_LEASE = timedelta(seconds=30)
-# Backoff 2 s, 4 s, ... capped at an hour (apps.core.durable): about six hours of retries.
-OPERATION_MAX_ATTEMPTS = 16
-# Pending this long with no live durable task (its retries exhausted, or a task lost): stranded.
-OPERATION_STRANDED_AFTER = timedelta(minutes=15)
-# Pending this long: the reconcile job tells the operator (log error) each time it re-queues it.
-OPERATION_ALERT_AFTER = timedelta(days=2)
 _LIVE = (DurableTask.State.PENDING, DurableTask.State.RUNNING)
 # A processor honours an idempotency key this long at least (Stripe 24 h, Adyen 7 days): a refund
 # it cannot look up is never sent again after that, since a replay could refund twice.

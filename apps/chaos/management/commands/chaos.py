@@ -18,7 +18,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.chaos.faults import kind_of
-from apps.chaos.harness import SeedResult, run_seed
+from apps.chaos.harness import run_seed
+from apps.chaos.result import SeedResult
 
 
 def report(results: list[SeedResult], wall: float) -> dict:

@@ -1,6 +1,6 @@
 """The built-in simulator, in one package: the payments adapter (``gateway.py``) and its
 webhooks (``webhooks.py``: it sends none)."""
 
-from apps.payments.gateways.simulator.gateway import SimulatorGateway, card_for
+from apps.payments.gateways.simulator.gateway import SimulatorGateway
 
-__all__ = ["SimulatorGateway", "card_for"]
+__all__ = ["SimulatorGateway"]

@@ -44,7 +44,7 @@ from apps.payments.gateways.base import (
     Outcome,
 )
 from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
-from apps.payments.methods import TEST_METHODS, card_info
+from apps.payments.methods import TEST_METHODS
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
@@ -88,7 +88,10 @@ class SimulatorGateway:
                 return True
         return False
 
-    def _fee(self, amount: int, currency: str) -> int:
+    def fee_for(self, amount: int, currency: str) -> int:
+        """The processor fee this account takes on a capture of ``amount`` (its ``fee_bps`` and
+        ``fee_fixed`` settings; by default 2.9 %, rounded, plus 30 minor units in two-decimal
+        currencies)."""
         bps = int(self.settings.get("fee_bps", 290))
         fixed = int(self.settings.get("fee_fixed", 30 if exponent(currency) == 2 else 0))
         return (amount * bps + 5000) // 10000 + fixed
@@ -273,7 +276,7 @@ class SimulatorGateway:
             amount_authorized=charge.amount,
             amount_captured=charge.amount_captured,
             amount_refunded=charge.amount_refunded,
-            fee=self._fee(charge.amount_captured, charge.currency) if charge.amount_captured else 0,
+            fee=self.fee_for(charge.amount_captured, charge.currency) if charge.amount_captured else 0,
             raw={"id": charge.reference, "status": charge.status},
         )
 
@@ -402,8 +405,3 @@ class SimulatorGateway:
                 Outcome.DECLINED_SOFT, GatewayStatus.NOT_FOUND, message="no charge for this attempt"
             )
         return self._result_for(charge)
-
-
-def card_for(payment_method: str) -> dict:
-    c = card_info(payment_method)
-    return {"brand": c.brand, "country": c.country, "funding": c.funding, "last4": c.last4}
