@@ -102,3 +102,13 @@ def card_info(payment_method: str) -> CardInfo:
     """Card details for routing; unknown (real) tokens get an unknown brand and no country."""
     method = TEST_METHODS.get(payment_method)
     return method.card if method else CardInfo(brand="unknown", country="", last4="")
+
+
+# Our own payment methods' ids (``apps.payments.models.PaymentMethod``): a prefix no processor's
+# token has (Stripe's are ``pm_...``), so the two are never confused.
+PAYMENT_METHOD_PREFIX = "paym_"
+
+
+def is_payment_method_id(value: str) -> bool:
+    """Whether ``value`` names one of our payment methods (else it is a processor's token)."""
+    return value.startswith(PAYMENT_METHOD_PREFIX)
