@@ -4,6 +4,7 @@ duplicates, routing that knows which gateways can charge a method, and the simul
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from apps.customers.services import customer_create
 from apps.payments.config import mesh_config_changed
@@ -189,3 +190,22 @@ def test_test_tokens_are_unchanged(mesh):
 
     assert intent.status == "succeeded" and intent.gateway_account.name == "primary"
     assert "skipped" not in intent.routing and intent.payment_method == "pm_card_visa"
+
+
+def test_operators_see_which_gateways_can_charge_a_method_never_the_reference(mesh, host_client):
+    jenny = customer_create(email="jenny@example.com")
+    method, _ = payment_method_create(gateway="primary", token="pm_card_visa", customer=jenny)
+    payment_method_create(gateway="secondary", token="pm_card_visa", customer=jenny)
+    references = [c.credential["reference"] for c in method.credentials.all()]
+    client = host_client("alpha.localhost")
+    client.force_login(get_user_model().objects.get(username="ops@alpha.test"))
+
+    listing = client.get("/admin/payments/paymentmethod/")
+    page = client.get(f"/admin/payments/paymentmethod/{method.pk}/change/")
+    add = client.get("/admin/payments/paymentmethod/add/")
+
+    assert listing.status_code == 200 and b"primary, secondary" in listing.content
+    assert page.status_code == 200 and method.pk.encode() in page.content
+    assert f"...{references[0][-4:]}".encode() in page.content
+    assert not any(ref.encode() in page.content or ref.encode() in listing.content for ref in references)
+    assert add.status_code == 403
