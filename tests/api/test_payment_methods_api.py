@@ -126,3 +126,20 @@ def test_payment_no_gateway_can_charge_fails_with_its_reason(api):
 def test_test_tokens_keep_working(api):
     body = pay(api)
     assert body["status"] == "succeeded" and body["routing"] == {"skipped": []}
+
+
+def test_confirm_with_a_saved_method(api):
+    method = save(api, gateway="secondary", token="pm_card_amex")
+    created = pay(api, confirm=False)
+
+    confirmed = api.post(f"/api/v1/payments/{created['id']}/confirm", {"payment_method": method["id"]})
+
+    assert confirmed.status_code == 200, confirmed.json()
+    body = confirmed.json()
+    assert (body["status"], body["payment_method"]) == ("succeeded", method["id"])
+    expanded = api.get(f"/api/v1/payments/{created['id']}", {"expand[]": "attempts"}).json()
+    assert [a["gateway"] for a in expanded["attempts"]] == ["secondary"]
+    missing = api.post(
+        f"/api/v1/payments/{pay(api, confirm=False)['id']}/confirm", {"payment_method": "paym_x"}
+    )
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "resource_missing"
