@@ -143,3 +143,12 @@ def test_confirm_with_a_saved_method(api):
         f"/api/v1/payments/{pay(api, confirm=False)['id']}/confirm", {"payment_method": "paym_x"}
     )
     assert missing.status_code == 400 and missing.json()["error"]["code"] == "resource_missing"
+
+
+def test_a_gateway_that_is_down_cannot_save(api):
+    configure("primary", down=True)
+
+    response = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "pm_card_visa"})
+
+    assert response.status_code == 422
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("gateway_error", None)

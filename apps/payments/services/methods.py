@@ -39,10 +39,12 @@ def _saved_at(account: GatewayAccount, token: str, customer: Customer | None) ->
         )
     saved: SavedMethod = save(token=token, customer_reference=customer.pk if customer else None)
     if not saved.ok:
+        # The gateway failing (down, 5xx) is no fault of the token: no param (422, not 400).
+        failed = saved.code == "gateway_error"
         raise PaymentError(
             saved.message or "the gateway refused to save this payment method",
             code=saved.code or "payment_method_invalid",
-            param="token",
+            param=None if failed else "token",
         )
     return saved
 
