@@ -38,7 +38,7 @@ def payment_error(exc: PaymentError | MoneyError) -> ApiError:
         param = "currency" if "currency" in str(exc) else "amount"
     if param is not None:
         status_code = 400
-    elif code == "payment_intent_unexpected_state":
+    elif code.endswith("_unexpected_state"):
         status_code = 409
     else:
         status_code = 422

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
-from apps.api.v1 import billing, customers, ledger, payments, vendors, webhooks
+from apps.api.v1 import billing, customers, ledger, payment_methods, payments, vendors, webhooks
 
 
 class ObjectIdConverter:
@@ -23,6 +23,18 @@ urlpatterns = [
     path("v1/account", views.account, name="api-account"),
     path("v1/customers", customers.CustomerListView.as_view(), name="api-customers"),
     path("v1/customers/<objid:customer_id>", customers.CustomerDetailView.as_view(), name="api-customer"),
+    path(
+        "v1/customers/<objid:customer_id>/payment_methods",
+        payment_methods.CustomerPaymentMethodListView.as_view(),
+    ),
+    path("v1/payment_methods", payment_methods.PaymentMethodListView.as_view(), name="api-payment-methods"),
+    path(
+        "v1/payment_methods/<objid:method_id>",
+        payment_methods.PaymentMethodDetailView.as_view(),
+        name="api-payment-method",
+    ),
+    path("v1/payment_methods/<objid:method_id>/attach", payment_methods.PaymentMethodAttachView.as_view()),
+    path("v1/payment_methods/<objid:method_id>/detach", payment_methods.PaymentMethodDetachView.as_view()),
     path("v1/payments", payments.PaymentListView.as_view(), name="api-payments"),
     path("v1/payments/<objid:payment_id>", payments.PaymentDetailView.as_view(), name="api-payment"),
     path("v1/payments/<objid:payment_id>/confirm", payments.PaymentConfirmView.as_view()),

@@ -30,6 +30,8 @@ from apps.payments.models import (
     LateCharge,
     PaymentAttempt,
     PaymentIntent,
+    PaymentMethod,
+    PaymentMethodCredential,
     Refund,
     RoutingRule,
 )
@@ -268,6 +270,11 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             *decision.get("reasons", []),
             *(f"{g}: {why}" for g, why in decision.get("skipped", {}).items()),
         ]
+        items += [
+            f"{s['gateway']}: {s['reason']} (this round)"
+            for s in (obj.routing or {}).get("skipped", [])
+            if f"{s['gateway']}: {s['reason']}" not in items
+        ]
         tried = (obj.routing or {}).get("tried", [])
         return format_html(
             "<div>tried: {}</div><ul>{}</ul>",
@@ -396,3 +403,44 @@ class InboundEventAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
     def reprocess(self, request, queryset):
         queued = inbound_events_reprocess(inbound_event_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"queued {queued} event(s) for processing")
+
+
+class PaymentMethodCredentialInline(admin.TabularInline):
+    """Which gateway accounts can charge the method; the reference only masked."""
+
+    model = PaymentMethodCredential
+    extra = 0
+    can_delete = False
+    fields = ("gateway_account", "reference", "created_at")
+    readonly_fields = fields
+
+    @admin.display(description="reference")
+    def reference(self, obj):
+        return f"...{obj.reference_last4}"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PaymentMethod)
+class PaymentMethodAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "brand", "last4", "expiry", "customer", "gateways", "created_at")
+    list_filter = ("brand", "credentials__gateway_account")
+    search_fields = ("=id", "=customer__id", "=fingerprint", "last4")
+    date_hierarchy = "created_at"
+    inlines = [PaymentMethodCredentialInline]
+    readonly_fields = [f.name for f in PaymentMethod._meta.fields]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("credentials__gateway_account")
+
+    @admin.display(description="expiry")
+    def expiry(self, obj):
+        return f"{obj.exp_month:02d}/{obj.exp_year}" if obj.exp_month and obj.exp_year else "-"
+
+    @admin.display(description="can be charged at")
+    def gateways(self, obj):
+        return ", ".join(c.gateway_account.name for c in obj.credentials.all()) or "-"

@@ -108,3 +108,13 @@ def card_details(payment_method: str) -> dict:
     """``card_info`` as a payment stores it (``PaymentIntent.card``): brand, country, funding, last4."""
     c = card_info(payment_method)
     return {"brand": c.brand, "country": c.country, "funding": c.funding, "last4": c.last4}
+
+
+# Our own payment methods' ids (``apps.payments.models.PaymentMethod``): a prefix no processor's
+# token has (Stripe's are ``pm_...``), so the two are never confused.
+PAYMENT_METHOD_PREFIX = "paym_"
+
+
+def is_payment_method_id(value: str) -> bool:
+    """Whether ``value`` names one of our payment methods (else it is a processor's token)."""
+    return value.startswith(PAYMENT_METHOD_PREFIX)

@@ -10,6 +10,8 @@ from django.db import models
 from django.utils import timezone
 
 from apps.core.crypto import decrypt_json, encrypt_json
+from apps.core.ids import new_id
+from apps.customers.models import Customer
 from apps.payments.gateways.base import Outcome
 
 
@@ -414,3 +416,97 @@ class InboundEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.type} {self.event_id} [{self.state}]"
+
+
+def new_payment_method_id() -> str:
+    return new_id("paym_")
+
+
+class PaymentMethod(models.Model):
+    """A payment method as ours (``paym_...``, never confused with a processor's ``pm_...``): the
+    card's display details and, per gateway account that can charge it, a credential
+    (``PaymentMethodCredential``). No card number is ever held: only processors' references."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_payment_method_id, editable=False)
+    type = models.CharField(max_length=20, default="card")
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    brand = models.CharField(max_length=20, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    country = models.CharField(max_length=2, blank=True, help_text="issuing country")
+    funding = models.CharField(max_length=20, blank=True)
+    fingerprint = models.CharField(
+        max_length=64, blank=True, help_text="the same card has the same fingerprint (duplicates)"
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "fingerprint"],
+                condition=models.Q(customer__isnull=False) & ~models.Q(fingerprint=""),
+                name="payments_method_card_once_per_customer",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.brand} ...{self.last4}"
+
+    def card(self) -> dict:
+        """The details routing reads (as ``PaymentIntent.card``)."""
+        return {"brand": self.brand, "country": self.country, "funding": self.funding, "last4": self.last4}
+
+
+class PaymentMethodCredential(models.Model):
+    """What one gateway account knows the method by (a Stripe PaymentMethod id, an Adyen stored
+    payment method id with its shopper reference, a simulator token): encrypted at rest, shown
+    only masked."""
+
+    method = models.ForeignKey(PaymentMethod, on_delete=models.CASCADE, related_name="credentials")
+    gateway_account = models.ForeignKey(
+        GatewayAccount, on_delete=models.PROTECT, related_name="method_credentials"
+    )
+    credential_encrypted = models.TextField(editable=False)
+    reference_last4 = models.CharField(
+        max_length=4, blank=True, help_text="the reference's last 4 characters"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["method", "gateway_account"], name="payments_method_credential_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method_id} @{self.gateway_account_id} ...{self.reference_last4}"
+
+    @property
+    def credential(self) -> dict:
+        """{"reference": ..., and what else the processor needs (e.g. "shopper_reference")}."""
+        return decrypt_json(self.credential_encrypted)
+
+    @credential.setter
+    def credential(self, value: dict) -> None:
+        self.credential_encrypted = encrypt_json(value)
+        self.reference_last4 = str(value.get("reference", ""))[-4:]
+
+
+class SimulatorToken(models.Model):
+    """The simulator's saved cards: a token it issued (``simtok_<account>_<hex>``) for a test
+    card. Each simulator account charges only its own tokens (and the documented test tokens)."""
+
+    account = models.CharField(max_length=60)
+    token = models.CharField(max_length=120, unique=True)
+    payment_method = models.CharField(max_length=255, help_text="the test card it stands for")
+    customer_reference = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.token} ({self.account})"

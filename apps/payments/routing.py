@@ -11,6 +11,7 @@ import redis
 
 from apps.payments.breaker import CircuitBreaker, redis_client
 from apps.payments.config import MeshConfig, mesh_config
+from apps.payments.methods import is_payment_method_id
 from apps.payments.models import PaymentIntent, RoutingRule
 from apps.tenants.db import current_schema
 
@@ -43,7 +44,10 @@ def _matches(rule: RoutingRule, intent: PaymentIntent) -> tuple[bool, str]:
         ([b.lower() for b in rule.card_brands], (card.get("brand") or "").lower(), "card brand"),
         (
             rule.payment_method_types,
-            "card" if intent.payment_method.startswith(("pm_", "card_")) else "other",
+            "card"
+            if intent.payment_method.startswith(("pm_", "card_"))
+            or is_payment_method_id(intent.payment_method)
+            else "other",
             "payment method",
         ),
     ]
@@ -101,11 +105,20 @@ def success_rate(account_name: str) -> tuple[float | None, int]:
     return (ok / total if total else None), total
 
 
+NO_CREDENTIAL = "no credential for this payment method"
+
+
 def route(
-    intent: PaymentIntent, *, exclude: set[str] | None = None, config: MeshConfig | None = None
+    intent: PaymentIntent,
+    *,
+    exclude: set[str] | None = None,
+    config: MeshConfig | None = None,
+    chargeable: set[str] | None = None,
 ) -> Decision:
     """Ordered candidates for ``intent``: rule order (or weighted split), optional success-rate
-    preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``.
+    preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``; with
+    ``chargeable`` (the gateways holding a credential for the payment's method, when it is one of
+    ours), minus the others (``NO_CREDENTIAL``).
     ``config`` defaults to ``mesh_config()``; the breakers are read in one Redis round trip."""
     exclude = exclude or set()
     cfg = config or mesh_config()
@@ -140,6 +153,8 @@ def route(
                 why_not[name] = "disabled"
             elif name in exclude:
                 why_not[name] = "already tried"
+            elif chargeable is not None and name not in chargeable:
+                why_not[name] = NO_CREDENTIAL
         allowed = CircuitBreaker.allow_many(list(dict.fromkeys(n for n in names if n not in why_not)))
         for name in names:
             if name in why_not:

@@ -7,7 +7,13 @@ from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
-from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
+from apps.payments.models import (
+    PaymentAttempt,
+    PaymentIntent,
+    PaymentMethod,
+    PaymentMethodCredential,
+    Refund,
+)
 
 
 def payments_query(
@@ -49,3 +55,41 @@ def refunds_query(*, payment: str | None = None) -> QuerySet[Refund]:
 
 def refund_get(*, refund_id: str) -> Refund | None:
     return Refund.objects.filter(pk=refund_id).first()
+
+
+# --------------------------------------------------------------------------- payment methods
+
+
+def payment_methods_query(*, customer: str | None = None) -> QuerySet[PaymentMethod]:
+    """Payment methods with their credentials (and gateway accounts) prefetched."""
+    qs = PaymentMethod.objects.prefetch_related(
+        Prefetch(
+            "credentials",
+            queryset=PaymentMethodCredential.objects.select_related("gateway_account").order_by(
+                "created_at", "id"
+            ),
+        )
+    )
+    return qs.filter(customer_id=customer) if customer else qs
+
+
+def payment_method_get(*, method_id: str) -> PaymentMethod | None:
+    return payment_methods_query().filter(pk=method_id).first()
+
+
+def payment_method_gateways(*, method_id: str) -> set[str]:
+    """The gateway accounts (by name) holding a credential for the method: the ones that can
+    charge it."""
+    return set(
+        PaymentMethodCredential.objects.filter(method_id=method_id).values_list(
+            "gateway_account__name", flat=True
+        )
+    )
+
+
+def payment_method_credential(*, method_id: str, gateway_account_id: int) -> dict | None:
+    """The method's credential at that gateway account (decrypted), or None."""
+    found = PaymentMethodCredential.objects.filter(
+        method_id=method_id, gateway_account_id=gateway_account_id
+    ).first()
+    return found.credential if found is not None else None

@@ -833,3 +833,67 @@ def test_registry_builds_the_stripe_gateway():
 
     assert isinstance(gateway, StripeGateway)
     assert gateway.kind == "stripe"
+
+
+# --------------------------------------------------------------------------- saving a payment method
+
+# A card PaymentMethod as Stripe documents it (docs.stripe.com/api/payment_methods/object), trimmed.
+STRIPE_CARD_PAYMENT_METHOD: dict[str, Any] = {
+    "id": "pm_1Q0PsIJvEtkwdCNYMSaVuRz6",
+    "object": "payment_method",
+    "type": "card",
+    "customer": None,
+    "livemode": False,
+    "created": 1726673582,
+    "billing_details": {"address": {}, "email": None, "name": None, "phone": None},
+    "card": {
+        "brand": "visa",
+        "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+        "country": "US",
+        "display_brand": "visa",
+        "exp_month": 8,
+        "exp_year": 2026,
+        "fingerprint": "Xt5EWLLDS7FJjR1c",
+        "funding": "credit",
+        "last4": "4242",
+        "networks": {"available": ["visa"], "preferred": None},
+        "three_d_secure_usage": {"supported": True},
+        "wallet": None,
+    },
+    "metadata": {},
+}
+
+
+def test_save_method_reads_the_payment_method_back():
+    client = CannedClient((200, STRIPE_CARD_PAYMENT_METHOD))
+    gateway = make_gateway("http://stripe.invalid", client)
+
+    saved = gateway.save_method(token="pm_1Q0PsIJvEtkwdCNYMSaVuRz6", customer_reference="cus_ours")
+
+    assert saved.ok and saved.reference == "pm_1Q0PsIJvEtkwdCNYMSaVuRz6"
+    assert saved.card is not None
+    assert (saved.card.brand, saved.card.last4, saved.card.country, saved.card.funding) == (
+        "visa",
+        "4242",
+        "US",
+        "credit",
+    )
+    assert (saved.exp_month, saved.exp_year, saved.fingerprint) == (8, 2026, "Xt5EWLLDS7FJjR1c")
+    [sent] = client.sent
+    assert (sent.method, sent.path) == ("GET", "/v1/payment_methods/pm_1Q0PsIJvEtkwdCNYMSaVuRz6")
+
+
+@pytest.mark.parametrize(
+    ("http_status", "body", "code"),
+    [
+        (404, error_json("invalid_request_error", "No such PaymentMethod: 'pm_nope'", code="resource_missing", param="payment_method"), "resource_missing"),
+        (503, error_json("api_error", "Service unavailable"), "gateway_error"),
+        (200, {**STRIPE_CARD_PAYMENT_METHOD, "type": "sepa_debit", "card": None}, "payment_method_unsupported"),
+    ],
+)  # fmt: skip
+def test_save_method_failures_are_answers(http_status, body, code):
+    gateway = make_gateway("http://stripe.invalid", CannedClient((http_status, body)))
+
+    saved = gateway.save_method(token="pm_nope", customer_reference=None)
+
+    assert not saved.ok and saved.code == code and saved.message

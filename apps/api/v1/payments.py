@@ -121,6 +121,27 @@ class LastErrorField(serializers.ReadOnlyField):
         return {name: value.get(name) or None for name in LAST_ERROR_FIELDS}
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "the gateways routing left out this round, and why (e.g. no credential "
+        "for the payment method there, circuit open, disabled)",
+        "properties": {
+            "skipped": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"gateway": {"type": "string"}, "reason": {"type": "string"}},
+                },
+            }
+        },
+    }
+)
+class RoutingField(serializers.ReadOnlyField):
+    def to_representation(self, value):
+        return {"skipped": list((value or {}).get("skipped", []))}
+
+
 class PaymentOut(serializers.Serializer):
     id = serializers.CharField()
     object = ConstantField("payment")
@@ -137,6 +158,7 @@ class PaymentOut(serializers.Serializer):
     metadata = serializers.DictField(child=serializers.CharField())
     last_error = LastErrorField()
     next_action = EmptyAsNullObjectField()
+    routing = RoutingField()
     created = TimestampField(source="created_at")
     attempts = AttemptsField(source="*")
     splits = serializers.SerializerMethodField()

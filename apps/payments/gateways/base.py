@@ -63,6 +63,33 @@ class ChargeRequest:
     connected_account: str | None = None  # Stripe-Account header for Connect
     off_session: bool = False
     metadata: dict = field(default_factory=dict)
+    # When the payment's method is ours (``paym_...``): this gateway account's credential for it
+    # (``payment_method`` is then its "reference"; e.g. Adyen's also holds "shopper_reference").
+    credential: dict | None = None
+
+
+@dataclass(frozen=True)
+class SavedMethod:
+    """A processor's answer to saving a payment method (``MethodSaving.save_method``): its own
+    reference for the method (what later charges send) and the card's display details; or,
+    when ``ok`` is False, why not (``code``, ``message``)."""
+
+    ok: bool
+    reference: str = ""
+    extra: dict = field(default_factory=dict)  # more the processor needs to charge it later
+    card: CardInfo | None = None
+    exp_month: int | None = None
+    exp_year: int | None = None
+    fingerprint: str = ""
+    code: str = ""
+    message: str = ""
+
+
+class MethodSaving(Protocol):
+    """Optional part of the gateway port: save a processor's one-off token as a method it can
+    charge again (the simulator's tokenize; Stripe's attach, Adyen's stored methods later)."""
+
+    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod: ...
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from apps.payments.config import mesh_config
 from apps.payments.gateways.base import GatewayStatus
 from apps.payments.hooks import SplitPlanRejected, splits_hooks
 from apps.payments.locks import lock_attempt, lock_intent
-from apps.payments.methods import TEST_METHODS, card_details
+from apps.payments.methods import TEST_METHODS, card_details, is_payment_method_id
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
+from apps.payments.selectors import payment_method_get
 from apps.payments.services.drive import attempt_start, attempt_start_next, attempts_run
 from apps.payments.services.errors import PaymentError
 from apps.payments.services.late_charges import gateway_voided
@@ -49,6 +50,26 @@ def _check_amount_limit(amount: int, currency: str) -> None:
             code="amount_too_large",
             param="amount",
         )
+
+
+def _method_card(token: str, *, customer_id: str = "") -> dict:
+    """The card details of a payment method for routing. One of ours (``paym_...``) must exist
+    and not belong to another customer; anything else is checked by ``_check_payment_method``."""
+    if not is_payment_method_id(token):
+        _check_payment_method(token)
+        return card_details(token)
+    method = payment_method_get(method_id=token)
+    if method is None:
+        raise PaymentError(
+            f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method"
+        )
+    if customer_id and method.customer_id and method.customer_id != customer_id:
+        raise PaymentError(
+            f"payment method {token} belongs to another customer",
+            code="payment_method_customer_mismatch",
+            param="payment_method",
+        )
+    return method.card()
 
 
 def _check_payment_method(token: str) -> None:
@@ -121,7 +142,7 @@ def payment_intent_create(
     if not isinstance(payment_method, str) or not payment_method.strip():
         raise PaymentError("payment_method is required", code="parameter_missing", param="payment_method")
     _check_amount_limit(amount, currency)
-    _check_payment_method(payment_method.strip())
+    method_card = _method_card(payment_method.strip(), customer_id=customer_id)
     if capture_method not in PaymentIntent.CaptureMethod.values:
         raise PaymentError(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
@@ -137,7 +158,7 @@ def payment_intent_create(
         description=description,
         metadata=metadata or {},
         off_session=off_session,
-        card=card or card_details(payment_method),
+        card=card or method_card,
         has_splits=plan is not None,
     )
     created = events.payment_created(intent)
@@ -169,6 +190,10 @@ def payment_confirm(
     """Start (or restart after a failure) the attempts. Returns the intent in its new state:
     succeeded, requires_capture, requires_action, failed, or processing (a worker continues)."""
     budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
+    method_card = None
+    if payment_method and is_payment_method_id(payment_method):
+        current = PaymentIntent.objects.filter(pk=intent_id).values_list("customer_id", flat=True).first()
+        method_card = _method_card(payment_method, customer_id=current or "")
     _action_close(intent_id)
     config = mesh_config()
     deadline = time.monotonic() + budget / 1000
@@ -183,7 +208,8 @@ def payment_confirm(
             # Never two attempts that can still charge, nor a new one while a cancel is in flight.
             raise PaymentError(f"payment {intent.id} has an attempt that can still be charged; retry")
         if payment_method:
-            intent.payment_method, intent.card = payment_method, card_details(payment_method)
+            intent.payment_method = payment_method
+            intent.card = method_card if method_card is not None else card_details(payment_method)
         intent_to(intent, IS.PROCESSING)
         # Each confirmation is a new round: its events' keys differ from the earlier rounds'.
         intent.routing = {"tried": [], "round": int(intent.routing.get("round", 0)) + 1}

@@ -24,8 +24,10 @@ from apps.payments import declines, events, hotpath
 from apps.payments.config import MeshConfig, mesh_config
 from apps.payments.gateways.base import ChargeRequest, GatewayResult, GatewayStatus, Outcome
 from apps.payments.locks import lock_attempt, lock_intent
+from apps.payments.methods import is_payment_method_id
 from apps.payments.models import DeclineRule, GatewayAccount, PaymentAttempt, PaymentIntent
-from apps.payments.routing import route
+from apps.payments.routing import NO_CREDENTIAL, Decision, route
+from apps.payments.selectors import payment_method_credential, payment_method_gateways
 from apps.payments.services.late_charges import gateway_money_taken, late_charge_found
 from apps.payments.services.ledger_events import record_events
 from apps.payments.services.schedules import (
@@ -117,9 +119,30 @@ def attempt_start(
     specs = list(events_before or [])
     fields = set(changed)
     tried = list(intent.routing.get("tried", []))
-    decision = route(intent, exclude=set(tried), config=config)
+    chargeable = (
+        payment_method_gateways(method_id=intent.payment_method)
+        if is_payment_method_id(intent.payment_method)
+        else None
+    )
+    decision = route(intent, exclude=set(tried), config=config, chargeable=chargeable)
+    if _skips_record(intent, decision):
+        fields.add("routing")
     account = attempt = None
-    if not decision.candidates:
+    if not decision.candidates and NO_CREDENTIAL in decision.skipped.values():
+        # The method's own gateways are all tried, down or off: say so, with every reason.
+        intent.last_error = {
+            "type": "card_error",
+            "code": "payment_method_unreachable",
+            "message": "no enabled gateway that can charge this payment method could take it: "
+            + "; ".join(f"{gw}: {why}" for gw, why in decision.skipped.items()),
+            "skipped": decision.skipped,
+            **({"after": intent.last_error} if intent.last_error else {}),
+        }
+        intent.routing = {**intent.routing, "final": decision.as_dict()}
+        intent_to(intent, IS.FAILED)
+        fields |= {"status", "last_error", "routing"}
+        specs.append(events.payment_failed(intent, tried=len(tried)))
+    elif not decision.candidates:
         if not intent.last_error:
             intent.last_error = {
                 "type": "api_error",
@@ -160,16 +183,39 @@ def attempt_start(
     return Step(intent, account, attempt)
 
 
+def _skips_record(intent: PaymentIntent, decision: Decision) -> bool:
+    """Keep, over the payment's round, each gateway the routing left out and why (``already
+    tried`` is no news), in ``routing["skipped"]``: [{"gateway", "reason"}]."""
+    skipped = list(intent.routing.get("skipped", []))
+    for gateway, reason in decision.skipped.items():
+        entry = {"gateway": gateway, "reason": reason}
+        if reason != "already tried" and entry not in skipped:
+            skipped.append(entry)
+    if skipped == intent.routing.get("skipped", []):
+        return False
+    intent.routing = {**intent.routing, "skipped": skipped}
+    return True
+
+
 # --------------------------------------------------------------------------- the gateway call
 
 
 def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequest:
-    """What attempt ``attempt`` asks its gateway (the same request every time it is sent)."""
+    """What attempt ``attempt`` asks its gateway (the same request every time it is sent). When
+    the payment's method is ours, the gateway is sent its own credential for it."""
+    payment_method, credential = intent.payment_method, None
+    if is_payment_method_id(payment_method):
+        credential = payment_method_credential(
+            method_id=payment_method, gateway_account_id=attempt.gateway_account_id
+        )
+        # None only if the credential went away after routing: the gateway then refuses our id.
+        payment_method = (credential or {}).get("reference", payment_method)
     return ChargeRequest(
         attempt_id=attempt.id,
         amount=intent.amount,
         currency=intent.currency,
-        payment_method=intent.payment_method,
+        payment_method=payment_method,
+        credential=credential,
         capture=intent.capture_method == PaymentIntent.CaptureMethod.AUTOMATIC,
         customer_reference=intent.customer_id or None,
         description=intent.description,

@@ -42,10 +42,15 @@ from apps.payments.gateways.base import (
     GatewayResult,
     GatewayStatus,
     Outcome,
+    SavedMethod,
 )
 from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
-from apps.payments.methods import TEST_METHODS
-from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
+from apps.payments.methods import TEST_METHODS, TestMethod
+from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund, SimulatorToken
+
+TOKEN_PREFIX = "simtok_"
+# The expiry every simulated saved card carries (Stripe's test cards take any future date).
+TEST_EXPIRY = (12, 2034)
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
@@ -110,7 +115,7 @@ class SimulatorGateway:
         existing = SimulatorCharge.objects.filter(account=self.account, attempt_id=request.attempt_id).first()
         if existing is not None:  # idempotent replay of the same attempt
             return self._result_for(existing)
-        method = TEST_METHODS.get(request.payment_method)
+        method = self._method(request.payment_method)
         if method is None:
             return GatewayResult(
                 Outcome.DECLINED_HARD,
@@ -175,6 +180,48 @@ class SimulatorGateway:
                 Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="simulated timeout after charging"
             )
         return self._result_for(charge)
+
+    def _method(self, payment_method: str) -> TestMethod | None:
+        """The test card a payment method stands for: a documented test token, or a token this
+        account issued (another account's tokens are unknown here, as at a real processor)."""
+        if payment_method.startswith(TOKEN_PREFIX):
+            saved = SimulatorToken.objects.filter(account=self.account, token=payment_method).first()
+            return TEST_METHODS.get(saved.payment_method) if saved is not None else None
+        return TEST_METHODS.get(payment_method)
+
+    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod:
+        """The simulator's tokenize (its equivalent of saving a card): a test token (what its
+        card fields return) becomes a token of this account, ``simtok_<account>_<hex>``; one of
+        its own tokens is answered as it is. The fingerprint is the card's, the same at every
+        simulator account."""
+        if self._down():
+            return SavedMethod(
+                False, code="gateway_error", message="simulated outage: 503 Service Unavailable"
+            )
+        if token.startswith(TOKEN_PREFIX):
+            saved = SimulatorToken.objects.filter(account=self.account, token=token).first()
+            if saved is None:
+                return SavedMethod(False, code="resource_missing", message=f"No such token: {token!r}")
+            test_token = saved.payment_method
+        elif token in TEST_METHODS:
+            test_token = token
+            saved = SimulatorToken.objects.create(
+                account=self.account,
+                token=f"{TOKEN_PREFIX}{self.account}_{secrets.token_hex(8)}",
+                payment_method=token,
+                customer_reference=customer_reference or "",
+            )
+        else:
+            return SavedMethod(False, code="resource_missing", message=f"No such PaymentMethod: {token!r}")
+        card = TEST_METHODS[test_token].card
+        return SavedMethod(
+            True,
+            reference=saved.token,
+            card=card,
+            exp_month=TEST_EXPIRY[0],
+            exp_year=TEST_EXPIRY[1],
+            fingerprint=hashlib.sha256(f"simulator-card:{test_token}".encode()).hexdigest()[:16],
+        )
 
     def _lock_attempt(self, attempt_id: str) -> None:
         """Serialise everything done to one attempt id (charging, cancelling by attempt id,

@@ -62,6 +62,7 @@ from apps.payments.gateways.base import (
     GatewayResult,
     GatewayStatus,
     Outcome,
+    SavedMethod,
 )
 from apps.payments.gateways.stripe.connect import ConnectClient
 from apps.payments.gateways.stripe.errors import describe, never_sent, read_failure
@@ -72,6 +73,7 @@ from apps.payments.gateways.stripe.shapes import (
     intent_result,
     qualified_reference,
     refund_settled,
+    saved_method,
     split_reference,
     trimmed,
 )
@@ -286,6 +288,25 @@ class StripeGateway:
         return GatewayResult(
             Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="refund lookup: more refunds than the pages hold"
         )
+
+    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod:
+        """A Stripe PaymentMethod the storefront's Elements created (``pm_...``), read back for its
+        card details: the PaymentMethod id is the credential. (Attaching it to a Stripe Customer
+        for off-session reuse is the saved-cards step, not this one.)"""
+        try:
+            found = self.client.v1.payment_methods.retrieve(token).to_dict()
+        except stripe.StripeError as exc:
+            failure = read_failure(exc)
+            missing = failure.http_status == 404 or failure.error.get("code") == "resource_missing"
+            return SavedMethod(
+                False,
+                code="resource_missing" if missing else "gateway_error",
+                message=f"save payment method: {failure.description}",
+            )
+        except Exception as exc:  # the port never raises for processor failures
+            logger.exception("stripe save_method: unexpected error")
+            return SavedMethod(False, code="gateway_error", message=f"save payment method: {describe(exc)}")
+        return saved_method(found)
 
     # ----------------------------------------------------------------- calls
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.payments.gateways.base import GatewayResult, GatewayStatus, Outcome
+from apps.payments.gateways.base import CardInfo, GatewayResult, GatewayStatus, Outcome, SavedMethod
 
 # Stripe's documented decline codes (docs.stripe.com/declines/codes) after which the same card
 # will not be approved anywhere: lost, stolen, closed or blocked cards, fraud, wrong card data.
@@ -192,4 +192,30 @@ def intent_result(intent: dict, *, account: str | None, operation: str) -> Gatew
         advice_code=advice_code,
         message=message,
         raw=trimmed(intent),
+    )
+
+
+def saved_method(payment_method: dict) -> SavedMethod:
+    """A Stripe PaymentMethod (``pm_...``) as a saved method: its id is the credential (what later
+    PaymentIntents name), its card the display details; Stripe's fingerprint is per Stripe
+    account. Only cards are saved."""
+    card = payment_method.get("card")
+    if payment_method.get("type") != "card" or not isinstance(card, dict):
+        return SavedMethod(
+            False,
+            code="payment_method_unsupported",
+            message=f"Stripe PaymentMethod of type {payment_method.get('type')!r}: only cards are saved",
+        )
+    return SavedMethod(
+        True,
+        reference=str(payment_method["id"]),
+        card=CardInfo(
+            brand=str(card.get("brand") or "unknown"),
+            country=str(card.get("country") or ""),
+            funding=str(card.get("funding") or ""),
+            last4=str(card.get("last4") or ""),
+        ),
+        exp_month=card.get("exp_month"),
+        exp_year=card.get("exp_year"),
+        fingerprint=str(card.get("fingerprint") or ""),
     )

@@ -1,0 +1,154 @@
+"""The payment methods API: save, retrieve, list, attach, detach; credentials masked; payments
+with one of our methods, routing skips shown on the payment."""
+
+from __future__ import annotations
+
+from apps.payments.models import PaymentMethodCredential
+from tests.api.conftest import pay
+from tests.payments.conftest import configure
+
+
+def customer(api, email="jenny@example.com") -> str:
+    return api.post("/api/v1/customers", {"email": email}).json()["id"]
+
+
+def save(api, status=201, **body):
+    response = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "pm_card_visa", **body})
+    assert response.status_code == status, response.json()
+    return response.json()
+
+
+def test_save_retrieve_and_credentials_masked(api):
+    cus = customer(api)
+    body = save(api, customer=cus, metadata={"label": "work"})
+
+    assert body["id"].startswith("paym_") and body["object"] == "payment_method"
+    assert body["customer"] == cus and body["type"] == "card" and body["metadata"] == {"label": "work"}
+    card = body["card"]
+    assert (card["brand"], card["last4"], card["exp_month"], card["exp_year"]) == ("visa", "4242", 12, 2034)
+    assert (card["country"], card["funding"]) == ("US", "credit") and card["fingerprint"]
+    reference = PaymentMethodCredential.objects.get(method_id=body["id"]).credential["reference"]
+    [gateway] = body["gateways"]
+    assert gateway["gateway"] == "primary" and gateway["reference"] == "..." + reference[-4:]
+    fetched = api.get(f"/api/v1/payment_methods/{body['id']}")
+    assert fetched.status_code == 200 and fetched.json() == body
+    assert reference not in fetched.content.decode()
+
+
+def test_same_card_for_the_same_customer_is_recognised(api):
+    cus = customer(api)
+    first = save(api, customer=cus)
+
+    again = save(api, status=200, customer=cus, gateway="secondary")
+
+    assert again["id"] == first["id"]
+    assert [g["gateway"] for g in again["gateways"]] == ["primary", "secondary"]
+    listed = api.get(f"/api/v1/customers/{cus}/payment_methods").json()
+    assert [m["id"] for m in listed["data"]] == [first["id"]] and listed["has_more"] is False
+    assert [m["id"] for m in api.get("/api/v1/payment_methods", {"customer": cus}).json()["data"]] == [
+        first["id"]
+    ]
+
+
+def test_attach_detach(api):
+    cus, other = customer(api), customer(api, "bob@example.com")
+    method = save(api)
+
+    attached = api.post(f"/api/v1/payment_methods/{method['id']}/attach", {"customer": cus})
+    assert attached.status_code == 200 and attached.json()["customer"] == cus
+    taken = api.post(f"/api/v1/payment_methods/{method['id']}/attach", {"customer": other})
+    assert taken.status_code == 409 and taken.json()["error"]["code"] == "payment_method_unexpected_state"
+    detached = api.post(f"/api/v1/payment_methods/{method['id']}/detach", headers={"Idempotency-Key": "d-1"})
+    assert detached.status_code == 200 and detached.json()["customer"] is None
+    assert api.get(f"/api/v1/customers/{cus}/payment_methods").json()["data"] == []
+
+
+def test_input_is_strict_and_errors_are_json(api):
+    unknown = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "pm_card_visa", "cvc": "1"})
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "parameter_unknown"
+    bad_token = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "pm_nope"})
+    assert bad_token.status_code == 400
+    assert (bad_token.json()["error"]["code"], bad_token.json()["error"]["param"]) == (
+        "resource_missing",
+        "token",
+    )
+    bad_gateway = api.post("/api/v1/payment_methods", {"gateway": "nowhere", "token": "pm_card_visa"})
+    assert bad_gateway.status_code == 400 and bad_gateway.json()["error"]["param"] == "gateway"
+    pan = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "4242 4242 4242 4242"})
+    assert pan.status_code == 400 and pan.json()["error"]["code"] == "card_number_not_allowed"
+    assert api.get("/api/v1/payment_methods/paym_nope").status_code == 404
+    assert api.get("/api/v1/customers/cus_nope/payment_methods").status_code == 404
+    no_customer = api.post(
+        "/api/v1/payment_methods", {"gateway": "primary", "token": "pm_card_visa", "customer": "cus_x"}
+    )
+    assert no_customer.status_code == 400 and no_customer.json()["error"]["param"] == "customer"
+
+
+def test_idempotency_key_replays_the_first_answer(api):
+    first = api.post(
+        "/api/v1/payment_methods",
+        {"gateway": "primary", "token": "pm_card_visa"},
+        headers={"Idempotency-Key": "pm-1"},
+    )
+    again = api.post(
+        "/api/v1/payment_methods",
+        {"gateway": "primary", "token": "pm_card_visa"},
+        headers={"Idempotency-Key": "pm-1"},
+    )
+    assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
+
+
+def test_payment_with_a_method_saved_at_secondary_shows_the_skip(api):
+    method = save(api, gateway="secondary")
+
+    body = pay(api, payment_method=method["id"])
+
+    assert body["status"] == "succeeded" and body["payment_method"] == method["id"]
+    assert body["routing"] == {
+        "skipped": [{"gateway": "primary", "reason": "no credential for this payment method"}]
+    }
+
+
+def test_payment_no_gateway_can_charge_fails_with_its_reason(api):
+    method = save(api)
+    configure("primary", down=True)
+
+    body = pay(api, payment_method=method["id"])
+
+    assert body["status"] == "failed"
+    assert body["last_error"]["code"] == "payment_method_unreachable"
+    assert "secondary: no credential for this payment method" in body["last_error"]["message"]
+    assert {"gateway": "secondary", "reason": "no credential for this payment method"} in body["routing"][
+        "skipped"
+    ]
+
+
+def test_test_tokens_keep_working(api):
+    body = pay(api)
+    assert body["status"] == "succeeded" and body["routing"] == {"skipped": []}
+
+
+def test_confirm_with_a_saved_method(api):
+    method = save(api, gateway="secondary", token="pm_card_amex")
+    created = pay(api, confirm=False)
+
+    confirmed = api.post(f"/api/v1/payments/{created['id']}/confirm", {"payment_method": method["id"]})
+
+    assert confirmed.status_code == 200, confirmed.json()
+    body = confirmed.json()
+    assert (body["status"], body["payment_method"]) == ("succeeded", method["id"])
+    expanded = api.get(f"/api/v1/payments/{created['id']}", {"expand[]": "attempts"}).json()
+    assert [a["gateway"] for a in expanded["attempts"]] == ["secondary"]
+    missing = api.post(
+        f"/api/v1/payments/{pay(api, confirm=False)['id']}/confirm", {"payment_method": "paym_x"}
+    )
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "resource_missing"
+
+
+def test_a_gateway_that_is_down_cannot_save(api):
+    configure("primary", down=True)
+
+    response = api.post("/api/v1/payment_methods", {"gateway": "primary", "token": "pm_card_visa"})
+
+    assert response.status_code == 422
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("gateway_error", None)
