@@ -31,6 +31,7 @@ import random
 import secrets
 import time
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -46,6 +47,9 @@ from apps.payments.gateways.base import (
 from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
 from apps.payments.methods import TEST_METHODS, card_info
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund
+
+# A simulator row kept per (account, attempt id): its charge or its 3-D Secure action.
+_ByAttempt = TypeVar("_ByAttempt", SimulatorCharge, SimulatorAction)
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
@@ -179,6 +183,12 @@ class SimulatorGateway:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sim:{self.account}:{attempt_id}"])
 
+    def _locked_by_attempt(self, model: type[_ByAttempt], attempt_id: str) -> _ByAttempt | None:
+        """The attempt's row of ``model`` (its charge or its action), locked, after the attempt's
+        own lock (``_lock_attempt``); None when it has none."""
+        self._lock_attempt(attempt_id)
+        return model.objects.select_for_update().filter(account=self.account, attempt_id=attempt_id).first()
+
     def _charge(
         self, *, attempt_id: str, amount: int, currency: str, payment_method: str, capture: bool
     ) -> SimulatorCharge | None:
@@ -236,12 +246,7 @@ class SimulatorGateway:
         captured or authorised when it succeeded, declined when it failed, cancelled when the
         attempt had been cancelled meanwhile (nothing is charged then). Idempotent."""
         with transaction.atomic():
-            self._lock_attempt(attempt_id)
-            action = (
-                SimulatorAction.objects.select_for_update()
-                .filter(account=self.account, attempt_id=attempt_id)
-                .first()
-            )
+            action = self._locked_by_attempt(SimulatorAction, attempt_id)
             if action is None:
                 return GatewayResult(
                     Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such attempt"
@@ -310,12 +315,7 @@ class SimulatorGateway:
             if reference:
                 charge = self._locked(reference)
             else:  # technical cancel by our attempt id
-                self._lock_attempt(attempt_id)
-                charge = (
-                    SimulatorCharge.objects.select_for_update()
-                    .filter(account=self.account, attempt_id=attempt_id)
-                    .first()
-                )
+                charge = self._locked_by_attempt(SimulatorCharge, attempt_id)
             if charge is None:
                 # Nothing charged: remember the cancellation, so the attempt can never charge later
                 # (its request still in flight, or its 3-D Secure completed late).
