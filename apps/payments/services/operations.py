@@ -33,7 +33,7 @@ from apps.payments.services.errors import OperationStillPending, PaymentError
 from apps.payments.services.ledger_events import record_event
 from apps.payments.services.schedules import CANCEL_HANDLER, CAPTURE_HANDLER, REFUND_HANDLER
 from apps.payments.services.settlement import capture_record, refund_settle
-from apps.payments.services.setup import gateway_client, gateway_observe
+from apps.payments.services.setup import gateway_call, gateway_client
 from apps.payments.services.truth import payment_attempt_apply_gateway_truth
 from apps.payments.statemachine import attempt_to, intent_to
 
@@ -171,20 +171,18 @@ def payment_capture(*, intent_id: str, amount: int | None = None) -> PaymentInte
 
 
 def _gateway_capture(attempt: PaymentAttempt, currency: str) -> GatewayResult:
-    account = attempt.gateway_account
-    try:
-        result = gateway_client(account).capture(
+    return gateway_call(
+        attempt.gateway_account,
+        lambda gateway: gateway.capture(
             attempt_id=attempt.id,
             reference=attempt.reference,
             amount=attempt.pending_amount,
             currency=currency,
             idempotency_key=f"{attempt.id}:capture",
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it captured
-        log.exception("gateway adapter raised on capture", extra={"attempt": attempt.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(account.name, result)
-    return result
+        ),
+        operation="capture",
+        about={"attempt": attempt.id},
+    )[0]
 
 
 def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentIntent, str]:
@@ -322,17 +320,16 @@ def payment_cancel(*, intent_id: str, reason: str = "") -> PaymentIntent:
 
 
 def _gateway_cancel(attempt: PaymentAttempt) -> GatewayResult:
-    try:
-        result = gateway_client(attempt.gateway_account).cancel(
+    return gateway_call(
+        attempt.gateway_account,
+        lambda gateway: gateway.cancel(
             attempt_id=attempt.id,
             reference=attempt.reference or None,
             idempotency_key=f"{attempt.id}:cancel",
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it voided
-        log.exception("gateway adapter raised on cancel", extra={"attempt": attempt.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(attempt.gateway_account.name, result)
-    return result
+        ),
+        operation="cancel",
+        about={"attempt": attempt.id},
+    )[0]
 
 
 def _cancel_record(intent: PaymentIntent, reason: str) -> None:
@@ -447,21 +444,19 @@ def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "
 
 
 def _gateway_refund(refund: Refund) -> GatewayResult:
-    account = refund.attempt.gateway_account
-    try:
-        result = gateway_client(account).refund(
+    return gateway_call(
+        refund.attempt.gateway_account,
+        lambda gateway: gateway.refund(
             attempt_id=refund.attempt_id,
             reference=refund.attempt.reference,
             refund_id=refund.id,
             amount=refund.amount,
             currency=refund.currency,
             idempotency_key=refund.id,
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it refunded
-        log.exception("gateway adapter raised on refund", extra={"refund": refund.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(account.name, result)
-    return result
+        ),
+        operation="refund",
+        about={"refund": refund.id},
+    )[0]
 
 
 def refund_execute(*, refund_id: str) -> Refund:
