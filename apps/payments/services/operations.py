@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -185,19 +186,34 @@ def _gateway_capture(attempt: PaymentAttempt, currency: str) -> GatewayResult:
     )[0]
 
 
-def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentIntent, str]:
-    """Apply a capture's answer (or the charge's truth) to a pending capture, under the payment's
-    lock. Idempotent: once it is settled (by the request or by the durable task, whichever comes
-    first) later answers change nothing ("settled"). Returns the payment and the verdict."""
+def _operation_apply(
+    attempt_id: str,
+    operation: str,
+    verdict: str,
+    settle: Callable[[PaymentAttempt, PaymentIntent, list[str]], str],
+) -> tuple[PaymentIntent, str]:
+    """Apply a gateway's answer, judged ``verdict``, to the attempt's pending ``operation``
+    (capture, cancel), under the payment's lock. Idempotent: once the operation is settled (by
+    the request or by its durable task, whichever comes first) later answers change nothing
+    ("settled"), and a "pending" verdict changes nothing yet. Otherwise the pending operation is
+    cleared and ``settle(attempt, intent, fields)`` applies the verdict, saving the cleared
+    ``fields`` with the attempt, and says what it came to. Returns the payment and that."""
     with transaction.atomic():
         attempt = lock_attempt(attempt_id)  # and its payment
         intent = attempt.intent
-        if attempt.pending_operation != "capture":
+        if attempt.pending_operation != operation:
             return intent, "settled"
-        verdict = _capture_verdict(result)
         if verdict == "pending":
             return intent, verdict
-        fields = _operation_clear(attempt)
+        return intent, settle(attempt, intent, _operation_clear(attempt))
+
+
+def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentIntent, str]:
+    """Apply a capture's answer (or the charge's truth) to a pending capture
+    (``_operation_apply``). Returns the payment and the verdict."""
+    verdict = _capture_verdict(result)
+
+    def settle(attempt: PaymentAttempt, intent: PaymentIntent, fields: list[str]) -> str:
         if attempt.status != AS.AUTHORIZED or intent.status != IS.REQUIRES_CAPTURE:
             # Gateway news got here first (a capture or void reported by webhook).
             if verdict == "captured" and attempt.status != AS.CAPTURED:
@@ -207,7 +223,7 @@ def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentInten
                     extra={"attempt": attempt.id},
                 )
             attempt.save(update_fields=[*fields, "updated_at"])
-            return intent, "settled"
+            return "settled"
         if verdict == "captured":
             amount = result.amount_captured or attempt.pending_amount
             attempt_to(attempt, AS.CAPTURED)
@@ -223,7 +239,9 @@ def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentInten
         else:
             attempt.message = (result.message or "")[:500]
             attempt.save(update_fields=["message", *fields, "updated_at"])
-    return intent, verdict
+        return verdict
+
+    return _operation_apply(attempt_id, "capture", verdict, settle)
 
 
 def payment_capture_resolve(*, attempt_id: str) -> None:
@@ -340,17 +358,11 @@ def _cancel_record(intent: PaymentIntent, reason: str) -> None:
 
 
 def _cancel_apply(attempt_id: str, result: GatewayResult, *, reason: str) -> tuple[PaymentIntent, str]:
-    """Apply a cancel's answer (or the charge's truth) to a pending cancel, under the payment's
-    lock; the payment is canceled with its last pending cancel. Idempotent ("settled" once done)."""
-    with transaction.atomic():
-        attempt = lock_attempt(attempt_id)  # and its payment
-        intent = attempt.intent
-        if attempt.pending_operation != "cancel":
-            return intent, "settled"
-        verdict = _cancel_verdict(result)
-        if verdict == "pending":
-            return intent, verdict
-        fields = _operation_clear(attempt)
+    """Apply a cancel's answer (or the charge's truth) to a pending cancel
+    (``_operation_apply``); the payment is canceled with its last pending cancel."""
+    verdict = _cancel_verdict(result)
+
+    def settle(attempt: PaymentAttempt, intent: PaymentIntent, fields: list[str]) -> str:
         if verdict == "canceled" and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
             attempt_to(attempt, AS.CANCELED)
             attempt.save(update_fields=["status", *fields, "updated_at"])
@@ -358,14 +370,14 @@ def _cancel_apply(attempt_id: str, result: GatewayResult, *, reason: str) -> tup
             others = PaymentAttempt.objects.filter(intent_id=intent.pk, pending_operation="cancel")
             if intent.status not in (IS.CANCELED, IS.SUCCEEDED, IS.PROCESSING) and not others.exists():
                 _cancel_record(intent, reason)
-        else:
-            if verdict == "refused":
-                attempt.message = (result.message or "")[:500]
-                fields.append("message")
-            attempt.save(update_fields=[*fields, "updated_at"])
-            if verdict == "canceled":
-                verdict = "settled"  # gateway news got here first
-    return intent, verdict
+            return verdict
+        if verdict == "refused":
+            attempt.message = (result.message or "")[:500]
+            fields.append("message")
+        attempt.save(update_fields=[*fields, "updated_at"])
+        return "settled" if verdict == "canceled" else verdict  # canceled: gateway news got here first
+
+    return _operation_apply(attempt_id, "cancel", verdict, settle)
 
 
 def payment_cancel_resolve(*, intent_id: str, reason: str = "") -> None:
