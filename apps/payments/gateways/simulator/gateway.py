@@ -30,6 +30,7 @@ import math
 import random
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
@@ -51,6 +52,7 @@ from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefu
 # A simulator row kept per (account, attempt id): its charge or its 3-D Secure action.
 _ByAttempt = TypeVar("_ByAttempt", SimulatorCharge, SimulatorAction)
 
+OUTAGE = "simulated outage: 503 Service Unavailable"
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
 
@@ -107,7 +109,7 @@ class SimulatorGateway:
         rng = self._rng(request.metadata.get("simulator_key") or request.attempt_id)
         self._sleep(rng)
         if self._down():  # a gateway that is down answers nothing, not even replays
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         existing = SimulatorCharge.objects.filter(account=self.account, attempt_id=request.attempt_id).first()
         if existing is not None:  # idempotent replay of the same attempt
             return self._result_for(existing)
@@ -289,13 +291,19 @@ class SimulatorGateway:
             .first()
         )
 
-    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+    def _on_charge(self, reference: str, act: Callable[[SimulatorCharge], GatewayResult]) -> GatewayResult:
+        """``act`` on the charge ``reference`` names, locked (a capture, a refund); a gateway that
+        is down, or no such charge, answers first."""
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         with transaction.atomic():
             charge = self._locked(reference)
             if charge is None:
                 return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
+            return act(charge)
+
+    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+        def capture(charge: SimulatorCharge) -> GatewayResult:
             if charge.status == "captured":  # idempotent
                 return self._result_for(charge)
             if charge.status != "authorized" or amount > charge.amount:
@@ -306,11 +314,13 @@ class SimulatorGateway:
                 )
             charge.status, charge.amount_captured = "captured", amount
             charge.save(update_fields=["status", "amount_captured"])
-        return self._result_for(charge)
+            return self._result_for(charge)
+
+        return self._on_charge(reference, capture)
 
     def cancel(self, *, attempt_id, reference, idempotency_key) -> GatewayResult:
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         with transaction.atomic():
             if reference:
                 charge = self._locked(reference)
@@ -340,40 +350,31 @@ class SimulatorGateway:
         return self._result_for(charge)
 
     def refund(self, *, attempt_id, reference, refund_id, amount, currency, idempotency_key) -> GatewayResult:
-        if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
-        with transaction.atomic():
-            charge = self._locked(reference)
-            if charge is None:
-                return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
-            if SimulatorRefund.objects.filter(refund_id=refund_id).exists():  # idempotent
-                return GatewayResult(
-                    Outcome.SUCCEEDED,
-                    GatewayStatus.CAPTURED,
-                    reference=refund_id,
-                    amount_refunded=charge.amount_refunded,
-                )
-            if charge.status != "captured" or charge.amount_refunded + amount > charge.amount_captured:
-                return GatewayResult(
-                    Outcome.DECLINED_HARD,
-                    GatewayStatus.DECLINED,
-                    message=f"cannot refund {amount}: {charge.amount_refunded} of "
-                    f"{charge.amount_captured} already refunded",
-                )
-            SimulatorRefund.objects.create(charge=charge, refund_id=refund_id, amount=amount)
-            charge.amount_refunded += amount
-            charge.save(update_fields=["amount_refunded"])
-        return GatewayResult(
-            Outcome.SUCCEEDED,
-            GatewayStatus.CAPTURED,
-            reference=refund_id,
-            amount_refunded=charge.amount_refunded,
-        )
+        def refund(charge: SimulatorCharge) -> GatewayResult:
+            if not SimulatorRefund.objects.filter(refund_id=refund_id).exists():  # else idempotent
+                if charge.status != "captured" or charge.amount_refunded + amount > charge.amount_captured:
+                    return GatewayResult(
+                        Outcome.DECLINED_HARD,
+                        GatewayStatus.DECLINED,
+                        message=f"cannot refund {amount}: {charge.amount_refunded} of "
+                        f"{charge.amount_captured} already refunded",
+                    )
+                SimulatorRefund.objects.create(charge=charge, refund_id=refund_id, amount=amount)
+                charge.amount_refunded += amount
+                charge.save(update_fields=["amount_refunded"])
+            return GatewayResult(
+                Outcome.SUCCEEDED,
+                GatewayStatus.CAPTURED,
+                reference=refund_id,
+                amount_refunded=charge.amount_refunded,
+            )
+
+        return self._on_charge(reference, refund)
 
     def refund_retrieve(self, *, attempt_id, reference, refund_id) -> GatewayResult:
         """The simulator's truth about our refund ``refund_id`` (see ``RefundLookup``)."""
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         found = SimulatorRefund.objects.filter(refund_id=refund_id, charge__account=self.account).first()
         if found is None:
             return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, message="no such refund")
@@ -387,7 +388,7 @@ class SimulatorGateway:
 
     def retrieve(self, *, attempt_id, reference) -> GatewayResult:
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         qs = SimulatorCharge.objects.filter(account=self.account)
         charge = (qs.filter(reference=reference) if reference else qs.filter(attempt_id=attempt_id)).first()
         if charge is None:
