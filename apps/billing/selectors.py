@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
 from apps.billing.notifications import card_update_subscription
+from apps.core.queries import filter_given
 
 # --------------------------------------------------------------------------- catalog
 
@@ -31,12 +32,7 @@ def product_get(*, product_id: str) -> Product | None:
 
 
 def prices_query(*, product: str | None = None, active: bool | None = None) -> QuerySet[Price]:
-    qs = Price.objects.all()
-    if product:
-        qs = qs.filter(product_id=product)
-    if active is not None:
-        qs = qs.filter(active=active)
-    return qs
+    return filter_given(Price.objects.all(), product_id=product, active=active)
 
 
 def price_get(*, price_id: str) -> Price | None:
@@ -53,14 +49,7 @@ def tax_rates_query() -> QuerySet[TaxRate]:
 def subscriptions_query(
     *, status: str | None = None, customer: str | None = None, price: str | None = None
 ) -> QuerySet[Subscription]:
-    qs = Subscription.objects.all()
-    if status:
-        qs = qs.filter(status=status)
-    if customer:
-        qs = qs.filter(customer_id=customer)
-    if price:
-        qs = qs.filter(price_id=price)
-    return qs
+    return filter_given(Subscription.objects.all(), status=status, customer_id=customer, price_id=price)
 
 
 def subscription_get(*, subscription_id: str) -> Subscription | None:
@@ -94,14 +83,12 @@ def invoices_query(
     *, status: str | None = None, subscription: str | None = None, customer: str | None = None
 ) -> QuerySet[Invoice]:
     """Invoices with their lines and attempts prefetched."""
-    qs = Invoice.objects.prefetch_related("lines", "attempts")
-    if status:
-        qs = qs.filter(status=status)
-    if subscription:
-        qs = qs.filter(subscription_id=subscription)
-    if customer:
-        qs = qs.filter(customer_id=customer)
-    return qs
+    return filter_given(
+        Invoice.objects.prefetch_related("lines", "attempts"),
+        status=status,
+        subscription_id=subscription,
+        customer_id=customer,
+    )
 
 
 def invoice_get(*, invoice_id: str) -> Invoice | None:

@@ -185,20 +185,28 @@ class ChaosGateway:
             self.run.emit_charge(self.account, request.attempt_id)
         return result
 
-    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+    def _money_call(self, op: str, emit: Callable[[str, str], None], **kwargs) -> GatewayResult:
+        """The simulator's ``op`` (capture, refund) with ``kwargs``, under the plan's faults; a
+        SUCCEEDED answer is the processor's fact ``emit`` (the money moved)."""
+
         def work():
-            result = self.inner.capture(
-                attempt_id=attempt_id,
-                reference=reference,
-                amount=amount,
-                currency=currency,
-                idempotency_key=idempotency_key,
-            )
+            result = getattr(self.inner, op)(**kwargs)
             if result.outcome == Outcome.SUCCEEDED:
-                self.run.emit_charge(self.account, attempt_id)
+                emit(self.account, kwargs["attempt_id"])
             return result
 
-        return self._call("capture", self.run.label(attempt_id), work)
+        return self._call(op, self.run.label(kwargs["attempt_id"]), work)
+
+    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+        return self._money_call(
+            "capture",
+            self.run.emit_charge,
+            attempt_id=attempt_id,
+            reference=reference,
+            amount=amount,
+            currency=currency,
+            idempotency_key=idempotency_key,
+        )
 
     def cancel(self, *, attempt_id, reference, idempotency_key) -> GatewayResult:
         def work():
@@ -212,20 +220,16 @@ class ChaosGateway:
         return self._call("cancel", self.run.label(attempt_id), work)
 
     def refund(self, *, attempt_id, reference, refund_id, amount, currency, idempotency_key) -> GatewayResult:
-        def work():
-            result = self.inner.refund(
-                attempt_id=attempt_id,
-                reference=reference,
-                refund_id=refund_id,
-                amount=amount,
-                currency=currency,
-                idempotency_key=idempotency_key,
-            )
-            if result.outcome == Outcome.SUCCEEDED:
-                self.run.emit_refunded(self.account, attempt_id)
-            return result
-
-        return self._call("refund", self.run.label(attempt_id), work)
+        return self._money_call(
+            "refund",
+            self.run.emit_refunded,
+            attempt_id=attempt_id,
+            reference=reference,
+            refund_id=refund_id,
+            amount=amount,
+            currency=currency,
+            idempotency_key=idempotency_key,
+        )
 
     def retrieve(self, *, attempt_id, reference) -> GatewayResult:
         def work():

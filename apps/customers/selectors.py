@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
+from apps.core.queries import filter_given
 from apps.customers.models import Customer
 
 
@@ -11,5 +12,4 @@ def customer_get(*, customer_id: str) -> Customer | None:
 
 def customers_query(*, email: str | None = None) -> QuerySet[Customer]:
     """Customers, by ``email`` (any case) when given; unevaluated (the API's pagination orders it)."""
-    qs = Customer.objects.all()
-    return qs.filter(email__iexact=email) if email else qs
+    return filter_given(Customer.objects.all(), email__iexact=email)

@@ -496,24 +496,23 @@ class _Helper:
         items: queue.Queue = queue.Queue(maxsize=2)
         end = object()
 
+        def put(item) -> None:
+            """Hand ``item`` to the consumer, waiting for room unless told to stop."""
+            while not self.stop.is_set():
+                try:
+                    items.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
         def work(cur):
             try:
                 for item in produce(cur):
-                    while not self.stop.is_set():
-                        try:
-                            items.put(item, timeout=0.2)
-                            break
-                        except queue.Full:
-                            continue
+                    put(item)
                     if self.stop.is_set():
                         return
             finally:
-                while not self.stop.is_set():
-                    try:
-                        items.put(end, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
+                put(end)
 
         self.run(work)
 

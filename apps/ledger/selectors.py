@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Prefetch, QuerySet
 
 from apps.core.money import normalize_currency
+from apps.core.queries import filter_given
 from apps.ledger.models import Account, Balance, Entry, JournalTransaction, LedgerEvent, Side
 
 
@@ -93,12 +94,7 @@ def balance_history(
 
 def events_query(*, type: str | None = None, stream: str | None = None) -> QuerySet[LedgerEvent]:
     """The ledger's events, of ``type`` and in ``stream`` when given; unevaluated."""
-    qs = LedgerEvent.objects.all()
-    if type:
-        qs = qs.filter(type=type)
-    if stream:
-        qs = qs.filter(stream=stream)
-    return qs
+    return filter_given(LedgerEvent.objects.all(), type=type, stream=stream)
 
 
 def event_get(*, public_id: str) -> LedgerEvent | None:

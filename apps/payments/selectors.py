@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
+from apps.core.queries import filter_given
 from apps.payments.models import (
     PaymentAttempt,
     PaymentIntent,
@@ -30,13 +31,8 @@ def payments_query(
             queryset=PaymentAttempt.objects.select_related("gateway_account").order_by("number"),
         )
     )
-    if status:
-        qs = qs.filter(status=status)
-    if customer:
-        qs = qs.filter(customer_id=customer)
-    for op, value in (created or {}).items():
-        qs = qs.filter(**{f"created_at__{op}": value})
-    return qs
+    created_at = {f"created_at__{op}": value for op, value in (created or {}).items()}
+    return filter_given(qs, status=status, customer_id=customer, **created_at)
 
 
 def payment_get(*, payment_id: str) -> PaymentIntent | None:
@@ -49,8 +45,7 @@ def payment_with_attempts(*, payment_id: str) -> PaymentIntent | None:
 
 
 def refunds_query(*, payment: str | None = None) -> QuerySet[Refund]:
-    qs = Refund.objects.all()
-    return qs.filter(intent_id=payment) if payment else qs
+    return filter_given(Refund.objects.all(), intent_id=payment)
 
 
 def refund_get(*, refund_id: str) -> Refund | None:

@@ -28,13 +28,22 @@ def api_key_lookup(raw: str) -> ApiKey | None:
     return key
 
 
-def marketplaces_active() -> list[Marketplace]:
-    """Every marketplace whose schema holds business data (not public, not the template)."""
-    return list(
-        Marketplace.objects.exclude(
-            schema_name__in=[settings.PUBLIC_SCHEMA_NAME, settings.TENANT_BASE_SCHEMA]
-        ).filter(is_active=True)
+def _with_business_data():
+    """Marketplaces whose schema holds business data (not public, not the template)."""
+    return Marketplace.objects.exclude(
+        schema_name__in=[settings.PUBLIC_SCHEMA_NAME, settings.TENANT_BASE_SCHEMA]
     )
+
+
+def marketplaces_active() -> list[Marketplace]:
+    """Every active marketplace whose schema holds business data."""
+    return list(_with_business_data().filter(is_active=True))
+
+
+def marketplace_get(*, schema_name: str) -> Marketplace | None:
+    """The marketplace of schema ``schema_name`` if its schema holds business data (active or
+    not), else None."""
+    return _with_business_data().filter(schema_name=schema_name).first()
 
 
 def marketplace_primary_domain(*, marketplace: Marketplace) -> str | None:

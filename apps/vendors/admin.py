@@ -3,6 +3,8 @@ marketplace's commission policy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
@@ -182,19 +184,19 @@ class VendorAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Hold payouts")
     def hold_payouts(self, request, queryset):
-        count = 0
-        for vendor in queryset:
-            vendor_payouts_hold(vendor=vendor)
-            count += 1
-        self.message_user(request, f"payouts held for {count} vendor(s)", messages.SUCCESS)
+        self._each_vendor(request, queryset, vendor_payouts_hold, "payouts held")
 
     @admin.action(description="Release payouts")
     def release_payouts(self, request, queryset):
+        self._each_vendor(request, queryset, vendor_payouts_release, "payouts released")
+
+    def _each_vendor(self, request, queryset, act: Callable[..., object], done: str) -> None:
+        """``act(vendor=...)`` for each selected vendor, then "<done> for <n> vendor(s)"."""
         count = 0
         for vendor in queryset:
-            vendor_payouts_release(vendor=vendor)
+            act(vendor=vendor)
             count += 1
-        self.message_user(request, f"payouts released for {count} vendor(s)", messages.SUCCESS)
+        self.message_user(request, f"{done} for {count} vendor(s)", messages.SUCCESS)
 
     @admin.action(description="Send onboarding invite")
     def send_onboarding_invite(self, request, queryset):
@@ -242,6 +244,13 @@ class CommissionPolicyAdmin(TenantOnlyEditableAdminMixin, admin.ModelAdmin):
 class _ReadOnlyAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Money records: viewed here, changed only by the funds flow."""
 
+    list_filter = ("status", "simulated", "currency")
+    date_hierarchy = "created_at"
+
+    @admin.display(description="amount")
+    def money(self, obj: Transfer | Payout | TransferReversal) -> str:
+        return format_amount(obj.amount, obj.currency)
+
 
 @admin.register(Transfer)
 class TransferAdmin(_ReadOnlyAdmin):
@@ -255,14 +264,8 @@ class TransferAdmin(_ReadOnlyAdmin):
         "stripe_transfer_id",
         "simulated",
     )
-    list_filter = ("status", "simulated", "currency")
     search_fields = ("=id", "=payment_id", "=vendor__id", "vendor__name", "=stripe_transfer_id")
     list_select_related = ("vendor",)
-    date_hierarchy = "created_at"
-
-    @admin.display(description="amount")
-    def money(self, obj: Transfer) -> str:
-        return format_amount(obj.amount, obj.currency)
 
 
 @admin.register(Payout)
@@ -277,14 +280,8 @@ class PayoutAdmin(_ReadOnlyAdmin):
         "stripe_payout_id",
         "simulated",
     )
-    list_filter = ("status", "simulated", "currency")
     search_fields = ("=id", "=vendor__id", "vendor__name", "=stripe_payout_id")
     list_select_related = ("vendor",)
-    date_hierarchy = "created_at"
-
-    @admin.display(description="amount")
-    def money(self, obj: Payout) -> str:
-        return format_amount(obj.amount, obj.currency)
 
 
 @admin.register(TransferReversal)
@@ -300,11 +297,5 @@ class TransferReversalAdmin(_ReadOnlyAdmin):
         "stripe_reversal_id",
         "failure_message",
     )
-    list_filter = ("status", "simulated", "currency")
     search_fields = ("=id", "=transfer__id", "=refund_id", "=dispute_id", "=stripe_reversal_id")
     list_select_related = ("transfer",)
-    date_hierarchy = "created_at"
-
-    @admin.display(description="amount")
-    def money(self, obj: TransferReversal) -> str:
-        return format_amount(obj.amount, obj.currency)

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -274,12 +275,18 @@ def _schedule_send(transfer: Transfer) -> None:
 
 def _hold(transfer: Transfer) -> None:
     """Hold a pending transfer (locked by the caller)."""
-    transfer_to(transfer, Transfer.Status.HELD)
+    _transfer_move(transfer, Transfer.Status.HELD, "TransferHeld", "held")
+
+
+def _transfer_move(transfer: Transfer, status: str, event_type: str, word: str) -> None:
+    """Move a locked transfer between held and pending, with the ledger event that moves its
+    amount between the vendor's held and pending balances."""
+    transfer_to(transfer, status)
     transfer.save(update_fields=["status", "updated_at"])
     _record(
-        "TransferHeld",
+        event_type,
         transfer.id,
-        f"{transfer.id}:held:{uuid.uuid4().hex[:12]}",
+        f"{transfer.id}:{word}:{uuid.uuid4().hex[:12]}",
         {
             "vendor": transfer.vendor_id,
             "transfer": transfer.id,
@@ -364,12 +371,17 @@ def transfer_send_apply(*, transfer_id: str, stripe_transfer_id: str = "", failu
         if transfer.status != Transfer.Status.SENDING:
             return f"stays {transfer.status}"
         if failure:
-            transfer_to(transfer, Transfer.Status.FAILED)
-            transfer.failure_message = failure[:500]
-            transfer.save(update_fields=["status", "failure_message", "updated_at"])
+            _send_refused(transfer, transfer_to, failure)
             return f"failed: {failure}"
         _transfer_paid(transfer, stripe_transfer_id=stripe_transfer_id, simulated=False)
     return "paid"
+
+
+def _send_refused(row: Transfer | TransferReversal, move: Callable[[Any, str], None], failure: str) -> None:
+    """A locked transfer or reversal that Stripe refused to send: ``failed``, with why."""
+    move(row, row.Status.FAILED)
+    row.failure_message = failure[:500]
+    row.save(update_fields=["status", "failure_message", "updated_at"])
 
 
 def _transfer_paid(transfer: Transfer, *, stripe_transfer_id: str, simulated: bool) -> None:
@@ -408,19 +420,7 @@ def vendor_transfers_release(*, vendor_id: str) -> int:
         if not can_receive(vendor):
             return 0
         for transfer in vendor_transfers_lock(vendor, status=Transfer.Status.HELD):
-            transfer_to(transfer, Transfer.Status.PENDING)
-            transfer.save(update_fields=["status", "updated_at"])
-            _record(
-                "TransferReleased",
-                transfer.id,
-                f"{transfer.id}:released:{uuid.uuid4().hex[:12]}",
-                {
-                    "vendor": vendor.id,
-                    "transfer": transfer.id,
-                    "amount": transfer.amount,
-                    "currency": transfer.currency,
-                },
-            )
+            _transfer_move(transfer, Transfer.Status.PENDING, "TransferReleased", "released")
             _schedule_send(transfer)
             released += 1
     return released
@@ -617,9 +617,7 @@ def transfer_reversal_apply(*, reversal_id: str, stripe_reversal_id: str = "", f
         if reversal.status != TransferReversal.Status.SENDING:
             return f"stays {reversal.status}"
         if failure:
-            reversal_to(reversal, TransferReversal.Status.FAILED)
-            reversal.failure_message = failure[:500]
-            reversal.save(update_fields=["status", "failure_message", "updated_at"])
+            _send_refused(reversal, reversal_to, failure)
             transfer.amount_reversed -= reversal.amount
             transfer.save(update_fields=["amount_reversed", "updated_at"])
             log.error("Stripe refused reversal %s of transfer %s: %s", reversal.id, transfer.id, failure)

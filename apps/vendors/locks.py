@@ -18,6 +18,8 @@ Every helper must run inside the caller's transaction.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from apps.vendors.models import (
     PaymentSplit,
     Payout,
@@ -27,6 +29,9 @@ from apps.vendors.models import (
     VendorInvite,
     VendorLoginToken,
 )
+
+_VendorRow = TypeVar("_VendorRow", Transfer, Payout)
+_TokenRow = TypeVar("_TokenRow", VendorInvite, VendorLoginToken)
 
 
 def split_lock(payment_id: str) -> PaymentSplit | None:
@@ -38,14 +43,20 @@ def vendor_lock(vendor_id: str) -> Vendor:
     return Vendor.objects.select_for_update().get(pk=vendor_id)
 
 
+def _vendor_row_lock(model: type[_VendorRow], pk: str, *, with_vendor: bool) -> _VendorRow:
+    """A vendor's transfer or payout; ``with_vendor``: its vendor first (then ``row.vendor`` is
+    that locked row)."""
+    if not with_vendor:
+        return model.objects.select_for_update().get(pk=pk)
+    vendor = vendor_lock(model.objects.values_list("vendor_id", flat=True).get(pk=pk))
+    row = model.objects.select_for_update().get(pk=pk)
+    row.vendor = vendor
+    return row
+
+
 def transfer_lock(transfer_id: str, *, with_vendor: bool = False) -> Transfer:
     """The transfer; ``with_vendor``: its vendor first (then ``transfer.vendor`` is that row)."""
-    if not with_vendor:
-        return Transfer.objects.select_for_update().get(pk=transfer_id)
-    vendor = vendor_lock(Transfer.objects.values_list("vendor_id", flat=True).get(pk=transfer_id))
-    transfer = Transfer.objects.select_for_update().get(pk=transfer_id)
-    transfer.vendor = vendor
-    return transfer
+    return _vendor_row_lock(Transfer, transfer_id, with_vendor=with_vendor)
 
 
 def payment_transfer_lock(payment_id: str, vendor_id: str, *, status: str | None = None) -> Transfer | None:
@@ -71,37 +82,29 @@ def reversal_lock(reversal_id: str) -> tuple[Transfer, TransferReversal]:
 
 def payout_lock(payout_id: str, *, with_vendor: bool = False) -> Payout:
     """The payout; ``with_vendor``: its vendor first (then ``payout.vendor`` is that row)."""
-    if not with_vendor:
-        return Payout.objects.select_for_update().get(pk=payout_id)
-    vendor = vendor_lock(Payout.objects.values_list("vendor_id", flat=True).get(pk=payout_id))
-    payout = Payout.objects.select_for_update().get(pk=payout_id)
-    payout.vendor = vendor
-    return payout
+    return _vendor_row_lock(Payout, payout_id, with_vendor=with_vendor)
+
+
+def _token_lock(model: type[_TokenRow], token_hash: str) -> _TokenRow | None:
+    """The row of ``model`` with this token hash and its vendor (the vendor first; ``row.vendor``
+    is that locked row), or None for an unknown token."""
+    vendor_id = model.objects.filter(token_hash=token_hash).values_list("vendor_id", flat=True).first()
+    if vendor_id is None:
+        return None
+    vendor = vendor_lock(vendor_id)
+    row = model.objects.select_for_update().filter(token_hash=token_hash).first()
+    if row is not None:
+        row.vendor = vendor
+    return row
 
 
 def invite_lock(token_hash: str) -> VendorInvite | None:
     """The invite with this token hash and its vendor (the vendor first; ``invite.vendor`` is that
     row), or None for an unknown token."""
-    vendor_id = VendorInvite.objects.filter(token_hash=token_hash).values_list("vendor_id", flat=True).first()
-    if vendor_id is None:
-        return None
-    vendor = vendor_lock(vendor_id)
-    invite = VendorInvite.objects.select_for_update().filter(token_hash=token_hash).first()
-    if invite is not None:
-        invite.vendor = vendor
-    return invite
+    return _token_lock(VendorInvite, token_hash)
 
 
 def login_token_lock(token_hash: str) -> VendorLoginToken | None:
     """The dashboard login token with this hash and its vendor (the vendor first; ``row.vendor`` is
     that row), or None for an unknown token."""
-    vendor_id = (
-        VendorLoginToken.objects.filter(token_hash=token_hash).values_list("vendor_id", flat=True).first()
-    )
-    if vendor_id is None:
-        return None
-    vendor = vendor_lock(vendor_id)
-    row = VendorLoginToken.objects.select_for_update().filter(token_hash=token_hash).first()
-    if row is not None:
-        row.vendor = vendor
-    return row
+    return _token_lock(VendorLoginToken, token_hash)

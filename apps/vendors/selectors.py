@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from apps.core.queries import filter_given
 from apps.ledger.models import Balance
 from apps.ledger.selectors import balance_get
 from apps.payments.gateways.base import GatewayConfig
@@ -114,12 +115,7 @@ def transfer_reclaimable(transfer: Transfer, *, debit: int) -> int:
 
 
 def vendors_query(*, status: str | None = None, email: str | None = None) -> QuerySet[Vendor]:
-    qs = Vendor.objects.all()
-    if status:
-        qs = qs.filter(status=status)
-    if email:
-        qs = qs.filter(email__iexact=email)
-    return qs
+    return filter_given(Vendor.objects.all(), status=status, email__iexact=email)
 
 
 def vendor_get(*, vendor_id: str) -> Vendor | None:
@@ -147,12 +143,7 @@ def vendor_requirements(vendor: Vendor) -> dict[str, Any]:
 
 
 def transfers_query(*, vendor: str | None = None, payment: str | None = None) -> QuerySet[Transfer]:
-    qs = Transfer.objects.all()
-    if vendor:
-        qs = qs.filter(vendor_id=vendor)
-    if payment:
-        qs = qs.filter(payment_id=payment)
-    return qs
+    return filter_given(Transfer.objects.all(), vendor_id=vendor, payment_id=payment)
 
 
 def transfer_get(*, transfer_id: str) -> Transfer | None:
@@ -160,12 +151,7 @@ def transfer_get(*, transfer_id: str) -> Transfer | None:
 
 
 def payouts_query(*, vendor: str | None = None, status: str | None = None) -> QuerySet[Payout]:
-    qs = Payout.objects.all()
-    if vendor:
-        qs = qs.filter(vendor_id=vendor)
-    if status:
-        qs = qs.filter(status=status)
-    return qs
+    return filter_given(Payout.objects.all(), vendor_id=vendor, status=status)
 
 
 def payout_get(*, payout_id: str) -> Payout | None:

@@ -154,16 +154,7 @@ class WebhookEndpointAdmin(TenantOnlyAdminMixin, admin.ModelAdmin):
         "created_at",
         "delivery_summary",
     )
-    readonly_fields = (
-        "id",
-        "status",
-        "disabled_reason",
-        "disabled_at",
-        "failing_since",
-        "last_success_at",
-        "created_at",
-        "delivery_summary",
-    )
+    readonly_fields = tuple(f for f in fields if f not in ("url", "description", "enabled_events"))
 
     @admin.display(description="events")
     def events(self, obj):

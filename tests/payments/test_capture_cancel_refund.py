@@ -20,7 +20,6 @@ from apps.payments.models import PaymentAttempt, PaymentIntent, Refund, Simulato
 from apps.payments.services import (
     PaymentError,
     confirm,
-    drive,
     late_charges,
     ledger_events,
     operations,
@@ -86,8 +85,9 @@ def faults(monkeypatch):
     real_client = setup.gateway_client
 
     def install(**script):
-        # Every services module that calls a gateway holds its own reference to gateway_client.
-        for module in (confirm, drive, late_charges, operations, resolution):
+        # Every services module that calls a gateway holds its own reference to gateway_client
+        # (setup's is the one gateway_call uses).
+        for module in (confirm, late_charges, operations, resolution, setup):
             monkeypatch.setattr(
                 module, "gateway_client", lambda *a, **k: FaultyGateway(real_client(*a, **k), script, calls)
             )

@@ -16,8 +16,16 @@ from apps.api.errors import ApiError
 from apps.api.fields import BlankAsNullField, ConstantField, CurrencyField, MetadataField, TimestampField
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
-from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, found, list_of, validated
+from apps.api.v1.common import (
+    ERRORS,
+    ApiView,
+    NoParameters,
+    choice,
+    found,
+    list_response,
+    list_schema,
+    validated,
+)
 from apps.billing import selectors, services
 from apps.billing.collection import subscription_first_invoice_collect, subscription_update_and_collect
 from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Subscription
@@ -39,13 +47,6 @@ def _call(fn, **kwargs):
         return fn(**kwargs)
     except BillingError as exc:
         raise billing_error(exc) from None
-
-
-def _choice(params, name: str, values: list[str]) -> str | None:
-    value = params.get(name)
-    if value and value not in values:
-        raise ApiError(400, "invalid_request_error", "parameter_invalid", f"Unknown {name} {value!r}.", name)
-    return value or None
 
 
 # --------------------------------------------------------------------------- shapes
@@ -273,14 +274,9 @@ def subscription_snapshot(subscription_id: str) -> dict:
 class ProductListView(ApiView):
     scope_resource = "products"
 
-    @extend_schema(
-        operation_id="products_list",
-        parameters=LIST_PARAMETERS,
-        responses={200: list_of("ProductList", ProductOut), **ERRORS},
-    )
+    @list_schema("products_list", ProductOut)
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, selectors.products_query())
-        return Response(list_body(request, ProductOut(page.data, many=True).data, page.has_more))
+        return list_response(request, selectors.products_query(), ProductOut)
 
     @extend_schema(operation_id="products_create", request=ProductIn, responses={201: ProductOut, **ERRORS})
     @idempotent
@@ -309,19 +305,14 @@ class ProductDetailView(ApiView):
 class PriceListView(ApiView):
     scope_resource = "products"
 
-    @extend_schema(
-        operation_id="prices_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("product", str), OpenApiParameter("active", bool)],
-        responses={200: list_of("PriceList", PriceOut), **ERRORS},
-    )
+    @list_schema("prices_list", PriceOut, OpenApiParameter("product", str), OpenApiParameter("active", bool))
     def get(self, request: Request) -> Response:
         active = request.query_params.get("active")
         qs = selectors.prices_query(
             product=request.query_params.get("product"),
             active=active == "true" if active in ("true", "false") else None,
         )
-        page = cursor_paginate(request.query_params, qs)
-        return Response(list_body(request, PriceOut(page.data, many=True).data, page.has_more))
+        return list_response(request, qs, PriceOut)
 
     @extend_schema(
         operation_id="prices_create",
@@ -370,14 +361,9 @@ class PriceDetailView(ApiView):
 class TaxRateListView(ApiView):
     scope_resource = "products"
 
-    @extend_schema(
-        operation_id="tax_rates_list",
-        parameters=LIST_PARAMETERS,
-        responses={200: list_of("TaxRateList", TaxRateOut), **ERRORS},
-    )
+    @list_schema("tax_rates_list", TaxRateOut)
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, selectors.tax_rates_query())
-        return Response(list_body(request, TaxRateOut(page.data, many=True).data, page.has_more))
+        return list_response(request, selectors.tax_rates_query(), TaxRateOut)
 
     @extend_schema(operation_id="tax_rates_create", request=TaxRateIn, responses={201: TaxRateOut, **ERRORS})
     @idempotent
@@ -405,25 +391,21 @@ def _subscription_created_resume(request: Request, record: IdempotencyRecord, **
 class SubscriptionListView(ApiView):
     scope_resource = "subscriptions"
 
-    @extend_schema(
-        operation_id="subscriptions_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("customer", str),
-            OpenApiParameter("price", str),
-            OpenApiParameter("status", str, enum=Subscription.Status.values),
-        ],
-        responses={200: list_of("SubscriptionList", SubscriptionOut), **ERRORS},
+    @list_schema(
+        "subscriptions_list",
+        SubscriptionOut,
+        OpenApiParameter("customer", str),
+        OpenApiParameter("price", str),
+        OpenApiParameter("status", str, enum=Subscription.Status.values),
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         qs = selectors.subscriptions_query(
-            status=_choice(params, "status", Subscription.Status.values),
+            status=choice(params, "status", Subscription.Status.values),
             customer=params.get("customer"),
             price=params.get("price"),
         )
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, subscriptions_out(page.data), page.has_more))
+        return list_response(request, qs, subscriptions_out)
 
     @extend_schema(
         operation_id="subscriptions_create",
@@ -539,25 +521,21 @@ class SubscriptionResumeView(ApiView):
 class InvoiceListView(ApiView):
     scope_resource = "invoices"
 
-    @extend_schema(
-        operation_id="invoices_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("subscription", str),
-            OpenApiParameter("customer", str),
-            OpenApiParameter("status", str, enum=Invoice.Status.values),
-        ],
-        responses={200: list_of("InvoiceList", InvoiceOut), **ERRORS},
+    @list_schema(
+        "invoices_list",
+        InvoiceOut,
+        OpenApiParameter("subscription", str),
+        OpenApiParameter("customer", str),
+        OpenApiParameter("status", str, enum=Invoice.Status.values),
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         qs = selectors.invoices_query(
-            status=_choice(params, "status", Invoice.Status.values),
+            status=choice(params, "status", Invoice.Status.values),
             subscription=params.get("subscription"),
             customer=params.get("customer"),
         )
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, invoices_out(page.data), page.has_more))
+        return list_response(request, qs, invoices_out)
 
 
 class InvoiceDetailView(ApiView):
@@ -565,7 +543,7 @@ class InvoiceDetailView(ApiView):
 
     @extend_schema(operation_id="invoices_retrieve", responses={200: InvoiceOut, **ERRORS})
     def get(self, request: Request, invoice_id: str) -> Response:
-        return Response(invoices_out([found(selectors.invoice_get(invoice_id=invoice_id))])[0])
+        return Response(invoice_snapshot(invoice_id))
 
 
 class InvoiceVoidView(ApiView):

@@ -1,25 +1,35 @@
-"""What every v1 view shares: list parameters, the list envelope, the error schema."""
+"""What every v1 view shares: list parameters, the list envelope and its schema, lookups by id,
+choice parameters, the error schema."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from django.db.models import QuerySet
 from django.http import Http404, QueryDict
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.exceptions import ErrorDetail
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.api.errors import ApiError
 from apps.api.fields import AmountField, CurrencyField
+from apps.api.pagination import cursor_paginate, list_body
 
 LIST_PARAMETERS = [
     OpenApiParameter("limit", int, description="1 to 100 (default 10)"),
     OpenApiParameter("starting_after", str, description="an object id: the page after it"),
     OpenApiParameter("ending_before", str, description="an object id: the page before it"),
+]
+# What ``timestamp_filters(params, "created")`` reads (documented: the range's two ends).
+CREATED_PARAMETERS = [
+    OpenApiParameter("created[gte]", int, description="unix seconds"),
+    OpenApiParameter("created[lte]", int, description="unix seconds"),
 ]
 
 ERROR = inline_serializer(
@@ -54,6 +64,33 @@ def list_of(name: str, item) -> serializers.Serializer:
     )
 
 
+def list_schema(operation_id: str, item: type[serializers.Serializer], *parameters, description=None):
+    """The schema of a list endpoint (``GET``): the list parameters and ``parameters``, a list of
+    ``item`` (the list is named after it: ``VendorOut`` -> ``VendorList``), the error answers."""
+    return extend_schema(
+        operation_id=operation_id,
+        parameters=[*LIST_PARAMETERS, *parameters],
+        responses={200: list_of(item.__name__.removesuffix("Out") + "List", item), **ERRORS},
+        description=description,
+    )
+
+
+def list_response(
+    request: Request,
+    queryset: QuerySet,
+    render: type[serializers.Serializer] | Callable[[list], Iterable],
+    **order,
+) -> Response:
+    """One page of ``queryset`` (``cursor_paginate``, with its ``order`` options) in the list
+    envelope; ``render`` is the serializer of a row, or a function rendering the page's rows."""
+    page = cursor_paginate(request.query_params, queryset, **order)
+    if isinstance(render, type):
+        data: Any = render(page.data, many=True).data
+    else:
+        data = render(page.data)
+    return Response(list_body(request, data, page.has_more))
+
+
 T = TypeVar("T")
 
 
@@ -62,6 +99,17 @@ def found(obj: T | None) -> T:
     if obj is None:
         raise Http404
     return obj
+
+
+def choice(params, name: str, values: Iterable[str], *, what: str | None = None) -> str | None:
+    """The parameter ``name``, None when absent or empty; one of ``values``, else 400
+    ``parameter_invalid`` naming it ("Unknown <what> '<value>'.", ``what`` defaulting to ``name``)."""
+    value = params.get(name)
+    if value and value not in values:
+        raise ApiError(
+            400, "invalid_request_error", "parameter_invalid", f"Unknown {what or name} {value!r}.", name
+        )
+    return value or None
 
 
 def timestamp_filters(params, name: str) -> dict[str, datetime]:

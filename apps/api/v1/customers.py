@@ -9,8 +9,7 @@ from rest_framework.response import Response
 
 from apps.api.fields import ConstantField, MetadataField, TimestampField
 from apps.api.idempotency import idempotent
-from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, found, list_of, validated
+from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema, validated
 from apps.customers.selectors import customer_get, customers_query
 from apps.customers.services import customer_create, customer_update
 
@@ -48,14 +47,9 @@ CUSTOMER_EXAMPLE = OpenApiExample(
 class CustomerListView(ApiView):
     scope_resource = "customers"
 
-    @extend_schema(
-        operation_id="customers_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("email", str)],
-        responses={200: list_of("CustomerList", CustomerOut), **ERRORS},
-    )
+    @list_schema("customers_list", CustomerOut, OpenApiParameter("email", str))
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, customers_query(email=request.query_params.get("email")))
-        return Response(list_body(request, CustomerOut(page.data, many=True).data, page.has_more))
+        return list_response(request, customers_query(email=request.query_params.get("email")), CustomerOut)
 
     @extend_schema(
         operation_id="customers_create",

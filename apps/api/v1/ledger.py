@@ -9,8 +9,7 @@ from rest_framework.response import Response
 
 from apps.api.errors import ApiError
 from apps.api.fields import ConstantField, CurrencyField, TimestampField
-from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, found, list_of
+from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema
 from apps.core.money import MoneyError, normalize_currency
 from apps.ledger.models import Side
 from apps.ledger.selectors import balances_list, event_get, events_query, transactions_query
@@ -101,43 +100,36 @@ class BalanceView(ApiView):
 class LedgerTransactionListView(ApiView):
     scope_resource = "ledger"
 
-    @extend_schema(
-        operation_id="ledger_transactions_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("account", str, description="an account code")],
-        responses={200: list_of("LedgerTransactionList", LedgerTransactionOut), **ERRORS},
+    @list_schema(
+        "ledger_transactions_list",
+        LedgerTransactionOut,
+        OpenApiParameter("account", str, description="an account code"),
     )
     def get(self, request: Request) -> Response:
-        qs = transactions_query(account=request.query_params.get("account"))
-        page = cursor_paginate(
-            request.query_params,
-            qs,
+        return list_response(
+            request,
+            transactions_query(account=request.query_params.get("account")),
+            LedgerTransactionOut,
             order=("id",),
             id_field="event__public_id",
             id_from_cursor=lambda cursor: EVT_PREFIX + cursor.removeprefix(TXN_PREFIX),
         )
-        data = LedgerTransactionOut(page.data, many=True).data
-        return Response(list_body(request, data, page.has_more))
 
 
 class LedgerEventListView(ApiView):
     scope_resource = "ledger"
 
-    @extend_schema(
-        operation_id="ledger_events_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("type", str, description="e.g. RefundSucceeded"),
-            OpenApiParameter("stream", str, description="e.g. a payment id"),
-        ],
-        responses={200: list_of("LedgerEventList", LedgerEventOut), **ERRORS},
+    @list_schema(
+        "ledger_events_list",
+        LedgerEventOut,
+        OpenApiParameter("type", str, description="e.g. RefundSucceeded"),
+        OpenApiParameter("stream", str, description="e.g. a payment id"),
         description="The ledger's events (financial facts, append-only), newest first.",
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         qs = events_query(type=params.get("type"), stream=params.get("stream"))
-        page = cursor_paginate(params, qs, order=("id",), id_field="public_id")
-        events = LedgerEventOut(page.data, many=True).data
-        return Response(list_body(request, events, page.has_more))
+        return list_response(request, qs, LedgerEventOut, order=("id",), id_field="public_id")
 
 
 class LedgerEventDetailView(ApiView):

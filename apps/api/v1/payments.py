@@ -22,14 +22,15 @@ from apps.api.fields import (
 )
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
-from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import (
+    CREATED_PARAMETERS,
     ERRORS,
-    LIST_PARAMETERS,
     ApiView,
+    choice,
     expansions,
     found,
-    list_of,
+    list_response,
+    list_schema,
     timestamp_filters,
     validated,
 )
@@ -318,31 +319,23 @@ EXPAND_PARAMETER = OpenApiParameter(
 class PaymentListView(ApiView):
     scope_resource = "payments"
 
-    @extend_schema(
-        operation_id="payments_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("status", str, enum=PaymentIntent.Status.values),
-            OpenApiParameter("customer", str),
-            OpenApiParameter("created[gte]", int, description="unix seconds"),
-            OpenApiParameter("created[lte]", int, description="unix seconds"),
-            EXPAND_PARAMETER,
-        ],
-        responses={200: list_of("PaymentList", PaymentOut), **ERRORS},
+    @list_schema(
+        "payments_list",
+        PaymentOut,
+        OpenApiParameter("status", str, enum=PaymentIntent.Status.values),
+        OpenApiParameter("customer", str),
+        *CREATED_PARAMETERS,
+        EXPAND_PARAMETER,
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         expand = expansions(params, {"attempts"})
-        state = params.get("status")
-        if state and state not in PaymentIntent.Status.values:
-            raise ApiError(
-                400, "invalid_request_error", "parameter_invalid", f"Unknown status {state!r}.", "status"
-            )
         qs = selectors.payments_query(
-            status=state, customer=params.get("customer"), created=timestamp_filters(params, "created")
+            status=choice(params, "status", PaymentIntent.Status.values),
+            customer=params.get("customer"),
+            created=timestamp_filters(params, "created"),
         )
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, payments_out(page.data, expand), page.has_more))
+        return list_response(request, qs, lambda rows: payments_out(rows, expand))
 
     @extend_schema(
         operation_id="payments_create",
@@ -478,15 +471,11 @@ class PaymentRefundCreateView(ApiView):
 class RefundListView(ApiView):
     scope_resource = "refunds"
 
-    @extend_schema(
-        operation_id="refunds_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("payment", str)],
-        responses={200: list_of("RefundList", RefundOut), **ERRORS},
-    )
+    @list_schema("refunds_list", RefundOut, OpenApiParameter("payment", str))
     def get(self, request: Request) -> Response:
-        qs = selectors.refunds_query(payment=request.query_params.get("payment"))
-        page = cursor_paginate(request.query_params, qs)
-        return Response(list_body(request, RefundOut(page.data, many=True).data, page.has_more))
+        return list_response(
+            request, selectors.refunds_query(payment=request.query_params.get("payment")), RefundOut
+        )
 
 
 class RefundDetailView(ApiView):

@@ -19,8 +19,15 @@ from apps.api.fields import (
 )
 from apps.api.idempotency import Resume, idempotent
 from apps.api.models import IdempotencyRecord
-from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, NoParameters, found, list_of, validated
+from apps.api.v1.common import (
+    ERRORS,
+    ApiView,
+    NoParameters,
+    found,
+    list_response,
+    list_schema,
+    validated,
+)
 from apps.vendors import selectors
 from apps.vendors.funds import FundsError, vendor_payout_create
 from apps.vendors.models import Payout, Transfer, Vendor
@@ -172,22 +179,21 @@ def _vendor_or_404(vendor_id: str) -> Vendor:
 class VendorListView(ApiView):
     scope_resource = "vendors"
 
-    @extend_schema(
-        operation_id="vendors_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("status", str, enum=Vendor.Status.values),
-            OpenApiParameter("email", str),
-        ],
-        responses={200: list_of("VendorList", VendorOut), **ERRORS},
+    @list_schema(
+        "vendors_list",
+        VendorOut,
+        OpenApiParameter("status", str, enum=Vendor.Status.values),
+        OpenApiParameter("email", str),
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         if params.get("status") and params["status"] not in Vendor.Status.values:
             raise ApiError(400, "invalid_request_error", "parameter_invalid", "Unknown status.", "status")
-        qs = selectors.vendors_query(status=params.get("status"), email=params.get("email"))
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, VendorOut(page.data, many=True).data, page.has_more))
+        return list_response(
+            request,
+            selectors.vendors_query(status=params.get("status"), email=params.get("email")),
+            VendorOut,
+        )
 
     @extend_schema(
         operation_id="vendors_create",
@@ -297,16 +303,13 @@ class VendorPayoutCreateView(ApiView):
 class TransferListView(ApiView):
     scope_resource = "transfers"
 
-    @extend_schema(
-        operation_id="transfers_list",
-        parameters=[*LIST_PARAMETERS, OpenApiParameter("vendor", str), OpenApiParameter("payment", str)],
-        responses={200: list_of("TransferList", TransferOut), **ERRORS},
+    @list_schema(
+        "transfers_list", TransferOut, OpenApiParameter("vendor", str), OpenApiParameter("payment", str)
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         qs = selectors.transfers_query(vendor=params.get("vendor"), payment=params.get("payment"))
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, TransferOut(page.data, many=True).data, page.has_more))
+        return list_response(request, qs, TransferOut)
 
 
 class TransferDetailView(ApiView):
@@ -314,26 +317,22 @@ class TransferDetailView(ApiView):
 
     @extend_schema(operation_id="transfers_retrieve", responses={200: TransferOut, **ERRORS})
     def get(self, request: Request, transfer_id: str) -> Response:
-        return Response(TransferOut(found(selectors.transfer_get(transfer_id=transfer_id))).data)
+        return Response(transfer_snapshot(transfer_id))
 
 
 class PayoutListView(ApiView):
     scope_resource = "payouts"
 
-    @extend_schema(
-        operation_id="payouts_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("vendor", str),
-            OpenApiParameter("status", str, enum=Payout.Status.values),
-        ],
-        responses={200: list_of("PayoutList", PayoutOut), **ERRORS},
+    @list_schema(
+        "payouts_list",
+        PayoutOut,
+        OpenApiParameter("vendor", str),
+        OpenApiParameter("status", str, enum=Payout.Status.values),
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
         qs = selectors.payouts_query(vendor=params.get("vendor"), status=params.get("status"))
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, PayoutOut(page.data, many=True).data, page.has_more))
+        return list_response(request, qs, PayoutOut)
 
 
 class PayoutDetailView(ApiView):
@@ -341,4 +340,4 @@ class PayoutDetailView(ApiView):
 
     @extend_schema(operation_id="payouts_retrieve", responses={200: PayoutOut, **ERRORS})
     def get(self, request: Request, payout_id: str) -> Response:
-        return Response(PayoutOut(found(selectors.payout_get(payout_id=payout_id))).data)
+        return Response(payout_snapshot(payout_id))

@@ -3,7 +3,6 @@ receive (list, retrieve): ``GET /api/v1/events/{id}`` answers exactly what was d
 
 from __future__ import annotations
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,9 +11,19 @@ from rest_framework.response import Response
 from apps.api.errors import ApiError
 from apps.api.fields import BlankAsNullField, ConstantField, MetadataField, TimestampField
 from apps.api.idempotency import idempotent
-from apps.api.pagination import cursor_paginate, list_body
-from apps.api.v1.common import ERRORS, LIST_PARAMETERS, ApiView, list_of, timestamp_filters, validated
-from apps.webhooks.models import OutboundEvent, WebhookEndpoint
+from apps.api.v1.common import (
+    CREATED_PARAMETERS,
+    ERRORS,
+    ApiView,
+    choice,
+    found,
+    list_response,
+    list_schema,
+    timestamp_filters,
+    validated,
+)
+from apps.webhooks import selectors
+from apps.webhooks.models import WebhookEndpoint
 from apps.webhooks.outbound import (
     EVENT_TYPES,
     EndpointError,
@@ -104,7 +113,7 @@ DeletedOut = inline_serializer(
 
 
 def _endpoint_or_404(endpoint_id: str) -> WebhookEndpoint:
-    return get_object_or_404(WebhookEndpoint, pk=endpoint_id)
+    return found(selectors.endpoint_get(endpoint_id=endpoint_id))
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -113,14 +122,9 @@ def _endpoint_or_404(endpoint_id: str) -> WebhookEndpoint:
 class WebhookEndpointListView(ApiView):
     scope_resource = "webhook_endpoints"
 
-    @extend_schema(
-        operation_id="webhook_endpoints_list",
-        parameters=LIST_PARAMETERS,
-        responses={200: list_of("WebhookEndpointList", WebhookEndpointOut), **ERRORS},
-    )
+    @list_schema("webhook_endpoints_list", WebhookEndpointOut)
     def get(self, request: Request) -> Response:
-        page = cursor_paginate(request.query_params, WebhookEndpoint.objects.all())
-        return Response(list_body(request, WebhookEndpointOut(page.data, many=True).data, page.has_more))
+        return list_response(request, selectors.endpoints_query(), WebhookEndpointOut)
 
     @extend_schema(
         operation_id="webhook_endpoints_create",
@@ -212,38 +216,22 @@ class WebhookEndpointRollSecretView(ApiView):
 class EventListView(ApiView):
     scope_resource = "events"
 
-    @extend_schema(
-        operation_id="events_list",
-        parameters=[
-            *LIST_PARAMETERS,
-            OpenApiParameter("type", str, description="e.g. payment.succeeded"),
-            OpenApiParameter("object", str, description="events about this object id (pay_..., re_...)"),
-            OpenApiParameter("created[gte]", int, description="unix seconds"),
-            OpenApiParameter("created[lte]", int, description="unix seconds"),
-        ],
-        responses={200: list_of("EventList", EventOut), **ERRORS},
+    @list_schema(
+        "events_list",
+        EventOut,
+        OpenApiParameter("type", str, description="e.g. payment.succeeded"),
+        OpenApiParameter("object", str, description="events about this object id (pay_..., re_...)"),
+        *CREATED_PARAMETERS,
         description="The events webhooks deliver, newest first, whether or not an endpoint received them.",
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
-        qs = OutboundEvent.objects.all()
-        event_type = params.get("type")
-        if event_type:
-            if event_type not in EVENT_TYPES:
-                raise ApiError(
-                    400,
-                    "invalid_request_error",
-                    "parameter_invalid",
-                    f"Unknown event type {event_type!r}.",
-                    "type",
-                )
-            qs = qs.filter(type=event_type)
-        if params.get("object"):
-            qs = qs.filter(object_id=params["object"])
-        for op, value in timestamp_filters(params, "created").items():
-            qs = qs.filter(**{f"created_at__{op}": value})
-        page = cursor_paginate(params, qs)
-        return Response(list_body(request, [event_body(e) for e in page.data], page.has_more))
+        qs = selectors.outbound_events_query(
+            type=choice(params, "type", EVENT_TYPES, what="event type"),
+            object_id=params.get("object"),
+            created=timestamp_filters(params, "created"),
+        )
+        return list_response(request, qs, lambda events: [event_body(e) for e in events])
 
 
 class EventDetailView(ApiView):
@@ -251,4 +239,4 @@ class EventDetailView(ApiView):
 
     @extend_schema(operation_id="events_retrieve", responses={200: EventOut, **ERRORS})
     def get(self, request: Request, event_id: str) -> Response:
-        return Response(event_body(get_object_or_404(OutboundEvent, pk=event_id)))
+        return Response(event_body(found(selectors.outbound_event_get(event_id=event_id))))

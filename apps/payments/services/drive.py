@@ -39,7 +39,7 @@ from apps.payments.services.schedules import (
     next_action_check,
 )
 from apps.payments.services.settlement import capture_event
-from apps.payments.services.setup import gateway_client, gateway_observe
+from apps.payments.services.setup import gateway_call
 from apps.payments.statemachine import attempt_to, intent_to
 
 log = logging.getLogger(__package__)  # one logger for the package, as when it was one module
@@ -237,15 +237,13 @@ def _authorize(
 ) -> tuple[GatewayResult, int]:
     """The gateway's answer for an attempt and how long it took (ms). Writes nothing to the
     database: the latency is saved with the outcome."""
-    started = time.perf_counter()
-    try:
-        result = gateway_client(account, config).authorize(charge_request(intent, attempt))
-    except Exception as exc:  # an adapter bug must not lose the attempt: we do not know what happened
-        log.exception("gateway adapter raised", extra={"attempt": attempt.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    latency = int((time.perf_counter() - started) * 1000)
-    gateway_observe(account.name, result)
-    return result, latency
+    return gateway_call(
+        account,
+        lambda gateway: gateway.authorize(charge_request(intent, attempt)),
+        operation="authorize",
+        about={"attempt": attempt.id},
+        config=config,
+    )
 
 
 # --------------------------------------------------------------------------- the answer

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import transaction
@@ -41,7 +42,7 @@ from apps.payments.services.schedules import (
     REFUND_HANDLER,
 )
 from apps.payments.services.settlement import capture_record, refund_settle
-from apps.payments.services.setup import gateway_client, gateway_observe
+from apps.payments.services.setup import gateway_call, gateway_client
 from apps.payments.services.truth import payment_attempt_apply_gateway_truth
 from apps.payments.statemachine import attempt_to, intent_to
 
@@ -170,35 +171,48 @@ def payment_capture(*, intent_id: str, amount: int | None = None) -> PaymentInte
 
 
 def _gateway_capture(attempt: PaymentAttempt, currency: str) -> GatewayResult:
-    account = attempt.gateway_account
-    try:
-        result = gateway_client(account).capture(
+    return gateway_call(
+        attempt.gateway_account,
+        lambda gateway: gateway.capture(
             attempt_id=attempt.id,
             reference=attempt.reference,
             amount=attempt.pending_amount,
             currency=currency,
             idempotency_key=f"{attempt.id}:capture",
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it captured
-        log.exception("gateway adapter raised on capture", extra={"attempt": attempt.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(account.name, result)
-    return result
+        ),
+        operation="capture",
+        about={"attempt": attempt.id},
+    )[0]
 
 
-def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentIntent, str]:
-    """Apply a capture's answer (or the charge's truth) to a pending capture, under the payment's
-    lock. Idempotent: once it is settled (by the request or by the durable task, whichever comes
-    first) later answers change nothing ("settled"). Returns the payment and the verdict."""
+def _operation_apply(
+    attempt_id: str,
+    operation: str,
+    verdict: str,
+    settle: Callable[[PaymentAttempt, PaymentIntent, list[str]], str],
+) -> tuple[PaymentIntent, str]:
+    """Apply a gateway's answer, judged ``verdict``, to the attempt's pending ``operation``
+    (capture, cancel), under the payment's lock. Idempotent: once the operation is settled (by
+    the request or by its durable task, whichever comes first) later answers change nothing
+    ("settled"), and a "pending" verdict changes nothing yet. Otherwise the pending operation is
+    cleared and ``settle(attempt, intent, fields)`` applies the verdict, saving the cleared
+    ``fields`` with the attempt, and says what it came to. Returns the payment and that."""
     with transaction.atomic():
         attempt = lock_attempt(attempt_id)  # and its payment
         intent = attempt.intent
-        if attempt.pending_operation != "capture":
+        if attempt.pending_operation != operation:
             return intent, "settled"
-        verdict = _capture_verdict(result)
         if verdict == "pending":
             return intent, verdict
-        fields = _operation_clear(attempt)
+        return intent, settle(attempt, intent, _operation_clear(attempt))
+
+
+def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentIntent, str]:
+    """Apply a capture's answer (or the charge's truth) to a pending capture
+    (``_operation_apply``). Returns the payment and the verdict."""
+    verdict = _capture_verdict(result)
+
+    def settle(attempt: PaymentAttempt, intent: PaymentIntent, fields: list[str]) -> str:
         if attempt.status != AS.AUTHORIZED or intent.status != IS.REQUIRES_CAPTURE:
             # Gateway news got here first (a capture or void reported by webhook).
             if verdict == "captured" and attempt.status != AS.CAPTURED:
@@ -208,7 +222,7 @@ def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentInten
                     extra={"attempt": attempt.id},
                 )
             attempt.save(update_fields=[*fields, "updated_at"])
-            return intent, "settled"
+            return "settled"
         if verdict == "captured":
             amount = result.amount_captured or attempt.pending_amount
             attempt_to(attempt, AS.CAPTURED)
@@ -224,7 +238,9 @@ def _capture_apply(attempt_id: str, result: GatewayResult) -> tuple[PaymentInten
         else:
             attempt.message = (result.message or "")[:500]
             attempt.save(update_fields=["message", *fields, "updated_at"])
-    return intent, verdict
+        return verdict
+
+    return _operation_apply(attempt_id, "capture", verdict, settle)
 
 
 def payment_capture_resolve(*, attempt_id: str) -> None:
@@ -321,17 +337,16 @@ def payment_cancel(*, intent_id: str, reason: str = "") -> PaymentIntent:
 
 
 def _gateway_cancel(attempt: PaymentAttempt) -> GatewayResult:
-    try:
-        result = gateway_client(attempt.gateway_account).cancel(
+    return gateway_call(
+        attempt.gateway_account,
+        lambda gateway: gateway.cancel(
             attempt_id=attempt.id,
             reference=attempt.reference or None,
             idempotency_key=f"{attempt.id}:cancel",
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it voided
-        log.exception("gateway adapter raised on cancel", extra={"attempt": attempt.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(attempt.gateway_account.name, result)
-    return result
+        ),
+        operation="cancel",
+        about={"attempt": attempt.id},
+    )[0]
 
 
 def _cancel_record(intent: PaymentIntent, reason: str) -> None:
@@ -342,17 +357,11 @@ def _cancel_record(intent: PaymentIntent, reason: str) -> None:
 
 
 def _cancel_apply(attempt_id: str, result: GatewayResult, *, reason: str) -> tuple[PaymentIntent, str]:
-    """Apply a cancel's answer (or the charge's truth) to a pending cancel, under the payment's
-    lock; the payment is canceled with its last pending cancel. Idempotent ("settled" once done)."""
-    with transaction.atomic():
-        attempt = lock_attempt(attempt_id)  # and its payment
-        intent = attempt.intent
-        if attempt.pending_operation != "cancel":
-            return intent, "settled"
-        verdict = _cancel_verdict(result)
-        if verdict == "pending":
-            return intent, verdict
-        fields = _operation_clear(attempt)
+    """Apply a cancel's answer (or the charge's truth) to a pending cancel
+    (``_operation_apply``); the payment is canceled with its last pending cancel."""
+    verdict = _cancel_verdict(result)
+
+    def settle(attempt: PaymentAttempt, intent: PaymentIntent, fields: list[str]) -> str:
         if verdict == "canceled" and attempt.status in (AS.AUTHORIZED, AS.REQUIRES_ACTION):
             attempt_to(attempt, AS.CANCELED)
             attempt.save(update_fields=["status", *fields, "updated_at"])
@@ -360,14 +369,14 @@ def _cancel_apply(attempt_id: str, result: GatewayResult, *, reason: str) -> tup
             others = PaymentAttempt.objects.filter(intent_id=intent.pk, pending_operation="cancel")
             if intent.status not in (IS.CANCELED, IS.SUCCEEDED, IS.PROCESSING) and not others.exists():
                 _cancel_record(intent, reason)
-        else:
-            if verdict == "refused":
-                attempt.message = (result.message or "")[:500]
-                fields.append("message")
-            attempt.save(update_fields=[*fields, "updated_at"])
-            if verdict == "canceled":
-                verdict = "settled"  # gateway news got here first
-    return intent, verdict
+            return verdict
+        if verdict == "refused":
+            attempt.message = (result.message or "")[:500]
+            fields.append("message")
+        attempt.save(update_fields=[*fields, "updated_at"])
+        return "settled" if verdict == "canceled" else verdict  # canceled: gateway news got here first
+
+    return _operation_apply(attempt_id, "cancel", verdict, settle)
 
 
 def payment_cancel_resolve(*, intent_id: str, reason: str = "") -> None:
@@ -446,21 +455,19 @@ def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "
 
 
 def _gateway_refund(refund: Refund) -> GatewayResult:
-    account = refund.attempt.gateway_account
-    try:
-        result = gateway_client(account).refund(
+    return gateway_call(
+        refund.attempt.gateway_account,
+        lambda gateway: gateway.refund(
             attempt_id=refund.attempt_id,
             reference=refund.attempt.reference,
             refund_id=refund.id,
             amount=refund.amount,
             currency=refund.currency,
             idempotency_key=refund.id,
-        )
-    except Exception as exc:  # an adapter bug: we do not know whether it refunded
-        log.exception("gateway adapter raised on refund", extra={"refund": refund.id})
-        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
-    gateway_observe(account.name, result)
-    return result
+        ),
+        operation="refund",
+        about={"refund": refund.id},
+    )[0]
 
 
 def refund_execute(*, refund_id: str) -> Refund:

@@ -1,15 +1,22 @@
 """Set-up: the default gateways, routing rule and decline table; gateway accounts and the adapter
-that talks to each; what every gateway call feeds to the breaker."""
+that talks to each; one call to an adapter and what it feeds to the breaker."""
 
 from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 from apps.payments import declines
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import MeshConfig
-from apps.payments.gateways.base import GatewayConfig, GatewayResult, Outcome
+from apps.payments.gateways.base import GatewayConfig, GatewayResult, GatewayStatus, Outcome
 from apps.payments.gateways.registry import gateway_for
 from apps.payments.models import DeclineRule, GatewayAccount, RoutingRule
 from apps.payments.routing import success_record
+
+log = logging.getLogger(__package__)  # one logger for the package, as when it was one module
 
 
 def payments_defaults_install(*, marketplace=None) -> None:
@@ -43,6 +50,29 @@ def gateway_client(account: GatewayAccount, config: MeshConfig | None = None):
         account.kind,
         GatewayConfig(account_id=account.name, credentials=account.credentials, settings=account.settings),
     )
+
+
+def gateway_call(
+    account: GatewayAccount,
+    send: Callable[[Any], GatewayResult],
+    *,
+    operation: str,
+    about: dict[str, str],
+    config: MeshConfig | None = None,
+) -> tuple[GatewayResult, int]:
+    """``send(adapter)``, one call to ``account``'s adapter (see ``gateway_client`` for
+    ``config``): its answer, fed to the breaker (``gateway_observe``), and how long it took (ms).
+    An adapter that raises (a bug: the port answers every processor failure) answers UNKNOWN, as
+    nothing tells what the processor did; it is logged with ``about`` (the attempt or refund)."""
+    started = time.perf_counter()
+    try:
+        result = send(gateway_client(account, config))
+    except Exception as exc:
+        log.exception("gateway adapter raised on %s", operation, extra=about)
+        result = GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"adapter error: {exc}")
+    latency = int((time.perf_counter() - started) * 1000)
+    gateway_observe(account.name, result)
+    return result, latency
 
 
 def gateway_observe(account_name: str, result: GatewayResult) -> None:

@@ -50,7 +50,7 @@ from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import mesh_config_changed
 from apps.payments.models import GatewayAccount, PaymentAttempt, RoutingRule, SimulatorCharge
-from apps.tenants.models import Marketplace
+from apps.tenants.cli import marketplace_named
 from apps.vendors.services import vendor_create
 
 GATEWAYS = ("primary", "secondary")
@@ -127,9 +127,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts):
-        tenant = Marketplace.objects.filter(schema_name=opts["tenant"]).first()
-        if tenant is None or tenant.schema_name in ("public", "tenant_template"):
-            raise CommandError(f"no marketplace {opts['tenant']!r}")
+        tenant = marketplace_named(opts["tenant"])
         n, months = opts["customers"], opts["months"]
         if not 1 <= n <= 100_000:
             raise CommandError("--customers must be from 1 to 100000")

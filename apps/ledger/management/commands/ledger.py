@@ -15,7 +15,7 @@ from apps.core.money import MoneyError, format_amount
 from apps.ledger import integrity, selectors, services
 from apps.ledger.errors import LedgerError
 from apps.ledger.models import ChainLink, LedgerEvent
-from apps.tenants.models import Marketplace
+from apps.tenants.cli import marketplace_named
 
 
 class Command(BaseCommand):
@@ -59,9 +59,7 @@ class Command(BaseCommand):
         prove.add_argument("--event", required=True, help="the event's public id (evt_...)")
 
     def handle(self, *args, **opts):
-        tenant = Marketplace.objects.filter(schema_name=opts["tenant"]).exclude(schema_name="public").first()
-        if tenant is None or tenant.schema_name == "tenant_template":
-            raise CommandError(f"no marketplace {opts['tenant']!r}")
+        tenant = marketplace_named(opts["tenant"])
         try:
             with tenant_context(tenant):
                 getattr(self, "do_" + opts["action"])(opts)

@@ -234,18 +234,14 @@ class AdyenGateway:
         self, *, attempt_id: str, reference: str, amount: int, currency: str, idempotency_key: str
     ) -> GatewayResult:
         """Asks Adyen to capture ``amount`` (partial allowed); confirmed later by the CAPTURE webhook."""
-        body = {
-            "merchantAccount": self.merchant_account,
-            "amount": {"value": amount, "currency": currency},
-            "reference": idempotency_key,
-        }
-        answer = self._call(
-            self.modifications.capture_authorised_payment, body, reference, idempotency_key=idempotency_key
-        )
-        if isinstance(answer, GatewayResult):
-            return answer
-        return self._received(
-            answer, reference, GatewayStatus.CAPTURED, "capture received", amount_captured=amount
+        return self._modify(
+            self.modifications.capture_authorised_payment,
+            {"amount": {"value": amount, "currency": currency}, "reference": idempotency_key},
+            reference,
+            idempotency_key=idempotency_key,
+            status=GatewayStatus.CAPTURED,
+            message="capture received",
+            amount_captured=amount,
         )
 
     def cancel(self, *, attempt_id: str, reference: str | None, idempotency_key: str) -> GatewayResult:
@@ -255,37 +251,20 @@ class AdyenGateway:
         that completed) and says so only in the CANCELLATION / TECHNICAL_CANCEL webhook. Reporting
         CANCELED here would let the mesh fail over while the first charge stands."""
         if reference:
-            body = {"merchantAccount": self.merchant_account, "reference": idempotency_key}
-            answer = self._call(
+            return self._modify(
                 self.modifications.cancel_authorised_payment_by_psp_reference,
-                body,
+                {"reference": idempotency_key},
                 reference,
                 idempotency_key=idempotency_key,
+                status=GatewayStatus.UNKNOWN,
+                message="cancel received; the CANCELLATION webhook says whether the authorisation was voided",
             )
-            if isinstance(answer, GatewayResult):
-                return answer
-            return self._received(
-                answer,
-                reference,
-                GatewayStatus.UNKNOWN,
-                "cancel received; the CANCELLATION webhook says whether the authorisation was voided",
-            )
-
-        body = {
-            "merchantAccount": self.merchant_account,
-            "paymentReference": attempt_id,
-            "reference": idempotency_key,
-        }
-        answer = self._call(
-            self.modifications.cancel_authorised_payment, body, idempotency_key=idempotency_key
-        )
-        if isinstance(answer, GatewayResult):
-            return answer
-        return self._received(
-            answer,
-            None,
-            GatewayStatus.UNKNOWN,
-            "technical cancel received; the TECHNICAL_CANCEL webhook says whether a payment was voided",
+        return self._modify(
+            self.modifications.cancel_authorised_payment,
+            {"paymentReference": attempt_id, "reference": idempotency_key},
+            idempotency_key=idempotency_key,
+            status=GatewayStatus.UNKNOWN,
+            message="technical cancel received; the TECHNICAL_CANCEL webhook says whether a payment was voided",
         )
 
     def refund(
@@ -301,21 +280,14 @@ class AdyenGateway:
         """Asks Adyen to refund ``amount`` (partial and repeated refunds allowed, up to the captured
         total); ``reference`` of the result is the refund's pspReference, ``amount_refunded`` this
         refund's amount (Adyen reports no running total). Confirmed later by the REFUND webhook."""
-        body = {
-            "merchantAccount": self.merchant_account,
-            "amount": {"value": amount, "currency": currency},
-            "reference": refund_id,
-        }
-        answer = self._call(
-            self.modifications.refund_captured_payment, body, reference, idempotency_key=idempotency_key
-        )
-        if isinstance(answer, GatewayResult):
-            return answer
-        return self._received(
-            answer,
-            answer.get("pspReference"),
-            GatewayStatus.CAPTURED,
-            "refund received",
+        return self._modify(
+            self.modifications.refund_captured_payment,
+            {"amount": {"value": amount, "currency": currency}, "reference": refund_id},
+            reference,
+            idempotency_key=idempotency_key,
+            status=GatewayStatus.CAPTURED,
+            message="refund received",
+            own_reference=True,
             amount_refunded=amount,
         )
 
@@ -356,6 +328,40 @@ class AdyenGateway:
             return self._transport_error(exc)
         message = response.message
         return message if isinstance(message, dict) else {}
+
+    def _modify(
+        self,
+        method: Callable[..., Any],
+        body: dict[str, Any],
+        *psp_reference: str,
+        idempotency_key: str,
+        status: GatewayStatus,
+        message: str,
+        own_reference: bool = False,
+        amount_captured: int = 0,
+        amount_refunded: int = 0,
+    ) -> GatewayResult:
+        """A modification (capture, cancel, refund) of the payment ``psp_reference`` names (none:
+        a technical cancel by our reference): the failure to get an answer, or Adyen's "received"
+        as ``status`` (the webhook confirms it later). The result's reference is the payment's, or
+        with ``own_reference`` the one Adyen gave the modification (a refund's)."""
+        answer = self._call(
+            method,
+            {"merchantAccount": self.merchant_account, **body},
+            *psp_reference,
+            idempotency_key=idempotency_key,
+        )
+        if isinstance(answer, GatewayResult):
+            return answer
+        reference = answer.get("pspReference") if own_reference else next(iter(psp_reference), None)
+        return self._received(
+            answer,
+            reference,
+            status,
+            message,
+            amount_captured=amount_captured,
+            amount_refunded=amount_refunded,
+        )
 
     # ----------------------------------------------------------------- answers
 

@@ -30,7 +30,9 @@ import math
 import random
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -52,6 +54,10 @@ TOKEN_PREFIX = "simtok_"
 # The expiry every simulated saved card carries (Stripe's test cards take any future date).
 TEST_EXPIRY = (12, 2034)
 
+# A simulator row kept per (account, attempt id): its charge or its 3-D Secure action.
+_ByAttempt = TypeVar("_ByAttempt", SimulatorCharge, SimulatorAction)
+
+OUTAGE = "simulated outage: 503 Service Unavailable"
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
 
@@ -111,7 +117,7 @@ class SimulatorGateway:
         rng = self._rng(request.metadata.get("simulator_key") or request.attempt_id)
         self._sleep(rng)
         if self._down():  # a gateway that is down answers nothing, not even replays
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         existing = SimulatorCharge.objects.filter(account=self.account, attempt_id=request.attempt_id).first()
         if existing is not None:  # idempotent replay of the same attempt
             return self._result_for(existing)
@@ -229,6 +235,12 @@ class SimulatorGateway:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"sim:{self.account}:{attempt_id}"])
 
+    def _locked_by_attempt(self, model: type[_ByAttempt], attempt_id: str) -> _ByAttempt | None:
+        """The attempt's row of ``model`` (its charge or its action), locked, after the attempt's
+        own lock (``_lock_attempt``); None when it has none."""
+        self._lock_attempt(attempt_id)
+        return model.objects.select_for_update().filter(account=self.account, attempt_id=attempt_id).first()
+
     def _charge(
         self, *, attempt_id: str, amount: int, currency: str, payment_method: str, capture: bool
     ) -> SimulatorCharge | None:
@@ -286,12 +298,7 @@ class SimulatorGateway:
         captured or authorised when it succeeded, declined when it failed, cancelled when the
         attempt had been cancelled meanwhile (nothing is charged then). Idempotent."""
         with transaction.atomic():
-            self._lock_attempt(attempt_id)
-            action = (
-                SimulatorAction.objects.select_for_update()
-                .filter(account=self.account, attempt_id=attempt_id)
-                .first()
-            )
+            action = self._locked_by_attempt(SimulatorAction, attempt_id)
             if action is None:
                 return GatewayResult(
                     Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such attempt"
@@ -334,13 +341,19 @@ class SimulatorGateway:
             .first()
         )
 
-    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+    def _on_charge(self, reference: str, act: Callable[[SimulatorCharge], GatewayResult]) -> GatewayResult:
+        """``act`` on the charge ``reference`` names, locked (a capture, a refund); a gateway that
+        is down, or no such charge, answers first."""
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         with transaction.atomic():
             charge = self._locked(reference)
             if charge is None:
                 return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
+            return act(charge)
+
+    def capture(self, *, attempt_id, reference, amount, currency, idempotency_key) -> GatewayResult:
+        def capture(charge: SimulatorCharge) -> GatewayResult:
             if charge.status == "captured":  # idempotent
                 return self._result_for(charge)
             if charge.status != "authorized" or amount > charge.amount:
@@ -351,21 +364,18 @@ class SimulatorGateway:
                 )
             charge.status, charge.amount_captured = "captured", amount
             charge.save(update_fields=["status", "amount_captured"])
-        return self._result_for(charge)
+            return self._result_for(charge)
+
+        return self._on_charge(reference, capture)
 
     def cancel(self, *, attempt_id, reference, idempotency_key) -> GatewayResult:
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         with transaction.atomic():
             if reference:
                 charge = self._locked(reference)
             else:  # technical cancel by our attempt id
-                self._lock_attempt(attempt_id)
-                charge = (
-                    SimulatorCharge.objects.select_for_update()
-                    .filter(account=self.account, attempt_id=attempt_id)
-                    .first()
-                )
+                charge = self._locked_by_attempt(SimulatorCharge, attempt_id)
             if charge is None:
                 # Nothing charged: remember the cancellation, so the attempt can never charge later
                 # (its request still in flight, or its 3-D Secure completed late).
@@ -390,40 +400,31 @@ class SimulatorGateway:
         return self._result_for(charge)
 
     def refund(self, *, attempt_id, reference, refund_id, amount, currency, idempotency_key) -> GatewayResult:
-        if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
-        with transaction.atomic():
-            charge = self._locked(reference)
-            if charge is None:
-                return GatewayResult(Outcome.DECLINED_HARD, GatewayStatus.NOT_FOUND, message="no such charge")
-            if SimulatorRefund.objects.filter(refund_id=refund_id).exists():  # idempotent
-                return GatewayResult(
-                    Outcome.SUCCEEDED,
-                    GatewayStatus.CAPTURED,
-                    reference=refund_id,
-                    amount_refunded=charge.amount_refunded,
-                )
-            if charge.status != "captured" or charge.amount_refunded + amount > charge.amount_captured:
-                return GatewayResult(
-                    Outcome.DECLINED_HARD,
-                    GatewayStatus.DECLINED,
-                    message=f"cannot refund {amount}: {charge.amount_refunded} of "
-                    f"{charge.amount_captured} already refunded",
-                )
-            SimulatorRefund.objects.create(charge=charge, refund_id=refund_id, amount=amount)
-            charge.amount_refunded += amount
-            charge.save(update_fields=["amount_refunded"])
-        return GatewayResult(
-            Outcome.SUCCEEDED,
-            GatewayStatus.CAPTURED,
-            reference=refund_id,
-            amount_refunded=charge.amount_refunded,
-        )
+        def refund(charge: SimulatorCharge) -> GatewayResult:
+            if not SimulatorRefund.objects.filter(refund_id=refund_id).exists():  # else idempotent
+                if charge.status != "captured" or charge.amount_refunded + amount > charge.amount_captured:
+                    return GatewayResult(
+                        Outcome.DECLINED_HARD,
+                        GatewayStatus.DECLINED,
+                        message=f"cannot refund {amount}: {charge.amount_refunded} of "
+                        f"{charge.amount_captured} already refunded",
+                    )
+                SimulatorRefund.objects.create(charge=charge, refund_id=refund_id, amount=amount)
+                charge.amount_refunded += amount
+                charge.save(update_fields=["amount_refunded"])
+            return GatewayResult(
+                Outcome.SUCCEEDED,
+                GatewayStatus.CAPTURED,
+                reference=refund_id,
+                amount_refunded=charge.amount_refunded,
+            )
+
+        return self._on_charge(reference, refund)
 
     def refund_retrieve(self, *, attempt_id, reference, refund_id) -> GatewayResult:
         """The simulator's truth about our refund ``refund_id`` (see ``RefundLookup``)."""
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         found = SimulatorRefund.objects.filter(refund_id=refund_id, charge__account=self.account).first()
         if found is None:
             return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.NOT_FOUND, message="no such refund")
@@ -437,7 +438,7 @@ class SimulatorGateway:
 
     def retrieve(self, *, attempt_id, reference) -> GatewayResult:
         if self._down():
-            return self._error("simulated outage: 503 Service Unavailable")
+            return self._error(OUTAGE)
         qs = SimulatorCharge.objects.filter(account=self.account)
         charge = (qs.filter(reference=reference) if reference else qs.filter(attempt_id=attempt_id)).first()
         if charge is None:

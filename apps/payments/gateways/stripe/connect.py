@@ -47,7 +47,7 @@ from apps.payments.gateways.connect import (
     TransferReversal,
 )
 from apps.payments.gateways.stripe.errors import StripeFailure, read_failure
-from apps.payments.gateways.stripe.sdk import stripe_client
+from apps.payments.gateways.stripe.sdk import request_options, stripe_client
 from apps.payments.gateways.stripe.shapes import expandable_id, split_reference
 
 DEFAULT_TIMEOUT_SECONDS = 20.0
@@ -205,7 +205,7 @@ class ConnectClient:
             params["default_currency"] = _currency(default_currency, "account_create")
         data = self._send(
             "account_create",
-            lambda: self.client.v1.accounts.create(params, _options(idempotency_key)),
+            lambda: self.client.v1.accounts.create(params, request_options(idempotency_key)),
         )
         return account_from_stripe(data)
 
@@ -247,7 +247,7 @@ class ConnectClient:
         }
         data = self._send(
             "account_link_create",
-            lambda: self.client.v1.account_links.create(params, _options(idempotency_key)),
+            lambda: self.client.v1.account_links.create(params, request_options(idempotency_key)),
         )
         return AccountLink(url=data["url"], expires_at=int(data["expires_at"]), created=int(data["created"]))
 
@@ -255,7 +255,9 @@ class ConnectClient:
         """A single-use link into the vendor's Express dashboard."""
         data = self._send(
             "login_link_create",
-            lambda: self.client.v1.accounts.login_links.create(account_id, None, _options(idempotency_key)),
+            lambda: self.client.v1.accounts.login_links.create(
+                account_id, None, request_options(idempotency_key)
+            ),
         )
         return LoginLink(url=data["url"], created=int(data["created"]))
 
@@ -288,7 +290,7 @@ class ConnectClient:
             params["description"] = description
         data = self._send(
             "transfer_create",
-            lambda: self.client.v1.transfers.create(params, _options(_required_key(idempotency_key))),
+            lambda: self.client.v1.transfers.create(params, request_options(_required_key(idempotency_key))),
         )
         return _transfer(data)
 
@@ -308,7 +310,7 @@ class ConnectClient:
         data = self._send(
             "transfer_reverse",
             lambda: self.client.v1.transfers.reversals.create(
-                transfer_id, params, _options(_required_key(idempotency_key))
+                transfer_id, params, request_options(_required_key(idempotency_key))
             ),
         )
         return _reversal(data, transfer_id)
@@ -335,7 +337,7 @@ class ConnectClient:
         data = self._send(
             "payout_create",
             lambda: self.client.v1.payouts.create(
-                params, _options(_required_key(idempotency_key), stripe_account=account_id)
+                params, request_options(_required_key(idempotency_key), account=account_id)
             ),
         )
         return _payout(data, account_id)
@@ -383,7 +385,7 @@ class ConnectClient:
             params: PayoutListParams = {"limit": 100, "created": {"gte": created_gte}}
             if after:
                 params["starting_after"] = after
-            return self.client.v1.payouts.list(params, _options(None, stripe_account=account_id))
+            return self.client.v1.payouts.list(params, request_options(None, account=account_id))
 
         for data in self._list("payout_list", page):
             if (data.get("metadata") or {}).get("payout") == payout:
@@ -413,15 +415,6 @@ class ConnectClient:
             return call().to_dict()
         except stripe.StripeError as exc:
             raise _connect_error(exc, operation) from exc
-
-
-def _options(idempotency_key: str | None, *, stripe_account: str | None = None) -> stripe.RequestOptions:
-    options: stripe.RequestOptions = {}
-    if idempotency_key:
-        options["idempotency_key"] = idempotency_key
-    if stripe_account:
-        options["stripe_account"] = stripe_account
-    return options
 
 
 def _required_key(key: str) -> str:

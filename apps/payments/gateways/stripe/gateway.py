@@ -66,7 +66,7 @@ from apps.payments.gateways.base import (
 )
 from apps.payments.gateways.stripe.connect import ConnectClient
 from apps.payments.gateways.stripe.errors import describe, never_sent, read_failure
-from apps.payments.gateways.stripe.sdk import stripe_client
+from apps.payments.gateways.stripe.sdk import request_options, stripe_client
 from apps.payments.gateways.stripe.shapes import (
     charge_amounts,
     decline_outcome,
@@ -149,7 +149,7 @@ class StripeGateway:
             params["description"] = request.description
         if self.settings.get("return_url"):
             params["return_url"] = self.settings["return_url"]
-        options = self._options(request.connected_account, request.attempt_id)
+        options = request_options(request.attempt_id, account=request.connected_account)
         return self._call(
             lambda: self.client.v1.payment_intents.create(params, options),
             account=request.connected_account,
@@ -160,13 +160,9 @@ class StripeGateway:
         self, *, attempt_id: str, reference: str, amount: int, currency: str, idempotency_key: str
     ) -> GatewayResult:
         """Capture ``amount`` of an authorised PaymentIntent (the rest is released)."""
-        account, intent_id = split_reference(reference)
         params: PaymentIntentCaptureParams = {"amount_to_capture": amount, "expand": _EXPAND_INTENT}
-        options = self._options(account, idempotency_key)
-        return self._call(
-            lambda: self.client.v1.payment_intents.capture(intent_id, params, options),
-            account=account,
-            operation="capture",
+        return self._on_intent(
+            "capture", self.client.v1.payment_intents.capture, reference, params, idempotency_key
         )
 
     def cancel(self, *, attempt_id: str, reference: str | None, idempotency_key: str) -> GatewayResult:
@@ -181,13 +177,9 @@ class StripeGateway:
             if found.reference is None:
                 return found
             reference = found.reference
-        account, intent_id = split_reference(reference)
         params: PaymentIntentCancelParams = {"expand": _EXPAND_INTENT}
-        options = self._options(account, idempotency_key)
-        return self._call(
-            lambda: self.client.v1.payment_intents.cancel(intent_id, params, options),
-            account=account,
-            operation="cancel",
+        return self._on_intent(
+            "cancel", self.client.v1.payment_intents.cancel, reference, params, idempotency_key
         )
 
     def refund(
@@ -209,7 +201,7 @@ class StripeGateway:
             "metadata": {"refund_id": refund_id, "attempt_id": attempt_id},
             "expand": ["charge"],
         }
-        options = self._options(account, idempotency_key)
+        options = request_options(idempotency_key, account=account)
         try:
             refund = self.client.v1.refunds.create(params, options).to_dict()
         except stripe.StripeError as exc:
@@ -249,14 +241,8 @@ class StripeGateway:
         GATEWAY_ERROR/NOT_FOUND). Without one: a lookup by attempt id (see the module docstring)."""
         if reference is None:
             return self._find(attempt_id)
-        account, intent_id = split_reference(reference)
         params: PaymentIntentRetrieveParams = {"expand": _EXPAND_INTENT}
-        options = self._options(account, None)
-        return self._call(
-            lambda: self.client.v1.payment_intents.retrieve(intent_id, params, options),
-            account=account,
-            operation="retrieve",
-        )
+        return self._on_intent("retrieve", self.client.v1.payment_intents.retrieve, reference, params, None)
 
     def refund_retrieve(self, *, attempt_id: str, reference: str, refund_id: str) -> GatewayResult:
         """Our refund ``refund_id`` found among the PaymentIntent's refunds by ``metadata.refund_id``
@@ -264,7 +250,7 @@ class StripeGateway:
         SUCCEEDED, failed or canceled -> DECLINED_HARD, none while every refund was seen ->
         NOT_FOUND; any error, or more refunds than the pages hold -> UNKNOWN (cannot tell)."""
         account, intent_id = split_reference(reference)
-        options = self._options(account, None)
+        options = request_options(None, account=account)
         starting_after: str | None = None
         try:
             for _ in range(int(self.settings.get("lookup_max_pages", LOOKUP_MAX_PAGES))):
@@ -310,14 +296,19 @@ class StripeGateway:
 
     # ----------------------------------------------------------------- calls
 
-    @staticmethod
-    def _options(account: str | None, idempotency_key: str | None) -> stripe.RequestOptions:
-        options: stripe.RequestOptions = {}
-        if idempotency_key:
-            options["idempotency_key"] = idempotency_key
-        if account:
-            options["stripe_account"] = account
-        return options
+    def _on_intent(
+        self,
+        operation: str,
+        send: Callable[..., stripe.PaymentIntent],
+        reference: str,
+        params: Any,
+        idempotency_key: str | None,
+    ) -> GatewayResult:
+        """``send`` (the SDK's capture, cancel or retrieve) for the PaymentIntent that ``reference``
+        names, on the connected account it names, if any."""
+        account, intent_id = split_reference(reference)
+        options = request_options(idempotency_key, account=account)
+        return self._call(lambda: send(intent_id, params, options), account=account, operation=operation)
 
     def _call(
         self, send: Callable[[], stripe.PaymentIntent], *, account: str | None, operation: str

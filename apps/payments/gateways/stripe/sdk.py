@@ -1,6 +1,7 @@
 """The one way this package builds the Stripe SDK's client (payments and Connect alike): it never
 retries by itself (``max_network_retries=0``: callers decide, with the same idempotency key), and
-gives up connecting after at most 5 s, reading after ``timeout_seconds``."""
+gives up connecting after at most 5 s, reading after ``timeout_seconds``; and the one way it builds
+a request's options."""
 
 from __future__ import annotations
 
@@ -28,3 +29,14 @@ def stripe_client(
         max_network_retries=0,
         http_client=http_client,
     )
+
+
+def request_options(idempotency_key: str | None, *, account: str | None = None) -> stripe.RequestOptions:
+    """A request's options: its idempotency key, and ``account`` (``acct_...``) to act on a
+    connected account (``Stripe-Account``); either left out when None."""
+    options: stripe.RequestOptions = {}
+    if idempotency_key:
+        options["idempotency_key"] = idempotency_key
+    if account:
+        options["stripe_account"] = account
+    return options

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
 from apps.payments.services import gateway_account_update, payment_attempt_resolve, payment_intent_create
-from apps.tenants.models import Marketplace
+from apps.tenants.cli import marketplace_named
 
 # (payment method, weight): mostly good cards, some foreign, soft and hard declines, 3-D Secure,
 # and the simulator's faults.
@@ -65,9 +65,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts):
-        tenant = Marketplace.objects.filter(schema_name=opts["tenant"]).first()
-        if tenant is None or tenant.schema_name in ("public", "tenant_template"):
-            raise CommandError(f"no marketplace {opts['tenant']!r}")
+        tenant = marketplace_named(opts["tenant"])
         n, concurrency = opts["payments"], opts["concurrency"]
         if n < 1:
             raise CommandError("--payments must be at least 1")
