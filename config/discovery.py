@@ -55,12 +55,9 @@ class Resolved:
         )
 
 
-def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
-    """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone."""
-
-    p = parse_database_url(url)
-    dropped = []
-    with psycopg.connect(
+def _maintenance_connection(p) -> psycopg.Connection:
+    """An autocommit connection to the server's ``postgres`` database (to create or drop others)."""
+    return psycopg.connect(
         host=p.host,
         port=p.port,
         user=p.user,
@@ -68,7 +65,15 @@ def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
         dbname="postgres",
         autocommit=True,
         connect_timeout=5,
-    ) as conn:
+    )
+
+
+def drop_stale_test_databases(url: str, prefix: str) -> list[str]:
+    """Drop ``<prefix><pid>`` databases whose test run (that pid) is gone."""
+
+    p = parse_database_url(url)
+    dropped = []
+    with _maintenance_connection(p) as conn:
         names = [
             r[0]
             for r in conn.execute(
@@ -147,15 +152,7 @@ def ensure_database(url: str) -> bool:
     """Create the database named in ``url`` if it is missing. Returns True when created."""
 
     p = parse_database_url(url)
-    with psycopg.connect(
-        host=p.host,
-        port=p.port,
-        user=p.user,
-        password=p.password,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=5,
-    ) as conn:
+    with _maintenance_connection(p) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [p.name]).fetchone()
         if exists:
             return False
