@@ -13,7 +13,9 @@ The order, within a transaction:
 
 Rows changed on their own, never together with their payment's, are locked alone: a late charge
 being reversed (``lock_late_charge``), a dispute being closed (``lock_dispute``), an inbound
-notification being claimed for processing (``lock_inbound_event``, released before it is applied). Rows read along
+notification being claimed for processing (``lock_inbound_event``, released before it is applied), a
+saved payment method being attached or detached (``lock_payment_method``; a customer's method with
+the same card: ``lock_customer_card``). Rows read along
 (an attempt's gateway account, a refund's attempt) are never locked. Nothing in payments takes
 ``select_for_update`` outside this module (the simulator gateway, which stands for a processor,
 keeps its own).
@@ -30,7 +32,15 @@ from django.db.models import Field, Model
 
 from apps.core.db import prepared_cursor
 from apps.payments.hotpath import qualified_table
-from apps.payments.models import Dispute, InboundEvent, LateCharge, PaymentAttempt, PaymentIntent, Refund
+from apps.payments.models import (
+    Dispute,
+    InboundEvent,
+    LateCharge,
+    PaymentAttempt,
+    PaymentIntent,
+    PaymentMethod,
+    Refund,
+)
 from apps.tenants.db import current_schema
 
 
@@ -126,3 +136,17 @@ def lock_dispute(dispute_id: str) -> Dispute:
 def lock_inbound_event(inbound_event_id: int) -> InboundEvent:
     """A stored inbound notification, with its gateway account (whose row the join locks too)."""
     return InboundEvent.objects.select_for_update().select_related("gateway_account").get(pk=inbound_event_id)
+
+
+def lock_payment_method(method_id: str) -> PaymentMethod:
+    """A saved payment method, locked FOR UPDATE."""
+    return PaymentMethod.objects.select_for_update().get(pk=method_id)
+
+
+def lock_customer_card(customer_id: str, fingerprint: str) -> PaymentMethod | None:
+    """The customer's saved method with this card (its fingerprint), locked FOR UPDATE, or None."""
+    return (
+        PaymentMethod.objects.select_for_update()
+        .filter(customer_id=customer_id, fingerprint=fingerprint)
+        .first()
+    )

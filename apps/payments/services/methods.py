@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from apps.customers.models import Customer
 from apps.payments.config import mesh_config
 from apps.payments.gateways.base import SavedMethod
+from apps.payments.locks import lock_customer_card, lock_payment_method
 from apps.payments.methods import is_payment_method_id
 from apps.payments.models import GatewayAccount, PaymentMethod, PaymentMethodCredential
 from apps.payments.services.errors import PaymentError
@@ -73,11 +74,7 @@ def payment_method_create(
             with transaction.atomic():
                 existing = None
                 if customer is not None and saved.fingerprint:
-                    existing = (
-                        PaymentMethod.objects.select_for_update()
-                        .filter(customer=customer, fingerprint=saved.fingerprint)
-                        .first()
-                    )
+                    existing = lock_customer_card(customer.pk, saved.fingerprint)
                 if existing is not None:
                     _credential_add(existing, account, saved)
                     return existing, False
@@ -103,7 +100,7 @@ def payment_method_attach(*, method: PaymentMethod, customer: Customer) -> Payme
     """Attach ``method`` to ``customer``. Raises PaymentError when it belongs to another customer
     or the customer already has the same card (another method with its fingerprint)."""
     with transaction.atomic():
-        method = PaymentMethod.objects.select_for_update().get(pk=method.pk)
+        method = lock_payment_method(method.pk)
         if method.customer_id == customer.pk:
             return method
         if method.customer_id is not None:
@@ -131,7 +128,7 @@ def payment_method_attach(*, method: PaymentMethod, customer: Customer) -> Payme
 def payment_method_detach(*, method: PaymentMethod) -> PaymentMethod:
     """Detach ``method`` from its customer (it stays chargeable as a one-off). Idempotent."""
     with transaction.atomic():
-        method = PaymentMethod.objects.select_for_update().get(pk=method.pk)
+        method = lock_payment_method(method.pk)
         if method.customer_id is not None:
             method.customer = None
             method.save(update_fields=["customer", "updated_at"])
