@@ -26,14 +26,20 @@ class Decision:
     candidates: list[str]
     skipped: dict[str, str] = field(default_factory=dict)  # gateway -> why it was left out
     reasons: list[str] = field(default_factory=list)
+    # gateway -> how a candidate without a credential for the method is reached:
+    # {"via": "vault", "vault": <vault name>, "from": <the account holding the card>}
+    via: dict[str, dict] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {
+        found: dict[str, object] = {
             "rule": self.rule,
             "candidates": self.candidates,
             "skipped": self.skipped,
             "reasons": self.reasons,
         }
+        if self.via:
+            found["via"] = self.via
+        return found
 
 
 def _matches(rule: RoutingRule, intent: PaymentIntent) -> tuple[bool, str]:
@@ -105,7 +111,7 @@ def success_rate(account_name: str) -> tuple[float | None, int]:
     return (ok / total if total else None), total
 
 
-NO_CREDENTIAL = "no credential for this payment method"
+NO_CREDENTIAL = "no credential and no vault route"
 
 
 def route(
@@ -114,11 +120,13 @@ def route(
     exclude: set[str] | None = None,
     config: MeshConfig | None = None,
     chargeable: set[str] | None = None,
+    vault_routes: dict[str, dict] | None = None,
 ) -> Decision:
     """Ordered candidates for ``intent``: rule order (or weighted split), optional success-rate
     preference, minus disabled gateways, gateways whose breaker is open, and ``exclude``; with
     ``chargeable`` (the gateways holding a credential for the payment's method, when it is one of
-    ours), minus the others (``NO_CREDENTIAL``).
+    ours), minus the others (``NO_CREDENTIAL``) unless a vault reaches them (``vault_routes``:
+    gateway -> route, recorded in ``Decision.via``).
     ``config`` defaults to ``mesh_config()``; the breakers are read in one Redis round trip."""
     exclude = exclude or set()
     cfg = config or mesh_config()
@@ -154,7 +162,10 @@ def route(
             elif name in exclude:
                 why_not[name] = "already tried"
             elif chargeable is not None and name not in chargeable:
-                why_not[name] = NO_CREDENTIAL
+                if vault_routes and name in vault_routes:
+                    decision.via[name] = vault_routes[name]
+                else:
+                    why_not[name] = NO_CREDENTIAL
         allowed = CircuitBreaker.allow_many(list(dict.fromkeys(n for n in names if n not in why_not)))
         for name in names:
             if name in why_not:
@@ -163,6 +174,11 @@ def route(
                 decision.skipped[name] = "circuit open"
             else:
                 decision.candidates.append(name)
+                if name in decision.via:
+                    decision.reasons.append(
+                        f"{name}: no credential, reached through the {decision.via[name]['vault']} vault"
+                        f" of {decision.via[name]['from']}"
+                    )
         if not decision.candidates and any(not ok for ok in allowed.values()):
             # Every gateway left is behind an open breaker (one bad card type can open them all):
             # try the one closest to its probe rather than failing the payment outright.
@@ -171,6 +187,7 @@ def route(
                 decision.candidates.append(closest)
                 decision.skipped.pop(closest, None)
                 decision.reasons.append(f"every breaker open: trying {closest}, the closest to its probe")
+        decision.via = {n: r for n, r in decision.via.items() if n in decision.candidates}
         break
     else:
         decision.reasons.append("no routing rule matched")

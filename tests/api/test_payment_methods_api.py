@@ -105,7 +105,7 @@ def test_payment_with_a_method_saved_at_secondary_shows_the_skip(api):
 
     assert body["status"] == "succeeded" and body["payment_method"] == method["id"]
     assert body["routing"] == {
-        "skipped": [{"gateway": "primary", "reason": "no credential for this payment method"}]
+        "skipped": [{"gateway": "primary", "reason": "no credential and no vault route"}]
     }
 
 
@@ -117,8 +117,8 @@ def test_payment_no_gateway_can_charge_fails_with_its_reason(api):
 
     assert body["status"] == "failed"
     assert body["last_error"]["code"] == "payment_method_unreachable"
-    assert "secondary: no credential for this payment method" in body["last_error"]["message"]
-    assert {"gateway": "secondary", "reason": "no credential for this payment method"} in body["routing"][
+    assert "secondary: no credential and no vault route" in body["last_error"]["message"]
+    assert {"gateway": "secondary", "reason": "no credential and no vault route"} in body["routing"][
         "skipped"
     ]
 

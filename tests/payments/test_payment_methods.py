@@ -121,10 +121,8 @@ def test_a_saved_method_is_charged_with_the_gateways_credential(mesh):
     charge = SimulatorCharge.objects.get(attempt_id=f"{intent.id}_1")
     assert charge.payment_method.startswith("simtok_secondary_")
     # primary was skipped, and why, with the routing decision
-    assert intent.routing["decision"]["skipped"] == {"primary": "no credential for this payment method"}
-    assert intent.routing["skipped"] == [
-        {"gateway": "primary", "reason": "no credential for this payment method"}
-    ]
+    assert intent.routing["decision"]["skipped"] == {"primary": "no credential and no vault route"}
+    assert intent.routing["skipped"] == [{"gateway": "primary", "reason": "no credential and no vault route"}]
 
 
 def test_failover_to_a_gateway_with_a_credential_charges_once(mesh):
@@ -151,12 +149,10 @@ def test_a_method_saved_only_at_a_gateway_that_is_down_fails_cleanly(mesh):
     assert intent.last_error["code"] == "payment_method_unreachable"
     assert intent.last_error["skipped"] == {
         "primary": "already tried",
-        "secondary": "no credential for this payment method",
+        "secondary": "no credential and no vault route",
     }
     assert intent.last_error["after"]["code"] == "gateway_error"
-    assert {"gateway": "secondary", "reason": "no credential for this payment method"} in intent.routing[
-        "skipped"
-    ]
+    assert {"gateway": "secondary", "reason": "no credential and no vault route"} in intent.routing["skipped"]
 
 
 def test_a_method_no_enabled_gateway_can_charge_fails_without_an_attempt(mesh):
@@ -169,7 +165,7 @@ def test_a_method_no_enabled_gateway_can_charge_fails_without_an_attempt(mesh):
     assert intent.last_error["code"] == "payment_method_unreachable"
     assert intent.last_error["skipped"] == {
         "primary": "disabled",
-        "secondary": "no credential for this payment method",
+        "secondary": "no credential and no vault route",
     }
 
 

@@ -10,11 +10,19 @@ from django.utils.module_loading import import_string
 
 from apps.payments.gateways.base import Gateway, GatewayConfig, Notifications
 from apps.payments.gateways.connect import ConnectRail
+from apps.payments.gateways.vault import Vault
 
 GATEWAYS: dict[str, str] = {
     "simulator": "apps.payments.gateways.simulator.SimulatorGateway",
     "stripe": "apps.payments.gateways.stripe.StripeGateway",
     "adyen": "apps.payments.gateways.adyen.AdyenGateway",
+}
+
+# The vault of each processor kind that has one (see ``vault.py``): a card saved at an account of
+# that kind can be charged, through it, at the accounts it reaches.
+VAULTS: dict[str, str] = {
+    "simulator": "apps.payments.gateways.simulator.vault.SimulatorVault",
+    "stripe": "apps.payments.gateways.stripe.forwarding.StripeForwarding",
 }
 
 
@@ -59,3 +67,13 @@ def connect_rail_for(kind: str, config: GatewayConfig) -> ConnectRail | None:
     if rail is None or not rail.configured(config):
         return None
     return rail.from_config(config)
+
+
+def vault_for(kind: str, config: GatewayConfig) -> Vault | None:
+    """The vault of the gateway account ``config`` (of processor ``kind``), or None when its
+    processor has none or the account does not offer it (see each vault's ``offered``)."""
+    path = VAULTS.get(kind)
+    if path is None:
+        return None
+    vault = import_string(path)
+    return vault(config) if vault.offered(config) else None

@@ -22,7 +22,7 @@ from apps.core.durable import durable_enqueue
 from apps.ledger.services import EventSpec
 from apps.payments import declines, events, hotpath
 from apps.payments.config import MeshConfig, mesh_config
-from apps.payments.gateways.base import ChargeRequest, GatewayResult, GatewayStatus, Outcome
+from apps.payments.gateways.base import ChargeRequest, Gateway, GatewayResult, GatewayStatus, Outcome
 from apps.payments.locks import lock_attempt, lock_intent
 from apps.payments.methods import is_payment_method_id
 from apps.payments.models import DeclineRule, GatewayAccount, PaymentAttempt, PaymentIntent
@@ -30,6 +30,7 @@ from apps.payments.routing import NO_CREDENTIAL, Decision, route
 from apps.payments.selectors import payment_method_credential, payment_method_gateways
 from apps.payments.services.late_charges import gateway_money_taken, late_charge_found
 from apps.payments.services.ledger_events import record_events
+from apps.payments.services.methods import payment_method_credential_store
 from apps.payments.services.schedules import (
     CONTINUE_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
@@ -40,6 +41,7 @@ from apps.payments.services.schedules import (
 )
 from apps.payments.services.settlement import capture_event
 from apps.payments.services.setup import gateway_call
+from apps.payments.services.vaulting import vault_charge, vault_routes
 from apps.payments.statemachine import attempt_to, intent_to
 
 log = logging.getLogger(__package__)  # one logger for the package, as when it was one module
@@ -119,12 +121,11 @@ def attempt_start(
     specs = list(events_before or [])
     fields = set(changed)
     tried = list(intent.routing.get("tried", []))
-    chargeable = (
-        payment_method_gateways(method_id=intent.payment_method)
-        if is_payment_method_id(intent.payment_method)
-        else None
-    )
-    decision = route(intent, exclude=set(tried), config=config, chargeable=chargeable)
+    chargeable = vaulted = None
+    if is_payment_method_id(intent.payment_method):
+        chargeable = payment_method_gateways(method_id=intent.payment_method)
+        vaulted = vault_routes(method_id=intent.payment_method, config=config, holders=chargeable)
+    decision = route(intent, exclude=set(tried), config=config, chargeable=chargeable, vault_routes=vaulted)
     if _skips_record(intent, decision):
         fields.add("routing")
     account = attempt = None
@@ -170,6 +171,8 @@ def attempt_start(
             lease_until=timezone.now() + attempt_lease(),
         )
         intent.routing = {**intent.routing, "decision": decision.as_dict(), "tried": [*tried, account.name]}
+        if account.name in decision.via:  # charged through a vault: kept per attempt (replays)
+            intent.routing["via"] = {**intent.routing.get("via", {}), attempt.id: decision.via[account.name]}
         fields.add("routing")
         specs.append(events.attempt_started(intent, attempt))
     inserts: list[Model] = [intent] if insert else []
@@ -236,14 +239,47 @@ def _authorize(
     account: GatewayAccount, attempt: PaymentAttempt, intent: PaymentIntent, config: MeshConfig | None = None
 ) -> tuple[GatewayResult, int]:
     """The gateway's answer for an attempt and how long it took (ms). Writes nothing to the
-    database: the latency is saved with the outcome."""
+    database (the latency is saved with the outcome), except the gateway's own credential for
+    the payment's method when a charge through a vault stored the card there."""
     return gateway_call(
         account,
-        lambda gateway: gateway.authorize(charge_request(intent, attempt)),
+        lambda gateway: attempt_authorize(gateway, intent, attempt, config),
         operation="authorize",
         about={"attempt": attempt.id},
         config=config,
     )
+
+
+def attempt_authorize(
+    gateway: Gateway, intent: PaymentIntent, attempt: PaymentAttempt, config: MeshConfig | None = None
+) -> GatewayResult:
+    """Send attempt ``attempt`` to its gateway's adapter ``gateway`` (again, when replayed: the
+    same request, the same idempotency key): directly, or through the vault its routing chose
+    (``routing["via"]``) when the gateway holds no credential for the payment's method. A
+    success through a vault that stored the card at the gateway stores the gateway's credential
+    for the method, so later charges go direct."""
+    request = charge_request(intent, attempt)
+    via = (intent.routing.get("via") or {}).get(attempt.id)
+    if via is None or request.credential is not None:
+        return gateway.authorize(request)
+    config = config or mesh_config()
+    account = config.account_by_id(attempt.gateway_account_id) or attempt.gateway_account
+    charged = vault_charge(
+        gateway=gateway,
+        account=account,
+        method_id=intent.payment_method,
+        request=request,
+        route=via,
+        config=config,
+    )
+    if charged.result.outcome == Outcome.SUCCEEDED and charged.saved is not None:
+        try:
+            payment_method_credential_store(
+                method_id=intent.payment_method, account=account, saved=charged.saved
+            )
+        except Exception:  # the charge stands; the next charge goes through the vault again
+            log.exception("storing %s's credential after a vault charge failed", account.name)
+    return charged.result
 
 
 # --------------------------------------------------------------------------- the answer

@@ -19,7 +19,13 @@ from apps.payments.models import GatewayAccount, PaymentMethod, PaymentMethodCre
 from apps.payments.services.errors import PaymentError
 from apps.payments.services.setup import gateway_client
 
-__all__ = ["is_payment_method_id", "payment_method_attach", "payment_method_create", "payment_method_detach"]
+__all__ = [
+    "is_payment_method_id",
+    "payment_method_attach",
+    "payment_method_create",
+    "payment_method_credential_store",
+    "payment_method_detach",
+]
 
 
 def _gateway_account(name: str) -> GatewayAccount:
@@ -133,3 +139,12 @@ def payment_method_detach(*, method: PaymentMethod) -> PaymentMethod:
             method.customer = None
             method.save(update_fields=["customer", "updated_at"])
     return method
+
+
+def payment_method_credential_store(*, method_id: str, account: GatewayAccount, saved: SavedMethod) -> None:
+    """Store ``account``'s own credential for the method ``method_id`` (e.g. the card a charge
+    through a vault saved there), unless it holds one already. The method is locked first, so
+    two charges storing at once store one."""
+    with transaction.atomic():
+        method = lock_payment_method(method_id)
+        _credential_add(method, account, saved)

@@ -14,7 +14,7 @@ from apps.core.durable import durable_enqueue
 from apps.payments.gateways.base import GatewayResult, GatewayStatus, Outcome
 from apps.payments.locks import lock_attempt
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
-from apps.payments.services.drive import attempt_finish, charge_request, payment_continue
+from apps.payments.services.drive import attempt_authorize, attempt_finish, payment_continue
 from apps.payments.services.errors import AttemptStillUnknown
 from apps.payments.services.late_charges import gateway_voided
 from apps.payments.services.operations import payment_operations_reconcile
@@ -54,7 +54,7 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
         # The gateway has no lookup (Adyen) or could not answer: replay the very same request with
         # the same idempotency key. The processor returns its first answer if it got the request,
         # or processes it now if it never did; either way the charge exists at most once.
-        replay = gateway.authorize(charge_request(attempt.intent, attempt))
+        replay = attempt_authorize(gateway, attempt.intent, attempt)
         # Only an answer about this very key settles it. A gateway error on the replay (refused
         # connection, 5xx) says nothing about the original request, so it stays unknown.
         if replay.outcome in (

@@ -78,9 +78,12 @@ from apps.payments.gateways.base import (
     GatewayResult,
     GatewayStatus,
     Outcome,
+    SavedMethod,
 )
+from apps.payments.gateways.vault import ForwardedRequest, VaultCharge
 
 APPLICATION_NAME = "marketplace-payments"
+CHECKOUT_VERSION = "v72"  # the Checkout API version of forwarded requests (the SDK's)
 
 # refusalReasonCode -> (decline code in the shared vocabulary, hard?, advice code).
 # Adyen's list: docs.adyen.com/development-resources/refusal-reasons. Hard: this card will not
@@ -203,11 +206,18 @@ class AdyenGateway:
 
     def authorize(self, request: ChargeRequest) -> GatewayResult:
         """Idempotent by attempt id (the Idempotency-Key): a replay returns Adyen's first answer."""
+        body = self._payment_body(request, self._payment_method(request.payment_method))
+        answer = self._call(self.payments.payments, body, idempotency_key=request.attempt_id)
+        if isinstance(answer, GatewayResult):
+            return answer
+        return self._payment_result(answer, request)
+
+    def _payment_body(self, request: ChargeRequest, payment_method: dict[str, Any]) -> dict[str, Any]:
         body: dict[str, Any] = {
             "merchantAccount": self.merchant_account,
             "reference": request.attempt_id,
             "amount": {"value": request.amount, "currency": request.currency},
-            "paymentMethod": self._payment_method(request.payment_method),
+            "paymentMethod": payment_method,
         }
         if request.customer_reference:
             body["shopperReference"] = request.customer_reference
@@ -224,11 +234,67 @@ class AdyenGateway:
             body["additionalData"] = {"manualCapture": "true"}
         elif self.settings.get("capture_delay_hours") is not None:
             body["captureDelayHours"] = int(self.settings["capture_delay_hours"])
+        return body
 
-        answer = self._call(self.payments.payments, body, idempotency_key=request.attempt_id)
-        if isinstance(answer, GatewayResult):
-            return answer
-        return self._payment_result(answer, request)
+    # ----------------------------------------------------------------- forwarded (vault) charges
+
+    def forward_request(self, request: ChargeRequest) -> ForwardedRequest:
+        """``POST /payments`` for a forwarder (Stripe Forwarding) to send with the card it holds:
+        the card fields are left empty for it to fill (``number``, ``expiryMonth``/``expiryYear``,
+        ``cvc``), and the card is stored at Adyen on the way (``storePaymentMethod``, with a
+        ``shopperReference``: ours for the customer, else the attempt's) so later charges go
+        direct. The same Idempotency-Key as a direct charge: Adyen itself never charges twice."""
+        card = {"type": "scheme", "number": "", "expiryMonth": "", "expiryYear": "", "cvc": ""}
+        body = self._payment_body(request, card)
+        body["storePaymentMethod"] = True
+        body.setdefault("shopperReference", request.customer_reference or request.attempt_id)
+        body.setdefault("shopperInteraction", "Ecommerce")
+        body.setdefault("recurringProcessingModel", "CardOnFile")
+        return ForwardedRequest(
+            url=self._checkout_url("/payments"),
+            body=json.dumps(body, separators=(",", ":")),
+            headers={
+                "Content-Type": "application/json",
+                "X-API-Key": str((self.config.credentials or {}).get("api_key", "")),
+                "Idempotency-Key": request.attempt_id,
+            },
+        )
+
+    def forward_answer(self, *, status: int, body: str, request: ChargeRequest) -> VaultCharge:
+        """Adyen's answer to a forwarded ``/payments``, relayed by the forwarder: read as a direct
+        charge's, with Adyen's stored payment method id (and the shopper reference it belongs to)
+        when the card was stored."""
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        if not isinstance(parsed, dict):
+            parsed = {}
+        if not 200 <= status < 300:
+            return VaultCharge(self._status_error(status, parsed, str(body)[:200]))
+        if not parsed:  # a 2xx we cannot read: the payment may exist
+            return VaultCharge(
+                GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="unreadable /payments answer")
+            )
+        result = self._payment_result(parsed, request)
+        additional = parsed.get("additionalData") or {}
+        stored = additional.get("tokenization.storedPaymentMethodId") or additional.get(
+            "recurring.recurringDetailReference"
+        )
+        if result.outcome != Outcome.SUCCEEDED or not stored:
+            return VaultCharge(result)
+        shopper = additional.get("tokenization.shopperReference") or (
+            request.customer_reference or request.attempt_id
+        )
+        return VaultCharge(
+            result, SavedMethod(True, reference=str(stored), extra={"shopper_reference": shopper})
+        )
+
+    def _checkout_url(self, path: str) -> str:
+        if self.settings.get("environment", "test") == "live":
+            prefix = self.settings["live_endpoint_prefix"]
+            return f"https://{prefix}-checkout-live.adyenpayments.com/checkout/{CHECKOUT_VERSION}{path}"
+        return f"https://checkout-test.adyen.com/{CHECKOUT_VERSION}{path}"
 
     def capture(
         self, *, attempt_id: str, reference: str, amount: int, currency: str, idempotency_key: str
@@ -459,12 +525,18 @@ class AdyenGateway:
             raw=_trim(body),
         )
 
-    @staticmethod
-    def _http_error(exc: AdyenAPIResponseError) -> GatewayResult:
+    @classmethod
+    def _http_error(cls, exc: AdyenAPIResponseError) -> GatewayResult:
         body = exc.message if isinstance(exc.message, dict) else {}
-        status = int(exc.status_code or 0)
-        error_code = str(body.get("errorCode") or exc.error_code or "")
-        text = body.get("message") or body.get("detail") or body.get("title") or str(exc.raw_response)[:200]
+        return cls._status_error(
+            int(exc.status_code or 0), body, str(exc.raw_response)[:200], error_code=exc.error_code
+        )
+
+    @staticmethod
+    def _status_error(status: int, body: dict, fallback: str, *, error_code: object = None) -> GatewayResult:
+        """An HTTP error answer of Adyen's (``status``, its JSON ``body``) as a result."""
+        error_code = str(body.get("errorCode") or error_code or "")
+        text = body.get("message") or body.get("detail") or body.get("title") or fallback
         raw = _trim(body) | {"httpStatus": status}
         message = f"HTTP {status} {error_code}: {text}".strip()
         if status == 504 or (status == 422 and error_code == "704"):
