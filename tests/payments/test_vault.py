@@ -7,20 +7,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs
 
 import pytest
 import responses
 from django.db.models import Sum
 
+from apps.customers.services import customer_create
 from apps.ledger.models import Entry
 from apps.payments.breaker import CircuitBreaker
+from apps.payments.config import mesh_config_changed
 from apps.payments.gateways.adyen import AdyenGateway
-from apps.payments.gateways.base import ChargeRequest, GatewayConfig, GatewayStatus, Outcome
+from apps.payments.gateways.base import ChargeRequest, Gateway, GatewayConfig, GatewayStatus, Outcome
 from apps.payments.gateways.registry import vault_for
 from apps.payments.gateways.simulator.vault import SimulatorVault
 from apps.payments.gateways.stripe.forwarding import StripeForwarding
-from apps.payments.models import PaymentMethodCredential, SimulatorCharge
+from apps.payments.models import (
+    GatewayAccount,
+    PaymentMethod,
+    PaymentMethodCredential,
+    RoutingRule,
+    SimulatorCharge,
+)
 from apps.payments.services import payment_attempt_resolve, payment_intent_create
 from apps.payments.services.methods import payment_method_create
 from tests.payments.conftest import configure
@@ -189,12 +198,16 @@ def forwarding() -> StripeForwarding:
     )
 
 
-def adyen() -> AdyenGateway:
-    return AdyenGateway(
-        GatewayConfig(
-            account_id="adyen_main",
-            credentials={"api_key": "AQE1test-key", "merchant_account": "MarketplaceECOM"},
-        )
+def adyen() -> Gateway:
+    # the port's Gateway (mypy holds its ``notifications`` class attribute invariant)
+    return cast(
+        Gateway,
+        AdyenGateway(
+            GatewayConfig(
+                account_id="adyen_main",
+                credentials={"api_key": "AQE1test-key", "merchant_account": "MarketplaceECOM"},
+            )
+        ),
     )
 
 
@@ -309,3 +322,82 @@ def test_a_lost_stripe_answer_is_unknown(stripe_api):
     )
 
     assert charged.result.outcome == Outcome.UNKNOWN  # Stripe may have forwarded it
+
+
+# --------------------------------------------------------------------------- a Stripe-only marketplace adds Adyen
+
+
+@pytest.fixture
+def stripe_and_adyen(mesh):
+    """Gateway accounts ``stripe_main`` (Forwarding enabled) and ``adyen_main``, routed in that
+    order, and a card saved at Stripe only (a PaymentMethod ``pm_...``), of no customer yet."""
+    stripe_main = GatewayAccount(name="stripe_main", kind="stripe", settings={"forwarding": True})
+    stripe_main.credentials = {"secret_key": "sk_test_fwd"}
+    stripe_main.save()
+    adyen_main = GatewayAccount(name="adyen_main", kind="adyen")
+    adyen_main.credentials = {"api_key": "AQE1test-key", "merchant_account": "MarketplaceECOM"}
+    adyen_main.save()
+    RoutingRule.objects.create(
+        name="stripe then adyen",
+        priority=1,
+        candidates=[{"gateway": "stripe_main"}, {"gateway": "adyen_main"}],
+    )
+    mesh_config_changed()
+    method = PaymentMethod.objects.create(brand="visa", last4="4242", country="US", funding="credit")
+    credential = PaymentMethodCredential(method=method, gateway_account=stripe_main)
+    credential.credential = {"reference": STRIPE_PM}
+    credential.save()
+    yield method
+    CircuitBreaker("stripe_main").reset()
+    CircuitBreaker("adyen_main").reset()
+
+
+def test_a_card_saved_at_stripe_is_charged_at_adyen_through_forwarding_then_direct(
+    stripe_and_adyen, stripe_api, settings
+):
+    method = stripe_and_adyen
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 2, "cooldown_seconds": 60}
+    for _ in range(2):
+        CircuitBreaker("stripe_main").record(success=False)  # Stripe's payments API is down
+    jenny = customer_create(email="jenny@example.com")
+    answer = recorded("forward_adyen_authorised")  # Adyen stores the card for the shopper we name
+    adyens = json.loads(answer["response_details"]["body"])
+    adyens["additionalData"]["tokenization.shopperReference"] = jenny.pk
+    answer["response_details"]["body"] = json.dumps(adyens)
+    stripe_api.add(responses.POST, FORWARDING, json=answer)
+
+    intent = payment_intent_create(
+        amount=1000, currency="eur", payment_method=method.id, customer_id=jenny.pk, confirm=True
+    )
+
+    assert intent.status == "succeeded" and intent.gateway_account.name == "adyen_main"
+    [attempt] = intent.attempts.all()
+    assert attempt.reference == "QFQTPCQ8HXSKGK82"
+    assert intent.routing["decision"]["skipped"] == {"stripe_main": "circuit open"}
+    assert intent.routing["via"] == {
+        attempt.id: {"via": "vault", "vault": "stripe_forwarding", "from": "stripe_main"}
+    }
+    assert cleared(intent, "adyen_main") == 1000
+    [forwarded] = stripe_api.calls
+    assert forwarded.request.headers["Idempotency-Key"] == f"{attempt.id}:forward"
+    adyen_credential = PaymentMethodCredential.objects.get(method=method, gateway_account__name="adyen_main")
+    forwarded_body = json.loads(sent_form(forwarded)["request[body]"][0])
+    assert forwarded_body["shopperReference"] == jenny.pk and forwarded_body["storePaymentMethod"] is True
+    assert adyen_credential.credential == {"reference": "M5N7TQ4TG5PFWR50", "shopper_reference": jenny.pk}
+
+    # the next charge goes to Adyen directly, with Adyen's own stored method
+    stripe_api.add(responses.POST, ADYEN_PAYMENTS, json=recorded_adyen("payment_authorised"))
+    again = payment_intent_create(
+        amount=1000, currency="eur", payment_method=method.id, customer_id=jenny.pk, confirm=True
+    )
+
+    assert again.status == "succeeded" and again.gateway_account.name == "adyen_main"
+    assert "via" not in again.routing
+    sent = json.loads(stripe_api.calls[1].request.body)
+    assert sent["paymentMethod"] == {"type": "scheme", "storedPaymentMethodId": "M5N7TQ4TG5PFWR50"}
+    assert sent["shopperReference"] == jenny.pk
+    assert stripe_api.calls[1].request.headers["Idempotency-Key"] == again.attempts.get().id
+
+
+def recorded_adyen(name: str) -> dict:
+    return json.loads((FIXTURES.parent / "adyen" / f"{name}.json").read_text())

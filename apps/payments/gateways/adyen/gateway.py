@@ -219,8 +219,10 @@ class AdyenGateway:
             "amount": {"value": request.amount, "currency": request.currency},
             "paymentMethod": payment_method,
         }
-        if request.customer_reference:
-            body["shopperReference"] = request.customer_reference
+        # A stored method is Adyen's for the shopper it was stored under (its credential says who).
+        shopper = (request.credential or {}).get("shopper_reference") or request.customer_reference
+        if shopper:
+            body["shopperReference"] = shopper
         if request.off_session:  # merchant-initiated, on a card the shopper stored with us
             body["shopperInteraction"] = "ContAuth"
             body["recurringProcessingModel"] = "UnscheduledCardOnFile"
