@@ -275,6 +275,10 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
             for s in (obj.routing or {}).get("skipped", [])
             if f"{s['gateway']}: {s['reason']}" not in items
         ]
+        items += [
+            f"{attempt}: charged through the {via.get('vault')} vault of {via.get('from')}"
+            for attempt, via in ((obj.routing or {}).get("via") or {}).items()
+        ]
         tried = (obj.routing or {}).get("tried", [])
         return format_html(
             "<div>tried: {}</div><ul>{}</ul>",

@@ -12,10 +12,12 @@ from urllib.parse import parse_qs
 
 import pytest
 import responses
+from django.contrib import admin
 from django.db.models import Sum
 
 from apps.customers.services import customer_create
 from apps.ledger.models import Entry
+from apps.payments.admin import PaymentIntentAdmin
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import mesh_config_changed
 from apps.payments.gateways.adyen import AdyenGateway
@@ -25,6 +27,7 @@ from apps.payments.gateways.simulator.vault import SimulatorVault
 from apps.payments.gateways.stripe.forwarding import StripeForwarding
 from apps.payments.models import (
     GatewayAccount,
+    PaymentIntent,
     PaymentMethod,
     PaymentMethodCredential,
     RoutingRule,
@@ -112,6 +115,8 @@ def test_failover_through_the_vault_charges_once_then_goes_direct(saved_at_prima
     assert intent.routing["decision"]["via"] == {"secondary": route}
     assert intent.routing["via"] == {last.id: route}
     assert any("simulator vault of primary" in r for r in intent.routing["decision"]["reasons"])
+    shown = str(PaymentIntentAdmin(PaymentIntent, admin.site).routing_reasons(intent))
+    assert f"{last.id}: charged through the simulator vault of primary" in shown  # what operators see
     # the card went from simulator to simulator: secondary now holds its own credential
     stored = credentials(method)
     assert stored["primary"].startswith("simtok_primary_")

@@ -7,6 +7,11 @@ vault (``registry.vault_for``) and ends at each account that vault can reach. Ro
 such a candidate (``route(vault_routes=...)``: ``via: "vault"``); the drive step then charges it
 through the vault, and a success that saved the card at the target stores the target's own
 credential (``services.methods.payment_method_credential_store``), so later charges go direct.
+
+The source account is not routed to, so it need not be enabled or healthy: its vault is another
+service of its processor (Stripe's Forwarding API is not its PaymentIntents API), and a marketplace
+leaving a processor can disable its account and still reach its cards through the vault. The
+call through a vault feeds the target account's breaker, like any charge there.
 """
 
 from __future__ import annotations
