@@ -406,3 +406,28 @@ def test_a_card_saved_at_stripe_is_charged_at_adyen_through_forwarding_then_dire
 
 def recorded_adyen(name: str) -> dict:
     return json.loads((FIXTURES.parent / "adyen" / f"{name}.json").read_text())
+
+
+def test_a_lost_forwarding_answer_is_replayed_through_stripe_with_the_same_keys(
+    stripe_and_adyen, stripe_api, settings
+):
+    method = stripe_and_adyen
+    settings.CIRCUIT_BREAKER = {**settings.CIRCUIT_BREAKER, "consecutive_failures": 2, "cooldown_seconds": 60}
+    for _ in range(2):
+        CircuitBreaker("stripe_main").record(success=False)
+    stripe_api.add(responses.POST, FORWARDING, json=recorded("error_500"), status=500)
+
+    intent = payment_intent_create(amount=1000, currency="eur", payment_method=method.id, confirm=True)
+
+    [attempt] = intent.attempts.all()
+    assert intent.status == "processing" and attempt.status == "unknown"  # never failed over
+    stripe_api.add(responses.POST, FORWARDING, json=recorded("forward_adyen_authorised"))
+    payment_attempt_resolve(attempt_id=attempt.id)  # Adyen has no lookup: the request is replayed
+
+    intent.refresh_from_db()
+    assert intent.status == "succeeded" and intent.gateway_account.name == "adyen_main"
+    first, replay = stripe_api.calls
+    assert first.request.headers["Idempotency-Key"] == replay.request.headers["Idempotency-Key"]
+    assert first.request.headers["Idempotency-Key"] == f"{attempt.id}:forward"
+    assert sent_form(first) == sent_form(replay)  # the very same request: Stripe's first answer
+    assert cleared(intent, "adyen_main") == 1000

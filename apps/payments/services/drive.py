@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.conf import settings
@@ -260,8 +260,11 @@ def attempt_authorize(
     for the method, so later charges go direct."""
     request = charge_request(intent, attempt)
     via = (intent.routing.get("via") or {}).get(attempt.id)
-    if via is None or request.credential is not None:
+    if via is None:
         return gateway.authorize(request)
+    # Through the vault every time, as the first time: even if the gateway has a credential for
+    # the method by now (another payment stored it), a replay must be the very request sent.
+    request = replace(request, payment_method=intent.payment_method, credential=None)
     config = config or mesh_config()
     account = config.account_by_id(attempt.gateway_account_id) or attempt.gateway_account
     charged = vault_charge(
