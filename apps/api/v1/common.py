@@ -101,6 +101,14 @@ def found(obj: T | None) -> T:
     return obj
 
 
+def referenced(obj: T | None, *, param: str, what: str, value: str) -> T:
+    """What a selector found for an id the request body names (``param``), or a 400
+    ``resource_missing`` naming the parameter ("No such <what>: '<value>'")."""
+    if obj is None:
+        raise ApiError(400, "invalid_request_error", "resource_missing", f"No such {what}: {value!r}", param)
+    return obj
+
+
 def choice(params, name: str, values: Iterable[str], *, what: str | None = None) -> str | None:
     """The parameter ``name``, None when absent or empty; one of ``values``, else 400
     ``parameter_invalid`` naming it ("Unknown <what> '<value>'.", ``what`` defaulting to ``name``)."""

@@ -9,7 +9,6 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api.errors import ApiError
 from apps.api.fields import BlankAsNullField, ConstantField, MetadataField, TimestampField
 from apps.api.idempotency import idempotent
 from apps.api.pagination import cursor_paginate, list_body
@@ -20,6 +19,7 @@ from apps.api.v1.common import (
     NoParameters,
     found,
     list_of,
+    referenced,
     validated,
 )
 from apps.customers.models import Customer
@@ -78,12 +78,9 @@ class PaymentMethodAttachIn(serializers.Serializer):
 
 
 def _customer(customer_id: str) -> Customer:
-    customer = customer_get(customer_id=customer_id)
-    if customer is None:
-        raise ApiError(
-            400, "invalid_request_error", "resource_missing", f"No such customer: {customer_id!r}", "customer"
-        )
-    return customer
+    return referenced(
+        customer_get(customer_id=customer_id), param="customer", what="customer", value=customer_id
+    )
 
 
 def _method_body(method_id: str) -> dict:

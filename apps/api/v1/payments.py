@@ -10,7 +10,6 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.api.errors import ApiError
 from apps.api.fields import (
     AmountField,
     BlankAsNullField,
@@ -31,6 +30,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    referenced,
     timestamp_filters,
     validated,
 )
@@ -383,14 +383,8 @@ class PaymentListView(ApiView):
         expand = expansions(request.query_params, {"attempts"})
         data = validated(PaymentCreateIn, request.data)
         customer = data.pop("customer", "")
-        if customer and customer_get(customer_id=customer) is None:
-            raise ApiError(
-                400,
-                "invalid_request_error",
-                "resource_missing",
-                f"No such customer: {customer!r}",
-                "customer",
-            )
+        if customer:
+            referenced(customer_get(customer_id=customer), param="customer", what="customer", value=customer)
         intent = payment_intent_create(customer_id=customer, **data)
         return Response(payment_body(intent, expand), status=status.HTTP_201_CREATED)
 
