@@ -152,3 +152,19 @@ def test_a_gateway_that_is_down_cannot_save(api):
 
     assert response.status_code == 422
     assert (response.json()["error"]["code"], response.json()["error"]["param"]) == ("gateway_error", None)
+
+
+def test_a_customer_that_does_not_exist_is_a_400_naming_the_parameter(api):
+    method = save(api)
+    for path, body in (
+        (f"/api/v1/payment_methods/{method['id']}/attach", {"customer": "cus_missing"}),
+        (
+            "/api/v1/payments",
+            {"amount": 1000, "currency": "usd", "payment_method": "pm_card_visa", "customer": "cus_missing"},
+        ),
+    ):
+        response = api.post(path, body)
+        assert response.status_code == 400, response.json()
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("resource_missing", "customer")
+        assert error["message"] == "No such customer: 'cus_missing'"
