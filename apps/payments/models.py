@@ -138,6 +138,15 @@ class PaymentIntent(models.Model):
         default=dict, blank=True, help_text="brand, country, funding, last4 used for routing"
     )
     off_session = models.BooleanField(default=False)
+    setup_future_usage = models.CharField(
+        max_length=20,
+        blank=True,
+        choices=[("off_session", "off_session"), ("on_session", "on_session")],
+        help_text="save the card for later use while charging it (needs a customer)",
+    )
+    saved_payment_method = models.CharField(
+        max_length=40, blank=True, help_text="the payment method of ours this charge saved (paym_...)"
+    )
     has_splits = models.BooleanField(default=False, help_text="a split plan goes with it (vendors)")
     amount_capturable = models.BigIntegerField(default=0)
     amount_received = models.BigIntegerField(default=0)
@@ -438,6 +447,12 @@ class PaymentMethod(models.Model):
     funding = models.CharField(max_length=20, blank=True)
     fingerprint = models.CharField(
         max_length=64, blank=True, help_text="the same card has the same fingerprint (duplicates)"
+    )
+    network_transaction_id = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="the card network's id of the first customer-initiated charge, passed on later "
+        "merchant-initiated ones (at any processor)",
     )
     metadata = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -61,7 +61,23 @@ class ChargeRequest:
     customer_reference: str | None = None
     description: str = ""
     connected_account: str | None = None  # Stripe-Account header for Connect
+    # Merchant-initiated (renewals, dunning, a charge the customer is not there for): Stripe
+    # ``off_session``, Adyen ``shopperInteraction: ContAuth``. ``recurring`` says it is a scheduled
+    # charge of a subscription (Adyen ``recurringProcessingModel: Subscription``; otherwise
+    # ``UnscheduledCardOnFile``).
     off_session: bool = False
+    recurring: bool = False
+    # Save the card at the processor while charging it, for later use: "off_session" (charged
+    # later without the customer: Stripe ``setup_future_usage=off_session``, Adyen
+    # ``storePaymentMethod`` with ``recurringProcessingModel``) or "on_session". The processor's
+    # credential for it comes back as ``GatewayResult.saved``.
+    setup_future_usage: str | None = None
+    # On a merchant-initiated charge: the card network's transaction id of the first
+    # customer-initiated charge of this card (from any processor), passed where the processor's
+    # API takes it (Stripe ``payment_method_options.card.mit_exemption.network_transaction_id``,
+    # Adyen ``additionalData.networkTxReference``), so the issuer links the charge to the
+    # customer's consent.
+    network_transaction_id: str | None = None
     metadata: dict = field(default_factory=dict)
     # When the payment's method is ours (``paym_...``): this gateway account's credential for it
     # (``payment_method`` is then its "reference"; e.g. Adyen's also holds "shopper_reference").
@@ -81,15 +97,23 @@ class SavedMethod:
     exp_month: int | None = None
     exp_year: int | None = None
     fingerprint: str = ""
-    code: str = ""
+    # The card network's id of the customer-initiated transaction that saved it, when the
+    # processor reports one (Stripe ``network_transaction_id``, Adyen ``networkTxReference``).
+    network_transaction_id: str = ""
+    code: str = ""  # when not ok: e.g. "resource_missing", "card_declined", "authentication_required", "gateway_error"
     message: str = ""
 
 
 class MethodSaving(Protocol):
     """Optional part of the gateway port: save a processor's one-off token as a method it can
-    charge again (the simulator's tokenize; Stripe's attach, Adyen's stored methods later)."""
+    charge again, with the customer's consent to later merchant-initiated charges (the
+    simulator's tokenize; Stripe: a confirmed SetupIntent with ``usage=off_session``; Adyen: a
+    zero-value authorisation with ``storePaymentMethod``). ``idempotency_key`` is derived from our
+    id for the method being saved, so a retried save saves once."""
 
-    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod: ...
+    def save_method(
+        self, *, token: str, customer_reference: str | None, idempotency_key: str = ""
+    ) -> SavedMethod: ...
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,12 @@ class GatewayResult:
     advice_code: str | None = None  # try_again_later, do_not_try_again, confirm_card_data
     message: str = ""
     raw: dict = field(default_factory=dict)  # trimmed response kept for audit
+    # The card network's transaction id, when the processor reports one (kept from a
+    # customer-initiated charge to pass on later merchant-initiated ones).
+    network_transaction_id: str = ""
+    # When the request asked ``setup_future_usage`` and the processor saved the card: its
+    # credential for it (``SavedMethod.reference`` and ``extra``) and the card's details.
+    saved: SavedMethod | None = None
 
 
 class GatewayCallError(Exception):
