@@ -229,7 +229,50 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     search_fields = ("=id", "customer_id")
     date_hierarchy = "created_at"
     inlines = [AttemptInline]
-    readonly_fields = ["timeline", "routing_reasons", *[f.name for f in PaymentIntent._meta.fields]]
+    # Money in major units with its currency; the routing in words; the raw JSON folded away.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "status",
+                    "amount_display",
+                    "received_display",
+                    "capturable_display",
+                    "refunded_display",
+                    "capture_method",
+                    "gateway_account",
+                    "payment_method",
+                    "card_display",
+                    "customer_id",
+                    "description",
+                    "metadata",
+                    "off_session",
+                    "setup_future_usage",
+                    "saved_payment_method",
+                    "has_splits",
+                    "last_error",
+                    "next_action",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
+        ),
+        ("Routing", {"fields": ["routing_reasons"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+        ("Raw", {"classes": ["collapse"], "fields": ["routing", "card", "splits"]}),
+    ]
+    readonly_fields = [
+        "timeline",
+        "routing_reasons",
+        "received_display",
+        "capturable_display",
+        "refunded_display",
+        "card_display",
+        "amount_display",
+        *[f.name for f in PaymentIntent._meta.fields],
+    ]
 
     @admin.display(description="timeline")
     def timeline(self, obj):
@@ -256,8 +299,9 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
                     detail,
                 )
             )
+        # Scrolls sideways inside its own box on a phone instead of being cut off.
         return format_html(
-            "<table>{}</table>",
+            '<div style="overflow-x:auto;max-width:calc(100vw - 48px)"><table>{}</table></div>',
             format_html_join(
                 "", "<tr><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td></tr>", rows
             ),
@@ -289,6 +333,25 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     @admin.display(description="amount")
     def amount_display(self, obj):
         return format_amount(obj.amount, obj.currency)
+
+    @admin.display(description="received")
+    def received_display(self, obj):
+        return format_amount(obj.amount_received, obj.currency)
+
+    @admin.display(description="capturable")
+    def capturable_display(self, obj):
+        return format_amount(obj.amount_capturable, obj.currency)
+
+    @admin.display(description="refunded")
+    def refunded_display(self, obj):
+        return format_amount(obj.amount_refunded, obj.currency)
+
+    @admin.display(description="card")
+    def card_display(self, obj):
+        card = obj.card or {}
+        if not card:
+            return "-"
+        return f"{card.get('brand', '')} •••• {card.get('last4', '')} ({card.get('funding', '')}, {card.get('country', '')})"
 
     def get_actions(self, request):
         return {
@@ -431,7 +494,7 @@ class PaymentMethodCredentialInline(admin.TabularInline):
 
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "brand", "last4", "expiry", "customer", "gateways", "created_at")
+    list_display = ("id", "card_display", "customer_id", "gateways", "created_at")
     list_filter = ("brand", "credentials__gateway_account")
     search_fields = ("=id", "=customer__id", "=fingerprint", "last4")
     date_hierarchy = "created_at"
@@ -444,6 +507,14 @@ class PaymentMethodAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
     @admin.display(description="expiry")
     def expiry(self, obj):
         return f"{obj.exp_month:02d}/{obj.exp_year}" if obj.exp_month and obj.exp_year else "-"
+
+    @admin.display(description="card", ordering="brand")
+    def card_display(self, obj):
+        return f"{obj.brand or 'card'} •••• {obj.last4 or '----'} · {self.expiry(obj)}"
+
+    @admin.display(description="customer", ordering="customer_id")
+    def customer_id(self, obj):
+        return obj.customer_id or "-"
 
     @admin.display(description="can be charged at")
     def gateways(self, obj):

@@ -500,7 +500,7 @@ class PaymentMethodCredential(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.method_id} @{self.gateway_account_id} ...{self.reference_last4}"
+        return f"credential ...{self.reference_last4}"
 
     @property
     def credential(self) -> dict:

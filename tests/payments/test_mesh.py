@@ -319,6 +319,14 @@ def test_operator_pages_show_breaker_state_health_and_refuse_edits_of_payments(m
         and b"Dr processor_clearing:primary 100.00 USD" in payment.content
     )
     assert b"rule &#x27;default&#x27; matched" in payment.content
+    # Money in major units with its currency, the routing once in words (the raw JSON folded away).
+    assert b'<div class="readonly">100.00 USD</div>' in payment.content
+    page = payment.content.decode()
+    assert (
+        page.index("rule &#x27;default&#x27; matched")
+        < page.index("<details><summary>")
+        < page.index('field-routing"')
+    )
     assert add.status_code == 403
     assert rules.status_code == 200 and b"lost_card" in rules.content
 

@@ -201,6 +201,7 @@ def test_operators_see_which_gateways_can_charge_a_method_never_the_reference(me
     add = client.get("/admin/payments/paymentmethod/add/")
 
     assert listing.status_code == 200 and b"primary, secondary" in listing.content
+    assert "visa •••• 4242 · 12/".encode() in listing.content and jenny.pk.encode() in listing.content
     assert page.status_code == 200 and method.pk.encode() in page.content
     assert f"...{references[0][-4:]}".encode() in page.content
     assert not any(ref.encode() in page.content or ref.encode() in listing.content for ref in references)
