@@ -8,7 +8,8 @@ Configuration (``GatewayConfig``):
   (required for live: ``https://{prefix}-checkout-live.adyenpayments.com/checkout/...``),
   ``return_url`` (sent with every payment; a ChargeRequest's ``metadata["return_url"]`` wins),
   ``capture_delay_hours`` (optional: sent as ``captureDelayHours`` when capturing, to pin the
-  capture timing instead of relying on the merchant account's setting), and
+  capture timing instead of relying on the merchant account's setting), ``zero_auth_currency``
+  (the currency of the zero-value authorisation that saves a card; default EUR), and
   ``connect_timeout_seconds`` (default 3; ``timeout_seconds`` bounds the wait for the answer).
 
 What is sent: ``POST /payments`` with ``reference`` = our attempt id, the amount in minor units,
@@ -49,6 +50,18 @@ undo it. A received cancel is SUCCEEDED with status UNKNOWN: Adyen cannot cancel
 payment, and a technical cancel does not even know whether the payment exists, so claiming
 CANCELED could let the mesh fail over while a first charge stands.
 
+Stored cards (Adyen tokenization): ``save_method`` is a zero-value authorisation with
+``storePaymentMethod``; a charge with ``setup_future_usage`` stores the card while charging
+(``storePaymentMethod``, ``shopperInteraction: Ecommerce``, ``recurringProcessingModel``
+``CardOnFile`` for on-session use, else ``UnscheduledCardOnFile`` / ``Subscription``). Either
+answers the stored method id (``additionalData.tokenization.storedPaymentMethodId``, or the older
+``recurring.recurringDetailReference``) under its ``shopperReference``: the credential is
+``{"reference": id, "shopper_reference": ...}`` (``stored_method``). A merchant-initiated charge
+(``off_session``) sends ``shopperInteraction: ContAuth``, ``recurringProcessingModel``
+``Subscription`` (``recurring``) or ``UnscheduledCardOnFile``, the stored method under its
+shopper, and ``additionalData.networkTxReference`` when given. Every authorised answer's
+``additionalData.networkTxReference`` is reported as the network transaction id.
+
 ``retrieve``: Checkout has no synchronous lookup of a payment (by pspReference or by our
 reference), so it answers UNKNOWN without calling Adyen. An UNKNOWN attempt at Adyen is resolved
 by (a) replaying ``authorize`` with the identical ChargeRequest: same Idempotency-Key, so Adyen
@@ -59,6 +72,7 @@ the TECHNICAL_CANCEL webhook; or (c) the AUTHORISATION webhook.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 from collections.abc import Callable
@@ -72,6 +86,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from apps.payments.gateways.adyen.webhooks import AdyenNotifications
 from apps.payments.gateways.base import (
+    CardInfo,
     ChargeRequest,
     GatewayCallError,
     GatewayConfig,
@@ -223,9 +238,23 @@ class AdyenGateway:
         shopper = (request.credential or {}).get("shopper_reference") or request.customer_reference
         if shopper:
             body["shopperReference"] = shopper
+        additional: dict[str, str] = {}
         if request.off_session:  # merchant-initiated, on a card the shopper stored with us
             body["shopperInteraction"] = "ContAuth"
-            body["recurringProcessingModel"] = "UnscheduledCardOnFile"
+            body["recurringProcessingModel"] = _off_session_model(request)
+            if request.network_transaction_id:
+                # The first customer-initiated charge's network id (Visa transaction id,
+                # Mastercard trace id): links this charge to the shopper's consent, wherever it
+                # was given.
+                additional["networkTxReference"] = request.network_transaction_id
+        elif request.setup_future_usage:  # the shopper is here and agrees to store the card
+            body["storePaymentMethod"] = True
+            body["shopperInteraction"] = "Ecommerce"
+            body["recurringProcessingModel"] = (
+                "CardOnFile" if request.setup_future_usage == "on_session" else _off_session_model(request)
+            )
+            # Adyen stores a card under a shopper: ours, else one for this charge alone.
+            body.setdefault("shopperReference", request.attempt_id)
         elif "storedPaymentMethodId" in body["paymentMethod"]:
             body["shopperInteraction"] = "Ecommerce"
             body["recurringProcessingModel"] = "CardOnFile"
@@ -233,10 +262,81 @@ class AdyenGateway:
         if return_url:
             body["returnUrl"] = return_url
         if not request.capture:
-            body["additionalData"] = {"manualCapture": "true"}
+            additional["manualCapture"] = "true"
         elif self.settings.get("capture_delay_hours") is not None:
             body["captureDelayHours"] = int(self.settings["capture_delay_hours"])
+        if additional:
+            body["additionalData"] = additional
         return body
+
+    # ----------------------------------------------------------------- saving a card
+
+    def save_method(
+        self, *, token: str, customer_reference: str | None, idempotency_key: str = ""
+    ) -> SavedMethod:
+        """Store the card in ``token`` (the encrypted details of Adyen's Drop-in / Card component)
+        for later charges without the shopper: a zero-value authorisation (``amount.value`` 0,
+        in ``settings["zero_auth_currency"]``, default EUR) with ``storePaymentMethod``,
+        ``shopperInteraction: Ecommerce`` and ``recurringProcessingModel:
+        UnscheduledCardOnFile``, under ``shopperReference`` = our customer (else the save's own
+        key). ``reference`` and the Idempotency-Key are ``idempotency_key`` (a hash of the token
+        when none is given): a retried save stores once. Answers, never raises: the stored
+        method (``stored_method``); or ``card_declined`` (Refused), ``authentication_required``
+        (3-D Secure wanted: the shopper must save it through checkout), ``payment_method_invalid``
+        (Adyen's validation refused the details), ``gateway_error`` (down, 5xx, answer lost,
+        or authorised but nothing stored: the same call may be made again)."""
+        key = idempotency_key or f"save_{hashlib.sha256(token.encode()).hexdigest()[:32]}"
+        shopper = customer_reference or key
+        try:
+            payment_method = self._payment_method(token)
+        except GatewayCallError as exc:
+            return SavedMethod(False, code="payment_method_invalid", message=f"save payment method: {exc}")
+        body: dict[str, Any] = {
+            "merchantAccount": self.merchant_account,
+            "reference": key,
+            "amount": {"value": 0, "currency": str(self.settings.get("zero_auth_currency", "EUR"))},
+            "paymentMethod": payment_method,
+            "storePaymentMethod": True,
+            "shopperInteraction": "Ecommerce",
+            "recurringProcessingModel": "UnscheduledCardOnFile",
+            "shopperReference": shopper,
+        }
+        if self.settings.get("return_url"):
+            body["returnUrl"] = self.settings["return_url"]
+        answer = self._call(self.payments.payments, body, idempotency_key=key)
+        if isinstance(answer, GatewayResult):
+            failed = answer.decline_code == "invalid_request"
+            return SavedMethod(
+                False,
+                code="payment_method_invalid" if failed else "gateway_error",
+                message=f"save payment method: {answer.message}",
+            )
+        code = answer.get("resultCode")
+        label = f"save payment method: {code or 'no resultCode'}"
+        if code == "Authorised":
+            saved = stored_method(answer, shopper)
+            if saved is not None:
+                return saved
+            return SavedMethod(
+                False,
+                code="gateway_error",
+                message=f"{label}, but Adyen stored nothing (is tokenization enabled for {self.merchant_account}?)",
+            )
+        if code in ("Refused", "Cancelled"):
+            reason = answer.get("refusalReason") or ""
+            return SavedMethod(
+                False,
+                code="card_declined",
+                message=f"{label}: {reason} (adyen refusal {answer.get('refusalReasonCode', '?')})",
+            )
+        if code in ACTION_RESULTS:
+            return SavedMethod(
+                False,
+                code="authentication_required",
+                message=f"{label}: the card's issuer requires the shopper to authenticate; "
+                "save it while the shopper is present, through checkout",
+            )
+        return SavedMethod(False, code="gateway_error", message=label)
 
     # ----------------------------------------------------------------- forwarded (vault) charges
 
@@ -278,19 +378,8 @@ class AdyenGateway:
             return VaultCharge(
                 GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="unreadable /payments answer")
             )
-        result = self._payment_result(parsed, request)
-        additional = parsed.get("additionalData") or {}
-        stored = additional.get("tokenization.storedPaymentMethodId") or additional.get(
-            "recurring.recurringDetailReference"
-        )
-        if result.outcome != Outcome.SUCCEEDED or not stored:
-            return VaultCharge(result)
-        shopper = additional.get("tokenization.shopperReference") or (
-            request.customer_reference or request.attempt_id
-        )
-        return VaultCharge(
-            result, SavedMethod(True, reference=str(stored), extra={"shopper_reference": shopper})
-        )
+        result = self._payment_result(parsed, request, stored=True)
+        return VaultCharge(result, result.saved)
 
     def _checkout_url(self, path: str) -> str:
         if self.settings.get("environment", "test") == "live":
@@ -433,7 +522,9 @@ class AdyenGateway:
 
     # ----------------------------------------------------------------- answers
 
-    def _payment_result(self, body: dict, request: ChargeRequest) -> GatewayResult:
+    def _payment_result(self, body: dict, request: ChargeRequest, *, stored: bool = False) -> GatewayResult:
+        """A ``/payments`` answer as our result; when the card was to be stored (``stored``, or
+        the request's ``setup_future_usage``) and Adyen stored it, its credential as ``saved``."""
         code = body.get("resultCode")
         psp = body.get("pspReference")
         raw = _trim(body)
@@ -441,6 +532,8 @@ class AdyenGateway:
             # PartiallyAuthorised needs partial authorisation, which we never ask for; if it comes,
             # the amounts below say how much was actually held.
             authorized = int((body.get("amount") or {}).get("value", request.amount))
+            additional = body.get("additionalData") or {}
+            shopper = request.customer_reference or request.attempt_id
             return GatewayResult(
                 Outcome.SUCCEEDED,
                 GatewayStatus.CAPTURED if request.capture else GatewayStatus.AUTHORIZED,
@@ -449,6 +542,8 @@ class AdyenGateway:
                 amount_captured=authorized if request.capture else 0,
                 message=code,
                 raw=raw,
+                network_transaction_id=str(additional.get("networkTxReference") or ""),
+                saved=stored_method(body, shopper) if stored or request.setup_future_usage else None,
             )
         if code in ("Refused", "Cancelled"):
             return self._decline(body, psp, raw, cancelled=code == "Cancelled")
@@ -610,3 +705,72 @@ def _trim(body: dict) -> dict:
     if extra:
         kept["additionalData"] = extra
     return kept
+
+
+def _off_session_model(request: ChargeRequest) -> str:
+    """Adyen's ``recurringProcessingModel`` of a card used without the shopper: a subscription's
+    scheduled charges, or charges at no fixed schedule (top-ups, dunning, one-off MITs)."""
+    return "Subscription" if request.recurring else "UnscheduledCardOnFile"
+
+
+# additionalData.paymentMethod (Adyen's variant names) -> our brand names (Stripe's vocabulary).
+_BRANDS = {
+    "mc": "mastercard",
+    "amex": "amex",
+    "visa": "visa",
+    "discover": "discover",
+    "diners": "diners",
+    "jcb": "jcb",
+    "cup": "unionpay",
+    "cartebancaire": "cartes_bancaires",
+    "maestro": "maestro",
+}
+# additionalData.fundingSource -> our funding names.
+_FUNDING = {"CREDIT": "credit", "DEBIT": "debit", "CHARGE": "credit", "DEFFERED_DEBIT": "debit",
+            "PREPAID": "prepaid", "PREPAID_RELOADABLE": "prepaid", "PREPAID_NONRELOADABLE": "prepaid"}  # fmt: skip
+
+
+def stored_method(answer: dict, shopper: str) -> SavedMethod | None:
+    """The card an authorised ``/payments`` ``answer`` stored, read from its ``additionalData``: its id
+    (``tokenization.storedPaymentMethodId``, or the older ``recurring.recurringDetailReference``)
+    under the shopper it belongs to (``tokenization.shopperReference`` /
+    ``recurring.shopperReference``, else ``shopper``: the one we sent) as the credential; the
+    card's display details (the answer's ``paymentMethod.brand``, else ``additionalData.paymentMethod``;
+    ``cardSummary`` last four, ``expiryDate``
+    "M/YYYY", ``issuerCountry`` / ``cardIssuingCountry``, ``fundingSource``, which Adyen returns
+    only when enabled for the merchant account); ``alias`` (Adyen's identifier of the card
+    number, the same for the same card) as the fingerprint; ``networkTxReference``. None when
+    Adyen stored nothing."""
+    additional = answer.get("additionalData") or {}
+    reference = additional.get("tokenization.storedPaymentMethodId") or additional.get(
+        "recurring.recurringDetailReference"
+    )
+    if not reference:
+        return None
+    shopper = str(
+        additional.get("tokenization.shopperReference")
+        or additional.get("recurring.shopperReference")
+        or shopper
+    )
+    method = answer.get("paymentMethod")
+    method = method if isinstance(method, dict) else {}
+    variant = str(
+        method.get("brand") or additional.get("paymentMethod") or additional.get("cardPaymentMethod") or ""
+    ).lower()
+    brand = next((ours for name, ours in _BRANDS.items() if variant.startswith(name)), variant or "unknown")
+    month, _, year = str(additional.get("expiryDate") or "").partition("/")
+    return SavedMethod(
+        True,
+        reference=str(reference),
+        extra={"shopper_reference": shopper},
+        card=CardInfo(
+            brand=brand,
+            country=str(additional.get("issuerCountry") or additional.get("cardIssuingCountry") or ""),
+            funding=_FUNDING.get(str(additional.get("fundingSource") or "").upper(), ""),
+            last4=str(additional.get("cardSummary") or ""),
+        ),
+        exp_month=int(month) if month.isdigit() else None,
+        exp_year=int(year) if year.isdigit() else None,
+        fingerprint=str(additional.get("alias") or ""),
+        network_transaction_id=str(additional.get("networkTxReference") or ""),
+    )

@@ -33,16 +33,25 @@ held everything). PaymentIntents on connected accounts are not visible to either
 processing may create its PaymentIntent after a lookup; within Stripe's 24 h idempotency window,
 sending ``authorize`` again with the same request is the exact way to learn a lost outcome.
 
+Saved cards. ``save_method`` confirms a SetupIntent (``usage=off_session``) and a charge with
+``setup_future_usage`` saves the card while charging; either attaches the PaymentMethod to a
+Stripe Customer (``customers.py``), which the credential keeps as ``stripe_customer`` and every
+later PaymentIntent names. A merchant-initiated charge (``off_session``) of a card whose consent
+was given elsewhere passes the first charge's network transaction id
+(``payment_method_options.card.mit_exemption``). A successful charge reports the network
+transaction id of its charge (``latest_charge.payment_method_details.card``).
+
 Amounts: see ``shapes.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import stripe
 from stripe.params import (
@@ -53,6 +62,7 @@ from stripe.params import (
     PaymentIntentRetrieveParams,
     RefundCreateParams,
     RefundListParams,
+    SetupIntentCreateParams,
 )
 
 from apps.payments.gateways.base import (
@@ -65,15 +75,17 @@ from apps.payments.gateways.base import (
     SavedMethod,
 )
 from apps.payments.gateways.stripe.connect import ConnectClient
-from apps.payments.gateways.stripe.errors import describe, never_sent, read_failure
+from apps.payments.gateways.stripe.customers import stripe_customer
+from apps.payments.gateways.stripe.errors import StripeFailure, describe, never_sent, read_failure
 from apps.payments.gateways.stripe.sdk import request_options, stripe_client
 from apps.payments.gateways.stripe.shapes import (
     charge_amounts,
     decline_outcome,
     intent_result,
+    intent_saved,
     qualified_reference,
     refund_settled,
-    saved_method,
+    setup_intent_saved,
     split_reference,
     trimmed,
 )
@@ -132,7 +144,34 @@ class StripeGateway:
     # ----------------------------------------------------------------- port
 
     def authorize(self, request: ChargeRequest) -> GatewayResult:
-        """Create and confirm a PaymentIntent; idempotent by attempt id for Stripe's 24 h window."""
+        """Create and confirm a PaymentIntent; idempotent by attempt id for Stripe's 24 h window.
+
+        Saved cards: a credential holding ``stripe_customer`` names that Customer (Stripe refuses
+        a PaymentMethod attached to a Customer without it). ``setup_future_usage`` saves the card
+        while charging it: the PaymentIntent names the Customer to attach it to (ours, found or
+        created first, see ``customers.py``; when Stripe cannot give one nothing is charged:
+        GATEWAY_ERROR) and the PaymentMethod comes back expanded as ``GatewayResult.saved``.
+        An off-session charge that Stripe wants authenticated is a 402 ``authentication_required``:
+        DECLINED_SOFT with that decline code."""
+        credential = request.credential or {}
+        customer = credential.get("stripe_customer")
+        expand = list(_EXPAND_INTENT)
+        if request.setup_future_usage:
+            if not customer:
+                try:
+                    customer = stripe_customer(
+                        self.client,
+                        customer_reference=request.customer_reference,
+                        idempotency_key=request.attempt_id,
+                        account=request.connected_account,
+                    )
+                except Exception as exc:  # no PaymentIntent was sent: nothing charged
+                    return GatewayResult(
+                        Outcome.GATEWAY_ERROR,
+                        GatewayStatus.ERROR,
+                        message=f"authorize: no Stripe Customer to save the card to: {describe(exc)}",
+                    )
+            expand.append("payment_method")
         params: PaymentIntentCreateParams = {
             "amount": request.amount,
             "currency": request.currency.lower(),
@@ -141,10 +180,26 @@ class StripeGateway:
             "confirm": True,
             "capture_method": "automatic" if request.capture else "manual",
             "metadata": _metadata(request),
-            "expand": _EXPAND_INTENT,
+            "expand": expand,
         }
+        if customer:
+            params["customer"] = customer
+        if request.setup_future_usage:
+            params["setup_future_usage"] = (
+                "on_session" if request.setup_future_usage == "on_session" else "off_session"
+            )
         if request.off_session:
             params["off_session"] = True
+            if request.network_transaction_id and not credential.get("stripe_customer"):
+                # A card whose customer consented elsewhere (saved at another processor, or
+                # migrated): the first charge's network transaction id links this one to that
+                # consent. Cards Stripe saved carry their own. Stripe takes it only on accounts
+                # where its MIT-exemption feature is enabled (ask Stripe); elsewhere the request
+                # is refused as invalid, nothing charged.
+                params["payment_method_options"] = cast(
+                    Any,
+                    {"card": {"mit_exemption": {"network_transaction_id": request.network_transaction_id}}},
+                )
         if request.description:  # localstripe refuses the parameter, so only when there is one
             params["description"] = request.description
         if self.settings.get("return_url"):
@@ -154,6 +209,7 @@ class StripeGateway:
             lambda: self.client.v1.payment_intents.create(params, options),
             account=request.connected_account,
             operation="authorize",
+            saving=bool(request.setup_future_usage),
         )
 
     def capture(
@@ -275,24 +331,43 @@ class StripeGateway:
             Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message="refund lookup: more refunds than the pages hold"
         )
 
-    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod:
-        """A Stripe PaymentMethod the storefront's Elements created (``pm_...``), read back for its
-        card details: the PaymentMethod id is the credential. (Attaching it to a Stripe Customer
-        for off-session reuse is the saved-cards step, not this one.)"""
+    def save_method(
+        self, *, token: str, customer_reference: str | None, idempotency_key: str = ""
+    ) -> SavedMethod:
+        """Save the PaymentMethod the storefront's Elements created (``pm_...``) for later
+        off-session charges: a SetupIntent confirmed at once (``usage=off_session``) for the
+        Stripe Customer of ``customer_reference`` (``customers.py``), idempotent by
+        ``idempotency_key`` (by the token when none is given). The PaymentMethod id is the
+        credential, ``extra["stripe_customer"]`` its Customer. Answers, never raises:
+        ``authentication_required`` (3-D Secure wanted: save it on session, through checkout),
+        ``card_declined``, ``resource_missing`` (no such PaymentMethod), ``payment_method_invalid``
+        (Stripe refused the token as it is), ``gateway_error`` (Stripe down, 5xx, answer lost: the
+        same call may be made again, with the same key)."""
+        key = idempotency_key or f"save_{hashlib.sha256(token.encode()).hexdigest()[:32]}"
         try:
-            found = self.client.v1.payment_methods.retrieve(token).to_dict()
-        except stripe.StripeError as exc:
-            failure = read_failure(exc)
-            missing = failure.http_status == 404 or failure.error.get("code") == "resource_missing"
-            return SavedMethod(
-                False,
-                code="resource_missing" if missing else "gateway_error",
-                message=f"save payment method: {failure.description}",
+            customer = stripe_customer(
+                self.client, customer_reference=customer_reference, idempotency_key=key
             )
+            params: SetupIntentCreateParams = {
+                "payment_method": token,
+                "payment_method_types": ["card"],
+                "confirm": True,
+                "usage": "off_session",
+                "customer": customer,
+                "metadata": {"saved_with": key},
+                "expand": ["payment_method", "latest_attempt"],
+            }
+            if customer_reference:
+                params["metadata"]["customer_reference"] = customer_reference
+            if self.settings.get("return_url"):
+                params["return_url"] = self.settings["return_url"]
+            setup_intent = self.client.v1.setup_intents.create(params, request_options(key)).to_dict()
+        except stripe.StripeError as exc:
+            return _save_failure(read_failure(exc))
         except Exception as exc:  # the port never raises for processor failures
             logger.exception("stripe save_method: unexpected error")
             return SavedMethod(False, code="gateway_error", message=f"save payment method: {describe(exc)}")
-        return saved_method(found)
+        return setup_intent_saved(setup_intent)
 
     # ----------------------------------------------------------------- calls
 
@@ -311,15 +386,25 @@ class StripeGateway:
         return self._call(lambda: send(intent_id, params, options), account=account, operation=operation)
 
     def _call(
-        self, send: Callable[[], stripe.PaymentIntent], *, account: str | None, operation: str
+        self,
+        send: Callable[[], stripe.PaymentIntent],
+        *,
+        account: str | None,
+        operation: str,
+        saving: bool = False,
     ) -> GatewayResult:
+        """``send`` and its answer as our result; with ``saving`` (``setup_future_usage``), the
+        card a successful PaymentIntent saved as ``saved``."""
         try:
             intent = send().to_dict()
         except stripe.StripeError as exc:
             return self._error_result(exc, account=account, operation=operation)
         except Exception as exc:  # the port never raises for processor failures
             return self._unexpected(exc, operation=operation)
-        return intent_result(intent, account=account, operation=operation)
+        result = intent_result(intent, account=account, operation=operation)
+        if saving and result.outcome == Outcome.SUCCEEDED:
+            return replace(result, saved=intent_saved(intent))
+        return result
 
     def _find(self, attempt_id: str) -> GatewayResult:
         """The truth about an attempt found by its id (see the module docstring)."""
@@ -450,6 +535,28 @@ class StripeGateway:
         return GatewayResult(
             Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=f"{operation}: unexpected {describe(exc)}"
         )
+
+
+# Stripe's codes for a card that failed to save (a card error on the SetupIntent's confirmation).
+_SAVE_DECLINED = frozenset(
+    {"card_declined", "setup_intent_authentication_failure", "expired_card", "incorrect_cvc"}
+)
+
+
+def _save_failure(failure: StripeFailure) -> SavedMethod:
+    """A failed SetupIntent (or its Customer) as the answer to saving a card."""
+    code = failure.code or ""
+    message = f"save payment method: {failure.description}"
+    if code == "authentication_required":
+        return SavedMethod(False, code="authentication_required", message=message)
+    if failure.card or code in _SAVE_DECLINED:
+        codes = ", ".join(c for c in (code, failure.decline_code) if c) or "card_declined"
+        return SavedMethod(False, code="card_declined", message=f"{message} ({codes})")
+    if failure.http_status == 404 or code == "resource_missing":
+        return SavedMethod(False, code="resource_missing", message=message)
+    if failure.type == "invalid_request_error" and (failure.param or "").startswith("payment_method"):
+        return SavedMethod(False, code="payment_method_invalid", message=message)
+    return SavedMethod(False, code="gateway_error", message=message)
 
 
 def _refund_found(refund: dict, intent_id: str, refund_id: str) -> GatewayResult:

@@ -192,13 +192,93 @@ def intent_result(intent: dict, *, account: str | None, operation: str) -> Gatew
         advice_code=advice_code,
         message=message,
         raw=trimmed(intent),
+        network_transaction_id=card_network_transaction_id(charge) if outcome == Outcome.SUCCEEDED else "",
     )
 
 
-def saved_method(payment_method: dict) -> SavedMethod:
+def card_network_transaction_id(charge_or_attempt: dict | None) -> str:
+    """The card network's transaction id of a charge (or a SetupIntent's attempt) as Stripe
+    reports it, ``payment_method_details.card.network_transaction_id``; "" when absent (a charge
+    not expanded, as in webhooks; a network that returned none)."""
+    if not isinstance(charge_or_attempt, dict):
+        return ""
+    details = charge_or_attempt.get("payment_method_details") or {}
+    card = details.get("card") if isinstance(details, dict) else None
+    return str((card or {}).get("network_transaction_id") or "") if isinstance(card, dict) else ""
+
+
+def intent_saved(intent: dict) -> SavedMethod | None:
+    """The card a PaymentIntent confirmed with ``setup_future_usage`` saved: its PaymentMethod
+    (expanded) attached to the PaymentIntent's Customer, whose id is kept in the credential as
+    ``stripe_customer`` (later PaymentIntents must name it). None when the PaymentMethod was not
+    expanded or is not a card."""
+    payment_method = intent.get("payment_method")
+    if not isinstance(payment_method, dict):
+        return None
+    charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
+    saved = saved_method(
+        payment_method,
+        extra=_customer_extra(intent.get("customer") or payment_method.get("customer")),
+        network_transaction_id=card_network_transaction_id(charge),
+    )
+    return saved if saved.ok else None
+
+
+def setup_intent_saved(setup_intent: dict) -> SavedMethod:
+    """A confirmed SetupIntent (``usage=off_session``) as the answer to saving a card:
+
+    - ``succeeded``: the PaymentMethod (expanded), attached to the SetupIntent's Customer
+      (``extra["stripe_customer"]``); the network transaction id of the attempt when Stripe
+      reports one (``latest_attempt.payment_method_details.card.network_transaction_id``; Stripe's
+      SetupAttempt documents no such field today, so it is usually "").
+    - ``requires_action``: ``authentication_required`` (the issuer wants 3-D Secure: the customer
+      must save the card on session, through checkout).
+    - ``requires_payment_method``: the attempt failed, ``card_declined`` with Stripe's codes.
+    - anything else (``processing``, ``canceled``, ...): ``gateway_error``.
+    """
+    status = setup_intent.get("status")
+    label = f"SetupIntent {setup_intent.get('id')} {status}"
+    if status == "succeeded":
+        payment_method = setup_intent.get("payment_method")
+        if not isinstance(payment_method, dict):
+            return SavedMethod(
+                False, code="gateway_error", message=f"{label}, its PaymentMethod not expanded"
+            )
+        return saved_method(
+            payment_method,
+            extra=_customer_extra(setup_intent.get("customer") or payment_method.get("customer")),
+            network_transaction_id=card_network_transaction_id(
+                setup_intent.get("latest_attempt")
+                if isinstance(setup_intent.get("latest_attempt"), dict)
+                else None
+            ),
+        )
+    if status == "requires_action":
+        return SavedMethod(
+            False,
+            code="authentication_required",
+            message=f"{label}: the card's issuer requires the customer to authenticate; "
+            "save it while the customer is present, through checkout",
+        )
+    if status == "requires_payment_method":
+        error = setup_intent.get("last_setup_error") or {}
+        codes = ", ".join(str(error[k]) for k in ("code", "decline_code") if error.get(k)) or "declined"
+        text = f": {error['message']}" if error.get("message") else ""
+        return SavedMethod(False, code="card_declined", message=f"{label} ({codes}){text}")
+    return SavedMethod(False, code="gateway_error", message=label)
+
+
+def _customer_extra(customer: Any) -> dict[str, str]:
+    customer_id = expandable_id(customer)
+    return {"stripe_customer": customer_id} if customer_id else {}
+
+
+def saved_method(
+    payment_method: dict, *, extra: dict | None = None, network_transaction_id: str = ""
+) -> SavedMethod:
     """A Stripe PaymentMethod (``pm_...``) as a saved method: its id is the credential (what later
     PaymentIntents name), its card the display details; Stripe's fingerprint is per Stripe
-    account. Only cards are saved."""
+    account. ``extra`` goes into the credential as it is. Only cards are saved."""
     card = payment_method.get("card")
     if payment_method.get("type") != "card" or not isinstance(card, dict):
         return SavedMethod(
@@ -218,4 +298,6 @@ def saved_method(payment_method: dict) -> SavedMethod:
         exp_month=card.get("exp_month"),
         exp_year=card.get("exp_year"),
         fingerprint=str(card.get("fingerprint") or ""),
+        extra=dict(extra or {}),
+        network_transaction_id=network_transaction_id,
     )
