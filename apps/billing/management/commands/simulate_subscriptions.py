@@ -92,7 +92,6 @@ class Customer:
     behaviour: str
     start_day: int
     fix_after_days: int | None  # funds back / new card, counted from the first failure
-    kind: str = ""  # how the card is held (apps.payments.simulation.METHOD_MIX)
     customer_id: str = ""
     method: str = ""  # what the subscription pays with: the card, or a method of ours saved from it
     new_method: str = ""  # what it pays with once fixed
@@ -288,7 +287,6 @@ class Command(BaseCommand):
         # Cards are saved before the run, while every gateway is up (a save at a gateway that is
         # down fails); the card a customer fixes theirs with is saved the same way.
         for index, (person, kind) in enumerate(zip(people, kinds, strict=True)):
-            person.kind = kind
             customer = customer_create(name=f"{prefix} {index}")
             person.customer_id = customer.id
             person.method = simulation_method(kind, token=person.card, customer=customer)
