@@ -10,6 +10,7 @@ other than the one that declined the first try."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
@@ -19,6 +20,8 @@ from django.utils import timezone
 from apps.billing.models import Invoice, InvoiceAttempt, InvoiceLine, Price, Product, Subscription, TaxRate
 from apps.billing.notifications import card_update_subscription
 from apps.core.queries import filter_given
+from apps.payments.failovers import DIRECT, IMPOSSIBLE, VAULT, RoundRows
+from apps.payments.selectors import payment_rounds, payments_unreachable_rounds
 
 # --------------------------------------------------------------------------- catalog
 
@@ -197,6 +200,54 @@ def failed_first_try_rows(*, since: datetime | None = None, invoice_ids=None) ->
             }
         )
     return out
+
+
+SAME_GATEWAY = "same_gateway"
+RECOVERY_ROUTES = (DIRECT, VAULT, SAME_GATEWAY, IMPOSSIBLE)
+
+
+def recoveries_count(
+    rows: Iterable[dict], *, last_rounds: Mapping[str, RoundRows], unreachable: Mapping[str, int]
+) -> dict[str, int]:
+    """Pure: how the invoices that failed their first try (``rows``, as ``failed_first_try_rows``
+    reads them, each with its ``payment``) were recovered: ``vault`` when the charge that paid it
+    went through a vault, ``direct`` when it was paid directly at a gateway other than the one
+    that declined its first try, ``same_gateway`` when paid where it was declined; an invoice not
+    recovered counts as ``impossible`` when a round of its payment failed because no gateway could
+    charge its method (``unreachable``: rounds per payment). ``last_rounds``: each payment's latest
+    round (the one that paid it, for a recovered invoice)."""
+    counts = dict.fromkeys(RECOVERY_ROUTES, 0)
+    for row in rows:
+        if not row["recovered"]:
+            if unreachable.get(row["payment"], 0):
+                counts[IMPOSSIBLE] += 1
+            continue
+        last = last_rounds.get(row["payment"])
+        if last is not None and last.attempts and last.attempts[-1][0] in last.via:
+            counts[VAULT] += 1
+        elif row["paid_by"] != row["gateway"]:
+            counts[DIRECT] += 1
+        else:
+            counts[SAME_GATEWAY] += 1
+    return counts
+
+
+def recovery_routes(*, invoice_ids: list[str]) -> dict[str, int]:
+    """``recoveries_count`` for the invoices ``invoice_ids``, from their stored rows (invoice
+    attempts, their payments' latest routing and failed rounds)."""
+    payment_of = dict(
+        Invoice.objects.filter(pk__in=invoice_ids).exclude(payment_id="").values_list("id", "payment_id")
+    )
+    rows = [
+        {**r, "payment": payment_of.get(r["invoice"], "")}
+        for r in failed_first_try_rows(invoice_ids=invoice_ids)
+    ]
+    payments = [r["payment"] for r in rows if r["payment"]]
+    return recoveries_count(
+        rows,
+        last_rounds=payment_rounds(payment_ids=payments),
+        unreachable=payments_unreachable_rounds(payment_ids=payments),
+    )
 
 
 def recovery_report(*, months: int = 12, now: datetime | None = None, invoice_ids=None) -> dict:

@@ -3,11 +3,15 @@ orders and slices them)."""
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 
 from django.db.models import Prefetch, QuerySet
 
 from apps.core.queries import filter_given
+from apps.ledger.selectors import events_query
+from apps.payments.failovers import CIRCUIT_OPEN, UNREACHABLE, RoundRows
 from apps.payments.models import (
     PaymentAttempt,
     PaymentIntent,
@@ -88,3 +92,49 @@ def payment_method_credential(*, method_id: str, gateway_account_id: int) -> dic
         method_id=method_id, gateway_account_id=gateway_account_id
     ).first()
     return found.credential if found is not None else None
+
+
+# --------------------------------------------------------------------------- failovers
+
+
+def payment_rounds(*, payment_ids: Iterable[str]) -> dict[str, RoundRows]:
+    """Each payment's latest confirmation round as its rows store it (``failovers.RoundRows``):
+    its attempts (the last ``len(routing["tried"])``: a new round starts its ``tried`` afresh),
+    those charged through a vault, the gateways skipped for an open breaker, and the error code
+    it failed with. Earlier rounds' routing is replaced by each confirmation; their attempts stay."""
+    ids = list(payment_ids)
+    attempts: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for attempt_id, intent_id, gateway in (
+        PaymentAttempt.objects.filter(intent_id__in=ids)
+        .order_by("intent_id", "number")
+        .values_list("id", "intent_id", "gateway_account__name")
+    ):
+        attempts[intent_id].append((attempt_id, gateway))
+    rounds = {}
+    for pid, routing, error in PaymentIntent.objects.filter(pk__in=ids).values_list(
+        "id", "routing", "last_error"
+    ):
+        routing, error = routing or {}, error or {}
+        tried = len(routing.get("tried") or [])
+        rounds[pid] = RoundRows(
+            attempts=tuple(attempts[pid][-tried:]) if tried else (),
+            via=frozenset(routing.get("via") or {}),
+            breaker_skipped=frozenset(
+                s.get("gateway", "")
+                for s in routing.get("skipped") or []
+                if isinstance(s, dict) and s.get("reason") == CIRCUIT_OPEN
+            ),
+            error_code=str(error.get("code") or ""),
+        )
+    return rounds
+
+
+def payments_unreachable_rounds(*, payment_ids: Iterable[str]) -> Counter[str]:
+    """How many confirmation rounds of each payment failed because no gateway could charge its
+    method (every round's ``PaymentFailed`` event says why, while its routing is replaced by the
+    next round)."""
+    return Counter(
+        events_query(type="PaymentFailed")
+        .filter(stream__in=list(payment_ids), payload__code=UNREACHABLE)
+        .values_list("stream", flat=True)
+    )

@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django_tenants.utils import tenant_context
 
-from apps.payments.models import GatewayAccount
+from apps.payments.models import GatewayAccount, PaymentIntent
 from tests.support import BASE, database_url_for_tests, fresh_marketplace
 
 pytestmark = pytest.mark.slow
@@ -71,8 +71,31 @@ def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(com
     assert report["by_gateway"]["secondary"] > 0
     assert report["unknown_resolved"] >= 1
     assert report["succeeded"] + report["failed"] + report["declined"] + report["requires_action"] == 120
+    # the methods mix one-off tokens and cards saved at primary only, at both, and vaulted
+    assert sum(report["methods"].values()) == 120
+    assert all(report["methods"][k] > 0 for k in ("one_off", "primary_only", "both", "vaulted"))
+    # with primary down, payments failed over directly, through the vault, or could not
+    failovers = report["failovers"]
+    assert failovers["direct"] > 0 and failovers["vault"] > 0 and failovers["impossible"] > 0
     with tenant_context(tenant):
         assert GatewayAccount.objects.get(name="primary").settings == {"latency_ms": {"p50": 1}}  # restored
+        # the counts are the rows': primary comes first, so every payment tried at secondary failed
+        # over to it, through the vault when its routing says so; the impossible ones failed unreachable
+        payments = PaymentIntent.objects.filter(metadata__simulation=7)
+        at_secondary = payments.filter(attempts__gateway_account__name="secondary").distinct()
+        vaulted = payments.filter(routing__has_key="via")
+        unreachable = payments.filter(last_error__code="payment_method_unreachable")
+        assert at_secondary.count() == failovers["direct"] + failovers["vault"]
+        assert vaulted.count() == failovers["vault"]
+        assert unreachable.count() == failovers["impossible"]
+        # only a card vaulted reaches secondary through the vault; only one saved at primary alone
+        # has nowhere else to go
+        assert {p.metadata["method"] for p in vaulted} == {"vaulted"}
+        assert {p.metadata["method"] for p in unreachable} == {"primary_only"}
+        assert all(
+            {"gateway": "secondary", "reason": "no credential and no vault route"} in p.routing["skipped"]
+            for p in unreachable
+        )
 
 
 @pytest.mark.parametrize(

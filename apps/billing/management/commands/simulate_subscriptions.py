@@ -16,6 +16,13 @@ some are foreign, some run out of funds (``insufficient_funds`` + ``try_again_la
 come back after a seeded number of days), some are lost/expired (``do_not_try_again``: a seeded
 share gives a new card after the dunning email), some always decline generically.
 
+Customers pay with a mix of methods (``apps/payments/simulation.py``): one-off test tokens, and
+cards saved (before the run, while every gateway is up) at ``primary`` only, at both, or at
+``primary`` with ``secondary`` reachable only through a vault. The report counts, from the stored
+rows (``apps/payments/failovers.py``, ``apps.billing.selectors.recovery_routes``), the failovers
+of each invoice's latest collection round and the dunning recoveries: direct, through the vault,
+at the same gateway, or impossible (no other gateway could charge the method).
+
 Each pass creates its own customers, product, price, tax rates and vendor named with a
 run-specific prefix; the gateways' settings and routing rules are restored afterwards, so the
 tenant stays usable. The ledger is sealed and verified at the end.
@@ -37,7 +44,7 @@ from django_tenants.utils import tenant_context
 
 from apps.billing.collection import billing_run
 from apps.billing.models import Invoice, InvoiceAttempt, Subscription
-from apps.billing.selectors import failed_first_try_rows
+from apps.billing.selectors import failed_first_try_rows, recovery_routes
 from apps.billing.services import (
     price_create,
     product_create,
@@ -49,7 +56,10 @@ from apps.customers.services import customer_create
 from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.config import mesh_config_changed
+from apps.payments.failovers import failovers_count
 from apps.payments.models import GatewayAccount, PaymentAttempt, RoutingRule, SimulatorCharge
+from apps.payments.selectors import payment_rounds
+from apps.payments.simulation import METHOD_MIX, simulation_method, vault_account_ensure
 from apps.tenants.cli import marketplace_named
 from apps.vendors.services import vendor_create
 
@@ -82,6 +92,9 @@ class Customer:
     behaviour: str
     start_day: int
     fix_after_days: int | None  # funds back / new card, counted from the first failure
+    customer_id: str = ""
+    method: str = ""  # what the subscription pays with: the card, or a method of ours saved from it
+    new_method: str = ""  # what it pays with once fixed
     sub_id: str = ""
     fixed: bool = False
     failed_at_day: int | None = None
@@ -101,6 +114,9 @@ class PassResult:
     collected: dict = field(default_factory=dict)
     recovered_amount: dict = field(default_factory=dict)
     subscriptions: Counter = field(default_factory=Counter)
+    methods: dict = field(default_factory=dict)
+    failovers: dict = field(default_factory=dict)
+    recoveries: dict = field(default_factory=dict)
 
 
 def _customers(rng: random.Random, n: int) -> list[Customer]:
@@ -116,8 +132,14 @@ def _customers(rng: random.Random, n: int) -> list[Customer]:
     return out
 
 
+def _counts(counts: dict) -> str:
+    """``{"direct": 3, "vault": 1}`` as ``direct 3, vault 1``."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
+
+
 class Command(BaseCommand):
     help = "Simulate months of subscription renewals and dunning through the payment mesh."
+    _order: list[str]  # the pass's routing order (``_configure``), which failovers are counted against
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
@@ -153,6 +175,7 @@ class Command(BaseCommand):
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:
             raise CommandError(f"this marketplace has no simulator gateway {missing[0]!r}")
+        vault_account_ensure()
         saved_settings = {name: dict(a.settings) for name, a in accounts.items()}
         saved_rules = {r.pk: (list(r.candidates), r.mode) for r in RoutingRule.objects.all()}
         run_id = secrets.token_hex(3)
@@ -190,6 +213,9 @@ class Command(BaseCommand):
             "recovered": cross.recovered,
             "recovery_rate": rate,
             "cross_gateway_recovered": cross.cross_gateway_recovered,
+            "methods": cross.methods,
+            "failovers": cross.failovers,
+            "recoveries": cross.recoveries,
             "recovered_amount": cross.recovered_amount,
             "collected": cross.collected,
             "attempts": cross.attempts,
@@ -202,6 +228,7 @@ class Command(BaseCommand):
                 "failed_first_try": same.failed_first_try,
                 "recovered": same.recovered,
                 "recovery_rate": same_rate,
+                "recoveries": same.recoveries,
                 "collected": same.collected,
                 "open_invoices": same.open_invoices,
                 "uncollectible_invoices": same.uncollectible,
@@ -221,6 +248,7 @@ class Command(BaseCommand):
             [{"gateway": "primary"}] if mode == "same" else [{"gateway": "primary"}, {"gateway": "secondary"}]
         )
         RoutingRule.objects.update(candidates=candidates, mode=RoutingRule.Mode.ORDERED)
+        self._order = [c["gateway"] for c in candidates]  # what a failover is counted against
         mesh_config_changed()
         for name in GATEWAYS:
             CircuitBreaker(name).reset()
@@ -238,6 +266,7 @@ class Command(BaseCommand):
         people = _customers(rng, n)
         days = (t0 + relativedelta(months=months) - t0).days
         outage_days = {d for d in range(days) if rng.random() < OUTAGE_DAY_SHARE}
+        kinds = rng.choices([k for k, _ in METHOD_MIX], weights=[w for _, w in METHOD_MIX], k=n)
         prefix = f"sim-{run_id}-{mode}"
         product = product_create(name=f"{prefix} plan")
         price = price_create(product_id=product.id, amounts=AMOUNTS, interval="month", nickname=prefix)
@@ -255,6 +284,14 @@ class Command(BaseCommand):
             ).id
             for cur in AMOUNTS
         }
+        # Cards are saved before the run, while every gateway is up (a save at a gateway that is
+        # down fails); the card a customer fixes theirs with is saved the same way.
+        for index, (person, kind) in enumerate(zip(people, kinds, strict=True)):
+            customer = customer_create(name=f"{prefix} {index}")
+            person.customer_id = customer.id
+            person.method = simulation_method(kind, token=person.card, customer=customer)
+            if person.fix_after_days is not None:
+                person.new_method = simulation_method(kind, token="pm_card_visa", customer=customer)
         sub_ids: list[str] = []
         secondary_down = False
         for day in range(days):
@@ -265,13 +302,12 @@ class Command(BaseCommand):
                 secondary_down = want_down
             for person in people:
                 if person.start_day == day:
-                    customer = customer_create(name=f"{prefix} {len(sub_ids)}")
                     tax = {"US": f"{jurisdiction}-US", "DE": f"{jurisdiction}-DE"}.get(person.country, "")
                     sub = subscription_create(
-                        customer_id=customer.id,
+                        customer_id=person.customer_id,
                         price_id=price.id,
                         currency=CURRENCY[person.country],
-                        payment_method=person.card,
+                        payment_method=person.method,
                         vendor_id=vendors[CURRENCY[person.country]],
                         tax_jurisdiction=tax,
                         metadata={"simulator_key": f"{seed}:{len(sub_ids)}"},
@@ -289,7 +325,7 @@ class Command(BaseCommand):
                         # funds came back (the next retry finds them) or a new card (retried at once)
                         subscription_payment_method_update(
                             subscription_id=person.sub_id,
-                            payment_method="pm_card_visa",
+                            payment_method=person.new_method,
                             now=now,
                             retry_now=person.behaviour == "replace",
                         )
@@ -304,7 +340,9 @@ class Command(BaseCommand):
                 )
         if secondary_down:
             self._secondary_down(False)
-        return self._measure(sub_ids)
+        out = self._measure(sub_ids)
+        out.methods = {kind: kinds.count(kind) for kind, _ in METHOD_MIX}
+        return out
 
     def _measure(self, sub_ids: list[str]) -> PassResult:
         out = PassResult()
@@ -335,6 +373,9 @@ class Command(BaseCommand):
         out.recovered_amount = dict(sorted(recovered_amount.items()))
         out.attempts = InvoiceAttempt.objects.filter(invoice_id__in=[i["id"] for i in invoices]).count()
         payment_of = {i["payment_id"]: i["id"] for i in invoices if i["payment_id"]}
+        rounds = payment_rounds(payment_ids=list(payment_of))
+        out.failovers = failovers_count(rounds.values(), order=self._order)
+        out.recoveries = recovery_routes(invoice_ids=[i["id"] for i in invoices])
         attempt_ids = dict(
             PaymentAttempt.objects.filter(intent_id__in=list(payment_of)).values_list("id", "intent_id")
         )
@@ -359,6 +400,9 @@ class Command(BaseCommand):
             f"failed first try           {report['failed_first_try']}",
             f"recovered by retries       {report['recovered']} ({report['cross_gateway_recovered']} at another gateway)",
             f"recovery rate              {report['recovery_rate']}",
+            f"recoveries by route        {_counts(report['recoveries'])}",
+            f"payment methods            {_counts(report['methods'])}",
+            f"failovers (latest rounds)  {_counts(report['failovers'])}",
             f"recovered amount           {report['recovered_amount']}",
             f"collected                  {report['collected']}",
             f"same-gateway only          {same['paid']} paid of {same['invoices']}, failed first try "

@@ -2,10 +2,14 @@
 [--outage GATEWAY:FRACTION] [--seed S] [--json]``
 
 Drives payments through the same service path the API uses, against the tenant's simulator
-gateways ``primary`` and ``secondary``, with a realistic mix of Stripe test cards. ``--outage
-primary:0.5`` takes that gateway down for the middle half of the run. Afterwards unknown
-outcomes are resolved, the ledger is sealed and verified, and the simulator's own charge records
-are counted per payment (never more than one)."""
+gateways ``primary`` and ``secondary``, with a realistic mix of Stripe test cards, paid with a mix
+of methods (``apps/payments/simulation.py``): one-off test tokens, and methods of ours saved at
+``primary`` only, at both, or at ``primary`` with ``secondary`` reachable only through a vault.
+``--outage primary:0.5`` takes that gateway down for the middle half of the run. Afterwards
+unknown outcomes are resolved, the ledger is sealed and verified, the simulator's own charge
+records are counted per payment (never more than one), and the failovers are counted from the
+payments' stored rows (``apps/payments/failovers.py``): direct, through the vault, or impossible
+(no other gateway could charge the method)."""
 
 from __future__ import annotations
 
@@ -23,9 +27,19 @@ from django.db import connection
 from django_tenants.utils import tenant_context
 from tqdm import tqdm
 
+from apps.customers.services import customer_create
 from apps.ledger.integrity import ledger_seal, ledger_verify
+from apps.payments.failovers import failovers_count
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
+from apps.payments.selectors import payment_rounds
 from apps.payments.services import gateway_account_update, payment_attempt_resolve, payment_intent_create
+from apps.payments.simulation import (
+    METHOD_MIX,
+    ONE_OFF,
+    simulation_method,
+    vault_account_ensure,
+    without_vault,
+)
 from apps.tenants.cli import marketplace_named
 
 # (payment method, weight): mostly good cards, some foreign, soft and hard declines, 3-D Secure,
@@ -78,6 +92,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report))
         else:
             for key, value in report.items():
+                if isinstance(value, dict):  # e.g. failovers: "direct 86, vault 36, impossible 20"
+                    value = ", ".join(f"{k} {v}" for k, v in value.items())
                 self.stdout.write(f"{key:<24} {value}")
         if not report["ledger_verified"] or report["max_charges_per_intent"] > 1:
             raise CommandError("the run broke an invariant (see above)")
@@ -103,10 +119,13 @@ class Command(BaseCommand):
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:
             raise CommandError(f"marketplace {tenant.schema_name!r} has no simulator gateway {missing[0]!r}")
+        vault_account_ensure()
         original = {name: dict(a.settings) for name, a in accounts.items()}
+        running = {name: without_vault(cfg) for name, cfg in original.items()}
         rng = random.Random(seed)  # a reproducible traffic mix, not security
         methods = rng.choices([m for m, _ in CARD_MIX], weights=[w for _, w in CARD_MIX], k=n)
         amounts = rng.choices(AMOUNTS, k=n)
+        kinds = rng.choices([k for k, _ in METHOD_MIX], weights=[w for _, w in METHOD_MIX], k=n)
         outage_range = None
         if outage:
             span = int(n * outage[1])
@@ -127,7 +146,7 @@ class Command(BaseCommand):
             with lock:
                 if want != state["down"]:
                     state["down"] = want
-                    settings = {**original[outage[0]], "down": True} if want else original[outage[0]]
+                    settings = {**running[outage[0]], "down": True} if want else running[outage[0]]
                     gateway_account_update(name=outage[0], settings=settings)
 
         def worker() -> None:
@@ -143,9 +162,10 @@ class Command(BaseCommand):
                         intent = payment_intent_create(
                             amount=amounts[i],
                             currency="usd",
-                            payment_method=methods[i],
+                            payment_method=pay_with[i],
+                            customer_id=customer_ids[i],
                             confirm=True,
-                            metadata={"simulation": seed, "index": i},
+                            metadata={"simulation": seed, "index": i, "method": kinds[i]},
                         )
                         latencies[i] = (time.perf_counter() - t0) * 1000
                         intent_ids[i] = intent.id
@@ -158,6 +178,10 @@ class Command(BaseCommand):
 
         started = time.perf_counter()
         try:
+            for name, cfg in running.items():
+                if cfg != original[name]:
+                    gateway_account_update(name=name, settings=cfg)
+            pay_with, customer_ids = self._methods_save(seed, methods, kinds)
             with ThreadPoolExecutor(max_workers=concurrency) as pool:
                 for future in [pool.submit(worker) for _ in range(concurrency)]:
                     future.result()
@@ -195,6 +219,7 @@ class Command(BaseCommand):
             .exclude(status="canceled")
             .values_list("attempt_id", flat=True)
         )
+        failovers = failovers_count(payment_rounds(payment_ids=intent_ids).values(), order=GATEWAYS)
         ledger_seal()
         verified = ledger_verify()
         q = statistics.quantiles(latencies, n=100) if n >= 2 else [latencies[0]] * 99
@@ -206,6 +231,8 @@ class Command(BaseCommand):
             "requires_action": statuses.get("requires_action", 0),
             "processing": statuses.get("processing", 0),
             "failed_over": failed_over,
+            "methods": {kind: kinds.count(kind) for kind, _ in METHOD_MIX},
+            "failovers": failovers,
             "unknown_resolved": len(unknown),
             "max_charges_per_intent": max(charges.values(), default=0),
             "ledger_verified": verified.ok,
@@ -219,3 +246,16 @@ class Command(BaseCommand):
             "outage": f"{outage[0]}:{outage[1]}" if outage else None,
             "seed": seed,
         }
+
+    @staticmethod
+    def _methods_save(seed: int, tokens: list[str], kinds: list[str]) -> tuple[list[str], list[str]]:
+        """What each payment is paid with, saved before the run (while every gateway is up):
+        its test token (one-off), or a method of ours saved from it for a customer of its own."""
+        pay_with, customer_ids = list(tokens), [""] * len(tokens)
+        for i, kind in enumerate(kinds):
+            if kind == ONE_OFF:
+                continue
+            customer = customer_create(name=f"simulate_traffic {seed} #{i}", metadata={"simulation": seed})
+            pay_with[i] = simulation_method(kind, token=tokens[i], customer=customer)
+            customer_ids[i] = customer.pk
+        return pay_with, customer_ids
