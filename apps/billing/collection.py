@@ -233,6 +233,7 @@ def _claim(
                         description=f"Invoice {inv.number}",
                         metadata={"invoice": inv.id, "subscription": sub.id, **_simulator_key(sub, inv)},
                         off_session=True,
+                        recurring=True,
                         splits=[{"vendor": sub.vendor_id, "share": "1"}] if sub.vendor_id else None,
                     )
                 inv.payment_id = intent.id
