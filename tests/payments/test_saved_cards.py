@@ -292,3 +292,15 @@ def test_on_session_authentication_stays_a_challenge(mesh):
 
     assert intent.status == "requires_action"
     assert intent.attempts.get().status == "requires_action"  # waiting at the gateway
+
+
+def test_the_apis_save_is_keyed_by_the_new_methods_id_and_keeps_the_network_id(mesh):
+    jenny = customer_create(email="jenny@example.com")
+
+    method, created = payment_method_create(gateway="primary", token="pm_card_visa", customer=jenny)
+
+    reference = credentials(method)["primary"]
+    key = f"{method.pk}:save:primary"  # what the gateway was sent: a retried save saves once
+    again = simulator().save_method(token="pm_card_visa", customer_reference=jenny.pk, idempotency_key=key)
+    assert created and again.reference == reference
+    assert method.network_transaction_id == network_transaction_id_for(reference)
