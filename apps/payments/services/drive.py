@@ -399,11 +399,11 @@ def _answer_apply(
         GatewayStatus.CAPTURED,
         GatewayStatus.AUTHORIZED,
     ):
-        spec = _answer_charged(intent, attempt, account, result)
-        # The card the charge saved becomes the customer's method (no processor call: the rows
-        # are the payment method's, locked after the payment's); it never undoes the charge.
+        # The card the charge saved becomes the customer's method (no processor call; the method
+        # is locked after the payment and attempt, before a split's rows): it never undoes the
+        # charge.
         payment_saved_method_keep(intent, account, result.saved, result.network_transaction_id)
-        return "done", [spec]
+        return "done", [_answer_charged(intent, attempt, account, result)]
     if result.outcome == Outcome.REQUIRES_ACTION:
         return "done", [_answer_requires_action(intent, attempt, result)]
     if result.outcome in (Outcome.DECLINED_SOFT, Outcome.DECLINED_HARD):
