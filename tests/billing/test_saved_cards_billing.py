@@ -70,7 +70,7 @@ def test_a_renewal_declined_at_one_gateway_is_recovered_at_another_with_the_netw
     assert credentials(method) == {"primary", "secondary"}
     assert method.network_transaction_id == network_id  # the first customer-initiated charge's
     sub = subscription_create(
-        customer_id=method.customer_id,
+        customer_id=str(method.customer_id),
         price_id=monthly_price().id,
         currency="usd",
         payment_method=method.pk,
@@ -100,7 +100,7 @@ def test_a_renewal_is_recovered_through_the_vault_once_and_the_credential_stored
     method, network_id = saved_by_a_first_payment()
     assert credentials(method) == {"primary"}
     sub = subscription_create(
-        customer_id=method.customer_id,
+        customer_id=str(method.customer_id),
         price_id=monthly_price().id,
         currency="usd",
         payment_method=method.pk,
