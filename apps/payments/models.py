@@ -308,6 +308,10 @@ class SimulatorAction(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     payment_method = models.CharField(max_length=255, blank=True)
     capture = models.BooleanField(default=True)
+    # The request asked to save the card (``setup_future_usage``) for this customer reference: the
+    # charge made when the customer completes the action saves it.
+    save_card = models.BooleanField(default=False)
+    customer_reference = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -23,6 +23,8 @@ from apps.payments.models import (
 )
 from apps.payments.services import (
     PaymentError,
+    payment_attempt_apply_gateway_truth,
+    payment_attempt_resolve,
     payment_confirm,
     payment_intent_create,
     payment_saved_method_record,
@@ -304,3 +306,41 @@ def test_the_apis_save_is_keyed_by_the_new_methods_id_and_keeps_the_network_id(m
     again = simulator().save_method(token="pm_card_visa", customer_reference=jenny.pk, idempotency_key=key)
     assert created and again.reference == reference
     assert method.network_transaction_id == network_transaction_id_for(reference)
+
+
+def test_a_card_saved_by_a_charge_whose_answer_was_lost_is_saved_when_resolved(mesh):
+    # given a payment saving the card whose answer is lost after the charge (and the save) happened
+    jenny = customer_create(email="jenny@example.com")
+    intent = pay("pm_sim_timeout_after_charge", customer_id=jenny.pk, setup_future_usage="off_session")
+    assert intent.status == "processing" and intent.saved_payment_method == ""
+
+    # when the resolver looks the charge up
+    payment_attempt_resolve(attempt_id=f"{intent.id}_1")
+
+    # then the payment succeeded and the card the charge saved is the customer's method
+    intent.refresh_from_db()
+    charged = SimulatorCharge.objects.get(attempt_id=f"{intent.id}_1")
+    assert intent.status == "succeeded" and intent.saved_payment_method.startswith("paym_")
+    method = PaymentMethod.objects.get(pk=intent.saved_payment_method)
+    assert credentials(method) == {"primary": charged.saved_token}
+    assert method.network_transaction_id == network_transaction_id_for(charged.reference)
+
+
+def test_a_card_saved_by_a_charge_the_customer_authenticated_is_saved_then(mesh):
+    # given a payment saving a card that asks for 3-D Secure, the customer on session
+    jenny = customer_create(email="jenny@example.com")
+    intent = pay("pm_card_authenticationRequired", customer_id=jenny.pk, setup_future_usage="off_session")
+    assert intent.status == "requires_action" and not SimulatorToken.objects.exists()
+
+    # when the customer completes the challenge and the processor's news is applied
+    news = simulator().action_complete(attempt_id=f"{intent.id}_1")
+    payment_attempt_apply_gateway_truth(attempt_id=f"{intent.id}_1", result=news)
+
+    # then the card the authenticated charge saved is the customer's method
+    intent.refresh_from_db()
+    assert intent.status == "succeeded"
+    method = PaymentMethod.objects.get(pk=intent.saved_payment_method)
+    charged = SimulatorCharge.objects.get(attempt_id=f"{intent.id}_1")
+    assert method.customer_id == jenny.pk and method.last4 == "3184"
+    assert credentials(method) == {"primary": charged.saved_token}
+    assert method.network_transaction_id == network_transaction_id_for(charged.reference)

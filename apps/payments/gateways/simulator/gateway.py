@@ -175,6 +175,8 @@ class SimulatorGateway:
                         "currency": request.currency,
                         "payment_method": request.payment_method,
                         "capture": request.capture,
+                        "save_card": bool(request.setup_future_usage),
+                        "customer_reference": request.customer_reference or "",
                     },
                 )
             return self._action_result(action)
@@ -386,6 +388,7 @@ class SimulatorGateway:
                         currency=action.currency,
                         payment_method=action.payment_method,
                         capture=action.capture,
+                        save_for=action.customer_reference if action.save_card else None,
                     )
         charge = SimulatorCharge.objects.filter(account=self.account, attempt_id=attempt_id).first()
         return self._result_for(charge) if charge is not None else self._action_result(action)
