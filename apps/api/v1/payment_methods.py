@@ -64,14 +64,13 @@ class PaymentMethodOut(serializers.Serializer):
     gateways = CredentialOut(source="credentials.all", many=True)
     has_network_transaction_id = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
+    created = TimestampField(source="created_at")
 
     def get_has_network_transaction_id(self, method) -> bool:
         """Whether merchant-initiated charges (renewals, dunning) carry the network transaction id
         of the card's first customer-initiated charge; the id itself is the networks' and ours to
         pass on, not shown."""
         return bool(method.network_transaction_id)
-
-    created = TimestampField(source="created_at")
 
 
 class PaymentMethodCreateIn(serializers.Serializer):
