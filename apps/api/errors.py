@@ -29,13 +29,20 @@ class ApiError(exceptions.APIException):
         self.param = param
 
 
+# An issuer refusing a card (saving it): Stripe's 402 card_error.
+CARD_ERROR_CODES = frozenset({"card_declined", "authentication_required"})
+
+
 def payment_error(exc: PaymentError | MoneyError) -> ApiError:
     """A payment service's refusal, as an API error. Bad input (it names a param) is 400; a request
-    the payment's current state does not allow is 409; a gateway refusing a capture or cancel is 422."""
+    the payment's current state does not allow is 409; a gateway refusing a capture or cancel is
+    422; the issuer refusing the card (e.g. when saving it) is 402 ``card_error``."""
     code = getattr(exc, "code", "parameter_invalid")
     param = getattr(exc, "param", None)
     if isinstance(exc, MoneyError):
         param = "currency" if "currency" in str(exc) else "amount"
+    if code in CARD_ERROR_CODES:
+        return ApiError(402, "card_error", code, str(exc), param)
     if param is not None:
         status_code = 400
     elif code.endswith("_unexpected_state"):

@@ -15,6 +15,12 @@ what is due and makes the due invoice attempts; it is safe to run twice at once:
   transaction open, and the outcome is settled in another. A crash in between leaves the attempt
   ``processing``; when the lease ends the next run resumes it from what the payment says.
 
+Every invoice payment is a merchant-initiated charge (``off_session``, ``recurring``): a method of
+ours carries the network transaction id of its first customer-initiated charge to whichever
+gateway charges it. A card whose issuer wants the customer to authenticate leaves the payment in
+``requires_action`` (an attempt failed with ``authentication_required``, retried on the schedule:
+the payment is confirmed again from there).
+
 Dunning follows the marketplace's ``DunningPolicy`` by the schedule in ``dunning`` (its one home):
 attempt n+1 on day ``schedule_days[n-1]`` after the first, not sooner than ``advice_wait_hours``
 after ``try_again_later`` (or the decline table's "retry later"), no automatic retries after
@@ -233,6 +239,7 @@ def _claim(
                         description=f"Invoice {inv.number}",
                         metadata={"invoice": inv.id, "subscription": sub.id, **_simulator_key(sub, inv)},
                         off_session=True,
+                        recurring=True,
                         splits=[{"vendor": sub.vendor_id, "share": "1"}] if sub.vendor_id else None,
                     )
                 inv.payment_id = intent.id

@@ -7,15 +7,18 @@ The order, within a transaction:
 2. its attempts (``PaymentAttempt``), by number: ``lock_attempts``, or one with its payment:
    ``lock_attempt`` (one statement locking the payment, then the attempt);
 3. its refunds (``Refund``): ``lock_refund`` (the payment, then the refund);
-4. rows of other apps that the payment's writes reach through hooks (a split payment's plan and
+4. the payment methods a charge's answer writes (the card it saved for the customer,
+   ``lock_customer_card``; the network transaction id kept on the method it charged,
+   ``lock_payment_method``), in a savepoint; nothing that locks a method locks a payment after it;
+5. rows of other apps that the payment's writes reach through hooks (a split payment's plan and
    transfers, ``apps.payments.hooks``), then the ledger's balances, which recording the events
    locks last, just before the commit.
 
 Rows changed on their own, never together with their payment's, are locked alone: a late charge
 being reversed (``lock_late_charge``), a dispute being closed (``lock_dispute``), an inbound
 notification being claimed for processing (``lock_inbound_event``, released before it is applied), a
-saved payment method being attached or detached (``lock_payment_method``; a customer's method with
-the same card: ``lock_customer_card``). Rows read along
+saved payment method being saved, attached or detached (``lock_payment_method``; a customer's method
+with the same card: ``lock_customer_card``). Rows read along
 (an attempt's gateway account, a refund's attempt) are never locked. Nothing in payments takes
 ``select_for_update`` outside this module (the simulator gateway, which stands for a processor,
 keeps its own).

@@ -109,6 +109,10 @@ class DeclineRule(models.Model):
         return f"{self.gateway_kind}/{self.code}/{self.advice_code} -> {self.action}"
 
 
+# A card saved while charging it is for later charges without the customer, or with them.
+SETUP_FUTURE_USAGES = ("off_session", "on_session")
+
+
 class PaymentIntent(models.Model):
     class Status(models.TextChoices):
         REQUIRES_CONFIRMATION = "requires_confirmation"
@@ -141,11 +145,14 @@ class PaymentIntent(models.Model):
     setup_future_usage = models.CharField(
         max_length=20,
         blank=True,
-        choices=[("off_session", "off_session"), ("on_session", "on_session")],
+        choices=[(usage, usage) for usage in SETUP_FUTURE_USAGES],
         help_text="save the card for later use while charging it (needs a customer)",
     )
     saved_payment_method = models.CharField(
         max_length=40, blank=True, help_text="the payment method of ours this charge saved (paym_...)"
+    )
+    recurring = models.BooleanField(
+        default=False, help_text="a scheduled charge of a subscription (billing's invoices)"
     )
     has_splits = models.BooleanField(default=False, help_text="a split plan goes with it (vendors)")
     amount_capturable = models.BigIntegerField(default=0)
@@ -273,6 +280,11 @@ class SimulatorCharge(models.Model):
     status = models.CharField(max_length=20)  # authorized, captured, canceled
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    # What the request said of the customer's presence, the network transaction id it passed
+    # (a merchant-initiated charge's link to the first one), and the token the charge saved.
+    off_session = models.BooleanField(default=False)
+    network_transaction_id_passed = models.CharField(max_length=100, blank=True)
+    saved_token = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -296,6 +308,10 @@ class SimulatorAction(models.Model):
     currency = models.CharField(max_length=3, blank=True)
     payment_method = models.CharField(max_length=255, blank=True)
     capture = models.BooleanField(default=True)
+    # The request asked to save the card (``setup_future_usage``) for this customer reference: the
+    # charge made when the customer completes the action saves it.
+    save_card = models.BooleanField(default=False)
+    customer_reference = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -86,6 +86,14 @@ def payment_method_gateways(*, method_id: str) -> set[str]:
     )
 
 
+def payment_method_network_transaction_id(*, method_id: str) -> str | None:
+    """The network transaction id of the method's first customer-initiated charge, or None."""
+    found = (
+        PaymentMethod.objects.filter(pk=method_id).values_list("network_transaction_id", flat=True).first()
+    )
+    return found or None
+
+
 def payment_method_credential(*, method_id: str, gateway_account_id: int) -> dict | None:
     """The method's credential at that gateway account (decrypted), or None."""
     found = PaymentMethodCredential.objects.filter(

@@ -3,7 +3,9 @@ with one of our methods, routing skips shown on the payment."""
 
 from __future__ import annotations
 
+from apps.api.errors import payment_error
 from apps.payments.models import PaymentMethodCredential
+from apps.payments.services import PaymentError
 from tests.api.conftest import pay
 from tests.payments.conftest import configure
 
@@ -168,3 +170,69 @@ def test_a_customer_that_does_not_exist_is_a_400_naming_the_parameter(api):
         error = response.json()["error"]
         assert (error["code"], error["param"]) == ("resource_missing", "customer")
         assert error["message"] == "No such customer: 'cus_missing'"
+
+
+# --------------------------------------------------------------------------- saving while paying
+
+
+def test_a_payment_saves_the_card_for_its_customer_and_a_second_finds_it(api):
+    cus = customer(api)
+
+    first = pay(api, customer=cus, setup_future_usage="off_session")
+    second = pay(api, customer=cus, setup_future_usage="on_session")
+
+    assert first["status"] == "succeeded" and first["setup_future_usage"] == "off_session"
+    assert first["saved_payment_method"].startswith("paym_")
+    assert second["setup_future_usage"] == "on_session"
+    assert second["saved_payment_method"] == first["saved_payment_method"]  # same card, same method
+    method = api.get(f"/api/v1/payment_methods/{first['saved_payment_method']}").json()
+    assert method["customer"] == cus and method["card"]["last4"] == "4242"
+    assert [g["gateway"] for g in method["gateways"]] == ["primary"]
+    assert method["has_network_transaction_id"] is True
+    assert api.get(f"/api/v1/payments/{first['id']}").json()["saved_payment_method"] == method["id"]
+    # later charged with the saved method, off the customer's session it needs no card again
+    later = pay(api, customer=cus, payment_method=method["id"])
+    assert later["status"] == "succeeded" and later["saved_payment_method"] is None
+
+
+def test_a_payment_without_saving_shows_null_fields(api):
+    body = pay(api)
+    assert body["setup_future_usage"] is None and body["saved_payment_method"] is None
+
+
+def test_setup_future_usage_is_validated(api):
+    cus = customer(api)
+    base = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+
+    unknown = api.post("/api/v1/payments", {**base, "customer": cus, "setup_future_usage": "forever"})
+    no_customer = api.post("/api/v1/payments", {**base, "setup_future_usage": "off_session"})
+
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "setup_future_usage"
+    assert no_customer.status_code == 400
+    assert no_customer.json()["error"]["param"] == "setup_future_usage"
+    assert api.get("/api/v1/payments").json()["data"] == []  # nothing created
+
+
+def test_the_schema_declares_the_saving_fields(api):
+    spec = api.client.get("/api/v1/schema/", {"format": "json"}).json()
+    schemas = spec["components"]["schemas"]
+
+    def named(ref: dict) -> dict:
+        return schemas[ref["$ref"].split("/")[-1]]
+
+    request = spec["paths"]["/api/v1/payments"]["post"]["requestBody"]["content"]["application/json"]
+    usage = named(request["schema"])["properties"]["setup_future_usage"]
+    assert set(named(usage["allOf"][0])["enum"]) == {"off_session", "on_session"}
+    assert {"setup_future_usage", "saved_payment_method"} <= set(schemas["PaymentOut"]["properties"])
+    assert schemas["PaymentMethodOut"]["properties"]["has_network_transaction_id"]["type"] == "boolean"
+    assert "402" in spec["paths"]["/api/v1/payment_methods"]["post"]["responses"]
+
+
+def test_an_issuer_refusing_to_save_a_card_is_a_402_card_error():
+    for code in ("card_declined", "authentication_required"):
+        error = payment_error(PaymentError("the card was declined", code=code, param=None))
+        assert (error.status_code, error.type, error.error_code) == (402, "card_error", code)
+    assert (
+        payment_error(PaymentError("no such token", code="resource_missing", param="token")).status_code
+        == 400
+    )

@@ -1,6 +1,7 @@
 """Payment methods (``paym_...``): save a processor's token at a gateway account, retrieve, list
 (all, or a customer's), attach to and detach from a customer. A method's credentials are shown
-masked: which gateway accounts can charge it, never the references themselves."""
+masked: which gateway accounts can charge it, never the references themselves; its network
+transaction id only as whether it has one."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from apps.api.fields import BlankAsNullField, ConstantField, MetadataField, Time
 from apps.api.idempotency import idempotent
 from apps.api.pagination import cursor_paginate, list_body
 from apps.api.v1.common import (
+    ERROR,
     ERRORS,
     LIST_PARAMETERS,
     ApiView,
@@ -60,8 +62,15 @@ class PaymentMethodOut(serializers.Serializer):
     customer = BlankAsNullField(source="customer_id")
     card = CardOut(source="*")
     gateways = CredentialOut(source="credentials.all", many=True)
+    has_network_transaction_id = serializers.SerializerMethodField()
     metadata = serializers.DictField(child=serializers.CharField())
     created = TimestampField(source="created_at")
+
+    def get_has_network_transaction_id(self, method) -> bool:
+        """Whether merchant-initiated charges (renewals, dunning) carry the network transaction id
+        of the card's first customer-initiated charge; the id itself is the networks' and ours to
+        pass on, not shown."""
+        return bool(method.network_transaction_id)
 
 
 class PaymentMethodCreateIn(serializers.Serializer):
@@ -110,9 +119,11 @@ class PaymentMethodListView(ApiView):
     @extend_schema(
         operation_id="payment_methods_create",
         request=PaymentMethodCreateIn,
-        responses={200: PaymentMethodOut, 201: PaymentMethodOut, **ERRORS},
+        responses={200: PaymentMethodOut, 201: PaymentMethodOut, 402: ERROR, **ERRORS},
         examples=[PAYMENT_METHOD_EXAMPLE],
-        description="Saves the token at the gateway account, which answers its own credential. "
+        description="Saves the token at the gateway account, which answers its own credential "
+        "(with the customer's consent to later merchant-initiated charges; an issuer refusing the "
+        "card answers 402 card_error, card_declined or authentication_required). "
         "The same card saved again for the same customer (same fingerprint) answers 200 with the "
         "method already there, the gateway's credential added to it.",
     )

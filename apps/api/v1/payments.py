@@ -36,7 +36,7 @@ from apps.api.v1.common import (
 )
 from apps.customers.selectors import customer_get
 from apps.payments import selectors
-from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
+from apps.payments.models import SETUP_FUTURE_USAGES, PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     OperationStillPending,
     payment_cancel,
@@ -160,6 +160,12 @@ class PaymentOut(serializers.Serializer):
     last_error = LastErrorField()
     next_action = EmptyAsNullObjectField()
     routing = RoutingField()
+    setup_future_usage = BlankAsNullField(
+        help_text="off_session or on_session: the card is saved for the customer while charging it"
+    )
+    saved_payment_method = BlankAsNullField(
+        help_text="the payment method (paym_...) this payment saved for its customer, once it succeeded"
+    )
     created = TimestampField(source="created_at")
     attempts = AttemptsField(source="*")
     splits = serializers.SerializerMethodField()
@@ -193,6 +199,13 @@ class PaymentCreateIn(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     metadata = MetadataField(required=False)
+    setup_future_usage = serializers.ChoiceField(
+        choices=SETUP_FUTURE_USAGES,
+        required=False,
+        help_text="save the card for the customer while charging it (needs customer): off_session "
+        "for later charges without them (renewals), on_session for later checkouts; the payment's "
+        "saved_payment_method names it once it succeeded",
+    )
     splits = serializers.ListField(
         child=serializers.JSONField(),
         required=False,
@@ -370,6 +383,9 @@ class PaymentListView(ApiView):
                     "metadata": {},
                     "last_error": None,
                     "next_action": None,
+                    "routing": {"skipped": []},
+                    "setup_future_usage": None,
+                    "saved_payment_method": None,
                     "created": 1767225600,
                     "attempts": ["pay_3kTm9x2QyR7bLw1ZpE4vNc8a_1"],
                 },

@@ -35,6 +35,7 @@ from apps.payments.services.errors import (
     PaymentError,
 )
 from apps.payments.services.late_charges import late_charge_notify, payment_late_charge_reverse
+from apps.payments.services.methods import payment_saved_method_record
 from apps.payments.services.operations import (
     REFUND_REPLAY_WINDOW,
     payment_cancel,
@@ -107,6 +108,7 @@ __all__ = [
     "payment_refund",
     "payment_refund_apply_gateway_truth",
     "payment_refund_record_external",
+    "payment_saved_method_record",
     "payments_defaults_install",
     "payments_reconcile",
     "refund_execute",

@@ -24,7 +24,7 @@ from apps.payments.gateways.base import GatewayStatus
 from apps.payments.hooks import SplitPlanRejected, splits_hooks
 from apps.payments.locks import lock_attempt, lock_intent
 from apps.payments.methods import TEST_METHODS, card_details, is_payment_method_id
-from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent
+from apps.payments.models import SETUP_FUTURE_USAGES, GatewayAccount, PaymentAttempt, PaymentIntent
 from apps.payments.selectors import payment_method_get
 from apps.payments.services.drive import attempt_start, attempt_start_next, attempts_run
 from apps.payments.services.errors import PaymentError
@@ -94,6 +94,24 @@ def _check_payment_method(token: str) -> None:
     raise PaymentError(f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method")
 
 
+def _check_setup_future_usage(value: str | None, *, customer_id: str) -> None:
+    """Saving the card needs a customer to save it for, and one of the two usages."""
+    if not value:
+        return
+    if value not in SETUP_FUTURE_USAGES:
+        raise PaymentError(
+            f"setup_future_usage must be one of {', '.join(SETUP_FUTURE_USAGES)}",
+            code="parameter_invalid",
+            param="setup_future_usage",
+        )
+    if not customer_id:
+        raise PaymentError(
+            "setup_future_usage needs a customer: the card is saved as the customer's payment method",
+            code="parameter_invalid",
+            param="setup_future_usage",
+        )
+
+
 def _split_plan(splits: object, *, amount: int, currency: str) -> object:
     """The payment's split plan, validated by the app that splits payments (``apps.payments.hooks``)
     before anything is written. Raises PaymentError."""
@@ -126,12 +144,18 @@ def payment_intent_create(
     description: str = "",
     metadata: dict | None = None,
     off_session: bool = False,
+    recurring: bool = False,
+    setup_future_usage: str | None = None,
     card: dict | None = None,
     confirm: bool = False,
     splits: list | None = None,
 ) -> PaymentIntent:
     """Create a payment (and confirm it when asked), with a split plan across vendors when
-    ``splits`` is given. Raises PaymentError for bad input; then nothing is charged."""
+    ``splits`` is given. ``off_session``: the customer is not there (merchant-initiated);
+    ``recurring``: a scheduled charge of a subscription (billing's invoices);
+    ``setup_future_usage`` ("off_session" or "on_session", needs a customer): save the card for
+    later while charging it (``saved_payment_method`` names the method once it succeeded). Raises
+    PaymentError for bad input; then nothing is charged."""
     try:
         amount = require_amount(amount)
         currency = normalize_currency(currency)
@@ -147,6 +171,7 @@ def payment_intent_create(
         raise PaymentError(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
         )
+    _check_setup_future_usage(setup_future_usage, customer_id=customer_id)
     plan = None if splits is None else _split_plan(splits, amount=amount, currency=currency)
     intent = PaymentIntent(
         id=new_id("pay_"),
@@ -158,6 +183,8 @@ def payment_intent_create(
         description=description,
         metadata=metadata or {},
         off_session=off_session,
+        recurring=recurring,
+        setup_future_usage=setup_future_usage or "",
         card=card or method_card,
         has_splits=plan is not None,
     )

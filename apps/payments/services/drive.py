@@ -27,10 +27,14 @@ from apps.payments.locks import lock_attempt, lock_intent
 from apps.payments.methods import is_payment_method_id
 from apps.payments.models import DeclineRule, GatewayAccount, PaymentAttempt, PaymentIntent
 from apps.payments.routing import NO_CREDENTIAL, Decision, route
-from apps.payments.selectors import payment_method_credential, payment_method_gateways
+from apps.payments.selectors import (
+    payment_method_credential,
+    payment_method_gateways,
+    payment_method_network_transaction_id,
+)
 from apps.payments.services.late_charges import gateway_money_taken, late_charge_found
 from apps.payments.services.ledger_events import record_events
-from apps.payments.services.methods import payment_method_credential_store
+from apps.payments.services.methods import payment_method_credential_store, payment_saved_method_keep
 from apps.payments.services.schedules import (
     CONTINUE_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
@@ -46,6 +50,9 @@ from apps.payments.statemachine import attempt_to, intent_to
 
 log = logging.getLogger(__package__)  # one logger for the package, as when it was one module
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
+
+# The issuer's answer to a merchant-initiated charge that needs the customer (Stripe's code).
+AUTHENTICATION_REQUIRED = "authentication_required"
 
 # Closed by us as "nothing was charged": money appearing on one later is a late charge.
 _CLOSED_UNCHARGED = (AS.FAILED, AS.DECLINED, AS.CANCELED)
@@ -205,14 +212,22 @@ def _skips_record(intent: PaymentIntent, decision: Decision) -> bool:
 
 def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequest:
     """What attempt ``attempt`` asks its gateway (the same request every time it is sent). When
-    the payment's method is ours, the gateway is sent its own credential for it."""
-    payment_method, credential = intent.payment_method, None
+    the payment's method is ours, the gateway is sent its own credential for it and, on a
+    merchant-initiated charge, the network transaction id of the method's first
+    customer-initiated charge (from whichever processor). A one-off token is saved by the charge
+    when the payment asks ``setup_future_usage`` (a method of ours is saved already: the
+    payment only records the customer's consent)."""
+    payment_method, credential, network_transaction_id = intent.payment_method, None, None
+    setup_future_usage = intent.setup_future_usage or None
     if is_payment_method_id(payment_method):
         credential = payment_method_credential(
             method_id=payment_method, gateway_account_id=attempt.gateway_account_id
         )
         # None only if the credential went away after routing: the gateway then refuses our id.
         payment_method = (credential or {}).get("reference", payment_method)
+        setup_future_usage = None
+        if intent.off_session:
+            network_transaction_id = payment_method_network_transaction_id(method_id=intent.payment_method)
     return ChargeRequest(
         attempt_id=attempt.id,
         amount=intent.amount,
@@ -223,6 +238,9 @@ def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequ
         customer_reference=intent.customer_id or None,
         description=intent.description,
         off_session=intent.off_session,
+        recurring=intent.recurring,
+        setup_future_usage=setup_future_usage,
+        network_transaction_id=network_transaction_id,
         metadata={"payment": intent.id, **_simulator_key(intent, attempt)},
     )
 
@@ -314,6 +332,7 @@ _INTENT_RESULT_FIELDS = (
     "amount_capturable",
     "next_action",
     "last_error",
+    "saved_payment_method",
 )
 
 
@@ -380,6 +399,10 @@ def _answer_apply(
         GatewayStatus.CAPTURED,
         GatewayStatus.AUTHORIZED,
     ):
+        # The card the charge saved becomes the customer's method (no processor call; the method
+        # is locked after the payment and attempt, before a split's rows): it never undoes the
+        # charge.
+        payment_saved_method_keep(intent, account, result.saved, result.network_transaction_id)
         return "done", [_answer_charged(intent, attempt, account, result)]
     if result.outcome == Outcome.REQUIRES_ACTION:
         return "done", [_answer_requires_action(intent, attempt, result)]
@@ -429,9 +452,12 @@ def _answer_declined(
     result: GatewayResult,
     config: MeshConfig,
 ) -> tuple[str, list[EventSpec]]:
-    """A decline: the decline table says fail over, or stop (the payment fails)."""
+    """A decline: the decline table says fail over, or stop (the payment fails); off-session, an
+    issuer asking for authentication leaves the payment waiting for the customer."""
     attempt_to(attempt, AS.DECLINED)
     specs = [events.attempt_declined(intent, attempt)]
+    if intent.off_session and attempt.decline_code == AUTHENTICATION_REQUIRED:
+        return "done", [*specs, _answer_authentication_required(intent, attempt)]
     action, why = declines.decline_action(
         gateway_kind=account.kind,
         outcome=result.outcome,
@@ -454,6 +480,25 @@ def _answer_declined(
     intent_to(intent, IS.FAILED)
     specs.append(events.payment_failed(intent, attempt=attempt, action=action))
     return "done", specs
+
+
+def _answer_authentication_required(intent: PaymentIntent, attempt: PaymentAttempt) -> EventSpec:
+    """A merchant-initiated charge the issuer will only take with the customer authenticating:
+    no other gateway can give that (it is the customer's to give), so there is no failover. The
+    payment waits in ``requires_action`` (nothing is open at the gateway: the attempt is
+    declined) until it is confirmed again, with the customer there or by dunning's next retry;
+    ``payment.requires_action`` tells the storefront."""
+    intent_to(intent, IS.REQUIRES_ACTION)
+    intent.next_action = {"type": "authenticate", "reason": AUTHENTICATION_REQUIRED}
+    intent.last_error = {
+        "type": "card_error",
+        "code": AUTHENTICATION_REQUIRED,
+        "decline_code": attempt.decline_code,
+        "advice_code": attempt.advice_code,
+        "message": attempt.message,
+        "attempt": attempt.id,
+    }
+    return events.attempt_requires_action(intent, attempt)
 
 
 def _answer_gateway_error(intent: PaymentIntent, attempt: PaymentAttempt) -> EventSpec:

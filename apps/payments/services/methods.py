@@ -1,21 +1,34 @@
 """Payment methods of ours (``paym_...``): saved from a processor's token at one gateway account
-(which answers its own credential for it), recognised by fingerprint when the same card is saved
+(which answers its own credential for it), or by a charge that asked ``setup_future_usage``
+(``payment_method_from_saved``, both ways), recognised by fingerprint when the same card is saved
 again for a customer (the gateway's credential is then added to the method already there),
-attached to and detached from customers.
+attached to and detached from customers. A method keeps the network transaction id of its first
+customer-initiated charge, passed on its merchant-initiated ones.
 
 The gateway is called with no transaction open; what it answered is written in one transaction.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict, replace
+
 from django.db import IntegrityError, transaction
 
+from apps.core.crypto import decrypt_json, encrypt_json
+from apps.core.durable import durable_enqueue
 from apps.customers.models import Customer
 from apps.payments.config import mesh_config
-from apps.payments.gateways.base import SavedMethod
-from apps.payments.locks import lock_customer_card, lock_payment_method
+from apps.payments.gateways.base import CardInfo, SavedMethod
+from apps.payments.locks import lock_customer_card, lock_intent, lock_payment_method
 from apps.payments.methods import is_payment_method_id
-from apps.payments.models import GatewayAccount, PaymentMethod, PaymentMethodCredential
+from apps.payments.models import (
+    GatewayAccount,
+    PaymentIntent,
+    PaymentMethod,
+    PaymentMethodCredential,
+    new_payment_method_id,
+)
 from apps.payments.services.errors import PaymentError
 from apps.payments.services.setup import gateway_client
 
@@ -25,7 +38,16 @@ __all__ = [
     "payment_method_create",
     "payment_method_credential_store",
     "payment_method_detach",
+    "payment_method_from_saved",
+    "payment_method_network_transaction_id_keep",
+    "payment_saved_method_keep",
+    "payment_saved_method_record",
 ]
+
+log = logging.getLogger(__package__)
+
+# What a processor answers when the issuer refuses to save the card: a card error, not bad input.
+CARD_ERRORS = frozenset({"card_declined", "authentication_required"})
 
 
 def _gateway_account(name: str) -> GatewayAccount:
@@ -35,7 +57,9 @@ def _gateway_account(name: str) -> GatewayAccount:
     return account
 
 
-def _saved_at(account: GatewayAccount, token: str, customer: Customer | None) -> SavedMethod:
+def _saved_at(
+    account: GatewayAccount, token: str, customer: Customer | None, *, idempotency_key: str
+) -> SavedMethod:
     adapter = gateway_client(account)
     save = getattr(adapter, "save_method", None)
     if save is None:
@@ -44,14 +68,18 @@ def _saved_at(account: GatewayAccount, token: str, customer: Customer | None) ->
             code="gateway_unsupported",
             param="gateway",
         )
-    saved: SavedMethod = save(token=token, customer_reference=customer.pk if customer else None)
+    saved: SavedMethod = save(
+        token=token, customer_reference=customer.pk if customer else None, idempotency_key=idempotency_key
+    )
     if not saved.ok:
-        # The gateway failing (down, 5xx) is no fault of the token: no param (422, not 400).
+        # The gateway failing (down, 5xx) is no fault of the token: no param (422, not 400). The
+        # issuer refusing the card (declined, or it wants the customer to authenticate) is a
+        # card error (402 in the API).
         failed = saved.code == "gateway_error"
         raise PaymentError(
             saved.message or "the gateway refused to save this payment method",
             code=saved.code or "payment_method_invalid",
-            param=None if failed else "token",
+            param=None if failed or saved.code in CARD_ERRORS else "token",
         )
     return saved
 
@@ -65,27 +93,42 @@ def _credential_add(method: PaymentMethod, account: GatewayAccount, saved: Saved
     credential.save()
 
 
-def payment_method_create(
-    *, gateway: str, token: str, customer: Customer | None = None, metadata: dict | None = None
+def _network_transaction_id_keep(method: PaymentMethod, network_transaction_id: str) -> None:
+    """The first customer-initiated charge's network transaction id, unless the method (locked
+    by the caller) has one: the first one wins."""
+    if network_transaction_id and not method.network_transaction_id:
+        method.network_transaction_id = network_transaction_id[:100]
+        method.save(update_fields=["network_transaction_id", "updated_at"])
+
+
+def payment_method_from_saved(
+    *,
+    account: GatewayAccount,
+    saved: SavedMethod,
+    customer_id: str | None,
+    metadata: dict | None = None,
+    method_id: str | None = None,
 ) -> tuple[PaymentMethod, bool]:
-    """Save the processor token ``token`` at gateway account ``gateway`` as one of our methods,
-    for ``customer`` when given. When that customer already has the same card (same
-    fingerprint), the gateway's credential is added to that method, which is returned.
-    Returns (method, created). Raises PaymentError (nothing stored)."""
-    account = _gateway_account(gateway)
-    saved = _saved_at(account, token.strip(), customer)
+    """The payment method of ours for what gateway account ``account`` saved (``saved``: its
+    credential, the card's details and fingerprint, the network transaction id), for the customer
+    ``customer_id`` when given: the customer's method with the same card (same fingerprint),
+    which gains the gateway's credential, else a new one (``method_id`` when given). Both the
+    API's save and a charge that saved the card (``setup_future_usage``) come here. Writes in a
+    transaction of its own (a savepoint inside the caller's: after the payment's rows in the lock
+    order). Returns (method, created). Raises PaymentError."""
     card = saved.card
     for _ in range(2):  # a concurrent save of the same card for the same customer: use its method
         try:
             with transaction.atomic():
                 existing = None
-                if customer is not None and saved.fingerprint:
-                    existing = lock_customer_card(customer.pk, saved.fingerprint)
+                if customer_id and saved.fingerprint:
+                    existing = lock_customer_card(customer_id, saved.fingerprint)
                 if existing is not None:
                     _credential_add(existing, account, saved)
+                    _network_transaction_id_keep(existing, saved.network_transaction_id)
                     return existing, False
-                method = PaymentMethod.objects.create(
-                    customer=customer,
+                method = PaymentMethod(
+                    customer_id=customer_id or None,
                     brand=card.brand if card else "",
                     last4=card.last4 if card else "",
                     country=card.country if card else "",
@@ -93,13 +136,37 @@ def payment_method_create(
                     exp_month=saved.exp_month,
                     exp_year=saved.exp_year,
                     fingerprint=saved.fingerprint,
+                    network_transaction_id=saved.network_transaction_id[:100],
                     metadata=metadata or {},
                 )
+                if method_id:
+                    method.id = method_id
+                method.save(force_insert=True)
                 _credential_add(method, account, saved)
                 return method, True
         except IntegrityError:
             continue
     raise PaymentError("this payment method is being saved by another request; retry", code="lock_timeout")
+
+
+def payment_method_create(
+    *, gateway: str, token: str, customer: Customer | None = None, metadata: dict | None = None
+) -> tuple[PaymentMethod, bool]:
+    """Save the processor token ``token`` at gateway account ``gateway`` as one of our methods,
+    for ``customer`` when given. When that customer already has the same card (same
+    fingerprint), the gateway's credential is added to that method, which is returned. The
+    gateway's idempotency key is derived from the id the new method will have. Returns (method,
+    created). Raises PaymentError (nothing stored)."""
+    account = _gateway_account(gateway)
+    method_id = new_payment_method_id()
+    saved = _saved_at(account, token.strip(), customer, idempotency_key=f"{method_id}:save:{account.name}")
+    return payment_method_from_saved(
+        account=account,
+        saved=saved,
+        customer_id=customer.pk if customer else None,
+        metadata=metadata,
+        method_id=method_id,
+    )
 
 
 def payment_method_attach(*, method: PaymentMethod, customer: Customer) -> PaymentMethod:
@@ -148,3 +215,84 @@ def payment_method_credential_store(*, method_id: str, account: GatewayAccount, 
     with transaction.atomic():
         method = lock_payment_method(method_id)
         _credential_add(method, account, saved)
+
+
+def payment_method_network_transaction_id_keep(*, method_id: str, network_transaction_id: str) -> None:
+    """Keep the network transaction id of a customer-initiated charge of the method ``method_id``
+    (to pass on its later merchant-initiated charges), unless it has one: the first one wins.
+    Locks the method (after the payment's rows, when the caller holds them)."""
+    if not network_transaction_id:
+        return
+    with transaction.atomic():
+        _network_transaction_id_keep(lock_payment_method(method_id), network_transaction_id)
+
+
+# --------------------------------------------------------------------------- saved by a charge
+
+SAVED_METHOD_HANDLER = "apps.payments.services.payment_saved_method_record"
+
+
+def _saved_sealed(saved: SavedMethod) -> str:
+    """``saved`` for a durable task's arguments: encrypted, as credentials are at rest."""
+    return encrypt_json(asdict(saved))
+
+
+def _saved_unsealed(sealed: str) -> SavedMethod:
+    values = decrypt_json(sealed)
+    card = values.pop("card", None)
+    return SavedMethod(**values, card=CardInfo(**card) if card else None)
+
+
+def payment_saved_method_keep(
+    intent: PaymentIntent, account: GatewayAccount, saved: SavedMethod | None, network_transaction_id: str
+) -> None:
+    """After a charge of ``intent`` at ``account`` succeeded (inside the transaction that
+    applies it, the payment locked): a card the charge saved (``setup_future_usage``) becomes the
+    customer's payment method (``payment_method_from_saved``: found again by fingerprint), named
+    in ``intent.saved_payment_method`` (the caller writes it); a customer-initiated charge of one
+    of our methods gives it its network transaction id, if it has none.
+
+    Never undoes the charge: a failure here is logged, and a card to save is saved later by a
+    durable task (``payment_saved_method_record``)."""
+    charged_ours = is_payment_method_id(intent.payment_method)
+    if saved is not None and saved.ok and intent.setup_future_usage and not charged_ours:
+        saved = replace(saved, network_transaction_id=saved.network_transaction_id or network_transaction_id)
+        try:
+            method, _ = payment_method_from_saved(
+                account=account, saved=saved, customer_id=intent.customer_id or None
+            )
+        except Exception:
+            log.exception("saving the card payment %s saved at %s failed; retried", intent.id, account.name)
+            durable_enqueue(
+                handler=SAVED_METHOD_HANDLER,
+                kwargs={
+                    "intent_id": intent.id,
+                    "gateway_account_id": account.pk,
+                    "saved": _saved_sealed(saved),
+                },
+                idempotency_key=f"saved-method:{intent.id}",
+            )
+            return
+        intent.saved_payment_method = method.pk
+    elif charged_ours and not intent.off_session and network_transaction_id:
+        try:
+            payment_method_network_transaction_id_keep(
+                method_id=intent.payment_method, network_transaction_id=network_transaction_id
+            )
+        except Exception:  # the charge stands; a later customer-initiated charge gives one
+            log.exception("keeping the network transaction id of %s failed", intent.payment_method)
+
+
+def payment_saved_method_record(*, intent_id: str, gateway_account_id: int, saved: str) -> None:
+    """Idempotent: the durable retry of ``payment_saved_method_keep`` for a card the charge of
+    payment ``intent_id`` saved (``saved``: sealed). Locks the payment, then the method."""
+    with transaction.atomic():
+        intent = lock_intent(intent_id)
+        if intent.saved_payment_method:
+            return
+        account = GatewayAccount.objects.get(pk=gateway_account_id)
+        method, _ = payment_method_from_saved(
+            account=account, saved=_saved_unsealed(saved), customer_id=intent.customer_id or None
+        )
+        intent.saved_payment_method = method.pk
+        intent.save(update_fields=["saved_payment_method", "updated_at"])

@@ -86,6 +86,8 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
                 amount_captured=truth.amount_captured,
                 fee=truth.fee,
                 message="resolved by retrieve",
+                network_transaction_id=truth.network_transaction_id,
+                saved=truth.saved,
             ),
         )
     elif truth.status == GatewayStatus.REQUIRES_ACTION:

@@ -18,6 +18,7 @@ from apps.payments.services.drive import attempt_finish, payment_continue
 from apps.payments.services.errors import GatewayTruthConflict, GatewayTruthNotYet
 from apps.payments.services.late_charges import late_charge_found
 from apps.payments.services.ledger_events import record_event
+from apps.payments.services.methods import payment_saved_method_keep
 from apps.payments.services.settlement import capture_record, refund_settle, refund_succeeded_record
 from apps.payments.statemachine import attempt_to, intent_to, refund_to
 
@@ -112,6 +113,9 @@ def _truth_action_completed(intent: PaymentIntent, attempt: PaymentAttempt, resu
     intent_to(intent, IS.PROCESSING)
     intent.next_action, intent.last_error = {}, {}
     intent.gateway_account = attempt.gateway_account
+    # A card saved by the authenticated charge (``setup_future_usage``) becomes the customer's
+    # method, as on the direct path (the method locked after the payment and attempt).
+    payment_saved_method_keep(intent, attempt.gateway_account, result.saved, result.network_transaction_id)
     attempt.amount_authorized = result.amount_authorized or intent.amount
     attempt.reference = attempt.reference or result.reference or ""
     if result.status == GatewayStatus.CAPTURED:

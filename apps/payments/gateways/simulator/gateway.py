@@ -14,6 +14,14 @@ charge goes through but the answer is lost). Per gateway account, ``settings`` c
 - ``seed``: makes the random draws reproducible per attempt (keyed on the request's
   ``metadata.simulator_key`` when the payment carries one, else on the attempt id)
 
+Saved cards and merchant-initiated charges, as Stripe's test cards behave: a charge asking
+``setup_future_usage`` saves the card (a ``simtok_`` of this account, once per attempt id) and
+answers it in ``GatewayResult.saved``; a customer-initiated charge answers a network transaction
+id (15 digits, derived from the charge); an off-session charge records the network transaction id
+it was passed, and a card that always needs authentication (``pm_card_authenticationRequired``,
+the 3184 card, and the other 3-D Secure test cards) is declined off-session with
+``authentication_required`` instead of waiting for a challenge nobody is there to complete.
+
 Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id), so a repeated
 call with the same attempt id returns the same charge: the simulator honours idempotency keys,
 and ``retrieve`` tells the truth. An attempt that waits for 3-D Secure, or that we cancelled by its
@@ -58,6 +66,14 @@ TEST_EXPIRY = (12, 2034)
 _ByAttempt = TypeVar("_ByAttempt", SimulatorCharge, SimulatorAction)
 
 OUTAGE = "simulated outage: 503 Service Unavailable"
+
+
+def network_transaction_id_for(reference: str) -> str:
+    """A card network's transaction id for a simulated charge or saved card, shaped like Visa's
+    (15 digits) and always the same for the same ``reference``."""
+    return str(int(hashlib.sha256(f"simulator-network:{reference}".encode()).hexdigest(), 16))[:15]
+
+
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
 
@@ -139,6 +155,14 @@ class SimulatorGateway:
                 decline_code="transaction_not_allowed",
                 message=f"this acquirer does not accept cards issued in {method.card.country}",
             )
+        if method.requires_action and request.off_session:
+            # Nobody is there to authenticate: declined, as Stripe does off-session.
+            return GatewayResult(
+                Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                decline_code="authentication_required",
+                message="card declined: authentication_required (the customer is not on session)",
+            )
         if method.requires_action:
             with transaction.atomic():
                 self._lock_attempt(request.attempt_id)
@@ -151,6 +175,8 @@ class SimulatorGateway:
                         "currency": request.currency,
                         "payment_method": request.payment_method,
                         "capture": request.capture,
+                        "save_card": bool(request.setup_future_usage),
+                        "customer_reference": request.customer_reference or "",
                     },
                 )
             return self._action_result(action)
@@ -176,6 +202,9 @@ class SimulatorGateway:
             currency=request.currency,
             payment_method=request.payment_method,
             capture=request.capture,
+            off_session=request.off_session,
+            network_transaction_id=request.network_transaction_id or "",
+            save_for=(request.customer_reference or "") if request.setup_future_usage else None,
         )
         if charge is None:  # cancelled by its attempt id while this request was in flight
             return self._canceled_result()
@@ -195,11 +224,24 @@ class SimulatorGateway:
             return TEST_METHODS.get(saved.payment_method) if saved is not None else None
         return TEST_METHODS.get(payment_method)
 
-    def save_method(self, *, token: str, customer_reference: str | None) -> SavedMethod:
+    def _card_token(self, payment_method: str) -> str | None:
+        """The test card behind ``payment_method`` (one of this account's tokens or a test token)."""
+        if payment_method.startswith(TOKEN_PREFIX):
+            return (
+                SimulatorToken.objects.filter(account=self.account, token=payment_method)
+                .values_list("payment_method", flat=True)
+                .first()
+            )
+        return payment_method if payment_method in TEST_METHODS else None
+
+    def save_method(
+        self, *, token: str, customer_reference: str | None, idempotency_key: str = ""
+    ) -> SavedMethod:
         """The simulator's tokenize (its equivalent of saving a card): a test token (what its
         card fields return) becomes a token of this account, ``simtok_<account>_<hex>``; one of
-        its own tokens is answered as it is. The fingerprint is the card's, the same at every
-        simulator account."""
+        its own tokens is answered as it is. The same ``idempotency_key`` saves once (the same
+        token again). The fingerprint is the card's, the same at every simulator account; the
+        network transaction id is the token's."""
         if self._down():
             return SavedMethod(
                 False, code="gateway_error", message="simulated outage: 503 Service Unavailable"
@@ -208,25 +250,40 @@ class SimulatorGateway:
             saved = SimulatorToken.objects.filter(account=self.account, token=token).first()
             if saved is None:
                 return SavedMethod(False, code="resource_missing", message=f"No such token: {token!r}")
-            test_token = saved.payment_method
         elif token in TEST_METHODS:
-            test_token = token
-            saved = SimulatorToken.objects.create(
-                account=self.account,
-                token=f"{TOKEN_PREFIX}{self.account}_{secrets.token_hex(8)}",
-                payment_method=token,
-                customer_reference=customer_reference or "",
-            )
+            saved = self._token_save(token, customer_reference, idempotency_key)
         else:
             return SavedMethod(False, code="resource_missing", message=f"No such PaymentMethod: {token!r}")
-        card = TEST_METHODS[test_token].card
+        return self._saved(saved)
+
+    def _token_save(self, card: str, customer_reference: str | None, key: str) -> SimulatorToken:
+        """This account's token for the test card ``card``: named after ``key`` when given, so a
+        save repeated with the same key answers the same token; else a random one."""
+        suffix = hashlib.sha256(f"{self.account}:{key}".encode()).hexdigest()[:16] if key else None
+        name = f"{TOKEN_PREFIX}{self.account}_{suffix or secrets.token_hex(8)}"
+        saved, _ = SimulatorToken.objects.get_or_create(
+            token=name,
+            defaults={
+                "account": self.account,
+                "payment_method": card,
+                "customer_reference": customer_reference or "",
+            },
+        )
+        return saved
+
+    @staticmethod
+    def _saved(saved: SimulatorToken, network_transaction_id: str = "") -> SavedMethod:
+        """The answer for a saved token: its card's details, its fingerprint and a network
+        transaction id (the charge's that saved it, else one derived from the token)."""
+        card = TEST_METHODS[saved.payment_method].card
         return SavedMethod(
             True,
             reference=saved.token,
             card=card,
             exp_month=TEST_EXPIRY[0],
             exp_year=TEST_EXPIRY[1],
-            fingerprint=hashlib.sha256(f"simulator-card:{test_token}".encode()).hexdigest()[:16],
+            fingerprint=hashlib.sha256(f"simulator-card:{saved.payment_method}".encode()).hexdigest()[:16],
+            network_transaction_id=network_transaction_id or network_transaction_id_for(saved.token),
         )
 
     def _lock_attempt(self, attempt_id: str) -> None:
@@ -242,10 +299,21 @@ class SimulatorGateway:
         return model.objects.select_for_update().filter(account=self.account, attempt_id=attempt_id).first()
 
     def _charge(
-        self, *, attempt_id: str, amount: int, currency: str, payment_method: str, capture: bool
+        self,
+        *,
+        attempt_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        capture: bool,
+        off_session: bool = False,
+        network_transaction_id: str = "",
+        save_for: str | None = None,
     ) -> SimulatorCharge | None:
         """The charge for the attempt (made now, or the one a concurrent call made); None when
-        the attempt was cancelled by its id first."""
+        the attempt was cancelled by its id first. With ``save_for`` (the request asked
+        ``setup_future_usage``; the customer's reference) the card is saved with it, keyed by
+        the attempt id, so a replay saves once."""
         try:
             with transaction.atomic():
                 self._lock_attempt(attempt_id)
@@ -253,6 +321,10 @@ class SimulatorGateway:
                     account=self.account, attempt_id=attempt_id, status="canceled"
                 ).exists():
                     return None
+                saved_token = ""
+                if save_for is not None:
+                    card = self._card_token(payment_method)
+                    saved_token = self._token_save(card, save_for, attempt_id).token if card else ""
                 return SimulatorCharge.objects.create(
                     account=self.account,
                     attempt_id=attempt_id,
@@ -262,6 +334,9 @@ class SimulatorGateway:
                     payment_method=payment_method,
                     status="captured" if capture else "authorized",
                     amount_captured=amount if capture else 0,
+                    off_session=off_session,
+                    network_transaction_id_passed=network_transaction_id,
+                    saved_token=saved_token,
                 )
         except IntegrityError:  # a concurrent call with the same attempt id won: same charge
             return SimulatorCharge.objects.get(account=self.account, attempt_id=attempt_id)
@@ -313,11 +388,23 @@ class SimulatorGateway:
                         currency=action.currency,
                         payment_method=action.payment_method,
                         capture=action.capture,
+                        save_for=action.customer_reference if action.save_card else None,
                     )
         charge = SimulatorCharge.objects.filter(account=self.account, attempt_id=attempt_id).first()
         return self._result_for(charge) if charge is not None else self._action_result(action)
 
     def _result_for(self, charge: SimulatorCharge) -> GatewayResult:
+        """A charge as the simulator reports it (every time the same): its amounts and fee; a
+        customer-initiated one its network transaction id; one that saved the card its token."""
+        network_id = "" if charge.off_session else network_transaction_id_for(charge.reference)
+        token = (
+            SimulatorToken.objects.filter(account=self.account, token=charge.saved_token).first()
+            if charge.saved_token
+            else None
+        )
+        raw = {"id": charge.reference, "status": charge.status}
+        if charge.network_transaction_id_passed:  # what the merchant-initiated request carried
+            raw["network_transaction_id_passed"] = charge.network_transaction_id_passed
         status = {
             "authorized": GatewayStatus.AUTHORIZED,
             "captured": GatewayStatus.CAPTURED,
@@ -331,7 +418,9 @@ class SimulatorGateway:
             amount_captured=charge.amount_captured,
             amount_refunded=charge.amount_refunded,
             fee=self.fee_for(charge.amount_captured, charge.currency) if charge.amount_captured else 0,
-            raw={"id": charge.reference, "status": charge.status},
+            raw=raw,
+            network_transaction_id=network_id,
+            saved=self._saved(token, network_id) if token is not None else None,
         )
 
     def _locked(self, reference: str) -> SimulatorCharge | None:

@@ -73,5 +73,7 @@ class SimulatorVault:
         result = target.authorize(replace(request, payment_method=card, credential=None))
         if result.outcome != Outcome.SUCCEEDED:
             return VaultCharge(result)
-        stored = target.save_method(token=card, customer_reference=request.customer_reference)
+        stored = target.save_method(
+            token=card, customer_reference=request.customer_reference, idempotency_key=request.attempt_id
+        )
         return VaultCharge(result, stored if stored.ok else None)
