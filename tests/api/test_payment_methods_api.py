@@ -168,3 +168,33 @@ def test_a_customer_that_does_not_exist_is_a_400_naming_the_parameter(api):
         error = response.json()["error"]
         assert (error["code"], error["param"]) == ("resource_missing", "customer")
         assert error["message"] == "No such customer: 'cus_missing'"
+
+
+def test_a_customers_saved_method_needs_that_customer_named(api):
+    # given a method saved for jenny
+    jenny = customer(api)
+    method = save(api, customer=jenny)
+    body = {"amount": 100, "currency": "usd", "payment_method": method["id"], "confirm": True}
+
+    # when it is charged without a customer, or for bob
+    anonymous = api.post("/api/v1/payments", body)
+    other = api.post("/api/v1/payments", {**body, "customer": customer(api, "bob@example.com")})
+    confirmed = api.post(
+        f"/api/v1/payments/{pay(api, confirm=False)['id']}/confirm", {"payment_method": method["id"]}
+    )
+
+    # then each is refused before anything is charged; for jenny it succeeds
+    assert anonymous.status_code == 400, anonymous.json()
+    assert (anonymous.json()["error"]["code"], anonymous.json()["error"]["param"]) == (
+        "parameter_missing",
+        "customer",
+    )
+    assert "name that customer" in anonymous.json()["error"]["message"]
+    assert (other.status_code, other.json()["error"]["code"], other.json()["error"]["param"]) == (
+        400,
+        "payment_method_customer_mismatch",
+        "payment_method",
+    )
+    assert (confirmed.status_code, confirmed.json()["error"]["param"]) == (400, "customer")
+    assert pay(api, payment_method=method["id"], customer=jenny)["status"] == "succeeded"
+    assert api.get("/api/v1/payments", {"limit": 100}).json()["data"][0]["customer"] == jenny

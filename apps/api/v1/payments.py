@@ -30,6 +30,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    read_schema,
     referenced,
     timestamp_filters,
     validated,
@@ -392,7 +393,7 @@ class PaymentListView(ApiView):
 class PaymentDetailView(ApiView):
     scope_resource = "payments"
 
-    @extend_schema(
+    @read_schema(
         operation_id="payments_retrieve", parameters=[EXPAND_PARAMETER], responses={200: PaymentOut, **ERRORS}
     )
     def get(self, request: Request, payment_id: str) -> Response:
@@ -475,6 +476,6 @@ class RefundListView(ApiView):
 class RefundDetailView(ApiView):
     scope_resource = "refunds"
 
-    @extend_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
+    @read_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
     def get(self, request: Request, refund_id: str) -> Response:
         return Response(RefundOut(found(selectors.refund_get(refund_id=refund_id))).data)

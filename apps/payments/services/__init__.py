@@ -25,7 +25,7 @@ names never move.
 """
 
 from apps.payments.events import OUTBOUND_EVENTS
-from apps.payments.services.confirm import payment_confirm, payment_intent_create
+from apps.payments.services.confirm import payment_confirm, payment_intent_create, payment_method_check
 from apps.payments.services.drive import payment_continue
 from apps.payments.services.errors import (
     AttemptStillUnknown,
@@ -103,6 +103,7 @@ __all__ = [
     "payment_continue",
     "payment_intent_create",
     "payment_late_charge_reverse",
+    "payment_method_check",
     "payment_operations_reconcile",
     "payment_refund",
     "payment_refund_apply_gateway_truth",
