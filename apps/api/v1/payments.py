@@ -183,6 +183,22 @@ class RefundOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
 
+class SplitLineIn(serializers.Serializer):
+    """One line of a split plan: its JSON types are checked here (``validated``), its values by
+    the vendors app (``apps.vendors.splits``), which names the line it refuses."""
+
+    vendor = serializers.CharField(required=False, trim_whitespace=False, help_text="ven_...")
+    amount = serializers.IntegerField(
+        required=False, help_text="minor units; the amounts add up to the payment"
+    )
+    share = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text='a decimal or fraction string ("0.6", "2/5"), never a number; the shares add up to 1',
+    )
+    currency = serializers.CharField(required=False, help_text="the payment's currency, when given")
+
+
 class PaymentCreateIn(serializers.Serializer):
     amount = AmountField()
     currency = CurrencyField()
@@ -194,8 +210,8 @@ class PaymentCreateIn(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     metadata = MetadataField(required=False)
-    splits = serializers.ListField(
-        child=serializers.JSONField(),
+    splits = SplitLineIn(
+        many=True,
         required=False,
         allow_empty=False,
         max_length=100,
@@ -218,7 +234,13 @@ class PaymentCancelIn(serializers.Serializer):
 
 class RefundCreateIn(serializers.Serializer):
     amount = AmountField(required=False, help_text="default: what is left to refund")
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        default="",
+        help_text="duplicate, fraudulent or requested_by_customer",
+    )
 
 
 def payments_out(intents: list[PaymentIntent], expand: set[str] | frozenset[str] = frozenset()) -> list[dict]:
