@@ -43,7 +43,7 @@ from apps.payments.services import (
     payment_cancel,
     payment_capture,
     payment_confirm,
-    payment_continue,
+    payment_drive_on,
     payment_intent_create,
     payment_refund,
     refund_execute,
@@ -210,8 +210,8 @@ class PaymentCreateIn(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     metadata = MetadataField(required=False)
-    splits = SplitLineIn(
-        many=True,
+    splits: serializers.ListSerializer = serializers.ListSerializer(
+        child=SplitLineIn(),
         required=False,
         allow_empty=False,
         max_length=100,
@@ -279,11 +279,13 @@ def _resumed_payment(record: IdempotencyRecord) -> PaymentIntent | None:
 
 
 def _driven_on(intent: PaymentIntent) -> PaymentIntent:
-    """A payment left processing is driven on, as its first request would have (idempotent: the
-    next attempt starts only when none is pending or unknown)."""
-    if intent.status == PaymentIntent.Status.PROCESSING:
-        payment_continue(intent_id=intent.pk)
-    return intent
+    """A payment left processing is driven on, as its first request would have: an attempt whose
+    answer was lost is resolved at its gateway first (``payment_drive_on``); the payment as it
+    is then."""
+    if intent.status != PaymentIntent.Status.PROCESSING:
+        return intent
+    payment_drive_on(intent_id=intent.pk)
+    return found(selectors.payment_get(payment_id=intent.pk))
 
 
 def _payment_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:

@@ -48,6 +48,7 @@ from apps.payments.services.operations import (
 from apps.payments.services.resolution import (
     payment_attempt_refresh,
     payment_attempt_resolve,
+    payment_drive_on,
     payments_reconcile,
 )
 from apps.payments.services.schedules import (
@@ -101,6 +102,7 @@ __all__ = [
     "payment_capture_resolve",
     "payment_confirm",
     "payment_continue",
+    "payment_drive_on",
     "payment_intent_create",
     "payment_late_charge_reverse",
     "payment_method_check",
