@@ -105,7 +105,8 @@ def test_payment_with_a_method_saved_at_secondary_shows_the_skip(api):
 
     assert body["status"] == "succeeded" and body["payment_method"] == method["id"]
     assert body["routing"] == {
-        "skipped": [{"gateway": "primary", "reason": "no credential and no vault route"}]
+        "skipped": [{"gateway": "primary", "reason": "no credential and no vault route"}],
+        "via": {},
     }
 
 
@@ -125,7 +126,7 @@ def test_payment_no_gateway_can_charge_fails_with_its_reason(api):
 
 def test_test_tokens_keep_working(api):
     body = pay(api)
-    assert body["status"] == "succeeded" and body["routing"] == {"skipped": []}
+    assert body["status"] == "succeeded" and body["routing"] == {"skipped": [], "via": {}}
 
 
 def test_confirm_with_a_saved_method(api):
@@ -198,3 +199,20 @@ def test_a_customers_saved_method_needs_that_customer_named(api):
     assert (confirmed.status_code, confirmed.json()["error"]["param"]) == (400, "customer")
     assert pay(api, payment_method=method["id"], customer=jenny)["status"] == "succeeded"
     assert api.get("/api/v1/payments", {"limit": 100}).json()["data"][0]["customer"] == jenny
+
+
+def test_a_payment_charged_through_a_vault_shows_the_route_per_attempt(api):
+    # given a card saved only at primary, whose vault reaches secondary, and primary down
+    method = save(api)
+    configure("primary", vault=True, down=True)
+
+    body = pay(api, payment_method=method["id"])
+
+    # then the attempt at secondary shows how it was reached, nothing secret
+    assert body["status"] == "succeeded"
+    charged = api.get(f"/api/v1/payments/{body['id']}", {"expand[]": "attempts"}).json()["attempts"][-1]
+    assert charged["gateway"] == "secondary"
+    assert body["routing"]["via"] == {
+        charged["id"]: {"via": "vault", "vault": "simulator", "from": "primary"}
+    }
+    assert "simtok" not in str(body["routing"])

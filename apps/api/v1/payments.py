@@ -126,8 +126,10 @@ class LastErrorField(serializers.ReadOnlyField):
 @extend_schema_field(
     {
         "type": "object",
-        "description": "the gateways routing left out this round, and why (e.g. no credential "
-        "for the payment method there, circuit open, disabled)",
+        "description": "`skipped`: the gateways routing left out this round, and why (e.g. no "
+        "credential for the payment method there, circuit open, disabled); `via`: per attempt "
+        "charged through a vault (the gateway held no credential for the method), which vault and "
+        "the gateway account holding the card",
         "properties": {
             "skipped": {
                 "type": "array",
@@ -135,13 +137,33 @@ class LastErrorField(serializers.ReadOnlyField):
                     "type": "object",
                     "properties": {"gateway": {"type": "string"}, "reason": {"type": "string"}},
                 },
-            }
+            },
+            "via": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "via": {"type": "string", "enum": ["vault"]},
+                        "vault": {"type": "string", "example": "stripe_forwarding"},
+                        "from": {"type": "string", "description": "the gateway account holding the card"},
+                    },
+                },
+                "example": {"pay_..._2": {"via": "vault", "vault": "simulator", "from": "primary"}},
+            },
         },
     }
 )
 class RoutingField(serializers.ReadOnlyField):
+    """What routing decided that storefronts may see: names of gateways and vaults, never a
+    credential."""
+
     def to_representation(self, value):
-        return {"skipped": list((value or {}).get("skipped", []))}
+        value = value or {}
+        via = {
+            attempt: {name: route.get(name) for name in ("via", "vault", "from")}
+            for attempt, route in (value.get("via") or {}).items()
+        }
+        return {"skipped": list(value.get("skipped", [])), "via": via}
 
 
 class PaymentOut(serializers.Serializer):
