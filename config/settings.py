@@ -312,6 +312,8 @@ EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / ".data" / "ma
 # --------------------------------------------------------------------------- logging
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "dev" if DEBUG else "json")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# Every record is redacted as it is made (config.logging.logging_configure), whatever handles it.
+LOGGING_CONFIG = "config.logging.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -333,6 +335,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Django's own handlers (an unformatted second copy in debug, the dev server's access
+        # lines) are replaced: everything goes through the console handler, one line per event.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "celery": {"level": LOG_LEVEL},
     },
 }
