@@ -153,8 +153,10 @@ TENANT_PROVISIONERS: list[str] = [
 ]
 
 MIDDLEWARE = [
-    "apps.tenants.middleware.MarketplaceMiddleware",  # must be first (django-tenants)
+    # Before the tenant middleware (the first that touches the database) so that every answer,
+    # an unknown host's 404 too, carries Request-Id; it reads neither the database nor the urlconf.
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.tenants.middleware.MarketplaceMiddleware",  # first to touch the database (django-tenants)
     "apps.api.middleware.ApiEdgeMiddleware",  # /api/ only: size, depth, card numbers, JSON errors
     "apps.core.middleware.CardNumberFormMiddleware",  # every other POST form: card numbers
     "django.middleware.security.SecurityMiddleware",
