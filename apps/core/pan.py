@@ -10,7 +10,7 @@ The rule, which the tests check property by property:
   (``4242 4242 4242 4242``, ``4242\u00a04242...``, ``4242.4242.4242.4242``, ``4242 - 4242 ...``,
   ``3782 822463 10005``). Anything else (three spaces, ``--``, ``,``, ``:``, a letter) ends the run.
   A run that is two groups joined by a single ``.`` is a decimal number (``1764790000.123456``, a
-  duration, a float) and holds no card number.
+  duration, a float): only its integer part is looked at, by itself.
 - A **candidate** is the run itself or a stretch of its whole groups with 12 to 19 digits, not
   starting with ``0`` (no card scheme issues numbers in ISO/IEC 7812's industry 0), passing the
   Luhn check. Separated groups are looked at one stretch at a time, so a card number written in
@@ -144,12 +144,11 @@ def _run_holds_card(text: str, run: re.Match[str]) -> bool:
     start, end = run.span()
     before = start > 0 and text[start - 1].isalpha()
     after = end < len(text) and text[end].isalpha()
-    value = run.group()
-    if _DECIMAL.fullmatch(value):
-        return False
     spans = [m.span() for m in _GROUP.finditer(text, start, end)]
+    if len(spans) == 2 and _DECIMAL.fullmatch(text, start, end):
+        spans, end, after = spans[:1], spans[0][1], False  # a decimal number's integer part
     if len(spans) == 1:
-        digits = _ascii_digits(value)
+        digits = _ascii_digits(text[start:end])
         return (
             MIN_DIGITS <= len(digits) <= MAX_DIGITS
             and digits[0] != "0"

@@ -266,6 +266,7 @@ def test_the_processors_test_cards_are_found(number, style):
         "E3B0C44298FC1C1442424242424242429B934CA495991B7852B855",
         "550e8400-e29b-41d4-a716-424242424242",  # a UUID whose last group could pass
         "took 0.4242424242424242s",
+        "1.4242424242424242",
         "at 1764790000.4242424242",
         "v1.2.3.4",
         "192.168.100.200",
@@ -273,6 +274,12 @@ def test_the_processors_test_cards_are_found(number, style):
 )
 def test_ordinary_values_are_not_card_numbers(text):
     assert not find_card_number(text)
+
+
+def test_a_decimal_numbers_integer_part_is_looked_at_by_itself():
+    assert find_card_number(4242424242424242.0)
+    assert find_card_number("4242424242424242.50")
+    assert not find_card_number("1764790000.4242424242")
 
 
 def test_card_number_path_names_the_value_or_the_object_whose_key_holds_one():
@@ -304,9 +311,9 @@ def _reference(text: str) -> bool:
     uuids = [m.span() for m in re.finditer(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", text)]
     for match in re.finditer(r"(?<!\d)\d+(?:(?:\s{1,2}|\s{0,2}[-./]\s{0,2})\d+)*", text):
         start, end = match.span()
-        if re.fullmatch(r"\d+\.\d+", match.group()):
-            continue
         groups = [(start + g.start(), start + g.end()) for g in re.finditer(r"\d+", match.group())]
+        if re.fullmatch(r"\d+\.\d+", match.group()):  # a decimal number: its integer part alone
+            groups, end = groups[:1], groups[0][1]
         for i in range(len(groups)):
             for j in range(i + 1, len(groups) + 1):
                 lo, hi = groups[i][0], groups[j - 1][1]
