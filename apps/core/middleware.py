@@ -86,7 +86,7 @@ def card_number_field(request: HttpRequest, *, values: bool = True) -> str | Non
         if "password" in name or not values:
             continue  # only ever hashed, never shown or logged: refusing one could lock a user out
         if any(find_card_number(value) for value in posted):
-            return f"The field “{name}”"
+            return f"The field “{name.replace('_', ' ').capitalize()}”"  # as forms label it
     for name, files in request.FILES.lists():
         if any(find_card_number(f.name or "") for f in files):
             return f"The name of the file in “{name}”"

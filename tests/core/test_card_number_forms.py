@@ -121,11 +121,15 @@ def test_an_admin_post_that_is_no_form_is_refused_whole(operator_client):
 
     response = operator_client.post(
         "/admin/customers/customer/",
-        {"action": "delete_selected", "_selected_action": ["cus_formtest2"], "note": "4242424242424242"},
+        {
+            "action": "delete_selected",
+            "_selected_action": ["cus_formtest2"],
+            "search_note": "4242424242424242",
+        },
     )
 
     _refused(response)
-    assert "The field “note”" in response.content.decode()
+    assert "The field “Search note”" in response.content.decode()
     assert Customer.objects.count() == 1
 
 
