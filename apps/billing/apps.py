@@ -7,6 +7,8 @@ class BillingConfig(AppConfig):
     verbose_name = "Billing"
 
     def ready(self) -> None:
+        from apps.billing.scratch import billing_config_copy  # lazy: models
+        from apps.tenants.scratch import scratch_copier_register  # lazy: models
         from apps.webhooks.outbound import (  # lazy: needs the app registry
             event_types_register,
             renderer_register,
@@ -21,3 +23,4 @@ class BillingConfig(AppConfig):
         )
         renderer_register("invoice", "apps.api.v1.billing.invoice_snapshot")
         renderer_register("subscription", "apps.api.v1.billing.subscription_snapshot")
+        scratch_copier_register("billing", billing_config_copy)

@@ -47,8 +47,8 @@ from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, 
 from apps.payments.news import inbound_events_store
 from apps.payments.services import attempt_lease
 from apps.tenants.db import tenant_connection
-from apps.tenants.models import ApiKey, Domain, Marketplace
-from apps.tenants.services import api_key_create, marketplace_create
+from apps.tenants.scratch import scratch_marketplace
+from apps.tenants.services import api_key_create
 
 BASE_TIME = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 # (payment method, weight): good cards, declines soft and hard, 3-D Secure, the simulator's faults.
@@ -543,36 +543,12 @@ class _LogicalNow:
 
 @contextlib.contextmanager
 def _scratch_marketplace(seed: int):
-    """A marketplace of its own for one seed (cloned from the template), dropped afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    slug = f"chaos_{seed}_{tag}"
-    domain = f"chaos-{seed}-{tag}.localhost"
-    tenant = marketplace_create(
-        slug=slug, name=f"chaos seed {seed}", domain=domain, owner_email=f"chaos@{tag}.test"
-    ).marketplace
-    try:
+    """A marketplace of its own for one seed (as a new one is: cloned from the template), with an
+    API key, dropped afterwards (``apps.tenants.scratch``)."""
+    with scratch_marketplace(like=None, purpose=f"chaos-{seed}") as scratch:
         with schema_context("public"):
-            _, raw = api_key_create(tenant=tenant, name="chaos")
-        yield tenant, domain, raw
-    finally:
-        tenant_connection().set_schema_to_public()
-        with schema_context("public"):
-            ApiKey.objects.filter(tenant=tenant).delete()
-            Domain.objects.filter(tenant=tenant).delete()
-            with connection.cursor() as cur:
-                cur.execute(f'DROP SCHEMA IF EXISTS "{slug}" CASCADE')
-            Marketplace.objects.filter(pk=tenant.pk).delete()
-        _forget_redis(slug)
-
-
-def _forget_redis(schema: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    with contextlib.suppress(redis.RedisError):
-        keys = list(client.scan_iter(match=f"*{schema}*", count=500))
-        if keys:
-            client.delete(*keys)
+            _, raw = api_key_create(tenant=scratch.marketplace, name="chaos")
+        yield scratch.marketplace, scratch.domain, raw
 
 
 def run_seed(seed: int, *, before_quiescence: Callable[[Run], None] | None = None) -> SeedResult:

@@ -11,9 +11,12 @@ class PaymentsConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.payments.config import mesh_config_signals_connect  # lazy: models
+        from apps.payments.scratch import payments_config_copy  # lazy: models
+        from apps.tenants.scratch import scratch_copier_register  # lazy: models
         from apps.webhooks.outbound import event_types_register, renderer_register  # lazy: models
 
         rules_register(ledger_rules.RULES)
+        scratch_copier_register("payments", payments_config_copy)
         mesh_config_signals_connect()
         event_types_register(
             {

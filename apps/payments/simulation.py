@@ -31,8 +31,10 @@ VAULT_SETTINGS = {"vault": True, "latency_ms": {"p50": 0}}
 
 
 def vault_account_ensure() -> GatewayAccount:
-    """The simulations' card vault account (created the first time; enabled, with its vault on).
-    It stays afterwards: the methods saved there keep their credential at it."""
+    """The simulations' card vault account (created the first time; enabled, with its vault on),
+    in the scratch marketplace the simulation runs in (``apps.tenants.scratch``), never in the one
+    it is configured like. It stays while that one does: the methods saved there keep their
+    credential at it."""
     account, created = GatewayAccount.objects.get_or_create(
         name=VAULT_ACCOUNT, defaults={"kind": GatewayAccount.Kind.SIMULATOR, "settings": VAULT_SETTINGS}
     )

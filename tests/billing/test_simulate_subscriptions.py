@@ -1,4 +1,5 @@
-"""The demonstration command, in a process of its own against a fresh committed marketplace."""
+"""The demonstration command, in a process of its own, configured like a fresh committed
+marketplace (it runs in a scratch marketplace of its own)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,18 @@ from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.billing.models import Invoice
-from apps.payments.models import GatewayAccount, PaymentIntent, RoutingRule
+from apps.payments.models import PaymentIntent
+from apps.tenants.models import Marketplace
+from apps.tenants.scratch import scratch_drop
+from tests.scratch_support import endpoint_add, footprint, scratch_exists
 from tests.support import BASE, database_url_for_tests, fresh_marketplace
 
 
-def test_simulate_subscriptions_prints_the_contract_and_restores_the_gateways(committed):
+def test_simulate_subscriptions_prints_the_contract_and_leaves_the_named_marketplace_alone(committed):
     tenant = fresh_marketplace("ss", simulator_latency_ms=None)
     slug = tenant.schema_name
-    with tenant_context(tenant):
-        before = (
-            sorted(GatewayAccount.objects.values_list("name", "settings")),
-            list(RoutingRule.objects.values_list("candidates", flat=True)),
-        )
+    endpoint_add(tenant)
+    before = footprint(tenant)
     env = {
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
@@ -54,14 +55,14 @@ def test_simulate_subscriptions_prints_the_contract_and_restores_the_gateways(co
     assert report["double_charged_periods"] == 0
     assert report["ledger_verified"] is True
     assert "cross-gateway: day" in done.stderr
-    with tenant_context(tenant):
-        after = (
-            sorted(GatewayAccount.objects.exclude(name="card_vault").values_list("name", "settings")),
-            list(RoutingRule.objects.values_list("candidates", flat=True)),
-        )
-        # the vault account the vaulted cards are held at stays (their credential is there)
-        assert GatewayAccount.objects.get(name="card_vault").settings["vault"] is True
-    assert after == before
+    # it ran in a scratch marketplace, named at the start and in the report, dropped afterwards;
+    # the named one has no new payments, invoices, ledger events, events or deliveries, no
+    # card_vault account, and its gateway settings and routing as they were
+    name = report["marketplace"]
+    assert name.startswith("sim_subscriptions_")
+    assert f"marketplace {name} (scratch, configured like {slug})" in done.stderr
+    assert not scratch_exists(name)
+    assert footprint(tenant) == before
 
 
 def test_simulate_subscriptions_counts_failovers_and_recoveries_by_route_from_the_rows(committed):
@@ -74,7 +75,18 @@ def test_simulate_subscriptions_counts_failovers_and_recoveries_by_route_from_th
         "PATH": "/usr/bin:/bin",
         "DJANGO_DEBUG": "1",
     }
-    args = ["--tenant", tenant.schema_name, "--customers", "20", "--months", "2", "--seed", "5", "--json"]
+    args = [
+        "--tenant",
+        tenant.schema_name,
+        "--customers",
+        "20",
+        "--months",
+        "2",
+        "--seed",
+        "5",
+        "--json",
+        "--keep",
+    ]
 
     # when two months of renewals run, primary declining foreign cards and some others
     done = subprocess.run(
@@ -95,8 +107,18 @@ def test_simulate_subscriptions_counts_failovers_and_recoveries_by_route_from_th
     assert recoveries["direct"] + recoveries["vault"] + recoveries["same_gateway"] == report["recovered"]
     assert recoveries["vault"] > 0 and recoveries["impossible"] > 0
     assert recoveries["impossible"] <= report["failed_first_try"] - report["recovered"]
-    # and the counts are what the rows say (each invoice's payment, in its latest round)
-    with tenant_context(tenant):
+    # and the counts are what the rows say (each invoice's payment, in its latest round), in the
+    # scratch marketplace the run kept
+    scratch = Marketplace.objects.get(schema_name=report["marketplace"])
+    try:
+        _rows_match(scratch, report, failovers)
+    finally:
+        scratch_drop(scratch)
+    assert not scratch_exists(report["marketplace"])
+
+
+def _rows_match(scratch, report, failovers) -> None:
+    with tenant_context(scratch):
         payments = PaymentIntent.objects.filter(
             pk__in=Invoice.objects.filter(
                 subscription__customer__name__startswith=f"sim-{report['run']}-cross"

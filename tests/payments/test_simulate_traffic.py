@@ -9,6 +9,9 @@ from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.payments.models import GatewayAccount, PaymentIntent
+from apps.tenants.models import Marketplace
+from apps.tenants.scratch import scratch_drop
+from tests.scratch_support import endpoint_add, footprint, scratch_exists
 from tests.support import BASE, database_url_for_tests, fresh_marketplace
 
 pytestmark = pytest.mark.slow
@@ -34,6 +37,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(committed):
     tenant = fresh_marketplace("st", simulator_latency_ms=1)
     slug = tenant.schema_name
+    endpoint_add(tenant)
+    before = footprint(tenant)
 
     result = run(
         "--tenant",
@@ -47,10 +52,20 @@ def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(com
         "--seed",
         "7",
         "--json",
+        "--keep",
     )
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
+    # it ran in a scratch marketplace configured like the named one, named at the start, and kept
+    name = report["marketplace"]
+    assert name.startswith("sim_traffic_") and scratch_exists(name)
+    scratch = Marketplace.objects.get(schema_name=name)
+    assert f"marketplace {name} (scratch, configured like {slug})" in result.stderr
+    assert f"kept {name}: admin at http://sim-traffic-{name[-8:]}.localhost:8000/admin/" in result.stderr
+    # the named marketplace is as it was: no payments, ledger events, events or deliveries, no
+    # card_vault account, its gateway settings unchanged
+    assert footprint(tenant) == before
     for key in (
         "payments",
         "succeeded",
@@ -77,8 +92,17 @@ def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(com
     # with primary down, payments failed over directly, through the vault, or could not
     failovers = report["failovers"]
     assert failovers["direct"] > 0 and failovers["vault"] > 0 and failovers["impossible"] > 0
-    with tenant_context(tenant):
+    try:
+        _scratch_rows_match(scratch, failovers)
+    finally:
+        scratch_drop(scratch)
+    assert not scratch_exists(name)
+
+
+def _scratch_rows_match(scratch, failovers) -> None:
+    with tenant_context(scratch):
         assert GatewayAccount.objects.get(name="primary").settings == {"latency_ms": {"p50": 1}}  # restored
+        assert GatewayAccount.objects.get(name="card_vault").settings["vault"] is True
         # the counts are the rows': primary comes first, so every payment tried at secondary failed
         # over to it, through the vault when its routing says so; the impossible ones failed unreachable
         payments = PaymentIntent.objects.filter(metadata__simulation=7)
@@ -129,6 +153,7 @@ def test_more_threads_than_pooled_connections_take_turns(committed):
         GatewayAccount.objects.filter(kind="simulator").update(
             settings={"latency_ms": {"p50": 300, "p99": 300}}
         )
+    before = footprint(tenant)
     env = {
         "DATABASE_URL": database_url_for_tests(),
         "REDIS_URL": settings.REDIS_URL,
@@ -155,3 +180,29 @@ def test_more_threads_than_pooled_connections_take_turns(committed):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["payments"] == 12
     assert report["max_charges_per_intent"] == 1
+    # in a scratch marketplace (its gateways as slow as the named one's), dropped afterwards
+    assert not scratch_exists(report["marketplace"])
+    assert footprint(tenant) == before
+
+
+def test_simulate_traffic_names_its_scratch_marketplace_and_drops_it(committed):
+    # given a marketplace with a webhook endpoint
+    tenant = fresh_marketplace("sttext", simulator_latency_ms=0)
+    endpoint_add(tenant)
+    before = footprint(tenant)
+
+    # when a short run prints its report as text
+    result = run("--tenant", tenant.schema_name, "--payments", "4", "--concurrency", "1", "--seed", "2")
+
+    # then it names the scratch marketplace first and in the report, and that marketplace is gone
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert (
+        lines[0].startswith("marketplace sim_traffic_")
+        and f"configured like {tenant.schema_name}" in lines[0]
+    )
+    name = lines[0].split()[1]
+    assert f"marketplace              {name}" in lines
+    assert "kept" not in result.stdout + result.stderr
+    assert not scratch_exists(name)
+    assert footprint(tenant) == before

@@ -1,4 +1,10 @@
-"""``python manage.py simulate_subscriptions --tenant demo --customers N --months M [--seed S] [--json]``
+"""``python manage.py simulate_subscriptions --tenant demo --customers N --months M [--seed S] [--json]
+[--keep]``
+
+Runs in a scratch marketplace (``apps.tenants.scratch``: ``sim_subscriptions_<hex>``) configured
+like ``--tenant``'s (its gateway accounts, routing and decline rules, dunning policy), never in that
+marketplace itself: its books, gateway settings and webhook endpoints are untouched. The scratch
+one is named at the start and in the report, and dropped afterwards unless ``--keep``.
 
 Months of renewals and dunning through the real path (billing services -> payment mesh ->
 simulator gateways -> ledger), on a simulated clock passed to the billing services (the system
@@ -24,8 +30,8 @@ of each invoice's latest collection round and the dunning recoveries: direct, th
 at the same gateway, or impossible (no other gateway could charge the method).
 
 Each pass creates its own customers, product, price, tax rates and vendor named with a
-run-specific prefix; the gateways' settings and routing rules are restored afterwards, so the
-tenant stays usable. The ledger is sealed and verified at the end.
+run-specific prefix; the gateways' settings and routing rules are restored afterwards (a kept
+scratch marketplace is configured as it started). The ledger is sealed and verified at the end.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ from apps.payments.failovers import failovers_count
 from apps.payments.models import GatewayAccount, PaymentAttempt, RoutingRule, SimulatorCharge
 from apps.payments.selectors import payment_rounds
 from apps.payments.simulation import METHOD_MIX, simulation_method, vault_account_ensure
-from apps.tenants.cli import marketplace_named
+from apps.tenants.cli import marketplace_named, scratch_kept, scratch_started
+from apps.tenants.scratch import scratch_marketplace
 from apps.vendors.services import vendor_create
 
 GATEWAYS = ("primary", "secondary")
@@ -147,20 +154,29 @@ class Command(BaseCommand):
         parser.add_argument("--months", type=int, required=True)
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--keep", action="store_true", help="keep the scratch marketplace afterwards")
 
     def handle(self, *args, **opts):
-        tenant = marketplace_named(opts["tenant"])
+        like = marketplace_named(opts["tenant"])
         n, months = opts["customers"], opts["months"]
         if not 1 <= n <= 100_000:
             raise CommandError("--customers must be from 1 to 100000")
         if not 1 <= months <= 120:
             raise CommandError("--months must be from 1 to 120")
-        with tenant_context(tenant):
-            report = self._run(n, months, opts["seed"])
+        quiet = opts["json"]
+        # Never in the named marketplace: in a scratch one configured like it (apps.tenants.scratch).
+        with scratch_marketplace(like=like, purpose="sim-subscriptions", keep=opts["keep"]) as scratch:
+            (sys.stderr if quiet else self.stdout).write(scratch_started(scratch, like) + "\n")
+            with tenant_context(scratch.marketplace):
+                report = self._run(like, n, months, opts["seed"])
+            report = {"marketplace": scratch.name, **report}
+            kept = scratch_kept(scratch) if opts["keep"] else ""
         if opts["json"]:
             self.stdout.write(json.dumps(report))
         else:
             self._print(report)
+        if kept:
+            (sys.stderr if quiet else self.stdout).write(kept + "\n")
         if not report["ledger_verified"] or report["double_charged_periods"]:
             raise CommandError("the run broke an invariant (see above)")
 
@@ -170,11 +186,11 @@ class Command(BaseCommand):
 
     # ------------------------------------------------------------------ set-up and restore
 
-    def _run(self, n: int, months: int, seed: int) -> dict:
+    def _run(self, like, n: int, months: int, seed: int) -> dict:
         accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:
-            raise CommandError(f"this marketplace has no simulator gateway {missing[0]!r}")
+            raise CommandError(f"marketplace {like.schema_name!r} has no simulator gateway {missing[0]!r}")
         vault_account_ensure()
         saved_settings = {name: dict(a.settings) for name, a in accounts.items()}
         saved_rules = {r.pk: (list(r.candidates), r.mode) for r in RoutingRule.objects.all()}
@@ -394,6 +410,7 @@ class Command(BaseCommand):
     def _print(self, report: dict) -> None:
         same = report["same_gateway_only"]
         lines = [
+            f"marketplace                {report['marketplace']}",
             f"customers x months         {report['customers']} x {report['months']} (seed {report['seed']}, run {report['run']})",
             f"invoices                   {report['invoices']} ({report['paid']} paid, {report['open_invoices']} open, "
             f"{report['uncollectible_invoices']} uncollectible)",

@@ -1,7 +1,12 @@
 """``python manage.py simulate_traffic --tenant demo --payments N [--concurrency C]
-[--outage GATEWAY:FRACTION] [--seed S] [--json]``
+[--outage GATEWAY:FRACTION] [--seed S] [--json] [--keep]``
 
-Drives payments through the same service path the API uses, against the tenant's simulator
+Runs in a scratch marketplace (``apps.tenants.scratch``: ``sim_traffic_<hex>``) configured like
+``--tenant``'s (its gateway accounts, routing and decline rules), never in that marketplace itself:
+its books, gateway settings and webhook endpoints are untouched. The scratch one is named at the
+start and in the report, and dropped afterwards unless ``--keep``.
+
+Drives payments through the same service path the API uses, against the simulator
 gateways ``primary`` and ``secondary``, with a realistic mix of Stripe test cards, paid with a mix
 of methods (``apps/payments/simulation.py``): one-off test tokens, and methods of ours saved at
 ``primary`` only, at both, or at ``primary`` with ``secondary`` reachable only through a vault.
@@ -40,7 +45,8 @@ from apps.payments.simulation import (
     vault_account_ensure,
     without_vault,
 )
-from apps.tenants.cli import marketplace_named
+from apps.tenants.cli import marketplace_named, scratch_kept, scratch_started
+from apps.tenants.scratch import scratch_marketplace
 
 # (payment method, weight): mostly good cards, some foreign, soft and hard declines, 3-D Secure,
 # and the simulator's faults.
@@ -77,17 +83,26 @@ class Command(BaseCommand):
         parser.add_argument("--outage", help="GATEWAY:FRACTION, e.g. primary:0.5")
         parser.add_argument("--seed", type=int, default=1)
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--keep", action="store_true", help="keep the scratch marketplace afterwards")
 
     def handle(self, *args, **opts):
-        tenant = marketplace_named(opts["tenant"])
+        like = marketplace_named(opts["tenant"])
         n, concurrency = opts["payments"], opts["concurrency"]
         if n < 1:
             raise CommandError("--payments must be at least 1")
         if not 1 <= concurrency <= 64:
             raise CommandError("--concurrency must be between 1 and 64")
         outage = self._parse_outage(opts["outage"])
-        with tenant_context(tenant):
-            report = self._run(tenant, n, concurrency, outage, opts["seed"], quiet=opts["json"])
+        quiet = opts["json"]
+        # Never in the named marketplace: in a scratch one configured like it (apps.tenants.scratch).
+        with scratch_marketplace(like=like, purpose="sim-traffic", keep=opts["keep"]) as scratch:
+            (sys.stderr if quiet else self.stdout).write(scratch_started(scratch, like) + "\n")
+            with tenant_context(scratch.marketplace):
+                report = self._run(
+                    scratch.marketplace, like, n, concurrency, outage, opts["seed"], quiet=quiet
+                )
+            report = {"marketplace": scratch.name, **report}
+            kept = scratch_kept(scratch) if opts["keep"] else ""
         if opts["json"]:
             self.stdout.write(json.dumps(report))
         else:
@@ -95,6 +110,8 @@ class Command(BaseCommand):
                 if isinstance(value, dict):  # e.g. failovers: "direct 86, vault 36, impossible 20"
                     value = ", ".join(f"{k} {v}" for k, v in value.items())
                 self.stdout.write(f"{key:<24} {value}")
+        if kept:
+            (sys.stderr if quiet else self.stdout).write(kept + "\n")
         if not report["ledger_verified"] or report["max_charges_per_intent"] > 1:
             raise CommandError("the run broke an invariant (see above)")
 
@@ -114,11 +131,12 @@ class Command(BaseCommand):
             )
         return name, value
 
-    def _run(self, tenant, n, concurrency, outage, seed, *, quiet) -> dict:
+    def _run(self, tenant, like, n, concurrency, outage, seed, *, quiet) -> dict:
+        """The run, in ``tenant`` (the scratch marketplace) configured like ``like``."""
         accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
         missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
         if missing:
-            raise CommandError(f"marketplace {tenant.schema_name!r} has no simulator gateway {missing[0]!r}")
+            raise CommandError(f"marketplace {like.schema_name!r} has no simulator gateway {missing[0]!r}")
         vault_account_ensure()
         original = {name: dict(a.settings) for name, a in accounts.items()}
         running = {name: without_vault(cfg) for name, cfg in original.items()}

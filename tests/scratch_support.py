@@ -1,0 +1,50 @@
+"""What a simulation (``simulate_*``) must leave as it found it in the marketplace it is named
+after: it runs in a scratch marketplace of its own (``apps.tenants.scratch``)."""
+
+from __future__ import annotations
+
+from django_tenants.utils import schema_exists, tenant_context
+
+from apps.billing.models import Invoice
+from apps.core.crypto import encrypt_json
+from apps.customers.models import Customer
+from apps.ledger.models import JournalTransaction, LedgerEvent
+from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, RoutingRule, SimulatorCharge
+from apps.tenants.models import Marketplace
+from apps.webhooks.models import OutboundEvent, WebhookDelivery, WebhookEndpoint
+
+
+def endpoint_add(tenant) -> None:
+    """A webhook endpoint taking every event: a run in ``tenant`` would queue deliveries to it."""
+    with tenant_context(tenant):
+        WebhookEndpoint.objects.create(
+            url="https://shop.example/hooks",
+            enabled_events=["*"],
+            secret_encrypted=encrypt_json({"secret": "x"}),
+        )
+
+
+def footprint(tenant) -> dict:
+    """``tenant``'s books, events and mesh configuration, to compare before and after a run."""
+    with tenant_context(tenant):
+        return {
+            "payments": PaymentIntent.objects.count(),
+            "attempts": PaymentAttempt.objects.count(),
+            "simulator_charges": SimulatorCharge.objects.count(),
+            "customers": Customer.objects.count(),
+            "invoices": Invoice.objects.count(),
+            "ledger_events": LedgerEvent.objects.count(),
+            "journal": JournalTransaction.objects.count(),
+            "outbound_events": OutboundEvent.objects.count(),
+            "deliveries": WebhookDelivery.objects.count(),
+            "gateway_accounts": sorted(
+                GatewayAccount.objects.values_list(
+                    "name", "kind", "enabled", "settings", "credentials_encrypted"
+                )
+            ),
+            "routing_rules": list(RoutingRule.objects.values_list("candidates", "mode")),
+        }
+
+
+def scratch_exists(name: str) -> bool:
+    return Marketplace.objects.filter(schema_name=name).exists() or schema_exists(name)
