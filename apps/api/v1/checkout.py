@@ -28,20 +28,16 @@ from apps.tenants.selectors import marketplace_primary_domain
 
 
 def session_url(request: Request | None, session_id: str) -> str:
-    """The hosted page on the marketplace's own host: the request's host when it is the
-    marketplace's (its port kept, for development), else the marketplace's primary domain."""
+    """The hosted page on the marketplace's own host: its primary domain, with the request's
+    scheme and port (for development: ``http://demo.localhost:8000``) whichever host the API was
+    called on (the public host picks the marketplace by the key)."""
     tenant = getattr(tenant_connection(), "tenant", None)
-    scheme = request.scheme if request is not None else "https"
+    domain = marketplace_primary_domain(marketplace=tenant) if tenant is not None else None
     host = request.get_host() if request is not None else ""
-    request_tenant = getattr(request, "tenant", None) if request is not None else None
-    if (
-        not host
-        or request_tenant is None
-        or getattr(request_tenant, "schema_name", "") != getattr(tenant, "schema_name", None)
-    ):
-        domain = marketplace_primary_domain(marketplace=tenant) if tenant is not None else None
-        port = host.rsplit(":", 1)[1] if ":" in host else ""
-        host = f"{domain}:{port}" if domain and port else (domain or host)
+    port = host.rsplit(":", 1)[1] if ":" in host else ""
+    if domain:
+        host = f"{domain}:{port}" if port else domain
+    scheme = request.scheme if request is not None else "https"
     return f"{scheme}://{host}/checkout/{session_id}"
 
 
