@@ -33,14 +33,14 @@ pytestmark = pytest.mark.slow
 
 SHOTS = Path("/tmp/checkout-shots")
 DECLINED = "Your card was declined. Try another card."
-DESKTOP = {"viewport": {"width": 1366, "height": 768}}
-PHONE = {
+DESKTOP: dict[str, Any] = {"viewport": {"width": 1366, "height": 768}}
+PHONE: dict[str, Any] = {
     "viewport": {"width": 390, "height": 844},
     "is_mobile": True,
     "has_touch": True,
     "device_scale_factor": 2,
 }
-DEVICES = {"desktop": DESKTOP, "phone": PHONE}
+DEVICES: dict[str, dict[str, Any]] = {"desktop": DESKTOP, "phone": PHONE}
 NEEDS_3DS = pytest.mark.skipif(
     not hasattr(payment_services, "payment_authentication_return"),
     reason="needs issue 15's 3-D Secure side (payment_authentication_return, the simulator's "

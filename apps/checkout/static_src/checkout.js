@@ -212,7 +212,8 @@
     }
     root.appendChild(box);
 
-    var driver = null, session = null, busy = false;
+    var driver = null, session = null, busy = false, polls = 0;
+    var MAX_POLLS = 90;
     var controller = {};
 
     function report(result) {
@@ -247,6 +248,12 @@
         return report(data);
       }
       if (data.status === "processing" || data.status === "open") {
+        polls += 1;
+        if (polls > MAX_POLLS) {
+          show("Your payment is still being processed. Don't pay again: check back in a few minutes.");
+          status.textContent = "";
+          return report({status: "processing", payment: data.payment});
+        }
         status.textContent = "Processing your payment…";
         return new Promise(function (resolve) { setTimeout(resolve, 1000); }).then(function () {
           return post(base + "/status", {client_secret: secret});
@@ -266,6 +273,7 @@
     controller.pay = function () {
       if (busy || !driver) { return Promise.resolve({status: "busy"}); }
       busy = true;
+      polls = 0;
       show("");
       if (button) { button.disabled = true; button.textContent = "Processing…"; }
       status.textContent = "Processing…";
