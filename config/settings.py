@@ -292,6 +292,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "VendorStatusEnum": "apps.vendors.models.Vendor.Status",
         "WebhookEndpointStatusEnum": "apps.webhooks.models.WebhookEndpoint.Status",
+        "CheckoutSessionStatusEnum": "apps.checkout.models.CheckoutSession.Status",
     },
 }
 # Per API key (Redis token bucket): this many requests a second, bursts up to API_RATE_LIMIT_BURST.
