@@ -332,8 +332,11 @@ def checkout_session_confirm(
             intent_id=intent.pk, payment_method=token, **_with_return_url(payment_confirm, return_url)
         )
     except PaymentError as exc:
-        if exc.param == "payment_method":
+        if exc.param == "payment_method":  # a token no gateway takes: to the shopper, a decline
             return CheckoutResult("failed", checkout_session_sync(session_id=session_id), message=DECLINED)
+        if exc.param is not None:  # the session's own terms (amount limit, splits) refused now
+            log.warning("checkout %s cannot be paid: %s", session_id, exc)
+            raise CheckoutError("This checkout cannot be paid right now.", code=exc.code) from exc
         raise CheckoutError(
             "This payment is already being processed; wait a moment and try again.",
             code="checkout_session_busy",

@@ -355,3 +355,18 @@ def test_3ds_redirects_to_the_challenge_with_the_checkout_return_url(api):
     back = Client(HTTP_HOST=HOST).get(f"/checkout/{session['id']}/return", {"payment": answer["payment"]})
     assert back.status_code in (200, 302)
     assert CheckoutSession.objects.get().status == "open"
+
+
+def test_a_session_the_payments_refuse_now_says_so_without_detail(api, tenant_a):
+    session = create(api, amount=5000)
+    tenant_a.max_payment_amount = 1000
+    tenant_a.save(update_fields=["max_payment_amount"])
+    try:
+        answer = confirm(session, "pm_card_visa", status=409)
+    finally:
+        tenant_a.max_payment_amount = 99_999_999
+        tenant_a.save(update_fields=["max_payment_amount"])
+
+    assert answer["error"]["message"] == "This checkout cannot be paid right now."
+    assert answer["error"]["code"] == "amount_too_large"
+    assert not PaymentIntent.objects.exists() and CheckoutSession.objects.get().status == "open"
