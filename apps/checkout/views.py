@@ -48,7 +48,8 @@ def return_url(request: HttpRequest, session_id: str) -> str:
 
 def _branding(request: HttpRequest) -> dict[str, Any]:
     tenant = getattr(request, "tenant", None)
-    return {**brand(request), "logo_url": getattr(tenant, "logo_url", "") or ""}
+    logo = getattr(tenant, "logo_url", "") or ""
+    return {**brand(request), "logo_url": logo if logo.startswith(("https://", "http://")) else ""}
 
 
 def _money(amount: int, currency: str) -> str:

@@ -220,3 +220,15 @@ def test_a_stripe_token_goes_through_the_same_confirm_endpoint(api, localstripe)
     )
     assert (payment.payment_method, payment.status) == (token, "succeeded")
     assert payment.attempts.get().gateway_account.kind == "stripe"
+
+
+@pytest.mark.parametrize("url", ["javascript:alert(1)", "ftp://cdn.example/logo.png", "not a url"])
+def test_a_logo_url_must_be_http_or_https(url):
+    from django.core.exceptions import ValidationError
+
+    from apps.tenants.models import Marketplace
+
+    field = Marketplace._meta.get_field("logo_url")
+    with pytest.raises(ValidationError):
+        field.clean(url, None)
+    assert field.clean("https://cdn.example/logo.png", None) == "https://cdn.example/logo.png"
