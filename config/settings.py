@@ -127,6 +127,7 @@ TENANT_APPS = [
     "apps.webhooks",
     "apps.vendors",
     "apps.billing",
+    "apps.checkout",
 ]
 INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -243,6 +244,15 @@ PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "800
 # How long a started attempt's gateway call may still be running: longer than any adapter's
 # timeout (10 s read timeout, the simulator's 30 s latency cap). Until then nothing resolves or
 # closes the attempt; an answer later still is a late charge, reversed automatically.
+# A checkout session's page can be paid for this long after its creation (a request's
+# ``expires_in`` may shorten or lengthen it, within CHECKOUT_SESSION_EXPIRY_MAX_SECONDS).
+CHECKOUT_SESSION_EXPIRY_SECONDS = int(os.environ.get("CHECKOUT_SESSION_EXPIRY_SECONDS", str(24 * 3600)))
+CHECKOUT_SESSION_EXPIRY_MIN_SECONDS = 60
+CHECKOUT_SESSION_EXPIRY_MAX_SECONDS = 7 * 24 * 3600
+# The simulator's card fields (/simulator/card-fields) play a processor's hosted fields in the
+# demo: the one path a card number may be posted to (test numbers only, never stored or logged).
+# Off unless asked for, or in development.
+SIMULATOR_CARD_FIELDS = env_bool("SIMULATOR_CARD_FIELDS", DEBUG)
 PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
 CIRCUIT_BREAKER = {
     "consecutive_failures": int(os.environ.get("BREAKER_CONSECUTIVE_FAILURES", "5")),
@@ -284,6 +294,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "VendorStatusEnum": "apps.vendors.models.Vendor.Status",
         "WebhookEndpointStatusEnum": "apps.webhooks.models.WebhookEndpoint.Status",
+        "CheckoutSessionStatusEnum": "apps.checkout.models.CheckoutSession.Status",
     },
 }
 # Per API key (Redis token bucket): this many requests a second, bursts up to API_RATE_LIMIT_BURST.

@@ -2,7 +2,7 @@ from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.api import errors, views
-from apps.api.v1 import billing, customers, ledger, payment_methods, payments, vendors, webhooks
+from apps.api.v1 import billing, checkout, customers, ledger, payment_methods, payments, vendors, webhooks
 
 
 class ObjectIdConverter:
@@ -35,6 +35,12 @@ urlpatterns = [
     ),
     path("v1/payment_methods/<objid:method_id>/attach", payment_methods.PaymentMethodAttachView.as_view()),
     path("v1/payment_methods/<objid:method_id>/detach", payment_methods.PaymentMethodDetachView.as_view()),
+    path("v1/checkout_sessions", checkout.CheckoutSessionListView.as_view(), name="api-checkout-sessions"),
+    path(
+        "v1/checkout_sessions/<objid:session_id>",
+        checkout.CheckoutSessionDetailView.as_view(),
+        name="api-checkout-session",
+    ),
     path("v1/payments", payments.PaymentListView.as_view(), name="api-payments"),
     path("v1/payments/<objid:payment_id>", payments.PaymentDetailView.as_view(), name="api-payment"),
     path("v1/payments/<objid:payment_id>/confirm", payments.PaymentConfirmView.as_view()),

@@ -8,6 +8,7 @@ import secrets
 # the card-number rule (``apps.core.pan``) knows an id's random part by them.
 ID_PREFIXES = frozenset(
     {
+        "cs_",
         "cus_",
         "dis_",
         "evt_",

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import secrets
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
@@ -39,6 +40,15 @@ class RequestIdMiddleware:
 # from Stripe or Adyen, which send a card's last four digits at most.
 _NOT_FORMS = ("/api/", "/webhooks/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# The one exemption: the simulator's card fields, which play a processor's hosted fields in the
+# demo (apps/payments/gateways/simulator/card_fields.py: test numbers only, never stored or
+# logged), and only while SIMULATOR_CARD_FIELDS is on. Exactly this path, nothing under it.
+SIMULATOR_CARD_FIELDS_PATH = "/simulator/card-fields"
+
+
+def card_numbers_allowed(request: HttpRequest) -> bool:
+    """Whether this request may carry a card number: the simulator's card fields only."""
+    return bool(settings.SIMULATOR_CARD_FIELDS) and request.path_info == SIMULATOR_CARD_FIELDS_PATH
 
 
 class CardNumberFormMiddleware:
@@ -60,6 +70,7 @@ class CardNumberFormMiddleware:
             request.method != "POST"
             or request.content_type not in _FORM_TYPES
             or request.path_info.startswith(_NOT_FORMS)
+            or card_numbers_allowed(request)
         ):
             return None
         field = card_number_field(request, values=not refused_by_forms(view_func))

@@ -118,3 +118,37 @@ PAYMENT_METHOD_PREFIX = "paym_"
 def is_payment_method_id(value: str) -> bool:
     """Whether ``value`` names one of our payment methods (else it is a processor's token)."""
     return value.startswith(PAYMENT_METHOD_PREFIX)
+
+
+# Stripe's documented test card numbers, as the simulator's card fields (the demo's stand-in for a
+# processor's hosted fields, ``gateways/simulator/card_fields.py``) turn them into the test
+# methods above. Only these numbers are accepted there; the platform's own endpoints refuse any.
+TEST_CARD_NUMBERS: dict[str, str] = {
+    "4242424242424242": "pm_card_visa",
+    "4000056655665556": "pm_card_visa_debit",
+    "5555555555554444": "pm_card_mastercard",
+    "5200828282828210": "pm_card_mastercard_debit",
+    "5105105105105100": "pm_card_mastercard_prepaid",
+    "371449635398431": "pm_card_amex",
+    "6011111111111117": "pm_card_discover",
+    "3056930009020004": "pm_card_diners",
+    "3566002020360505": "pm_card_jcb",
+    "6200000000000005": "pm_card_unionpay",
+    "4000000760000002": "pm_card_br",
+    "4000001240000000": "pm_card_ca",
+    "4000002760000016": "pm_card_de",
+    "4000002500000003": "pm_card_fr",
+    "4000005280000002": "pm_card_nl",
+    "4000003920000003": "pm_card_jp",
+    "4000000000000002": "pm_card_chargeDeclined",
+    "4000000000009995": "pm_card_chargeDeclinedInsufficientFunds",
+    "4000000000009987": "pm_card_chargeDeclinedLostCard",
+    "4000000000009979": "pm_card_chargeDeclinedStolenCard",
+    "4000000000000069": "pm_card_chargeDeclinedExpiredCard",
+    "4000000000000127": "pm_card_chargeDeclinedIncorrectCvc",
+    "4000000000000119": "pm_card_chargeDeclinedProcessingError",
+    "4100000000000019": "pm_card_chargeDeclinedFraudulent",
+    "4000000000006975": "pm_card_chargeDeclinedVelocityLimitExceeded",
+    "4000002760003184": "pm_card_authenticationRequired",
+    "4000000000003220": "pm_card_threeDSecure2Required",
+}

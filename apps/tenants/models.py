@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
 from django_tenants.utils import schema_exists
@@ -17,6 +18,12 @@ class Marketplace(TenantMixin):
     name = models.CharField(max_length=200)
     owner_email = models.EmailField(blank=True)
     brand_color = models.CharField(max_length=7, default="#4f46e5")
+    logo_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="An http(s) image URL shown on the hosted checkout page (optional).",
+        validators=[URLValidator(schemes=["http", "https"])],
+    )
     default_currency = models.CharField(max_length=3, default="USD")
     max_payment_amount = models.BigIntegerField(
         default=99_999_999, help_text="Largest single payment in minor units (any currency)."
