@@ -74,6 +74,7 @@ class ApiKey(models.Model):
     # keeps the two in step), at one of ``SCOPE_LEVELS`` (write includes read).
     SCOPE_RESOURCES = (
         "balance",
+        "checkout_sessions",
         "customers",
         "events",
         "invoices",
