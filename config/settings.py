@@ -242,6 +242,13 @@ PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "800
 # timeout (10 s read timeout, the simulator's 30 s latency cap). Until then nothing resolves or
 # closes the attempt; an answer later still is a late charge, reversed automatically.
 PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
+# An authentication (3-D Secure) the customer has not finished this long after it began is closed
+# at its gateway and the payment fails with ``authentication_expired``.
+AUTHENTICATION_EXPIRY_SECONDS = int(os.environ.get("AUTHENTICATION_EXPIRY_SECONDS", "1800"))
+# How long the emailed link to authenticate an off-session payment stays valid.
+AUTHENTICATION_LINK_MAX_AGE_SECONDS = int(
+    os.environ.get("AUTHENTICATION_LINK_MAX_AGE_SECONDS", str(7 * 86400))
+)
 CIRCUIT_BREAKER = {
     "consecutive_failures": int(os.environ.get("BREAKER_CONSECUTIVE_FAILURES", "5")),
     "window_seconds": 30,

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.payments.gateways.simulator.challenge import challenge_page
 from config.urls_health import urlpatterns as health_urls
 
 urlpatterns = [
@@ -12,5 +13,7 @@ urlpatterns = [
     path("webhooks/", include("apps.payments.urls")),
     path("vendors/", include("apps.vendors.urls")),
     path("billing/", include("apps.billing.urls")),
+    # The simulator's 3-D Secure challenge page (it plays the issuer's page; issue 15, C2).
+    path("simulator/<str:account>/authenticate/<str:attempt_id>", challenge_page, name="simulator-challenge"),
     path("", include("apps.core.urls")),
 ]

@@ -43,6 +43,7 @@ from apps.payments.services import (
     payment_capture,
     payment_confirm,
     payment_continue,
+    payment_authentication_return,
     payment_intent_create,
     payment_refund,
     refund_execute,
@@ -188,6 +189,12 @@ class RefundOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
 
+RETURN_URL_HELP = (
+    "absolute http(s) URL where the customer comes back after authenticating (3-D Secure), with "
+    "payment=<id> added to its query; then call POST /api/v1/payments/{id}/authentication_return"
+)
+
+
 class PaymentCreateIn(serializers.Serializer):
     amount = AmountField()
     currency = CurrencyField()
@@ -214,10 +221,21 @@ class PaymentCreateIn(serializers.Serializer):
         help_text='[{"vendor": "ven_...", "amount": 600}, ...] or [{"vendor": "ven_...", "share": "0.6"}, ...] '
         "(amounts add up to the payment; shares, as decimal or fraction strings, to 1)",
     )
+    return_url = serializers.CharField(required=False, max_length=2000, help_text=RETURN_URL_HELP)
 
 
 class PaymentConfirmIn(serializers.Serializer):
     payment_method = serializers.CharField(required=False, max_length=255)
+    return_url = serializers.CharField(required=False, max_length=2000, help_text=RETURN_URL_HELP)
+
+
+class PaymentAuthenticationReturnIn(serializers.Serializer):
+    details = serializers.DictField(
+        child=serializers.CharField(max_length=20000, allow_blank=True),
+        required=False,
+        help_text="the query parameters the processor added to your return_url (e.g. Adyen's "
+        "redirectResult), except payment",
+    )
 
 
 class PaymentCaptureIn(serializers.Serializer):
@@ -426,7 +444,30 @@ class PaymentConfirmView(ApiView):
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(PaymentConfirmIn, request.data)
-        intent = payment_confirm(intent_id=intent.pk, payment_method=data.get("payment_method"))
+        intent = payment_confirm(
+            intent_id=intent.pk, payment_method=data.get("payment_method"), return_url=data.get("return_url")
+        )
+        return Response(payment_body(intent))
+
+
+class PaymentAuthenticationReturnView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_authentication_return",
+        request=PaymentAuthenticationReturnIn,
+        responses={200: PaymentOut, **ERRORS},
+        description=(
+            "The customer came back to your return_url after authenticating (3-D Secure): the "
+            "platform asks the gateway and answers the payment as it is now: `succeeded` (or "
+            "`requires_capture`), `failed` with `last_error.code` `authentication_failed`, or still "
+            "`requires_action`. Idempotent; the processor's webhook may have settled it already."
+        ),
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(PaymentAuthenticationReturnIn, request.data)
+        intent = payment_authentication_return(intent_id=intent.pk, details=data.get("details"))
         return Response(payment_body(intent))
 
 

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -242,7 +243,19 @@ def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequ
         setup_future_usage=setup_future_usage,
         network_transaction_id=network_transaction_id,
         metadata={"payment": intent.id, **_simulator_key(intent, attempt)},
+        return_url=payment_return_url(intent),
     )
+
+
+def payment_return_url(intent: PaymentIntent) -> str | None:
+    """Where the processor sends the customer back after authenticating: the payment's
+    ``return_url`` with ``payment=<pay_id>`` added to its query (the page there names the payment
+    it resumes by it); None without one."""
+    if not intent.return_url:
+        return None
+    parts = urlsplit(intent.return_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "payment"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("payment", intent.id)])))
 
 
 def _simulator_key(intent: PaymentIntent, attempt: PaymentAttempt) -> dict:
@@ -440,9 +453,27 @@ def _answer_requires_action(
     its webhook never comes."""
     attempt_to(attempt, AS.REQUIRES_ACTION)
     intent_to(intent, IS.REQUIRES_ACTION)
-    intent.next_action = result.raw.get("next_action", {"type": "authenticate"})
+    intent.next_action = next_action_for(intent, result)
     attempt.next_resolve_at = next_action_check(timezone.now(), timezone.now())
     return events.attempt_requires_action(intent, attempt)
+
+
+def next_action_for(intent: PaymentIntent, result: GatewayResult) -> dict:
+    """What the storefront does for a payment waiting for the customer: send them to the
+    gateway's page (``redirect_to_url``; ``return_url`` is null when the payment has none, and the
+    customer then stays on the processor's page when done), or, when the gateway gave no page,
+    ``authenticate`` with the reason."""
+    if result.action_url:
+        return {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": result.action_url, "return_url": intent.return_url or None},
+        }
+    return {
+        "type": "authenticate",
+        "reason": "redirect_unavailable",
+        "message": "the gateway offered no page to redirect the customer to; confirm the payment "
+        "again with a return_url",
+    }
 
 
 def _answer_declined(
