@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.payments import pages as payment_pages
 from apps.payments.gateways.simulator.challenge import challenge_page
 from config.urls_health import urlpatterns as health_urls
 
@@ -15,5 +16,8 @@ urlpatterns = [
     path("billing/", include("apps.billing.urls")),
     # The simulator's 3-D Secure challenge page (it plays the issuer's page; issue 15, C2).
     path("simulator/<str:account>/authenticate/<str:attempt_id>", challenge_page, name="simulator-challenge"),
+    # The emailed link to authenticate an off-session payment (issue 15, C2).
+    path("pay/<str:payment_id>/authenticate", payment_pages.authenticate_page, name="payment-authenticate"),
+    path("pay/<str:payment_id>/authenticate/return", payment_pages.authenticate_return),
     path("", include("apps.core.urls")),
 ]

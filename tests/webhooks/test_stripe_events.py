@@ -491,5 +491,9 @@ def test_a_failed_3d_secure_fails_the_payment_so_it_can_be_confirmed_again(gatew
     intent = reload(intent)
     # Stripe's payment_intent_authentication_failure, in the neutral vocabulary
     assert (attempt.status, attempt.decline_code) == ("declined", "authentication_failed")
-    assert (intent.status, intent.last_error["code"], intent.next_action) == ("failed", "authentication_failed", {})
+    assert (intent.status, intent.last_error["code"], intent.next_action) == (
+        "failed",
+        "authentication_failed",
+        {},
+    )
     assert ledger_types(intent)[-2:] == ["AttemptDeclined", "PaymentFailed"]

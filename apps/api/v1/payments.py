@@ -39,11 +39,11 @@ from apps.payments import selectors
 from apps.payments.models import SETUP_FUTURE_USAGES, PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     OperationStillPending,
+    payment_authentication_return,
     payment_cancel,
     payment_capture,
     payment_confirm,
     payment_continue,
-    payment_authentication_return,
     payment_intent_create,
     payment_refund,
     refund_execute,

@@ -42,6 +42,12 @@ from apps.payments.services.errors import (
     PaymentError,
 )
 from apps.payments.services.late_charges import late_charge_notify, payment_late_charge_reverse
+from apps.payments.services.links import (
+    authentication_link_payment,
+    authentication_link_url,
+    payment_authentication_link_confirm,
+    payment_authentication_link_send,
+)
 from apps.payments.services.messages import customer_message
 from apps.payments.services.methods import payment_saved_method_record
 from apps.payments.services.operations import (
@@ -97,6 +103,8 @@ __all__ = [
     "OperationStillPending",
     "PaymentError",
     "attempt_lease",
+    "authentication_link_payment",
+    "authentication_link_url",
     "customer_message",
     "gateway_account_update",
     "gateway_client",
@@ -106,6 +114,8 @@ __all__ = [
     "payment_attempt_refresh",
     "payment_attempt_resolve",
     "payment_authentication_expire",
+    "payment_authentication_link_confirm",
+    "payment_authentication_link_send",
     "payment_authentication_return",
     "payment_cancel",
     "payment_cancel_resolve",

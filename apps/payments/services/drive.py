@@ -37,6 +37,7 @@ from apps.payments.services.late_charges import gateway_money_taken, late_charge
 from apps.payments.services.ledger_events import record_events
 from apps.payments.services.methods import payment_method_credential_store, payment_saved_method_keep
 from apps.payments.services.schedules import (
+    AUTHENTICATION_LINK_HANDLER,
     CONTINUE_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
     RESOLVE_HANDLER,
@@ -517,10 +518,16 @@ def _answer_authentication_required(intent: PaymentIntent, attempt: PaymentAttem
     """A merchant-initiated charge the issuer will only take with the customer authenticating:
     no other gateway can give that (it is the customer's to give), so there is no failover. The
     payment waits in ``requires_action`` (nothing is open at the gateway: the attempt is
-    declined) until it is confirmed again, with the customer there or by dunning's next retry;
-    ``payment.requires_action`` tells the storefront."""
+    declined) until it is confirmed again, with the customer there (the link emailed to them,
+    ``links``) or by dunning's next retry; ``payment.requires_action`` tells the storefront."""
     intent_to(intent, IS.REQUIRES_ACTION)
     intent.next_action = {"type": "authenticate", "reason": AUTHENTICATION_REQUIRED}
+    if intent.customer_id:  # the customer is emailed a link to authenticate it (once per payment)
+        durable_enqueue(
+            handler=AUTHENTICATION_LINK_HANDLER,
+            kwargs={"intent_id": intent.id},
+            idempotency_key=f"authentication-link:{intent.id}",
+        )
     intent.last_error = {
         "type": "card_error",
         "code": AUTHENTICATION_REQUIRED,

@@ -38,6 +38,7 @@ from django.utils import timezone
 CONTINUE_HANDLER = "apps.payments.services.payment_continue"
 RESOLVE_HANDLER = "apps.payments.services.payment_attempt_resolve"
 REFRESH_HANDLER = "apps.payments.services.payment_attempt_refresh"
+AUTHENTICATION_LINK_HANDLER = "apps.payments.services.payment_authentication_link_send"
 CAPTURE_HANDLER = "apps.payments.services.payment_capture_resolve"
 CANCEL_HANDLER = "apps.payments.services.payment_cancel_resolve"
 REFUND_HANDLER = "apps.payments.services.refund_execute"
