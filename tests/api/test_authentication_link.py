@@ -112,3 +112,24 @@ def test_no_email_for_a_customer_without_one(api):
 
     assert send_link(intent) == "done"  # nothing to send: done
     assert mail.outbox == []
+
+
+def test_a_failed_authentication_through_the_link_says_so_and_can_be_tried_again(api):
+    intent = off_session_payment()
+    send_link(intent)
+    link = path_of(emailed_link())
+    token = urlsplit(link).query.removeprefix("token=")
+    browser = Client(HTTP_HOST=HOST, enforce_csrf_checks=True)
+
+    page = browser.get(link)
+    started = browser.post(link, {"token": token, "csrfmiddlewaretoken": csrf(page)})
+    challenge = path_of(started["Location"])
+    failed = browser.post(challenge, {"result": "fail", "csrfmiddlewaretoken": csrf(browser.get(challenge))})
+    back = browser.get(path_of(failed["Location"]))
+
+    assert "Authentication failed. Try again or use another card." in back.content.decode()
+    assert PaymentIntent.objects.get(pk=intent.id).last_error["code"] == "authentication_failed"
+    # Trying again starts a new challenge on the same payment
+    again = browser.post(link, {"token": token, "csrfmiddlewaretoken": csrf(back)})
+    assert challenge.endswith(f"/{intent.id}_2")
+    assert again.status_code == 302 and path_of(again["Location"]).endswith(f"/{intent.id}_3")

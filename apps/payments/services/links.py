@@ -91,8 +91,12 @@ def payment_authentication_link_send(*, intent_id: str) -> str:
 def payment_authentication_link_confirm(*, intent_id: str, return_url: str) -> PaymentIntent:
     """The customer opened the emailed link and asked to authenticate: the payment is confirmed
     again with them there (``off_session`` False), with ``return_url`` (the link's return page).
-    Only a payment still waiting for the customer; raises PaymentError otherwise."""
+    Only a payment still waiting for them, or whose authentication through the link failed (they
+    try again); raises PaymentError otherwise."""
     intent = payment_get(payment_id=intent_id)
-    if intent is None or intent.status != PaymentIntent.Status.REQUIRES_ACTION:
+    if intent is None or intent.status not in (
+        PaymentIntent.Status.REQUIRES_ACTION,
+        PaymentIntent.Status.FAILED,
+    ):
         raise PaymentError(f"payment {intent_id} does not wait for the customer")
     return payment_confirm(intent_id=intent_id, return_url=return_url, off_session=False)
