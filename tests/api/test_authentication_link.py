@@ -42,7 +42,7 @@ def send_link(intent: PaymentIntent) -> str:
 
 def emailed_link() -> str:
     [message] = mail.outbox
-    return re.search(r"https?://\S+/pay/\S+", message.body).group(0)
+    return re.search(r"https?://\S+/pay/\S+", str(message.body)).group(0)
 
 
 def csrf(page) -> str:
