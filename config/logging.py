@@ -1,12 +1,20 @@
 """Structured logging: every line carries the request id and the tenant schema, and no line
 carries a card number (redacted by ``apps.core.pan``'s rule: a second line of defence behind the
-refusals at the edge)."""
+refusals at the edge).
+
+The redaction is done where every record is made (``logging_configure`` installs a record
+factory), so it holds for every handler, ours or not: Django's own ``django.server`` and
+``django.request`` loggers, a third party's handler, pytest's capture. The handlers' filter
+(``CardNumberRedactionFilter``) adds what a factory cannot see: extras, given after a record is
+made."""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import logging.config
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apps.core.pan import redact_card_numbers
@@ -34,25 +42,51 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def record_redact(record: logging.LogRecord) -> None:
+    """Redact card numbers from ``record``'s message (its arguments merged in) and its exception
+    text, in place. Never raises."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a bad format string: leave the record to the formatter's own report
+        message = None
+    if message is not None:
+        clean = redact_card_numbers(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact_card_numbers(record.exc_text)
+
+
+def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        record_redact(record)
+        return record
+
+    factory.redacts_card_numbers = True  # type: ignore[attr-defined]
+    return factory
+
+
+def logging_configure(config: dict) -> None:
+    """``LOGGING_CONFIG``: apply ``config`` and make every log record redacted as it is made.
+    Idempotent (Django and Celery may both configure logging)."""
+    logging.config.dictConfig(config)
+    make = logging.getLogRecordFactory()
+    if not getattr(make, "redacts_card_numbers", False):
+        logging.setLogRecordFactory(_redacting_factory(make))
+
+
 class CardNumberRedactionFilter(logging.Filter):
     """Redacts card numbers from the message (its arguments merged in), string extras and the
     exception text. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: leave the record to the formatter's own report
-            return True
-        clean = redact_card_numbers(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        record_redact(record)
         for name, value in _extras(record).items():
             if isinstance(value, str):
                 setattr(record, name, redact_card_numbers(value))
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact_card_numbers(record.exc_text)
         return True
 
 

@@ -153,8 +153,10 @@ TENANT_PROVISIONERS: list[str] = [
 ]
 
 MIDDLEWARE = [
-    "apps.tenants.middleware.MarketplaceMiddleware",  # must be first (django-tenants)
+    # Before the tenant middleware (the first that touches the database) so that every answer,
+    # an unknown host's 404 too, carries Request-Id; it reads neither the database nor the urlconf.
     "apps.core.middleware.RequestIdMiddleware",
+    "apps.tenants.middleware.MarketplaceMiddleware",  # first to touch the database (django-tenants)
     "apps.api.middleware.ApiEdgeMiddleware",  # /api/ only: size, depth, card numbers, JSON errors
     "apps.core.middleware.CardNumberFormMiddleware",  # every other POST form: card numbers
     "django.middleware.security.SecurityMiddleware",
@@ -319,6 +321,8 @@ EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH", str(BASE_DIR / ".data" / "ma
 # --------------------------------------------------------------------------- logging
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "dev" if DEBUG else "json")
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# Every record is redacted as it is made (config.logging.logging_configure), whatever handles it.
+LOGGING_CONFIG = "config.logging.logging_configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -340,6 +344,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        # Django's own handlers (an unformatted second copy in debug, the dev server's access
+        # lines) are replaced: everything goes through the console handler, one line per event.
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
         "celery": {"level": LOG_LEVEL},
     },
 }

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 
-from apps.core.errors import error_body
+from apps.core.errors import error_body, error_response
 from apps.core.money import MoneyError
 from apps.payments.services import PaymentError
 
@@ -123,7 +123,10 @@ def exception_handler(exc, context):
     elif isinstance(exc, exceptions.MethodNotAllowed):
         response.data = error_body("invalid_request_error", "method_not_allowed", str(exc.detail))
     elif isinstance(exc, exceptions.ParseError):
-        response.data = error_body("invalid_request_error", "parse_error", str(exc.detail))
+        # A JSON body is read (and refused when malformed) by ApiEdgeMiddleware first; one code.
+        response.data = error_body(
+            "invalid_request_error", "invalid_json", "The request body could not be parsed."
+        )
     elif isinstance(exc, exceptions.UnsupportedMediaType):
         response.data = error_body("invalid_request_error", "unsupported_media_type", str(exc.detail))
     else:
@@ -132,11 +135,11 @@ def exception_handler(exc, context):
 
 
 def api_not_found(request, exception=None):
-    return JsonResponse(
+    return error_response(
         error_body(
             "invalid_request_error",
             "resource_missing",
             f"Unrecognized request URL ({request.method}: {request.path}).",
         ),
-        status=404,
+        404,
     )

@@ -2,8 +2,13 @@
 
 ``ApiEdgeMiddleware`` (for paths under ``/api/``):
 
-- refuses a body over ``API_MAX_BODY_BYTES`` and JSON nested deeper than ``API_MAX_JSON_DEPTH``
-  (400 ``parameter_invalid`` / ``invalid_json``; never a RecursionError further in);
+- refuses a body it cannot read whole: a ``Transfer-Encoding`` without ``Content-Length`` (411
+  ``length_required``: the WSGI server would hand the view an empty body, and an empty object
+  would be created) and any uploaded file (400 ``parameter_invalid`` naming its field: no
+  resource takes one, and a file field would otherwise be dropped silently);
+- refuses a body over ``API_MAX_BODY_BYTES`` and JSON that is malformed or nested deeper than
+  ``API_MAX_JSON_DEPTH`` (400 ``parameter_invalid`` / ``invalid_json``, in plain words; never a
+  RecursionError further in);
 - refuses any request holding a card number (``apps.core.pan``): in the body (keys and values,
   JSON or form-encoded), the query string, the URL path or a header we store
   (``Idempotency-Key``): 400 ``card_number_not_allowed`` naming the param, so nothing of it is
@@ -18,11 +23,11 @@ import json
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 
 from apps.api.errors import internal_error_body
-from apps.core.errors import error_body
+from apps.core.errors import error_body, error_response
 from apps.core.pan import card_number_path, find_card_number
 
 API_PREFIX = "/api/"
@@ -52,11 +57,15 @@ class ApiEdgeMiddleware:
         return _as_json_error(request, response)
 
 
-def _refuse(code: str, message: str, param: str | None) -> JsonResponse:
-    return JsonResponse(error_body("invalid_request_error", code, message, param), status=400)
+# Methods whose request may carry a body the API reads.
+_BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-def _card_number(where: str, param: str | None) -> JsonResponse:
+def _refuse(code: str, message: str, param: str | None, status: int = 400) -> HttpResponse:
+    return error_response(error_body("invalid_request_error", code, message, param), status)
+
+
+def _card_number(where: str, param: str | None) -> HttpResponse:
     return _refuse("card_number_not_allowed", CARD_NUMBER_MESSAGE.format(where=where), param)
 
 
@@ -88,6 +97,14 @@ def api_request_refusal(request: HttpRequest) -> HttpResponse | None:
             return _card_number("A query parameter's name", None)
         if any(find_card_number(value) for value in values):
             return _card_number(f"The query parameter {name!r}", name)
+    chunked = request.META.get("HTTP_TRANSFER_ENCODING") and not request.META.get("CONTENT_LENGTH")
+    if chunked and request.method in _BODY_METHODS:
+        return _refuse(
+            "length_required",
+            "Send the request body with a Content-Length header; a chunked body is not read.",
+            None,
+            status=411,
+        )
     if request.method in ("GET", "HEAD", "OPTIONS", "DELETE") and not request.META.get("CONTENT_LENGTH"):
         return None
     limit = settings.API_MAX_BODY_BYTES
@@ -116,6 +133,10 @@ def api_request_refusal(request: HttpRequest) -> HttpResponse | None:
         for name, files in request.FILES.lists():
             if find_card_number(name) or any(find_card_number(f.name or "") for f in files):
                 return _card_number("An uploaded file's name", None)
+        for name in request.FILES:
+            return _refuse(
+                "parameter_invalid", f"{name} was sent as a file; this API takes no file uploads.", name
+            )
         return None
     # Any other type is refused by the parsers (415), but the body is read as text all the same.
     if find_card_number(body.decode("utf-8", "replace")):
@@ -123,18 +144,22 @@ def api_request_refusal(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _json_refusal(body: bytes) -> HttpResponse | None:
     if not body.strip():
         return None
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant)
     except RecursionError:
         data = None
         depth = None
-    except ValueError:  # malformed: the parser answers it (parse_error), but not with a card in it
+    except ValueError as exc:  # malformed: answered here, in plain words, never with a card in it
         if find_card_number(body.decode("utf-8", "replace")):
             return _card_number("The body", None)
-        return None
+        return _refuse("invalid_json", json_error_message(exc), None)
     else:
         depth = json_depth(data)
     max_depth = settings.API_MAX_JSON_DEPTH
@@ -147,6 +172,17 @@ def _json_refusal(body: bytes) -> HttpResponse | None:
     if in_key:
         return _card_number(f"A key of {path or 'the body'}", path or None)
     return _card_number(f"The value of {path}" if path else "The body", path or None)
+
+
+def json_error_message(exc: ValueError) -> str:
+    """What is wrong with a JSON body, in the API's words (never Python's advice to its programmer)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"The body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
+    if isinstance(exc, UnicodeDecodeError):
+        return "The body is not valid JSON: it is not UTF-8 text."
+    if "is not a JSON number" in str(exc):
+        return f"The body is not valid JSON: {exc}."
+    return "The body is not valid JSON: a number in it is too large."
 
 
 def _as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -162,7 +198,7 @@ def _as_json_error(request: HttpRequest, response: HttpResponse) -> HttpResponse
             f"The request was refused ({response.status_code} {response.reason_phrase}).",
         )
         body["error"]["request_id"] = request_id
-    converted = JsonResponse(body, status=response.status_code)
+    converted = error_response(body, response.status_code)
     for header in ("Request-Id", "Retry-After", "WWW-Authenticate", "Allow"):
         if header in response:
             converted[header] = response[header]

@@ -7,6 +7,7 @@ amount per currency; a subscription bills in one of them."""
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 from django.db import models
 
@@ -209,6 +210,12 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.number or self.id} {self.status}"
+
+    @property
+    def next_payment_attempt(self) -> datetime | None:
+        """When the next automatic payment attempt is due: none once retries stopped (then
+        ``next_attempt_at`` only schedules the final action at the dunning window's end)."""
+        return None if self.retries_stopped else self.next_attempt_at
 
 
 class InvoiceLine(models.Model):

@@ -34,6 +34,7 @@ from apps.billing.states import subscription_to
 from apps.billing.subscriptions import (
     subscription_cancel,
     subscription_locked,
+    subscription_method_check,
     subscription_pause,
     subscription_payment_method_update,
     subscription_publish,
@@ -213,6 +214,7 @@ def subscription_create(
         raise BillingError("quantity must be at least 1", param="quantity")
     if not payment_method.strip():
         raise BillingError("payment_method is required", code="parameter_missing", param="payment_method")
+    subscription_method_check(payment_method.strip(), customer_id)
     if vendor_id:
         vendor_check(vendor_id, amount * quantity, currency)
     trial = price.trial_days if trial_days is None else trial_days

@@ -23,6 +23,7 @@ from apps.billing.invoices import dunning_policy, invoice_void_locked, payment_c
 from apps.billing.locks import open_invoices_lock, subscription_lock
 from apps.billing.models import Invoice, InvoiceLine, PendingLine, Price, Subscription
 from apps.billing.states import subscription_to
+from apps.payments.services import PaymentError, payment_method_check
 from apps.vendors.funds import split_plan_prepare
 from apps.vendors.splits import SplitError
 from apps.webhooks.outbound import event_publish
@@ -47,6 +48,17 @@ def vendor_check(vendor_id: str, amount: int, currency: str) -> None:
         split_plan_prepare([{"vendor": vendor_id, "share": "1"}], amount=amount, currency=currency)
     except SplitError as exc:
         raise BillingError(str(exc), code=exc.code, param="vendor") from None
+
+
+def subscription_method_check(payment_method: str, customer_id: str) -> None:
+    """BillingError unless the subscription's customer may be charged with ``payment_method``:
+    payments' rule (``payment_method_check``: a saved method of another customer is
+    ``payment_method_customer_mismatch``, an unknown one ``resource_missing``), checked before
+    anything is saved rather than found by the first charge."""
+    try:
+        payment_method_check(payment_method=payment_method, customer_id=customer_id)
+    except PaymentError as exc:
+        raise BillingError(str(exc), code=exc.code, param=exc.param or "payment_method") from None
 
 
 def subscription_locked(subscription_id: str) -> Subscription:
@@ -132,6 +144,7 @@ def subscription_update(
                 )
         sub.price, sub.quantity = new_price, new_qty
         if payment_method is not None and payment_method.strip():
+            subscription_method_check(payment_method.strip(), sub.customer_id)
             sub.payment_method = payment_method.strip()
             if retry_now:
                 _retry_open_invoices(sub, now)

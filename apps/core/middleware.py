@@ -6,6 +6,7 @@ import secrets
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
+from apps.core.admin_mixins import FORM_VIEWS, CardNumberFormAdminMixin
 from apps.core.pan import find_card_number
 from config.logging import request_id_var
 
@@ -42,36 +43,50 @@ _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 class CardNumberFormMiddleware:
     """Every POSTed form outside the API (the admin on every host, vendor onboarding, billing
-    pages): a field holding a card number (``apps.core.pan``) is refused with a form error page
-    (400) before the view runs, so nothing of it is stored, logged, emailed or sent."""
+    pages): a field holding a card number (``apps.core.pan``) is refused before the view runs, so
+    nothing of it is stored, logged, emailed or sent. A view whose forms refuse card numbers
+    themselves (``apps.core.forms``: the admin's add and change views, vendor onboarding) shows
+    the form again with the error on the field; for those only a card number in a field's or a
+    file's name, which no form shows, is refused here. Anything else gets an error page (400)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if (
-            request.method == "POST"
-            and request.content_type in _FORM_TYPES
-            and not request.path_info.startswith(_NOT_FORMS)
-        ):
-            field = card_number_field(request)
-            if field is not None:
-                html = render_to_string(
-                    "errors/card_number_refused.html", {"field_label": field}, request=request
-                )
-                return HttpResponse(html, status=400)
         return self.get_response(request)
 
+    def process_view(self, request: HttpRequest, view_func, view_args, view_kwargs) -> HttpResponse | None:
+        if (
+            request.method != "POST"
+            or request.content_type not in _FORM_TYPES
+            or request.path_info.startswith(_NOT_FORMS)
+        ):
+            return None
+        field = card_number_field(request, values=not refused_by_forms(view_func))
+        if field is None:
+            return None
+        html = render_to_string("errors/card_number_refused.html", {"field_label": field}, request=request)
+        return HttpResponse(html, status=400)
 
-def card_number_field(request: HttpRequest) -> str | None:
-    """How to name the first posted field holding a card number (never its value), or None."""
-    for name, values in request.POST.lists():
+
+def refused_by_forms(view_func) -> bool:
+    """Whether ``view_func``'s forms refuse card numbers as field errors themselves."""
+    if getattr(view_func, "card_numbers_refused_by_forms", False):
+        return True
+    model_admin = getattr(view_func, "model_admin", None)  # the admin's views (ModelAdmin.get_urls)
+    return isinstance(model_admin, CardNumberFormAdminMixin) and view_func.__name__ in FORM_VIEWS
+
+
+def card_number_field(request: HttpRequest, *, values: bool = True) -> str | None:
+    """How to name the first posted field holding a card number (never its value), or None; with
+    ``values`` false, only the fields' and files' names are looked at."""
+    for name, posted in request.POST.lists():
         if find_card_number(name):
             return "A field's name"
-        if "password" in name:
+        if "password" in name or not values:
             continue  # only ever hashed, never shown or logged: refusing one could lock a user out
-        if any(find_card_number(value) for value in values):
-            return f"The field “{name}”"
+        if any(find_card_number(value) for value in posted):
+            return f"The field “{name.replace('_', ' ').capitalize()}”"  # as forms label it
     for name, files in request.FILES.lists():
         if any(find_card_number(f.name or "") for f in files):
             return f"The name of the file in “{name}”"

@@ -3,37 +3,59 @@ edge (API, admin, public pages) and redact it from logs.
 
 The rule, which the tests check property by property:
 
-- A **digit run** is a maximal stretch of ASCII digits in which single spaces or single dashes
-  may separate groups of digits (``4242424242424242``, ``4242 4242 4242 4242``,
-  ``4242-4242-4242-4242``, ``3782 822463 10005``). Two separators in a row, or any other
-  character, end the run.
-- A run that touches a letter on either side is part of a word or an identifier (a UUID, a hex
-  digest, one of our own ``pay_3kTm9...`` ids) and is not a card number; an underscore, a
-  colon, a quote or any other punctuation is not a letter, so ``pm_4242424242424242`` is one.
-- A run holds a card number when the run itself, or a stretch of its whole groups, has 12 to 19
-  digits, does not start with ``0`` (no card scheme issues numbers in ISO/IEC 7812's industry 0)
-  and passes the Luhn check. A run of 20 digits without separators is not a card number: it is too
-  long to be one. Separated groups are looked at one stretch at a time, so a card number written
-  in groups is found even beside other numbers (``order 17 4242 4242 4242 4242``).
+- A **digit** is any Unicode decimal digit (``4``, a full-width or an Arabic-Indic four), read as its value.
+- A **digit run** is a maximal stretch of digits in which a separator may stand between groups of
+  digits: one or two whitespace characters of any kind (space, no-break space, tab, newline), or
+  one of ``-`` ``.`` ``/`` with up to two whitespace characters on either side
+  (``4242 4242 4242 4242``, ``4242\u00a04242...``, ``4242.4242.4242.4242``, ``4242 - 4242 ...``,
+  ``3782 822463 10005``). Anything else (three spaces, ``--``, ``,``, ``:``, a letter) ends the run.
+  A run that is two groups joined by a single ``.`` is a decimal number (``1764790000.123456``, a
+  duration, a float): only its integer part is looked at, by itself.
+- A **candidate** is the run itself or a stretch of its whole groups with 12 to 19 digits, not
+  starting with ``0`` (no card scheme issues numbers in ISO/IEC 7812's industry 0), passing the
+  Luhn check. Separated groups are looked at one stretch at a time, so a card number written in
+  groups is found even beside other numbers (``order 17 4242 4242 4242 4242``). A run of 20 digits
+  without separators is not a card number: it is too long to be one.
+- A candidate that **touches a letter** (it starts the run and a letter comes just before it, or
+  ends it and a letter comes just after: ``x4242424242424242y``, ``visa4111111111111111``) is a
+  card number only when it also has 13 to 19 digits and starts with a card scheme's IIN (Visa 4;
+  Mastercard 51-55, 2221-2720; Amex 34, 37; Discover 6011, 644-649, 65; JCB 3528-3589; Diners 36,
+  38, 300-305; UnionPay 62; Maestro 50, 56-58, 6), and the word it is part of (the maximal
+  ``[0-9A-Za-z]`` run around it) is not an identifier: 20 or more characters of hexadecimal in
+  one case with a letter among them (a digest, a signature), or the random part of one of our own
+  ids (``pay_`` + 24 characters: ``apps.core.ids.ID_PREFIXES``). An underscore, a colon, a quote
+  or other punctuation is not a letter, so ``pm_4242424242424242`` is a card number.
+- A candidate inside a UUID (``550e8400-e29b-41d4-a716-446655440000``) is not a card number.
 
 About one Luhn-valid run in ten of 12 to 19 digits is not a card (a 13-digit millisecond timestamp,
 a long order number): refusing those is the price of never storing a card number; the error
-explains it. Non-ASCII digits are not looked at.
+explains it.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from itertools import accumulate
 
+from apps.core.ids import ID_PREFIXES, ID_RANDOM_LENGTH
+
 MIN_DIGITS = 12
 MAX_DIGITS = 19
+MIN_DIGITS_BESIDE_LETTER = 13
 REDACTED = "[card number redacted]"
 
-_RUN = re.compile(r"(?<![0-9])[0-9]+(?:[ -][0-9]+)*(?![0-9])")
-_SEPARATOR = re.compile(r"[ -]")
+_SEPARATOR = r"(?:\s{1,2}|\s{0,2}[-./]\s{0,2})"
+_RUN = re.compile(rf"(?<!\d)\d+(?:{_SEPARATOR}\d+)*")
+_GROUP = re.compile(r"\d+")
+_DECIMAL = re.compile(r"\d+\.\d+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX_ONE_CASE = re.compile(r"[0-9a-f]+|[0-9A-F]+")
+_WORD_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_MIN_DIGEST_LENGTH = 20
+_LONGEST_PREFIX = max(len(prefix) for prefix in ID_PREFIXES)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -49,8 +71,28 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _is_card_digits(digits: str) -> bool:
-    return MIN_DIGITS <= len(digits) <= MAX_DIGITS and digits[0] != "0" and luhn_valid(digits)
+def card_scheme_iin(digits: str) -> bool:
+    """Whether ASCII ``digits`` start with the IIN of a card scheme (the module docstring's list)."""
+    first = digits[0]
+    if first in "46":  # Visa; Discover, UnionPay, Maestro 6x
+        return True
+    if first == "5":  # Maestro 50, 56-58; Mastercard 51-55
+        return digits[1] != "9"
+    if first == "3":  # Amex, Diners, JCB
+        return (
+            digits[1] in "4678"
+            or (digits[1] == "0" and digits[2] in "012345")
+            or 3528 <= int(digits[:4]) <= 3589
+        )
+    if first == "2":  # Mastercard's 2-series
+        return 2221 <= int(digits[:4]) <= 2720
+    return False
+
+
+def _ascii_digits(text: str) -> str:
+    if text.isascii():
+        return text
+    return "".join(chr(48 + unicodedata.decimal(char)) for char in text)
 
 
 # Luhn contributions of a digit character: as is, and doubled (with 9 taken off above 9).
@@ -58,14 +100,63 @@ _PLAIN = bytes.maketrans(b"0123456789", bytes(range(10)))
 _DOUBLED = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
 
 
-def _run_holds_card(run: str) -> bool:
+def _is_identifier_word(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` lies in a word that is an identifier: a hex digest in one case,
+    or the random part of one of our ids."""
+    left, right = start, end
+    while left > 0 and text[left - 1] in _WORD_CHARS:
+        left -= 1
+    while right < len(text) and text[right] in _WORD_CHARS:
+        right += 1
+    word = text[left:right]
+    if len(word) >= _MIN_DIGEST_LENGTH and _HEX_ONE_CASE.fullmatch(word) and not word.isdigit():
+        return True
+    if len(word) == ID_RANDOM_LENGTH and left > 0 and text[left - 1] == "_":
+        head = left - 1
+        while head > 0 and left - head < _LONGEST_PREFIX and text[head - 1].isalpha():
+            head -= 1
+        if text[head:left] in ID_PREFIXES and (head == 0 or text[head - 1] not in _WORD_CHARS):
+            return True
+    return False
+
+
+def _in_uuid(text: str, start: int, end: int) -> bool:
+    window = max(0, start - 36)
+    return any(
+        m.start() + window < end and m.end() + window > start for m in _UUID.finditer(text[window : end + 36])
+    )
+
+
+def _is_card(text: str, digits: str, span: tuple[int, int], edges: tuple[bool, bool]) -> bool:
+    """Whether a Luhn-valid stretch of 12 to 19 digits (``digits``, at ``span`` in ``text``) not
+    starting with 0 is a card number; ``edges`` say whether it touches a letter before and after."""
+    if any(edges):
+        if len(digits) < MIN_DIGITS_BESIDE_LETTER or not card_scheme_iin(digits):
+            return False
+        if _is_identifier_word(text, *span):
+            return False
+    return not _in_uuid(text, *span)
+
+
+def _run_holds_card(text: str, run: re.Match[str]) -> bool:
     """Whether the run, or a stretch of its whole groups, is a card number. Linear in the run's
     length: prefix sums make each stretch's Luhn check O(1)."""
-    groups = _SEPARATOR.split(run)
-    if len(groups) == 1:
-        return _is_card_digits(run)
-    digits = "".join(groups)
-    bounds = [0, *accumulate(len(group) for group in groups)]  # where each group starts
+    start, end = run.span()
+    before = start > 0 and text[start - 1].isalpha()
+    after = end < len(text) and text[end].isalpha()
+    spans = [m.span() for m in _GROUP.finditer(text, start, end)]
+    if len(spans) == 2 and _DECIMAL.fullmatch(text, start, end):
+        spans, end, after = spans[:1], spans[0][1], False  # a decimal number's integer part
+    if len(spans) == 1:
+        digits = _ascii_digits(text[start:end])
+        return (
+            MIN_DIGITS <= len(digits) <= MAX_DIGITS
+            and digits[0] != "0"
+            and luhn_valid(digits)
+            and _is_card(text, digits, (start, end), (before, after))
+        )
+    digits = _ascii_digits("".join(text[s:e] for s, e in spans))
+    bounds = [0, *accumulate(e - s for s, e in spans)]  # where each group starts, in digits
     raw = digits.encode()
     plain, doubled = raw.translate(_PLAIN), raw.translate(_DOUBLED)
     # A stretch's last digit is not doubled, so the positions of its end's parity are: sums for a
@@ -73,26 +164,27 @@ def _run_holds_card(run: str) -> bool:
     even_end, odd_end = bytearray(plain), bytearray(plain)
     even_end[0::2], odd_end[1::2] = doubled[0::2], doubled[1::2]
     sums = ([0, *accumulate(even_end)], [0, *accumulate(odd_end)])
-    for first in range(len(groups)):
-        start = bounds[first]
-        if digits[start] == "0":
+    last = len(spans)
+    for first in range(len(spans)):
+        lo_digit = bounds[first]
+        if digits[lo_digit] == "0":
             continue
-        lo = bisect_left(bounds, start + MIN_DIGITS, first + 1)
-        for end in bounds[lo : bisect_right(bounds, start + MAX_DIGITS, lo)]:
-            prefix = sums[end % 2]
-            if (prefix[end] - prefix[start]) % 10 == 0:
+        lo = bisect_left(bounds, lo_digit + MIN_DIGITS, first + 1)
+        for stop in range(lo, bisect_right(bounds, lo_digit + MAX_DIGITS, lo)):
+            hi_digit = bounds[stop]
+            prefix = sums[hi_digit % 2]
+            if (prefix[hi_digit] - prefix[lo_digit]) % 10:
+                continue
+            span = (spans[first][0], spans[stop - 1][1])
+            edges = (before and first == 0, after and stop == last)
+            if _is_card(text, digits[lo_digit:hi_digit], span, edges):
                 return True
     return False
 
 
 def _card_runs(text: str) -> Iterator[re.Match[str]]:
     for match in _RUN.finditer(text):
-        start, end = match.span()
-        if end - start < MIN_DIGITS:
-            continue
-        if (start > 0 and text[start - 1].isalpha()) or (end < len(text) and text[end].isalpha()):
-            continue
-        if _run_holds_card(match.group()):
+        if match.end() - match.start() >= MIN_DIGITS and _run_holds_card(text, match):
             yield match
 
 

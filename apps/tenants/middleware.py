@@ -31,6 +31,8 @@ class MarketplaceMiddleware(TenantMainMiddleware):
                     }
                 },
                 status=404,
+                # apps.core.errors.error_response's serialisation (tenants is below core).
+                json_dumps_params={"separators": (",", ":"), "ensure_ascii": False},
             )
         html = render_to_string("errors/unknown_host.html", {"hostname": hostname})
         return HttpResponse(html, status=404)

@@ -63,6 +63,26 @@ class Domain(DomainMixin):
 class ApiKey(models.Model):
     """A secret key, stored only as its SHA-256 hash; the tenant it belongs to chooses the schema."""
 
+    # What a restricted key is scoped on: each API view names one (``scope_resource``; a test
+    # keeps the two in step), at one of ``SCOPE_LEVELS`` (write includes read).
+    SCOPE_RESOURCES = (
+        "balance",
+        "customers",
+        "events",
+        "invoices",
+        "ledger",
+        "payment_methods",
+        "payments",
+        "payouts",
+        "products",
+        "refunds",
+        "subscriptions",
+        "transfers",
+        "vendors",
+        "webhook_endpoints",
+    )
+    SCOPE_LEVELS = ("read", "write")
+
     class Mode(models.TextChoices):
         TEST = "test"
         LIVE = "live"

@@ -135,11 +135,14 @@ def hash_key(raw: str) -> str:
 def api_key_create(
     *, tenant: Marketplace, mode: str = ApiKey.Mode.TEST, name: str = "", scopes: dict | None = None
 ) -> tuple[ApiKey, str]:
-    """Issue a secret key. Returns the row and the raw key, which is never stored or shown again."""
+    """Issue a secret key; with ``scopes`` ({resource: "read" | "write"}, resources and levels of
+    ``ApiKey``) a restricted one. Returns the row and the raw key, which is never stored or shown
+    again. Raises ProvisioningError."""
     if tenant.schema_name in reserved_schema_names():
         raise ProvisioningError(f"{tenant.schema_name!r} is not a marketplace")
     if mode not in ApiKey.Mode.values:
         raise ProvisioningError(f"mode must be one of {', '.join(ApiKey.Mode.values)}")
+    _scopes_check(scopes or {})
     prefix = f"sk_{mode}_"
     raw = prefix + "".join(secrets.choice(KEY_ALPHABET) for _ in range(40))
     key = ApiKey.objects.create(
@@ -152,6 +155,20 @@ def api_key_create(
         scopes=scopes or {},
     )
     return key, raw
+
+
+def _scopes_check(scopes: object) -> None:
+    """A restricted key's scopes name known resources at known levels: a typo must never
+    silently issue a key without the access it was meant to have."""
+    if not isinstance(scopes, dict):
+        raise ProvisioningError('scopes must map resources to levels, e.g. {"payments": "write"}')
+    for resource, level in scopes.items():
+        if resource not in ApiKey.SCOPE_RESOURCES:
+            raise ProvisioningError(f"unknown scope {resource!r}; known: {', '.join(ApiKey.SCOPE_RESOURCES)}")
+        if level not in ApiKey.SCOPE_LEVELS:
+            raise ProvisioningError(
+                f"scope {resource!r} must be {' or '.join(ApiKey.SCOPE_LEVELS)}, not {level!r}"
+            )
 
 
 def api_key_revoke(*, key: ApiKey) -> ApiKey:

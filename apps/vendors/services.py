@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.countries import country_code
 from apps.core.durable import durable_enqueue
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.payments.gateways.connect import ConnectAccount
@@ -38,6 +39,18 @@ class VendorError(ValueError):
         self.code = code
         self.message = message
         self.param = param
+
+
+def _country(value: str) -> str:
+    """The upper-case ISO 3166-1 alpha-2 code of a country that exists; VendorError otherwise."""
+    code = country_code(value)
+    if code is None:
+        raise VendorError(
+            "parameter_invalid",
+            f"country must be an ISO 3166-1 alpha-2 code of a country (e.g. US, DE), got {value!r}",
+            param="country",
+        )
+    return code
 
 
 def commission_policy_install(*, marketplace: Any = None) -> CommissionPolicy:
@@ -67,10 +80,7 @@ def vendor_create(
     the marketplace's terms (None: the marketplace's). Raises VendorError."""
     if not name.strip():
         raise VendorError("parameter_missing", "name must not be empty", param="name")
-    if len(country) != 2 or not country.isalpha():
-        raise VendorError(
-            "parameter_invalid", f"country must be a 2-letter code, got {country!r}", param="country"
-        )
+    country = _country(country)
     try:
         currency = normalize_currency(default_currency).lower()
         minimum = require_amount(payout_minimum, allow_zero=True)
@@ -86,7 +96,7 @@ def vendor_create(
     vendor = Vendor(
         email=email.strip(),
         name=name.strip(),
-        country=country.upper(),
+        country=country,
         default_currency=currency,
         payout_schedule=payout_schedule,
         payout_minimum=minimum,
@@ -298,13 +308,10 @@ def vendor_business_details_record(
         raise VendorError(
             "parameter_invalid", "business type must be individual or company", param="business_type"
         )
-    if len(country) != 2 or not country.isalpha():
-        raise VendorError(
-            "parameter_invalid", f"country must be a 2-letter code, got {country!r}", param="country"
-        )
+    country = _country(country)
     with transaction.atomic():
         locked = vendor_lock(vendor.pk)
-        locked.country = country.upper()
+        locked.country = country
         locked.metadata = {
             **(locked.metadata or {}),
             "business": {

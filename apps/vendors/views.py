@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from apps.core.forms import CardNumberRefusingFormMixin, card_numbers_refused_by_forms
 from apps.payments.gateways.connect import ConnectError
 from apps.vendors import auth, onboarding
 from apps.vendors.dashboard import vendor_dashboard
@@ -122,7 +123,7 @@ def base_url(request: HttpRequest) -> str:
     return f"{request.scheme}://{request.get_host()}"
 
 
-class BusinessDetailsForm(forms.Form):
+class BusinessDetailsForm(CardNumberRefusingFormMixin, forms.Form):
     business_name = forms.CharField(max_length=200, label="Business name")
     business_type = forms.ChoiceField(
         choices=[("individual", "Individual or sole trader"), ("company", "Company")],
@@ -162,6 +163,7 @@ def _next_step(request: HttpRequest, vendor: Vendor) -> HttpResponse:
 # --------------------------------------------------------------------------- onboarding
 
 
+@card_numbers_refused_by_forms
 @never_cache
 @require_http_methods(["GET", "POST"])
 def invite(request: HttpRequest, token: str) -> HttpResponse:

@@ -45,7 +45,7 @@ def test_missing_param_code_and_unknown_fields_refused(api):
 
 
 def test_malformed_bodies_are_400_never_500(api):
-    assert _error(api.post("/api/v1/payments", raw="{not json"), 400)["code"] == "parse_error"
+    assert _error(api.post("/api/v1/payments", raw="{not json"), 400)["code"] == "invalid_json"
     assert _error(api.post("/api/v1/payments", raw="[1, 2]"), 400)["type"] == "invalid_request_error"
     assert _error(api.post("/api/v1/payments", raw='"text"'), 400)["type"] == "invalid_request_error"
     assert _error(api.post("/api/v1/payments", raw="1" * 5000), 400)["type"] == "invalid_request_error"

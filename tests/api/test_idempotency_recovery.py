@@ -22,6 +22,7 @@ from apps.api.v1 import vendors as vendors_api
 from apps.payments.breaker import CircuitBreaker
 from apps.payments.gateways.simulator import SimulatorGateway
 from apps.payments.models import GatewayAccount, PaymentIntent, Refund, SimulatorCharge, SimulatorRefund
+from apps.payments.services import drive
 from apps.tenants.services import api_key_create, api_key_revoke
 from apps.vendors.models import Payout
 from tests.api.conftest import ApiClient, pay
@@ -188,6 +189,41 @@ def test_a_capture_retried_after_a_5xx_before_it_ran_captures(api, monkeypatch):
     assert first.status_code == 500
     assert retry.status_code == 200 and retry.json()["status"] == "succeeded"
     assert charges(payment["id"]).get().status == "captured"
+
+
+def test_a_retry_after_the_process_died_with_the_gateways_answer_resolves_it_before_answering(
+    api, monkeypatch
+):
+    # Given a first request whose process died after the simulator charged, before the answer was
+    # applied: its attempt is left pending, its key in flight
+    crash_once(monkeypatch, drive, "_finish")
+    monkeypatch.setattr(idempotency, "idempotency_complete", lambda **_: None)
+    monkeypatch.setattr(idempotency, "idempotency_release", lambda **_: None)
+    assert_crashed(api.post("/api/v1/payments", BODY, headers=key("k-lost")))
+    monkeypatch.undo()
+    (created,) = PaymentIntent.objects.filter(amount=1234)
+    assert (created.status, list(created.attempts.values_list("status", flat=True))) == (
+        "processing",
+        ["pending"],
+    )
+    assert list(charges(created.id).values_list("status", flat=True)) == ["captured"]
+
+    # When the retry comes after the key's lock and the attempt's lease have passed
+    past = timezone.now() - timedelta(seconds=1)
+    IdempotencyRecord.objects.filter(key="k-lost").update(locked_until=past)
+    created.attempts.update(lease_until=past)
+    retry = api.post("/api/v1/payments", BODY, headers=key("k-lost"))
+
+    # Then it asked the gateway first: the charge it found is the payment's, once, and no other
+    # attempt was made
+    assert retry.status_code == 201 and retry.get("Idempotent-Replayed") == "true"
+    assert (retry.json()["id"], retry.json()["status"], retry.json()["last_error"]) == (
+        created.id,
+        "succeeded",
+        None,
+    )
+    assert list(created.attempts.values_list("id", "status")) == [(f"{created.id}_1", "captured")]
+    assert charges(created.id).count() == 1
 
 
 def test_a_confirm_retried_after_its_answer_was_lost_answers_the_payment_charged_once(api, monkeypatch):

@@ -107,7 +107,8 @@ def test_payment_with_a_method_saved_at_secondary_shows_the_skip(api):
 
     assert body["status"] == "succeeded" and body["payment_method"] == method["id"]
     assert body["routing"] == {
-        "skipped": [{"gateway": "primary", "reason": "no credential and no vault route"}]
+        "skipped": [{"gateway": "primary", "reason": "no credential and no vault route"}],
+        "via": {},
     }
 
 
@@ -127,7 +128,7 @@ def test_payment_no_gateway_can_charge_fails_with_its_reason(api):
 
 def test_test_tokens_keep_working(api):
     body = pay(api)
-    assert body["status"] == "succeeded" and body["routing"] == {"skipped": []}
+    assert body["status"] == "succeeded" and body["routing"] == {"skipped": [], "via": {}}
 
 
 def test_confirm_with_a_saved_method(api):
@@ -170,6 +171,53 @@ def test_a_customer_that_does_not_exist_is_a_400_naming_the_parameter(api):
         error = response.json()["error"]
         assert (error["code"], error["param"]) == ("resource_missing", "customer")
         assert error["message"] == "No such customer: 'cus_missing'"
+
+
+def test_a_customers_saved_method_needs_that_customer_named(api):
+    # given a method saved for jenny
+    jenny = customer(api)
+    method = save(api, customer=jenny)
+    body = {"amount": 100, "currency": "usd", "payment_method": method["id"], "confirm": True}
+
+    # when it is charged without a customer, or for bob
+    anonymous = api.post("/api/v1/payments", body)
+    other = api.post("/api/v1/payments", {**body, "customer": customer(api, "bob@example.com")})
+    confirmed = api.post(
+        f"/api/v1/payments/{pay(api, confirm=False)['id']}/confirm", {"payment_method": method["id"]}
+    )
+
+    # then each is refused before anything is charged; for jenny it succeeds
+    assert anonymous.status_code == 400, anonymous.json()
+    assert (anonymous.json()["error"]["code"], anonymous.json()["error"]["param"]) == (
+        "parameter_missing",
+        "customer",
+    )
+    assert "name that customer" in anonymous.json()["error"]["message"]
+    assert (other.status_code, other.json()["error"]["code"], other.json()["error"]["param"]) == (
+        400,
+        "payment_method_customer_mismatch",
+        "payment_method",
+    )
+    assert (confirmed.status_code, confirmed.json()["error"]["param"]) == (400, "customer")
+    assert pay(api, payment_method=method["id"], customer=jenny)["status"] == "succeeded"
+    assert api.get("/api/v1/payments", {"limit": 100}).json()["data"][0]["customer"] == jenny
+
+
+def test_a_payment_charged_through_a_vault_shows_the_route_per_attempt(api):
+    # given a card saved only at primary, whose vault reaches secondary, and primary down
+    method = save(api)
+    configure("primary", vault=True, down=True)
+
+    body = pay(api, payment_method=method["id"])
+
+    # then the attempt at secondary shows how it was reached, nothing secret
+    assert body["status"] == "succeeded"
+    charged = api.get(f"/api/v1/payments/{body['id']}", {"expand[]": "attempts"}).json()["attempts"][-1]
+    assert charged["gateway"] == "secondary"
+    assert body["routing"]["via"] == {
+        charged["id"]: {"via": "vault", "vault": "simulator", "from": "primary"}
+    }
+    assert "simtok" not in str(body["routing"])
 
 
 # --------------------------------------------------------------------------- saving while paying

@@ -11,7 +11,9 @@ def _balances(api, currency: str) -> dict[str, int]:
 def test_refund_partly_then_the_rest_then_nothing_left(api):
     payment = pay(api)
 
-    first = api.post(f"/api/v1/payments/{payment['id']}/refunds", {"amount": 500, "reason": "damaged"})
+    first = api.post(
+        f"/api/v1/payments/{payment['id']}/refunds", {"amount": 500, "reason": "requested_by_customer"}
+    )
     rest = api.post(f"/api/v1/payments/{payment['id']}/refunds")
     none_left = api.post(f"/api/v1/payments/{payment['id']}/refunds", {"amount": 1})
 
@@ -23,7 +25,7 @@ def test_refund_partly_then_the_rest_then_nothing_left(api):
         "currency": "usd",
         "payment": payment["id"],
         "status": "succeeded",
-        "reason": "damaged",
+        "reason": "requested_by_customer",
     }
     assert rest.status_code == 201 and rest.json()["amount"] == 1500
     assert none_left.status_code == 400 and none_left.json()["error"]["param"] == "amount"
@@ -98,3 +100,17 @@ def test_ledger_events_list_filter_and_retrieve(api):
     assert created[0]["data"]["payment"] == payment["id"] and created[0]["stream"] == payment["id"]
     assert retrieved.status_code == 200 and retrieved.json() == created[0]
     assert api.get("/api/v1/ledger/events/evt_nope").status_code == 404
+
+
+def test_a_refund_reason_outside_the_documented_ones_is_refused_and_nothing_is_refunded(api):
+    payment = pay(api)
+
+    response = api.post(f"/api/v1/payments/{payment['id']}/refunds", {"reason": "bogus"})
+
+    assert response.status_code == 400
+    assert (response.json()["error"]["code"], response.json()["error"]["param"]) == (
+        "parameter_invalid",
+        "reason",
+    )
+    assert api.get(f"/api/v1/payments/{payment['id']}").json()["amount_refunded"] == 0
+    assert api.get("/api/v1/refunds", {"payment": payment["id"]}).json()["data"] == []

@@ -5,6 +5,7 @@ happens (a real bug included, DEBUG on or off)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.middleware.common import CommonMiddleware
@@ -317,3 +318,51 @@ def test_the_schema_says_request_bodies_take_no_other_field(db):
     assert all(
         c.get("additionalProperties") is False for n, c in components.items() if n.endswith("InRequest")
     )
+
+
+@pytest.fixture(scope="module")
+def read_routes(django_db_setup, django_db_blocker) -> list[tuple[str, str]]:
+    """Every GET and DELETE of the API's schema (but the schema's own pages and the account,
+    which take no query), its path's ids filled with one that names nothing."""
+    with django_db_blocker.unblock():
+        schema = json.loads(
+            Client(HTTP_HOST="alpha.localhost").get("/api/v1/schema/", {"format": "json"}).content
+        )
+    return [
+        (method, re.sub(r"\{[^}]+\}", "x_nope", path))
+        for path, operations in schema["paths"].items()
+        for method in ("get", "delete")
+        if method in operations and "/schema" not in path and not path.endswith("/account")
+    ]
+
+
+def test_every_read_refuses_an_unknown_query_parameter_naming_it(api, read_routes):
+    assert len(read_routes) > 25
+    for method, path in read_routes:
+        response = getattr(api.client, method)(f"{path}?foo=bar", HTTP_AUTHORIZATION=f"Bearer {api.raw_key}")
+        assert response.status_code == 400, (method, path, response.content)
+        error = response.json()["error"]
+        assert (error["code"], error["param"]) == ("parameter_unknown", "foo"), (method, path)
+        assert error["message"] == "Received unknown parameter: foo."
+
+
+def test_list_filters_are_the_documented_ones_with_their_values(api):
+    pay(api)
+    # documented parameters are taken: the created range's four ends, pagination, expansion
+    for params in ({"created[gt]": 1}, {"created[lt]": 4102444800, "limit": 1}, {"expand[]": "attempts"}):
+        response = api.get("/api/v1/payments", params)
+        assert response.status_code == 200, (params, response.json())
+        assert len(response.json()["data"]) == 1
+    # an undocumented one on a list is refused, and so is a value outside an enumeration
+    for path, params, code, param in (
+        ("/api/v1/payouts", {"created[gt]": 1}, "parameter_unknown", "created[gt]"),
+        ("/api/v1/payouts", {"status": "bogus"}, "parameter_invalid", "status"),
+        ("/api/v1/vendors", {"status": "bogus"}, "parameter_invalid", "status"),
+        ("/api/v1/prices", {"active": "maybe"}, "parameter_invalid", "active"),
+        ("/api/v1/payments", {"status": "bogus"}, "parameter_invalid", "status"),
+    ):
+        response = api.get(path, params)
+        assert response.status_code == 400, (path, params)
+        assert (response.json()["error"]["code"], response.json()["error"]["param"]) == (code, param)
+    assert api.get("/api/v1/payouts", {"status": "paid"}).status_code == 200
+    assert api.get("/api/v1/prices", {"active": "true"}).status_code == 200

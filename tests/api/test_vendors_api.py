@@ -61,6 +61,8 @@ def test_inviting_a_vendor_answers_with_its_onboarding_url_and_emails_it(api):
     ("body", "param"),
     [
         ({"country": "USA"}, "country"),
+        ({"country": "ZZ"}, "country"),
+        ({"country": "XK"}, "country"),
         ({"default_currency": "XYZ"}, "default_currency"),
         ({"email": "not-an-email"}, "email"),
         ({"payout_schedule": "hourly"}, "payout_schedule"),
@@ -145,6 +147,8 @@ def test_a_split_payment_its_transfers_balance_and_payout_through_the_api(api):
     [
         ([{"vendor": "ven_unknown", "amount": 2000}], "splits[0].vendor"),
         ([{"amount": 2000}], "splits[0]"),
+        ([{"vendor": "ven_unknown", "share": 1}], "splits[0].share"),
+        ([{"vendor": "ven_unknown", "share": "1", "note": "x"}], "splits[0].note"),
         ("nope", "splits"),
         ([], "splits"),
     ],
@@ -208,3 +212,25 @@ def test_odd_input_found_in_review_is_a_400(api, path, body, param):
 
     assert response.status_code == 400, (response.status_code, response.content[:300])
     assert response.json()["error"]["param"].startswith(param)
+
+
+def test_a_split_share_is_a_string_never_a_number(api):
+    vendor = invite(api)
+    body = {"amount": 2000, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+
+    number = api.post("/api/v1/payments", {**body, "splits": [{"vendor": vendor["id"], "share": 1}]})
+    text = api.post("/api/v1/payments", {**body, "splits": [{"vendor": vendor["id"], "share": "1"}]})
+
+    assert number.status_code == 400, number.json()
+    assert number.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "parameter_invalid",
+        "message": "Invalid splits[0].share: must be a string, got an integer.",
+        "param": "splits[0].share",
+    }
+    assert text.status_code == 201, text.json()
+    assert [line["vendor"] for line in text.json()["splits"]] == [vendor["id"]]
+
+
+def test_a_vendor_country_is_stored_upper_case(api):
+    assert invite(api, country="de")["country"] == "DE"

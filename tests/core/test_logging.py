@@ -80,3 +80,74 @@ def test_an_incoming_request_id_that_holds_a_card_number_is_replaced(db, host_cl
 
     assert response["Request-Id"].startswith("req_") and "4242" not in response["Request-Id"]
     assert sane["Request-Id"] == "req_from_the_proxy_1"
+
+
+def _handlers_reached(name: str) -> list[logging.Handler]:
+    """Every handler a record logged to ``name`` goes through (its logger's, then its parents'
+    while the record propagates)."""
+    logger: logging.Logger | None = logging.getLogger(name)
+    handlers: list[logging.Handler] = []
+    while logger is not None:
+        handlers.extend(logger.handlers)
+        if not logger.propagate:
+            break
+        logger = logger.parent
+    return handlers
+
+
+def test_djangos_own_loggers_go_through_the_one_redacting_console_handler():
+    for name in ("django.server", "django.request", "django.security.csrf"):
+        handlers = [h for h in _handlers_reached(name) if not type(h).__module__.startswith("_pytest")]
+
+        assert len(handlers) == 1, (name, handlers)  # no second, unformatted copy
+        assert any(isinstance(f, CardNumberRedactionFilter) for f in handlers[0].filters)
+
+
+def test_the_dev_server_and_request_lines_are_redacted_through_every_handler(db):
+    # Django's own calls, as the dev server and the request handler make them.
+    calls = [
+        (
+            "django.server",
+            '"%s" %s %s',
+            ("GET /api/v1/payments?customer=4242424242424242 HTTP/1.1", "400", "191"),
+        ),
+        ("django.request", "%s: %s", ("Bad Request", "/api/v1/payments/4242 4242 4242 4242")),
+        (
+            "django.server",
+            '"%s" %s %s',
+            ("GET /admin/customers/customer/?q=4242424242424242 HTTP/1.1", "200", "9"),
+        ),
+    ]
+    for name, msg, args in calls:
+        stream = io.StringIO()
+        foreign = logging.StreamHandler(stream)  # a handler no setting of ours configured
+        foreign.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger(name)
+        logger.addHandler(foreign)
+        try:
+            record = logger.makeRecord(name, logging.WARNING, __file__, 1, msg, args, None)
+            logger.handle(record)
+            lines = [stream.getvalue()] + [h.format(record) for h in _handlers_reached(name)]
+        finally:
+            logger.removeHandler(foreign)
+
+        for line in lines:
+            assert "[card number redacted]" in line, line
+            assert "4242" not in line, line
+
+
+def test_an_exception_text_is_redacted_for_every_handler(db):
+    stream = io.StringIO()
+    foreign = logging.StreamHandler(stream)
+    logger = logging.getLogger("test.foreign_handler")
+    logger.addHandler(foreign)
+    logger.propagate = False
+    try:
+        raise ValueError("No such customer: 5555 5555 5555 4444")
+    except ValueError:
+        logger.exception("lookup failed")
+    finally:
+        logger.removeHandler(foreign)
+
+    assert "lookup failed" in stream.getvalue()
+    assert "5555 5555 5555 4444" not in stream.getvalue()

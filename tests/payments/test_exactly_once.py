@@ -153,6 +153,8 @@ def test_a_call_answering_after_the_resolver_closed_its_attempt_cannot_charge_tw
     payment_attempt_resolve(attempt_id=attempt.id)
     intent = PaymentIntent.objects.get(pk=attempt.intent_id)
     assert attempts(intent) == [("primary", "failed"), ("secondary", "captured")]
+    # and the succeeded payment carries no error of the attempt resolved as "no charge"
+    assert (intent.status, intent.last_error) == ("succeeded", {})
 
     # When the first call finally reaches primary and its answer comes back
     late = simulator().authorize(charge_request(intent, attempt))

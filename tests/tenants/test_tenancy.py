@@ -115,3 +115,38 @@ def test_create_api_key_prints_the_key_last(db, tenant_a, capsys):
 
     found = api_key_lookup(last)
     assert found is not None and found.tenant == tenant_a
+
+
+def test_create_api_key_issues_a_restricted_key_with_known_scopes_only(db, tenant_a, capsys):
+    from apps.tenants.selectors import api_key_lookup
+
+    call_command("create_api_key", tenant="alpha", scopes="payments=write, customers=read")
+    call_command("create_api_key", tenant="alpha", scopes='{"events": "read"}')
+
+    out = capsys.readouterr().out.strip().splitlines()
+    first, second = api_key_lookup(out[1]), api_key_lookup(out[3])
+    assert first is not None and first.scopes == {"payments": "write", "customers": "read"}
+    assert second is not None and second.scopes == {"events": "read"}
+    before = ApiKey.objects.count()
+    for scopes, message in (
+        ("payment=write", "unknown scope 'payment'"),
+        ("payments=admin", "scope 'payments' must be read or write"),
+        ("payments", "resource=level pairs"),
+        ("", "leave it out for a key with full access"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            call_command("create_api_key", tenant="alpha", scopes=scopes)
+    assert ApiKey.objects.count() == before
+
+
+def test_every_api_resource_is_a_known_scope():
+    import apps.api.urls  # noqa: F401  (every view, loaded)
+    from apps.api.v1.common import ApiView
+
+    def views(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from views(sub)
+
+    resources = {view.scope_resource for view in views(ApiView) if view.scope_resource}
+    assert resources == set(ApiKey.SCOPE_RESOURCES)

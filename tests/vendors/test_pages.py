@@ -664,8 +664,16 @@ def test_a_card_number_in_the_onboarding_form_is_a_form_error_and_nothing_is_sto
     response = web.post(invite_path(vendor), details(**{field: f"{card}"}))
 
     assert response.status_code == 400
-    assert "looks like a card number" in text(response)
-    assert card not in response.content.decode()
+    page = response.content.decode()
+    # The form again, the error on the field, the rest as typed, the card number not echoed.
+    assert "This looks like a card number: card numbers are never accepted here." in text(response)
+    assert "Nothing was saved" not in page and "“business_name”" not in page
+    kept = {k: v for k, v in details().items() if k != field and k not in ("business_type", "country")}
+    for value in kept.values():
+        assert f'value="{value}"'.replace("'", "&#x27;") in page, value
+    assert 'value="company"' in page and "checked" in page
+    assert "invited you to sell on its marketplace" in page  # the marketplace's page, its branding
+    assert card not in page
     with tenant_context(vendor_tenant()):
         assert VendorInvite.objects.get(vendor=vendor).used_at is None
     assert reloaded(vendor).status == "invited"

@@ -24,6 +24,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    read_schema,
     validated,
 )
 from apps.billing import selectors, services
@@ -205,7 +206,7 @@ class InvoiceLineOut(serializers.Serializer):
 class InvoiceAttemptOut(serializers.Serializer):
     number = serializers.IntegerField()
     status = serializers.ChoiceField(choices=InvoiceAttempt.Status.choices)
-    payment = serializers.CharField(source="payment_id")
+    payment = BlankAsNullField(source="payment_id")
     gateways = serializers.ListField(child=serializers.CharField())
     decline_code = BlankAsNullField()
     advice_code = BlankAsNullField()
@@ -231,7 +232,7 @@ class InvoiceOut(serializers.Serializer):
     amount_paid = serializers.IntegerField()
     payment = BlankAsNullField(source="payment_id")
     attempt_count = serializers.IntegerField()
-    next_payment_attempt = TimestampField(source="next_attempt_at")
+    next_payment_attempt = TimestampField()
     retries_stopped = BlankAsNullField()
     hosted_invoice_url = serializers.SerializerMethodField()
     lines = InvoiceLineOut(many=True)
@@ -288,7 +289,7 @@ class ProductListView(ApiView):
 class ProductDetailView(ApiView):
     scope_resource = "products"
 
-    @extend_schema(operation_id="products_retrieve", responses={200: ProductOut, **ERRORS})
+    @read_schema(operation_id="products_retrieve", responses={200: ProductOut, **ERRORS})
     def get(self, request: Request, product_id: str) -> Response:
         return Response(ProductOut(found(selectors.product_get(product_id=product_id))).data)
 
@@ -341,7 +342,7 @@ class PriceListView(ApiView):
 class PriceDetailView(ApiView):
     scope_resource = "products"
 
-    @extend_schema(operation_id="prices_retrieve", responses={200: PriceOut, **ERRORS})
+    @read_schema(operation_id="prices_retrieve", responses={200: PriceOut, **ERRORS})
     def get(self, request: Request, price_id: str) -> Response:
         return Response(PriceOut(found(selectors.price_get(price_id=price_id))).data)
 
@@ -447,7 +448,7 @@ class SubscriptionListView(ApiView):
 class SubscriptionDetailView(ApiView):
     scope_resource = "subscriptions"
 
-    @extend_schema(operation_id="subscriptions_retrieve", responses={200: SubscriptionOut, **ERRORS})
+    @read_schema(operation_id="subscriptions_retrieve", responses={200: SubscriptionOut, **ERRORS})
     def get(self, request: Request, subscription_id: str) -> Response:
         return Response(subscription_body(_subscription_or_404(subscription_id)))
 
@@ -541,7 +542,7 @@ class InvoiceListView(ApiView):
 class InvoiceDetailView(ApiView):
     scope_resource = "invoices"
 
-    @extend_schema(operation_id="invoices_retrieve", responses={200: InvoiceOut, **ERRORS})
+    @read_schema(operation_id="invoices_retrieve", responses={200: InvoiceOut, **ERRORS})
     def get(self, request: Request, invoice_id: str) -> Response:
         return Response(invoice_snapshot(invoice_id))
 
@@ -561,7 +562,7 @@ class InvoiceVoidView(ApiView):
 class RecoveryView(ApiView):
     scope_resource = "invoices"
 
-    @extend_schema(
+    @read_schema(
         operation_id="billing_recovery",
         parameters=[OpenApiParameter("months", int, description="how many months back (default 12)")],
         responses={200: OpenApiTypes.OBJECT, **ERRORS},

@@ -26,10 +26,10 @@ LIST_PARAMETERS = [
     OpenApiParameter("starting_after", str, description="an object id: the page after it"),
     OpenApiParameter("ending_before", str, description="an object id: the page before it"),
 ]
-# What ``timestamp_filters(params, "created")`` reads (documented: the range's two ends).
+# What ``timestamp_filters(params, "created")`` reads.
 CREATED_PARAMETERS = [
-    OpenApiParameter("created[gte]", int, description="unix seconds"),
-    OpenApiParameter("created[lte]", int, description="unix seconds"),
+    OpenApiParameter(f"created[{op}]", int, description=f"unix seconds ({text})")
+    for op, text in (("gt", "after"), ("gte", "at or after"), ("lt", "before"), ("lte", "at or before"))
 ]
 
 ERROR = inline_serializer(
@@ -66,13 +66,52 @@ def list_of(name: str, item) -> serializers.Serializer:
 
 def list_schema(operation_id: str, item: type[serializers.Serializer], *parameters, description=None):
     """The schema of a list endpoint (``GET``): the list parameters and ``parameters``, a list of
-    ``item`` (the list is named after it: ``VendorOut`` -> ``VendorList``), the error answers."""
-    return extend_schema(
+    ``item`` (the list is named after it: ``VendorOut`` -> ``VendorList``), the error answers.
+    The query parameters it declares are the only ones the endpoint takes (``query_check``)."""
+    return read_schema(
         operation_id=operation_id,
         parameters=[*LIST_PARAMETERS, *parameters],
         responses={200: list_of(item.__name__.removesuffix("Out") + "List", item), **ERRORS},
         description=description,
     )
+
+
+def read_schema(*, parameters: Iterable[OpenApiParameter] = (), **kwargs):
+    """``extend_schema`` for a ``GET`` that is not a list (a retrieve, a report): the query
+    ``parameters`` it declares are the only ones it takes (``query_check``); a ``GET`` declaring
+    none takes none."""
+    parameters = list(parameters)
+    schema = extend_schema(parameters=parameters, **kwargs)
+
+    def decorate(handler):
+        handler.query_parameters = {p.name: p for p in parameters}
+        return schema(handler)
+
+    return decorate
+
+
+def query_check(params: QueryDict, declared: Mapping[str, OpenApiParameter]) -> None:
+    """The query string strictly, as bodies are (``validated``): a parameter the endpoint does not
+    declare is 400 ``parameter_unknown`` naming it; a value outside a declared enumeration, or a
+    boolean other than ``true``/``false``, is 400 ``parameter_invalid``. The handlers parse the
+    values themselves (``choice``, ``timestamp_filters``, ``expansions``, the cursor)."""
+    for name, values in params.lists():
+        parameter = declared.get(name)
+        if parameter is None:
+            shown = name if len(name) <= 100 else name[:100] + "..."
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "parameter_unknown",
+                f"Received unknown parameter: {shown}.",
+                name,
+            )
+        if parameter.many:
+            continue  # a list (``expand[]``): its handler names what it cannot take
+        allowed = list(parameter.enum or ()) or (["true", "false"] if parameter.type is bool else [])
+        if allowed:
+            for value in values:
+                choice({name: value}, name, allowed)
 
 
 def list_response(
@@ -295,3 +334,8 @@ class ApiView(APIView):
                     "Null characters are not allowed.",
                     name,
                 )
+        if request.method in ("GET", "HEAD", "DELETE"):
+            # What a read or delete takes is what its schema declares (``list_schema``,
+            # ``read_schema``); the bodies of the others are checked by ``validated``.
+            handler = getattr(self, request.method.lower(), None)
+            query_check(request.query_params, getattr(handler, "query_parameters", {}))

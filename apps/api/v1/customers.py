@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from apps.api.fields import ConstantField, MetadataField, TimestampField
 from apps.api.idempotency import idempotent
-from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema, validated
+from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema, read_schema, validated
 from apps.customers.selectors import customer_get, customers_query
 from apps.customers.services import customer_create, customer_update
 
@@ -66,7 +66,7 @@ class CustomerListView(ApiView):
 class CustomerDetailView(ApiView):
     scope_resource = "customers"
 
-    @extend_schema(operation_id="customers_retrieve", responses={200: CustomerOut, **ERRORS})
+    @read_schema(operation_id="customers_retrieve", responses={200: CustomerOut, **ERRORS})
     def get(self, request: Request, customer_id: str) -> Response:
         return Response(CustomerOut(found(customer_get(customer_id=customer_id))).data)
 

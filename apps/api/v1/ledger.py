@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.api.errors import ApiError
 from apps.api.fields import ConstantField, CurrencyField, TimestampField
-from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema
+from apps.api.v1.common import ERRORS, ApiView, found, list_response, list_schema, read_schema
 from apps.core.money import MoneyError, normalize_currency
 from apps.ledger.models import Side
 from apps.ledger.selectors import balances_list, event_get, events_query, transactions_query
@@ -72,7 +72,7 @@ BalanceOut = inline_serializer(
 class BalanceView(ApiView):
     scope_resource = "balance"
 
-    @extend_schema(
+    @read_schema(
         operation_id="balance_retrieve",
         parameters=[OpenApiParameter("currency", str, description="only this currency")],
         responses={200: BalanceOut, **ERRORS},
@@ -135,6 +135,6 @@ class LedgerEventListView(ApiView):
 class LedgerEventDetailView(ApiView):
     scope_resource = "ledger"
 
-    @extend_schema(operation_id="ledger_events_retrieve", responses={200: LedgerEventOut, **ERRORS})
+    @read_schema(operation_id="ledger_events_retrieve", responses={200: LedgerEventOut, **ERRORS})
     def get(self, request: Request, event_id: str) -> Response:
         return Response(LedgerEventOut(found(event_get(public_id=event_id))).data)

@@ -21,6 +21,7 @@ from apps.api.v1.common import (
     NoParameters,
     found,
     list_of,
+    read_schema,
     referenced,
     validated,
 )
@@ -106,7 +107,7 @@ PAYMENT_METHOD_EXAMPLE = OpenApiExample(
 class PaymentMethodListView(ApiView):
     scope_resource = "payment_methods"
 
-    @extend_schema(
+    @read_schema(
         operation_id="payment_methods_list",
         parameters=[*LIST_PARAMETERS, OpenApiParameter("customer", str)],
         responses={200: list_of("PaymentMethodList", PaymentMethodOut), **ERRORS},
@@ -142,7 +143,7 @@ class PaymentMethodListView(ApiView):
 class PaymentMethodDetailView(ApiView):
     scope_resource = "payment_methods"
 
-    @extend_schema(operation_id="payment_methods_retrieve", responses={200: PaymentMethodOut, **ERRORS})
+    @read_schema(operation_id="payment_methods_retrieve", responses={200: PaymentMethodOut, **ERRORS})
     def get(self, request: Request, method_id: str) -> Response:
         return Response(_method_body(method_id))
 
@@ -182,7 +183,7 @@ class PaymentMethodDetachView(ApiView):
 class CustomerPaymentMethodListView(ApiView):
     scope_resource = "payment_methods"
 
-    @extend_schema(
+    @read_schema(
         operation_id="customers_payment_methods_list",
         parameters=LIST_PARAMETERS,
         responses={200: list_of("CustomerPaymentMethodList", PaymentMethodOut), **ERRORS},

@@ -30,6 +30,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    read_schema,
     referenced,
     timestamp_filters,
     validated,
@@ -43,7 +44,7 @@ from apps.payments.services import (
     payment_cancel,
     payment_capture,
     payment_confirm,
-    payment_continue,
+    payment_drive_on,
     payment_intent_create,
     payment_refund,
     refund_execute,
@@ -126,8 +127,10 @@ class LastErrorField(serializers.ReadOnlyField):
 @extend_schema_field(
     {
         "type": "object",
-        "description": "the gateways routing left out this round, and why (e.g. no credential "
-        "for the payment method there, circuit open, disabled)",
+        "description": "`skipped`: the gateways routing left out this round, and why (e.g. no "
+        "credential for the payment method there, circuit open, disabled); `via`: per attempt "
+        "charged through a vault (the gateway held no credential for the method), which vault and "
+        "the gateway account holding the card",
         "properties": {
             "skipped": {
                 "type": "array",
@@ -135,13 +138,33 @@ class LastErrorField(serializers.ReadOnlyField):
                     "type": "object",
                     "properties": {"gateway": {"type": "string"}, "reason": {"type": "string"}},
                 },
-            }
+            },
+            "via": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "via": {"type": "string", "enum": ["vault"]},
+                        "vault": {"type": "string", "example": "stripe_forwarding"},
+                        "from": {"type": "string", "description": "the gateway account holding the card"},
+                    },
+                },
+                "example": {"pay_..._2": {"via": "vault", "vault": "simulator", "from": "primary"}},
+            },
         },
     }
 )
 class RoutingField(serializers.ReadOnlyField):
+    """What routing decided that storefronts may see: names of gateways and vaults, never a
+    credential."""
+
     def to_representation(self, value):
-        return {"skipped": list((value or {}).get("skipped", []))}
+        value = value or {}
+        via = {
+            attempt: {name: route.get(name) for name in ("via", "vault", "from")}
+            for attempt, route in (value.get("via") or {}).items()
+        }
+        return {"skipped": list(value.get("skipped", [])), "via": via}
 
 
 class PaymentOut(serializers.Serializer):
@@ -195,6 +218,22 @@ RETURN_URL_HELP = (
 )
 
 
+class SplitLineIn(serializers.Serializer):
+    """One line of a split plan: its JSON types are checked here (``validated``), its values by
+    the vendors app (``apps.vendors.splits``), which names the line it refuses."""
+
+    vendor = serializers.CharField(required=False, trim_whitespace=False, help_text="ven_...")
+    amount = serializers.IntegerField(
+        required=False, help_text="minor units; the amounts add up to the payment"
+    )
+    share = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text='a decimal or fraction string ("0.6", "2/5"), never a number; the shares add up to 1',
+    )
+    currency = serializers.CharField(required=False, help_text="the payment's currency, when given")
+
+
 class PaymentCreateIn(serializers.Serializer):
     amount = AmountField()
     currency = CurrencyField()
@@ -213,8 +252,8 @@ class PaymentCreateIn(serializers.Serializer):
         "for later charges without them (renewals), on_session for later checkouts; the payment's "
         "saved_payment_method names it once it succeeded",
     )
-    splits = serializers.ListField(
-        child=serializers.JSONField(),
+    splits: serializers.ListSerializer = serializers.ListSerializer(
+        child=SplitLineIn(),
         required=False,
         allow_empty=False,
         max_length=100,
@@ -248,7 +287,13 @@ class PaymentCancelIn(serializers.Serializer):
 
 class RefundCreateIn(serializers.Serializer):
     amount = AmountField(required=False, help_text="default: what is left to refund")
-    reason = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
+    reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        default="",
+        help_text="duplicate, fraudulent or requested_by_customer",
+    )
 
 
 def payments_out(intents: list[PaymentIntent], expand: set[str] | frozenset[str] = frozenset()) -> list[dict]:
@@ -287,11 +332,13 @@ def _resumed_payment(record: IdempotencyRecord) -> PaymentIntent | None:
 
 
 def _driven_on(intent: PaymentIntent) -> PaymentIntent:
-    """A payment left processing is driven on, as its first request would have (idempotent: the
-    next attempt starts only when none is pending or unknown)."""
-    if intent.status == PaymentIntent.Status.PROCESSING:
-        payment_continue(intent_id=intent.pk)
-    return intent
+    """A payment left processing is driven on, as its first request would have: an attempt whose
+    answer was lost is resolved at its gateway first (``payment_drive_on``); the payment as it
+    is then."""
+    if intent.status != PaymentIntent.Status.PROCESSING:
+        return intent
+    payment_drive_on(intent_id=intent.pk)
+    return found(selectors.payment_get(payment_id=intent.pk))
 
 
 def _payment_created_resume(request: Request, record: IdempotencyRecord, **_) -> Response | None:
@@ -426,7 +473,7 @@ class PaymentListView(ApiView):
 class PaymentDetailView(ApiView):
     scope_resource = "payments"
 
-    @extend_schema(
+    @read_schema(
         operation_id="payments_retrieve", parameters=[EXPAND_PARAMETER], responses={200: PaymentOut, **ERRORS}
     )
     def get(self, request: Request, payment_id: str) -> Response:
@@ -532,6 +579,6 @@ class RefundListView(ApiView):
 class RefundDetailView(ApiView):
     scope_resource = "refunds"
 
-    @extend_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
+    @read_schema(operation_id="refunds_retrieve", responses={200: RefundOut, **ERRORS})
     def get(self, request: Request, refund_id: str) -> Response:
         return Response(RefundOut(found(selectors.refund_get(refund_id=refund_id))).data)

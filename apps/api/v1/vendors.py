@@ -26,6 +26,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    read_schema,
     validated,
 )
 from apps.vendors import selectors
@@ -228,7 +229,7 @@ class VendorListView(ApiView):
 class VendorDetailView(ApiView):
     scope_resource = "vendors"
 
-    @extend_schema(operation_id="vendors_retrieve", responses={200: VendorOut, **ERRORS})
+    @read_schema(operation_id="vendors_retrieve", responses={200: VendorOut, **ERRORS})
     def get(self, request: Request, vendor_id: str) -> Response:
         return Response(VendorOut(_vendor_or_404(vendor_id)).data)
 
@@ -253,7 +254,7 @@ class VendorDetailView(ApiView):
 class VendorBalanceView(ApiView):
     scope_resource = "vendors"
 
-    @extend_schema(
+    @read_schema(
         operation_id="vendors_balance",
         responses={200: VendorBalanceOut, **ERRORS},
         description="From the ledger: `available` (in its connected account, to be paid out), "
@@ -315,7 +316,7 @@ class TransferListView(ApiView):
 class TransferDetailView(ApiView):
     scope_resource = "transfers"
 
-    @extend_schema(operation_id="transfers_retrieve", responses={200: TransferOut, **ERRORS})
+    @read_schema(operation_id="transfers_retrieve", responses={200: TransferOut, **ERRORS})
     def get(self, request: Request, transfer_id: str) -> Response:
         return Response(transfer_snapshot(transfer_id))
 
@@ -338,6 +339,6 @@ class PayoutListView(ApiView):
 class PayoutDetailView(ApiView):
     scope_resource = "payouts"
 
-    @extend_schema(operation_id="payouts_retrieve", responses={200: PayoutOut, **ERRORS})
+    @read_schema(operation_id="payouts_retrieve", responses={200: PayoutOut, **ERRORS})
     def get(self, request: Request, payout_id: str) -> Response:
         return Response(payout_snapshot(payout_id))

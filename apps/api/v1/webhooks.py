@@ -19,6 +19,7 @@ from apps.api.v1.common import (
     found,
     list_response,
     list_schema,
+    read_schema,
     timestamp_filters,
     validated,
 )
@@ -161,7 +162,7 @@ class WebhookEndpointListView(ApiView):
 class WebhookEndpointDetailView(ApiView):
     scope_resource = "webhook_endpoints"
 
-    @extend_schema(operation_id="webhook_endpoints_retrieve", responses={200: WebhookEndpointOut, **ERRORS})
+    @read_schema(operation_id="webhook_endpoints_retrieve", responses={200: WebhookEndpointOut, **ERRORS})
     def get(self, request: Request, endpoint_id: str) -> Response:
         return Response(WebhookEndpointOut(_endpoint_or_404(endpoint_id)).data)
 
@@ -181,7 +182,7 @@ class WebhookEndpointDetailView(ApiView):
             raise _endpoint_error(exc) from None
         return Response(WebhookEndpointOut(endpoint).data)
 
-    @extend_schema(operation_id="webhook_endpoints_delete", responses={200: DeletedOut, **ERRORS})
+    @read_schema(operation_id="webhook_endpoints_delete", responses={200: DeletedOut, **ERRORS})
     def delete(self, request: Request, endpoint_id: str) -> Response:
         endpoint = _endpoint_or_404(endpoint_id)
         endpoint_delete(endpoint_id=endpoint.pk)
@@ -237,6 +238,6 @@ class EventListView(ApiView):
 class EventDetailView(ApiView):
     scope_resource = "events"
 
-    @extend_schema(operation_id="events_retrieve", responses={200: EventOut, **ERRORS})
+    @read_schema(operation_id="events_retrieve", responses={200: EventOut, **ERRORS})
     def get(self, request: Request, event_id: str) -> Response:
         return Response(event_body(found(selectors.outbound_event_get(event_id=event_id))))

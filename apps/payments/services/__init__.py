@@ -32,7 +32,7 @@ from apps.payments.services.authentication import (
     payment_authentication_return,
     payments_authentication_expire,
 )
-from apps.payments.services.confirm import payment_confirm, payment_intent_create
+from apps.payments.services.confirm import payment_confirm, payment_intent_create, payment_method_check
 from apps.payments.services.drive import payment_continue
 from apps.payments.services.errors import (
     AttemptStillUnknown,
@@ -63,6 +63,7 @@ from apps.payments.services.operations import (
 from apps.payments.services.resolution import (
     payment_attempt_refresh,
     payment_attempt_resolve,
+    payment_drive_on,
     payments_reconcile,
 )
 from apps.payments.services.schedules import (
@@ -123,8 +124,10 @@ __all__ = [
     "payment_capture_resolve",
     "payment_confirm",
     "payment_continue",
+    "payment_drive_on",
     "payment_intent_create",
     "payment_late_charge_reverse",
+    "payment_method_check",
     "payment_operations_reconcile",
     "payment_refund",
     "payment_refund_apply_gateway_truth",

@@ -53,9 +53,14 @@ def _check_amount_limit(amount: int, currency: str) -> None:
         )
 
 
-def _method_card(token: str, *, customer_id: str = "") -> dict:
-    """The card details of a payment method for routing. One of ours (``paym_...``) must exist
-    and not belong to another customer; anything else is checked by ``_check_payment_method``."""
+def payment_method_check(*, payment_method: str, customer_id: str = "") -> dict:
+    """The card details of a payment method for routing, once it is known the payment may use
+    it: the one place that checks a method's owner (payments, and billing before it saves a
+    subscription's card). One of ours (``paym_...``) must exist; one attached to a customer is
+    charged only for that customer, who must be named (as Stripe requires): 400
+    ``parameter_missing`` on ``customer`` when none is, ``payment_method_customer_mismatch`` when
+    another is. Anything else is checked by ``_check_payment_method``. Raises PaymentError."""
+    token = payment_method
     if not is_payment_method_id(token):
         _check_payment_method(token)
         return card_details(token)
@@ -63,6 +68,12 @@ def _method_card(token: str, *, customer_id: str = "") -> dict:
     if method is None:
         raise PaymentError(
             f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method"
+        )
+    if method.customer_id and not customer_id:
+        raise PaymentError(
+            f"payment method {token} belongs to a customer: name that customer",
+            code="parameter_missing",
+            param="customer",
         )
     if customer_id and method.customer_id and method.customer_id != customer_id:
         raise PaymentError(
@@ -184,7 +195,7 @@ def payment_intent_create(
     if not isinstance(payment_method, str) or not payment_method.strip():
         raise PaymentError("payment_method is required", code="parameter_missing", param="payment_method")
     _check_amount_limit(amount, currency)
-    method_card = _method_card(payment_method.strip(), customer_id=customer_id)
+    method_card = payment_method_check(payment_method=payment_method.strip(), customer_id=customer_id)
     if capture_method not in PaymentIntent.CaptureMethod.values:
         raise PaymentError(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
@@ -249,7 +260,7 @@ def payment_confirm(
     method_card = None
     if payment_method and is_payment_method_id(payment_method):
         current = PaymentIntent.objects.filter(pk=intent_id).values_list("customer_id", flat=True).first()
-        method_card = _method_card(payment_method, customer_id=current or "")
+        method_card = payment_method_check(payment_method=payment_method, customer_id=current or "")
     _action_close(intent_id)
     config = mesh_config()
     deadline = time.monotonic() + budget / 1000

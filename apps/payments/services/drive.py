@@ -431,9 +431,12 @@ def _answer_apply(
 def _answer_charged(
     intent: PaymentIntent, attempt: PaymentAttempt, account: GatewayAccount, result: GatewayResult
 ) -> EventSpec:
-    """Captured (the payment succeeded; its money allocated) or authorised (it waits for capture)."""
+    """Captured (the payment succeeded; its money allocated) or authorised (it waits for capture).
+    An earlier attempt's error is cleared, as Stripe clears ``last_payment_error``: the charge
+    went through (the attempts and the timeline keep what happened before)."""
     attempt.amount_authorized = result.amount_authorized or intent.amount
     intent.gateway_account = account
+    intent.last_error = {}
     if result.status == GatewayStatus.CAPTURED:
         attempt_to(attempt, AS.CAPTURED)
         attempt.amount_captured = result.amount_captured or intent.amount

@@ -409,6 +409,10 @@ def payment_cancel_resolve(*, intent_id: str, reason: str = "") -> None:
         raise OperationStillPending(f"the cancel of {', '.join(unsettled)} is still unsettled")
 
 
+# Why a refund is asked for (Stripe's reasons); empty when not said. Anything else is refused.
+REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+
+
 def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "") -> Refund:
     """Refund (part of) a captured payment at the gateway that took it. The amount is reserved on
     the payment under a row lock first, so concurrent refunds can never exceed what was received.
@@ -417,7 +421,14 @@ def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "
     task that finishes it (``refund_execute``) are committed together; then it is sent at once
     (key: the refund id). Returns the refund ``succeeded``, ``failed`` (refused: the reservation
     is released), or ``pending`` when the gateway's answer was lost or it could not answer: the
-    durable task finishes it, and the reservation is kept until it is final."""
+    durable task finishes it, and the reservation is kept until it is final. A ``reason`` not in
+    ``REFUND_REASONS`` is 400 ``parameter_invalid``."""
+    if reason and reason not in REFUND_REASONS:
+        raise PaymentError(
+            f"reason must be one of {', '.join(REFUND_REASONS)} (or left out), not {reason[:40]!r}",
+            code="parameter_invalid",
+            param="reason",
+        )
     with transaction.atomic():
         intent = lock_intent(intent_id)
         if intent.status != IS.SUCCEEDED:
@@ -439,7 +450,7 @@ def payment_refund(*, intent_id: str, amount: int | None = None, reason: str = "
             attempt=attempt,
             amount=amount,
             currency=intent.currency,
-            reason=reason[:200],
+            reason=reason,
         )
         intent.amount_refunded += amount
         intent.save(update_fields=["amount_refunded", "updated_at"])

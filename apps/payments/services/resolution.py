@@ -151,6 +151,25 @@ def payment_attempt_resolve(*, attempt_id: str) -> None:
     payment_continue(intent_id=attempt.intent_id)
 
 
+def payment_drive_on(*, intent_id: str) -> None:
+    """Idempotent: what a retry of the request that created or confirmed a payment does before it
+    answers. An attempt whose outcome is unknown (its answer was lost, or its process died
+    mid-call and its lease has passed) is resolved now, by asking its gateway
+    (``payment_attempt_resolve``: a lookup, at most one replay of the same request or a void,
+    each a gateway call with its own timeout, no transaction open), then the payment is driven
+    on. An attempt whose call may still be in flight, or that its gateway cannot tell about yet,
+    is left to its resolver; the payment then stays processing."""
+    open_attempts = PaymentAttempt.objects.filter(
+        intent_id=intent_id, status__in=(AS.PENDING, AS.UNKNOWN)
+    ).order_by("number")
+    for attempt_id in open_attempts.values_list("id", flat=True)[:1]:  # at most one can be open
+        try:
+            payment_attempt_resolve(attempt_id=attempt_id)
+        except AttemptStillUnknown:
+            return
+    payment_continue(intent_id=intent_id)
+
+
 def _in_flight(attempt: PaymentAttempt) -> bool:
     """May the attempt's gateway call still be running? (Rows from before leases: by age.)"""
     now = timezone.now()
