@@ -254,6 +254,13 @@ CHECKOUT_SESSION_EXPIRY_MAX_SECONDS = 7 * 24 * 3600
 # Off unless asked for, or in development.
 SIMULATOR_CARD_FIELDS = env_bool("SIMULATOR_CARD_FIELDS", DEBUG)
 PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
+# An authentication (3-D Secure) the customer has not finished this long after it began is closed
+# at its gateway and the payment fails with ``authentication_expired``.
+AUTHENTICATION_EXPIRY_SECONDS = int(os.environ.get("AUTHENTICATION_EXPIRY_SECONDS", "1800"))
+# How long the emailed link to authenticate an off-session payment stays valid.
+AUTHENTICATION_LINK_MAX_AGE_SECONDS = int(
+    os.environ.get("AUTHENTICATION_LINK_MAX_AGE_SECONDS", str(7 * 86400))
+)
 CIRCUIT_BREAKER = {
     "consecutive_failures": int(os.environ.get("BREAKER_CONSECUTIVE_FAILURES", "5")),
     "window_seconds": 30,

@@ -5,7 +5,9 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.checkout.views import checkout_js
+from apps.payments import pages as payment_pages
 from apps.payments.gateways.simulator import card_fields
+from apps.payments.gateways.simulator.challenge import challenge_page
 from config.urls_health import urlpatterns as health_urls
 
 urlpatterns = [
@@ -17,7 +19,11 @@ urlpatterns = [
     path("billing/", include("apps.billing.urls")),
     path("checkout/", include("apps.checkout.urls")),
     path("checkout.js", checkout_js, name="checkout-js"),
-    # The simulator's card fields (issue 15, checkout side): the demo's processor-hosted fields.
+    # The simulator plays the processor: its hosted card fields and its 3-D Secure challenge page.
     path("simulator/card-fields", card_fields.card_fields, name="simulator-card-fields"),
+    path("simulator/<str:account>/authenticate/<str:attempt_id>", challenge_page, name="simulator-challenge"),
+    # The emailed link to authenticate an off-session payment.
+    path("pay/<str:payment_id>/authenticate", payment_pages.authenticate_page, name="payment-authenticate"),
+    path("pay/<str:payment_id>/authenticate/return", payment_pages.authenticate_return),
     path("", include("apps.core.urls")),
 ]

@@ -44,6 +44,10 @@ urlpatterns = [
     path("v1/payments", payments.PaymentListView.as_view(), name="api-payments"),
     path("v1/payments/<objid:payment_id>", payments.PaymentDetailView.as_view(), name="api-payment"),
     path("v1/payments/<objid:payment_id>/confirm", payments.PaymentConfirmView.as_view()),
+    path(
+        "v1/payments/<objid:payment_id>/authentication_return",
+        payments.PaymentAuthenticationReturnView.as_view(),
+    ),
     path("v1/payments/<objid:payment_id>/capture", payments.PaymentCaptureView.as_view()),
     path("v1/payments/<objid:payment_id>/cancel", payments.PaymentCancelView.as_view()),
     path("v1/payments/<objid:payment_id>/refunds", payments.PaymentRefundCreateView.as_view()),

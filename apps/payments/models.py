@@ -168,6 +168,11 @@ class PaymentIntent(models.Model):
     routing = models.JSONField(default=dict, blank=True, help_text="the routing decision and its reasons")
     last_error = models.JSONField(default=dict, blank=True)
     next_action = models.JSONField(default=dict, blank=True)
+    # Where the customer comes back after authenticating (3-D Secure): given on create or confirm.
+    return_url = models.URLField(max_length=2000, blank=True)
+    # The emailed link to authenticate an off-session payment the issuer declined with
+    # ``authentication_required`` was sent (once per payment).
+    authentication_link_sent_at = models.DateTimeField(null=True, blank=True)
     splits = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -312,6 +317,8 @@ class SimulatorAction(models.Model):
     # charge made when the customer completes the action saves it.
     save_card = models.BooleanField(default=False)
     customer_reference = models.CharField(max_length=100, blank=True)
+    # Where the challenge page sends the customer back (the request's return_url), if anywhere.
+    return_url = models.URLField(max_length=2000, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
 
+from apps.tenants.db import tenant_connection
 from apps.tenants.models import ApiKey, Domain, Marketplace
 from apps.tenants.services import hash_key
 
@@ -49,3 +51,28 @@ def marketplace_get(*, schema_name: str) -> Marketplace | None:
 def marketplace_primary_domain(*, marketplace: Marketplace) -> str | None:
     """The marketplace's primary domain (a host name), or None when it has none."""
     return Domain.objects.filter(tenant=marketplace, is_primary=True).values_list("domain", flat=True).first()
+
+
+def marketplace_current() -> Marketplace | None:
+    """The marketplace whose schema the connection is in (django-tenants sets it)."""
+    return getattr(tenant_connection(), "tenant", None)
+
+
+def marketplace_base_url(*, request_host: str | None = None) -> str:
+    """``scheme://host[:port]`` of the current marketplace's primary domain (links in emails,
+    pages a processor or the simulator sends the customer to).
+
+    https unless ``settings.DEBUG``; in DEBUG the port is the one of ``request_host`` when that
+    names the same host (an operator on ``demo.localhost:8000``), else ``settings.PORT`` (what
+    ``make run`` listens on), left out when it is 80: a link in a local email then opens on the
+    local server. Without a primary domain, ``request_host`` is used as it is."""
+    marketplace = marketplace_current()
+    domain = marketplace_primary_domain(marketplace=marketplace) if marketplace is not None else None
+    request_parts = urlsplit(f"//{request_host}") if request_host else None
+    host = domain or (request_parts.hostname if request_parts else None) or "localhost"
+    if not settings.DEBUG:
+        return f"https://{host}"
+    port: int | None = settings.PORT
+    if request_parts is not None and request_parts.hostname == host:
+        port = request_parts.port
+    return f"http://{host}" + (f":{port}" if port and port != 80 else "")

@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import signing
@@ -34,7 +33,7 @@ from django.urls import reverse
 
 from apps.payments.gateways.connect import ConnectAccount, ConnectRail, ConnectStatus
 from apps.tenants.db import current_schema, tenant_connection
-from apps.tenants.selectors import marketplace_primary_domain
+from apps.tenants.selectors import marketplace_base_url as tenant_base_url
 from apps.vendors.connect import requirements_in_words
 from apps.vendors.models import Vendor, VendorInvite
 from apps.vendors.selectors import SIMULATED_ACCOUNT_PREFIX, connect_client, is_simulated
@@ -61,22 +60,9 @@ def current_marketplace() -> Any:
 
 
 def marketplace_base_url(*, request_host: str | None = None) -> str:
-    """``scheme://host[:port]`` of the current marketplace's primary domain.
-
-    https unless ``settings.DEBUG``; in DEBUG the port is the one of ``request_host`` when that
-    names the same host (an operator on ``demo.localhost:8000``), else ``settings.PORT`` (what
-    ``make run`` listens on), left out when it is 80: a link in a local email then opens on the
-    local server. Without a primary domain, ``request_host`` is used as it is."""
-    marketplace = current_marketplace()
-    domain = marketplace_primary_domain(marketplace=marketplace) if marketplace is not None else None
-    request_parts = urlsplit(f"//{request_host}") if request_host else None
-    host = domain or (request_parts.hostname if request_parts else None) or "localhost"
-    if not settings.DEBUG:
-        return f"https://{host}"
-    port: int | None = settings.PORT
-    if request_parts is not None and request_parts.hostname == host:
-        port = request_parts.port
-    return f"http://{host}" + (f":{port}" if port and port != 80 else "")
+    """``scheme://host[:port]`` of the current marketplace's primary domain (see
+    ``apps.tenants.selectors.marketplace_base_url``)."""
+    return tenant_base_url(request_host=request_host)
 
 
 def vendor_invite_send(*, vendor: Vendor, request_host: str | None = None) -> str:

@@ -341,8 +341,9 @@ def test_three_d_secure_requires_action(adyen, gateway, fixture, action_type):
     assert result.status == GatewayStatus.REQUIRES_ACTION
     assert result.reference == answer["pspReference"]
     assert result.raw["action"] == answer["action"]  # the storefront needs it to continue
-    assert result.raw["next_action"] == {"type": "adyen_action", "adyen_action": answer["action"]}
     assert result.raw["action"]["type"] == action_type
+    # A GET redirect is a page to send the shopper to; an in-page threeDS2 action is not.
+    assert result.action_url == (answer["action"]["url"] if action_type == "redirect" else "")
 
 
 def test_pending_is_unknown_until_the_webhook(adyen, gateway):

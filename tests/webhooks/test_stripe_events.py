@@ -489,6 +489,11 @@ def test_a_failed_3d_secure_fails_the_payment_so_it_can_be_confirmed_again(gatew
 
     attempt.refresh_from_db()
     intent = reload(intent)
-    assert (attempt.status, attempt.decline_code) == ("declined", "payment_intent_authentication_failure")
-    assert (intent.status, intent.last_error["code"], intent.next_action) == ("failed", "card_declined", {})
+    # Stripe's payment_intent_authentication_failure, in the neutral vocabulary
+    assert (attempt.status, attempt.decline_code) == ("declined", "authentication_failed")
+    assert (intent.status, intent.last_error["code"], intent.next_action) == (
+        "failed",
+        "authentication_failed",
+        {},
+    )
     assert ledger_types(intent)[-2:] == ["AttemptDeclined", "PaymentFailed"]

@@ -40,6 +40,7 @@ from apps.payments import selectors
 from apps.payments.models import SETUP_FUTURE_USAGES, PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services import (
     OperationStillPending,
+    payment_authentication_return,
     payment_cancel,
     payment_capture,
     payment_confirm,
@@ -211,6 +212,12 @@ class RefundOut(serializers.Serializer):
     created = TimestampField(source="created_at")
 
 
+RETURN_URL_HELP = (
+    "absolute http(s) URL where the customer comes back after authenticating (3-D Secure), with "
+    "payment=<id> added to its query; then call POST /api/v1/payments/{id}/authentication_return"
+)
+
+
 class SplitLineIn(serializers.Serializer):
     """One line of a split plan: its JSON types are checked here (``validated``), its values by
     the vendors app (``apps.vendors.splits``), which names the line it refuses."""
@@ -253,10 +260,21 @@ class PaymentCreateIn(serializers.Serializer):
         help_text='[{"vendor": "ven_...", "amount": 600}, ...] or [{"vendor": "ven_...", "share": "0.6"}, ...] '
         "(amounts add up to the payment; shares, as decimal or fraction strings, to 1)",
     )
+    return_url = serializers.CharField(required=False, max_length=2000, help_text=RETURN_URL_HELP)
 
 
 class PaymentConfirmIn(serializers.Serializer):
     payment_method = serializers.CharField(required=False, max_length=255)
+    return_url = serializers.CharField(required=False, max_length=2000, help_text=RETURN_URL_HELP)
+
+
+class PaymentAuthenticationReturnIn(serializers.Serializer):
+    details = serializers.DictField(
+        child=serializers.CharField(max_length=20000, allow_blank=True),
+        required=False,
+        help_text="the query parameters the processor added to your return_url (e.g. Adyen's "
+        "redirectResult), except payment",
+    )
 
 
 class PaymentCaptureIn(serializers.Serializer):
@@ -473,7 +491,30 @@ class PaymentConfirmView(ApiView):
     def post(self, request: Request, payment_id: str) -> Response:
         intent = _payment_or_404(payment_id)
         data = validated(PaymentConfirmIn, request.data)
-        intent = payment_confirm(intent_id=intent.pk, payment_method=data.get("payment_method"))
+        intent = payment_confirm(
+            intent_id=intent.pk, payment_method=data.get("payment_method"), return_url=data.get("return_url")
+        )
+        return Response(payment_body(intent))
+
+
+class PaymentAuthenticationReturnView(ApiView):
+    scope_resource = "payments"
+
+    @extend_schema(
+        operation_id="payments_authentication_return",
+        request=PaymentAuthenticationReturnIn,
+        responses={200: PaymentOut, **ERRORS},
+        description=(
+            "The customer came back to your return_url after authenticating (3-D Secure): the "
+            "platform asks the gateway and answers the payment as it is now: `succeeded` (or "
+            "`requires_capture`), `failed` with `last_error.code` `authentication_failed`, or still "
+            "`requires_action`. Idempotent; the processor's webhook may have settled it already."
+        ),
+    )
+    def post(self, request: Request, payment_id: str) -> Response:
+        intent = _payment_or_404(payment_id)
+        data = validated(PaymentAuthenticationReturnIn, request.data)
+        intent = payment_authentication_return(intent_id=intent.pk, details=data.get("details"))
         return Response(payment_body(intent))
 
 

@@ -82,6 +82,10 @@ class ChargeRequest:
     # When the payment's method is ours (``paym_...``): this gateway account's credential for it
     # (``payment_method`` is then its "reference"; e.g. Adyen's also holds "shopper_reference").
     credential: dict | None = None
+    # Where the processor sends the customer back after authenticating (3-D Secure): the
+    # payment's ``return_url`` with ``payment=<pay_id>`` in its query (Stripe ``return_url``, Adyen
+    # ``returnUrl``). None: the customer is not redirected (no page to come back to).
+    return_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,10 @@ class GatewayResult:
     # When the request asked ``setup_future_usage`` and the processor saved the card: its
     # credential for it (``SavedMethod.reference`` and ``extra``) and the card's details.
     saved: SavedMethod | None = None
+    # REQUIRES_ACTION: the page the customer is sent to (the issuer's 3-D Secure challenge, or the
+    # processor's page in front of it), opened with GET; "" when the processor gave none we can
+    # redirect to (e.g. it wants its own SDK in the page).
+    action_url: str = ""
 
 
 class GatewayCallError(Exception):
@@ -196,6 +204,30 @@ class Gateway(Protocol):
     def retrieve(self, *, attempt_id: str, reference: str | None) -> GatewayResult:
         """The processor's truth about an attempt, found by its reference or by our attempt id."""
         ...
+
+
+class ActionCompletion(Protocol):
+    """Optional part of the port: what became of an attempt whose customer came back from the
+    processor's authentication page (3-D Secure). ``request`` is the attempt's charge request (as
+    sent), ``details`` the parameters the processor added to the return URL (Adyen's
+    ``redirectResult``); the key is derived from our attempt id.
+    Answers as ``retrieve`` does: CAPTURED / AUTHORIZED when authenticated and charged, DECLINED
+    (``decline_code`` "authentication_failed" when the authentication itself failed), CANCELED,
+    still REQUIRES_ACTION, or UNKNOWN / ERROR when the processor could not say. Adapters without
+    it are asked ``retrieve``."""
+
+    def action_result(
+        self,
+        *,
+        request: ChargeRequest,
+        reference: str | None,
+        details: Mapping[str, str],
+        idempotency_key: str,
+    ) -> GatewayResult: ...
+
+
+# The neutral decline code of an authentication (3-D Secure) the customer failed or abandoned.
+AUTHENTICATION_FAILED = "authentication_failed"
 
 
 class RefundLookup(Protocol):

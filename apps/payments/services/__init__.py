@@ -8,6 +8,8 @@
 - ``operations``: capture, cancel and refund, each in three steps, and their reconcile.
 - ``late_charges``: money taken on an attempt we had closed, reversed automatically.
 - ``truth``: gateway news (webhooks, lookups) applied forward only.
+- ``authentication``: the customer's return from 3-D Secure, unfinished authentications expired,
+  the emailed link to authenticate an off-session payment; ``messages``: what customers are told.
 - ``settlement``: what every path shares when money moves (a capture's allocations and event, a
   pending refund settled); ``ledger_events``: recording events (ledger, then outbound).
 - ``schedules``: durable handlers, leases and backoffs; ``errors``: what the services raise.
@@ -25,6 +27,11 @@ names never move.
 """
 
 from apps.payments.events import OUTBOUND_EVENTS
+from apps.payments.services.authentication import (
+    payment_authentication_expire,
+    payment_authentication_return,
+    payments_authentication_expire,
+)
 from apps.payments.services.confirm import payment_confirm, payment_intent_create, payment_method_check
 from apps.payments.services.drive import payment_continue
 from apps.payments.services.errors import (
@@ -35,6 +42,13 @@ from apps.payments.services.errors import (
     PaymentError,
 )
 from apps.payments.services.late_charges import late_charge_notify, payment_late_charge_reverse
+from apps.payments.services.links import (
+    authentication_link_payment,
+    authentication_link_url,
+    payment_authentication_link_confirm,
+    payment_authentication_link_send,
+)
+from apps.payments.services.messages import customer_message
 from apps.payments.services.methods import payment_saved_method_record
 from apps.payments.services.operations import (
     REFUND_REPLAY_WINDOW,
@@ -90,6 +104,9 @@ __all__ = [
     "OperationStillPending",
     "PaymentError",
     "attempt_lease",
+    "authentication_link_payment",
+    "authentication_link_url",
+    "customer_message",
     "gateway_account_update",
     "gateway_client",
     "late_charge_notify",
@@ -97,6 +114,10 @@ __all__ = [
     "payment_attempt_capture_failed",
     "payment_attempt_refresh",
     "payment_attempt_resolve",
+    "payment_authentication_expire",
+    "payment_authentication_link_confirm",
+    "payment_authentication_link_send",
+    "payment_authentication_return",
     "payment_cancel",
     "payment_cancel_resolve",
     "payment_capture",
@@ -112,6 +133,7 @@ __all__ = [
     "payment_refund_apply_gateway_truth",
     "payment_refund_record_external",
     "payment_saved_method_record",
+    "payments_authentication_expire",
     "payments_defaults_install",
     "payments_reconcile",
     "refund_execute",

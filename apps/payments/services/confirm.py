@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -123,6 +124,21 @@ def _check_setup_future_usage(value: str | None, *, customer_id: str) -> None:
         )
 
 
+def _check_return_url(value: str | None) -> str:
+    """A return URL must be an absolute http(s) URL (where a browser can be sent back), at most
+    2000 characters. Returns it, or "" when none was given. Raises PaymentError."""
+    if value is None or value == "":
+        return ""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(value) > 2000:
+        raise PaymentError(
+            "return_url must be an absolute http or https URL (at most 2000 characters)",
+            code="parameter_invalid",
+            param="return_url",
+        )
+    return value
+
+
 def _split_plan(splits: object, *, amount: int, currency: str) -> object:
     """The payment's split plan, validated by the app that splits payments (``apps.payments.hooks``)
     before anything is written. Raises PaymentError."""
@@ -160,13 +176,15 @@ def payment_intent_create(
     card: dict | None = None,
     confirm: bool = False,
     splits: list | None = None,
+    return_url: str | None = None,
 ) -> PaymentIntent:
     """Create a payment (and confirm it when asked), with a split plan across vendors when
     ``splits`` is given. ``off_session``: the customer is not there (merchant-initiated);
     ``recurring``: a scheduled charge of a subscription (billing's invoices);
     ``setup_future_usage`` ("off_session" or "on_session", needs a customer): save the card for
-    later while charging it (``saved_payment_method`` names the method once it succeeded). Raises
-    PaymentError for bad input; then nothing is charged."""
+    later while charging it (``saved_payment_method`` names the method once it succeeded);
+    ``return_url``: where the customer comes back after authenticating (3-D Secure), with
+    ``payment=<pay_id>`` in its query. Raises PaymentError for bad input; then nothing is charged."""
     try:
         amount = require_amount(amount)
         currency = normalize_currency(currency)
@@ -183,6 +201,7 @@ def payment_intent_create(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
         )
     _check_setup_future_usage(setup_future_usage, customer_id=customer_id)
+    return_url = _check_return_url(return_url)
     plan = None if splits is None else _split_plan(splits, amount=amount, currency=currency)
     intent = PaymentIntent(
         id=new_id("pay_"),
@@ -198,6 +217,7 @@ def payment_intent_create(
         setup_future_usage=setup_future_usage or "",
         card=card or method_card,
         has_splits=plan is not None,
+        return_url=return_url,
     )
     created = events.payment_created(intent)
     if not confirm:
@@ -223,11 +243,20 @@ def payment_intent_create(
 
 
 def payment_confirm(
-    *, intent_id: str, payment_method: str | None = None, budget_ms: int | None = None
+    *,
+    intent_id: str,
+    payment_method: str | None = None,
+    budget_ms: int | None = None,
+    return_url: str | None = None,
+    off_session: bool | None = None,
 ) -> PaymentIntent:
     """Start (or restart after a failure) the attempts. Returns the intent in its new state:
-    succeeded, requires_capture, requires_action, failed, or processing (a worker continues)."""
+    succeeded, requires_capture, requires_action, failed, or processing (a worker continues).
+    ``return_url`` replaces the payment's (see ``payment_intent_create``); ``off_session=False``
+    confirms a merchant-initiated payment with the customer there (the emailed authentication
+    link), so the issuer may challenge them."""
     budget = settings.PAYMENT_LATENCY_BUDGET_MS if budget_ms is None else budget_ms
+    return_url = _check_return_url(return_url)
     method_card = None
     if payment_method and is_payment_method_id(payment_method):
         current = PaymentIntent.objects.filter(pk=intent_id).values_list("customer_id", flat=True).first()
@@ -248,6 +277,10 @@ def payment_confirm(
         if payment_method:
             intent.payment_method = payment_method
             intent.card = method_card if method_card is not None else card_details(payment_method)
+        if return_url:
+            intent.return_url = return_url
+        if off_session is not None:
+            intent.off_session = off_session
         intent_to(intent, IS.PROCESSING)
         # Each confirmation is a new round: its events' keys differ from the earlier rounds'.
         intent.routing = {"tried": [], "round": int(intent.routing.get("round", 0)) + 1}
@@ -257,7 +290,16 @@ def payment_confirm(
             intent,
             config,
             deadline=deadline,
-            changed=("status", "payment_method", "card", "routing", "last_error", "next_action"),
+            changed=(
+                "status",
+                "payment_method",
+                "card",
+                "routing",
+                "last_error",
+                "next_action",
+                "return_url",
+                "off_session",
+            ),
         )
     return attempts_run(step, config, deadline)
 

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +37,7 @@ from apps.payments.services.late_charges import gateway_money_taken, late_charge
 from apps.payments.services.ledger_events import record_events
 from apps.payments.services.methods import payment_method_credential_store, payment_saved_method_keep
 from apps.payments.services.schedules import (
+    AUTHENTICATION_LINK_HANDLER,
     CONTINUE_HANDLER,
     RESOLVE_BACKOFF_SECONDS,
     RESOLVE_HANDLER,
@@ -242,7 +244,19 @@ def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequ
         setup_future_usage=setup_future_usage,
         network_transaction_id=network_transaction_id,
         metadata={"payment": intent.id, **_simulator_key(intent, attempt)},
+        return_url=payment_return_url(intent),
     )
+
+
+def payment_return_url(intent: PaymentIntent) -> str | None:
+    """Where the processor sends the customer back after authenticating: the payment's
+    ``return_url`` with ``payment=<pay_id>`` added to its query (the page there names the payment
+    it resumes by it); None without one."""
+    if not intent.return_url:
+        return None
+    parts = urlsplit(intent.return_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "payment"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("payment", intent.id)])))
 
 
 def _simulator_key(intent: PaymentIntent, attempt: PaymentAttempt) -> dict:
@@ -443,9 +457,27 @@ def _answer_requires_action(
     its webhook never comes."""
     attempt_to(attempt, AS.REQUIRES_ACTION)
     intent_to(intent, IS.REQUIRES_ACTION)
-    intent.next_action = result.raw.get("next_action", {"type": "authenticate"})
+    intent.next_action = next_action_for(intent, result)
     attempt.next_resolve_at = next_action_check(timezone.now(), timezone.now())
     return events.attempt_requires_action(intent, attempt)
+
+
+def next_action_for(intent: PaymentIntent, result: GatewayResult) -> dict:
+    """What the storefront does for a payment waiting for the customer: send them to the
+    gateway's page (``redirect_to_url``; ``return_url`` is null when the payment has none, and the
+    customer then stays on the processor's page when done), or, when the gateway gave no page,
+    ``authenticate`` with the reason."""
+    if result.action_url:
+        return {
+            "type": "redirect_to_url",
+            "redirect_to_url": {"url": result.action_url, "return_url": intent.return_url or None},
+        }
+    return {
+        "type": "authenticate",
+        "reason": "redirect_unavailable",
+        "message": "the gateway offered no page to redirect the customer to; confirm the payment "
+        "again with a return_url",
+    }
 
 
 def _answer_declined(
@@ -489,10 +521,16 @@ def _answer_authentication_required(intent: PaymentIntent, attempt: PaymentAttem
     """A merchant-initiated charge the issuer will only take with the customer authenticating:
     no other gateway can give that (it is the customer's to give), so there is no failover. The
     payment waits in ``requires_action`` (nothing is open at the gateway: the attempt is
-    declined) until it is confirmed again, with the customer there or by dunning's next retry;
-    ``payment.requires_action`` tells the storefront."""
+    declined) until it is confirmed again, with the customer there (the link emailed to them,
+    ``links``) or by dunning's next retry; ``payment.requires_action`` tells the storefront."""
     intent_to(intent, IS.REQUIRES_ACTION)
     intent.next_action = {"type": "authenticate", "reason": AUTHENTICATION_REQUIRED}
+    if intent.customer_id:  # the customer is emailed a link to authenticate it (once per payment)
+        durable_enqueue(
+            handler=AUTHENTICATION_LINK_HANDLER,
+            kwargs={"intent_id": intent.id},
+            idempotency_key=f"authentication-link:{intent.id}",
+        )
     intent.last_error = {
         "type": "card_error",
         "code": AUTHENTICATION_REQUIRED,

@@ -29,13 +29,16 @@ store them, so they never move.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 CONTINUE_HANDLER = "apps.payments.services.payment_continue"
 RESOLVE_HANDLER = "apps.payments.services.payment_attempt_resolve"
 REFRESH_HANDLER = "apps.payments.services.payment_attempt_refresh"
+AUTHENTICATION_LINK_HANDLER = "apps.payments.services.payment_authentication_link_send"
 CAPTURE_HANDLER = "apps.payments.services.payment_capture_resolve"
 CANCEL_HANDLER = "apps.payments.services.payment_cancel_resolve"
 REFUND_HANDLER = "apps.payments.services.refund_execute"
@@ -77,3 +80,13 @@ ACTION_CHECKS = [
 def next_action_check(waiting_since, now):
     """The next time to ask about an attempt waiting since ``waiting_since``; None after the last."""
     return next((waiting_since + d for d in ACTION_CHECKS if waiting_since + d > now), None)
+
+
+def authentication_expiry() -> timedelta:
+    """How long an authentication (3-D Secure) may stay unfinished (``AUTHENTICATION_EXPIRY_SECONDS``)."""
+    return timedelta(seconds=settings.AUTHENTICATION_EXPIRY_SECONDS)
+
+
+def authentication_expired(attempt: Any, now: datetime | None = None) -> bool:
+    """Whether ``attempt`` (a PaymentAttempt waiting for the customer) is past its expiry."""
+    return attempt.created_at <= (now or timezone.now()) - authentication_expiry()

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from apps.core.ids import new_id
 from apps.payments import events
-from apps.payments.gateways.base import GatewayResult, GatewayStatus
+from apps.payments.gateways.base import AUTHENTICATION_FAILED, GatewayResult, GatewayStatus
 from apps.payments.locks import lock_attempt, lock_refund
 from apps.payments.models import PaymentAttempt, PaymentIntent, Refund
 from apps.payments.services.drive import attempt_finish, payment_continue
@@ -19,10 +19,14 @@ from apps.payments.services.errors import GatewayTruthConflict, GatewayTruthNotY
 from apps.payments.services.late_charges import late_charge_found
 from apps.payments.services.ledger_events import record_event
 from apps.payments.services.methods import payment_saved_method_keep
+from apps.payments.services.schedules import authentication_expired
 from apps.payments.services.settlement import capture_record, refund_settle, refund_succeeded_record
 from apps.payments.statemachine import attempt_to, intent_to, refund_to
 
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
+
+# The payment's ``last_error.code`` when its authentication was closed unfinished.
+AUTHENTICATION_EXPIRED = "authentication_expired"
 
 
 def payment_attempt_apply_gateway_truth(*, attempt_id: str, result: GatewayResult) -> str:
@@ -149,7 +153,9 @@ def _truth_void(intent: PaymentIntent, attempt: PaymentAttempt) -> None:
 
 def _truth_action_failed(intent: PaymentIntent, attempt: PaymentAttempt, result: GatewayResult) -> None:
     """The action (3-D Secure) failed or was abandoned: nothing was charged. The payment fails
-    with the reason, so the storefront can confirm it again (e.g. with another card)."""
+    with the reason (``authentication_failed``, or ``card_declined`` when the issuer declined
+    after it), so the storefront can confirm it again (e.g. with another card). Never a failover:
+    only the customer can authenticate."""
     declined = result.status == GatewayStatus.DECLINED
     attempt_to(attempt, AS.DECLINED if declined else AS.CANCELED)
     attempt.decline_code = (result.decline_code or "")[:80]
@@ -164,9 +170,15 @@ def _truth_action_failed(intent: PaymentIntent, attempt: PaymentAttempt, result:
     if intent.status == IS.REQUIRES_ACTION and not moved_on:
         intent_to(intent, IS.FAILED)
         intent.next_action = {}
+        # The customer failed or abandoned the authentication (or the gateway closed it): they
+        # may try again or use another card; the issuer declining after it is a decline.
+        failed_authentication = not declined or attempt.decline_code == AUTHENTICATION_FAILED
+        code = AUTHENTICATION_FAILED if failed_authentication else "card_declined"
+        if not declined and authentication_expired(attempt):
+            code = AUTHENTICATION_EXPIRED  # closed at the gateway by payments_authentication_expire
         intent.last_error = {
-            "type": "card_error" if declined else "api_error",
-            "code": "card_declined" if declined else "payment_intent_authentication_failure",
+            "type": "card_error",
+            "code": code,
             "decline_code": attempt.decline_code,
             "message": attempt.message,
             "attempt": attempt.id,

@@ -6,7 +6,8 @@ Configuration (``GatewayConfig``):
 - ``credentials``: ``api_key`` (the x-api-key of a web service user) and ``merchant_account``.
 - ``settings``: ``environment`` ("test" or "live"; default "test"), ``live_endpoint_prefix``
   (required for live: ``https://{prefix}-checkout-live.adyenpayments.com/checkout/...``),
-  ``return_url`` (sent with every payment; a ChargeRequest's ``metadata["return_url"]`` wins),
+  ``return_url`` (sent with every payment when the ChargeRequest has none: its ``return_url``,
+  the payment's with ``payment=<pay_id>``, wins),
   ``capture_delay_hours`` (optional: sent as ``captureDelayHours`` when capturing, to pin the
   capture timing instead of relying on the merchant account's setting), ``zero_auth_currency``
   (the currency of the zero-value authorisation that saves a card; default EUR), and
@@ -26,8 +27,10 @@ How answers are read:
   declines, soft or hard by ``refusalReasonCode`` (``REFUSALS`` below, written in the shared
   decline vocabulary of ``apps/payments/declines.py``), refined by the scheme's merchant advice
   code when Adyen returns one; ``RedirectShopper`` / ``IdentifyShopper`` / ``ChallengeShopper`` /
-  ``PresentToShopper`` require action (Adyen's ``action`` object is kept in ``raw["action"]`` and
-  offered as ``raw["next_action"]`` = {"type": "adyen_action", "adyen_action": action});
+  ``PresentToShopper`` require action (Adyen's ``action`` object is kept in ``raw["action"]``; a
+  GET ``redirect`` action's url is the result's ``action_url``, where the shopper is sent, and
+  their return is answered by ``action_result``: ``/payments/details`` with the
+  ``redirectResult``);
   ``Error`` is a gateway error (a final state: nothing was charged).
 - ``Pending`` / ``Received`` are UNKNOWN: Adyen has taken the payment but does not know the
   outcome yet (asynchronous methods); money may still move, so nothing may fail over. The
@@ -75,7 +78,7 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -86,6 +89,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from apps.payments.gateways.adyen.webhooks import AdyenNotifications
 from apps.payments.gateways.base import (
+    AUTHENTICATION_FAILED,
     CardInfo,
     ChargeRequest,
     GatewayCallError,
@@ -160,6 +164,19 @@ MERCHANT_ADVICE: dict[str, tuple[bool, str]] = {
 }
 
 ACTION_RESULTS = {"RedirectShopper", "IdentifyShopper", "ChallengeShopper", "PresentToShopper"}
+# Refusals after the shopper's redirect that mean the authentication itself failed: "3D Not
+# Authenticated", "3DS Authentication Error".
+AUTHENTICATION_REFUSALS = {"11", "42"}
+
+
+def redirect_url(action: dict) -> str:
+    """The page to send the shopper to for an Adyen ``action``: a ``redirect`` with method GET
+    (its ``url``). A POST redirect (``method: POST`` with ``data``, older 3-D Secure 1 issuers)
+    or an in-page action (``threeDS2``, ``qrCode``, ...) needs Adyen's web components: none."""
+    if action.get("type") == "redirect" and str(action.get("method", "GET")).upper() == "GET":
+        return str(action.get("url") or "")
+    return ""
+
 
 # What we keep of a response for audit: no card data, no session blobs beyond the action.
 _KEPT = (
@@ -258,7 +275,9 @@ class AdyenGateway:
         elif "storedPaymentMethodId" in body["paymentMethod"]:
             body["shopperInteraction"] = "Ecommerce"
             body["recurringProcessingModel"] = "CardOnFile"
-        return_url = request.metadata.get("return_url") or self.settings.get("return_url")
+        return_url = (
+            request.return_url or request.metadata.get("return_url") or self.settings.get("return_url")
+        )
         if return_url:
             body["returnUrl"] = return_url
         if not request.capture:
@@ -459,6 +478,50 @@ class AdyenGateway:
             "cancel by reference, or wait for the AUTHORISATION webhook",
         )
 
+    def action_result(
+        self,
+        *,
+        request: ChargeRequest,
+        reference: str | None,
+        details: Mapping[str, str],
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """The shopper came back from the redirect (3-D Secure): ``POST /payments/details`` with
+        the ``redirectResult`` Adyen added to the return URL, idempotent by ``idempotency_key``.
+        Authorised is the charge; an authentication the shopper failed or abandoned
+        (AuthenticationFailed, Cancelled, or Refused "3D Not Authenticated") is DECLINED with
+        ``authentication_failed``; another refusal is its decline. Without a ``redirectResult``
+        nothing is asked: still REQUIRES_ACTION."""
+        redirect_result = details.get("redirectResult")
+        if not redirect_result:
+            return GatewayResult(
+                Outcome.REQUIRES_ACTION,
+                GatewayStatus.REQUIRES_ACTION,
+                reference=reference,
+                message="no redirectResult in the return: the shopper has not come back from Adyen",
+            )
+        answer = self._call(
+            self.payments.payments_details,
+            {"details": {"redirectResult": redirect_result}},
+            idempotency_key=idempotency_key,
+        )
+        if isinstance(answer, GatewayResult):
+            return answer
+        code = answer.get("resultCode")
+        failed_authentication = code in ("AuthenticationFailed", "Cancelled") or (
+            code == "Refused" and str(answer.get("refusalReasonCode", "")) in AUTHENTICATION_REFUSALS
+        )
+        if failed_authentication:
+            return GatewayResult(
+                Outcome.DECLINED_SOFT,
+                GatewayStatus.DECLINED,
+                reference=answer.get("pspReference") or reference,
+                decline_code=AUTHENTICATION_FAILED,
+                message=f"{code}: {answer.get('refusalReason') or 'the shopper did not authenticate'}",
+                raw=_trim(answer),
+            )
+        return self._payment_result(answer, request)
+
     # ----------------------------------------------------------------- requests
 
     @staticmethod
@@ -548,14 +611,14 @@ class AdyenGateway:
         if code in ("Refused", "Cancelled"):
             return self._decline(body, psp, raw, cancelled=code == "Cancelled")
         if code in ACTION_RESULTS:
-            # next_action is what the payment shows the storefront (Adyen's components take it).
-            raw["next_action"] = {"type": "adyen_action", "adyen_action": body.get("action") or {}}
+            action = body.get("action") or {}
             return GatewayResult(
                 Outcome.REQUIRES_ACTION,
                 GatewayStatus.REQUIRES_ACTION,
                 reference=psp,
-                message=f"{code}: the shopper must complete {(body.get('action') or {}).get('type', 'an action')}",
+                message=f"{code}: the shopper must complete {action.get('type', 'an action')}",
                 raw=raw,
+                action_url=redirect_url(action),
             )
         if code == "Error":
             return GatewayResult(

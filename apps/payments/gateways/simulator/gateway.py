@@ -47,6 +47,7 @@ from django.utils import timezone
 
 from apps.core.money import exponent
 from apps.payments.gateways.base import (
+    AUTHENTICATION_FAILED,
     ChargeRequest,
     GatewayConfig,
     GatewayResult,
@@ -57,6 +58,7 @@ from apps.payments.gateways.base import (
 from apps.payments.gateways.simulator.webhooks import SimulatorNotifications
 from apps.payments.methods import TEST_METHODS, TestMethod
 from apps.payments.models import SimulatorAction, SimulatorCharge, SimulatorRefund, SimulatorToken
+from apps.tenants.selectors import marketplace_base_url
 
 TOKEN_PREFIX = "simtok_"
 # The expiry every simulated saved card carries (Stripe's test cards take any future date).
@@ -72,6 +74,12 @@ def network_transaction_id_for(reference: str) -> str:
     """A card network's transaction id for a simulated charge or saved card, shaped like Visa's
     (15 digits) and always the same for the same ``reference``."""
     return str(int(hashlib.sha256(f"simulator-network:{reference}".encode()).hexdigest(), 16))[:15]
+
+
+def challenge_url(account: str, attempt_id: str) -> str:
+    """The simulator's 3-D Secure challenge page for an attempt (``challenge.py``), on the
+    marketplace's own host: the simulator plays the issuer's page there."""
+    return f"{marketplace_base_url()}/simulator/{account}/authenticate/{attempt_id}"
 
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
@@ -177,6 +185,7 @@ class SimulatorGateway:
                         "capture": request.capture,
                         "save_card": bool(request.setup_future_usage),
                         "customer_reference": request.customer_reference or "",
+                        "return_url": request.return_url or "",
                     },
                 )
             return self._action_result(action)
@@ -356,16 +365,26 @@ class SimulatorGateway:
                 Outcome.REQUIRES_ACTION,
                 GatewayStatus.REQUIRES_ACTION,
                 message="3-D Secure authentication required",
-                raw={"next_action": {"type": "use_stripe_sdk"}},
+                raw={"action": "challenge"},
+                action_url=challenge_url(self.account, action.attempt_id),
             )
         if action.status == "failed":
             return GatewayResult(
                 Outcome.DECLINED_SOFT,
                 GatewayStatus.DECLINED,
-                decline_code="authentication_required",
+                decline_code=AUTHENTICATION_FAILED,
                 message="3-D Secure authentication failed",
             )
         return self._canceled_result()
+
+    def action_get(self, attempt_id: str) -> SimulatorAction | None:
+        """The challenge of ``attempt_id`` at this account (its amount, where it returns), if any:
+        what the challenge page shows."""
+        return SimulatorAction.objects.filter(account=self.account, attempt_id=attempt_id).first()
+
+    def action_result(self, *, request, reference, details, idempotency_key) -> GatewayResult:
+        """The customer came back from the challenge page: the simulator's truth (``retrieve``)."""
+        return self.retrieve(attempt_id=request.attempt_id, reference=reference)
 
     def action_complete(self, *, attempt_id: str, succeed: bool = True) -> GatewayResult:
         """The customer finishes (or fails) the 3-D Secure challenge of ``attempt_id`` at the

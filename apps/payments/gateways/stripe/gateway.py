@@ -49,7 +49,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, cast
 
@@ -202,8 +202,11 @@ class StripeGateway:
                 )
         if request.description:  # localstripe refuses the parameter, so only when there is one
             params["description"] = request.description
-        if self.settings.get("return_url"):
-            params["return_url"] = self.settings["return_url"]
+        # With a return URL Stripe answers 3-D Secure as ``redirect_to_url`` (its page, then back to
+        # us); without one as ``use_stripe_sdk``, which no redirect can complete.
+        return_url = request.return_url or self.settings.get("return_url")
+        if return_url:
+            params["return_url"] = return_url
         options = request_options(request.attempt_id, account=request.connected_account)
         return self._call(
             lambda: self.client.v1.payment_intents.create(params, options),
@@ -299,6 +302,19 @@ class StripeGateway:
             return self._find(attempt_id)
         params: PaymentIntentRetrieveParams = {"expand": _EXPAND_INTENT}
         return self._on_intent("retrieve", self.client.v1.payment_intents.retrieve, reference, params, None)
+
+    def action_result(
+        self,
+        *,
+        request: ChargeRequest,
+        reference: str | None,
+        details: Mapping[str, str],
+        idempotency_key: str,
+    ) -> GatewayResult:
+        """The customer came back from Stripe's 3-D Secure page: the PaymentIntent as it is now
+        (``retrieve``; Stripe settles it before redirecting). ``details`` (Stripe adds
+        ``payment_intent`` and its client secret to the return URL) are not needed: we know it."""
+        return self.retrieve(attempt_id=request.attempt_id, reference=reference)
 
     def refund_retrieve(self, *, attempt_id: str, reference: str, refund_id: str) -> GatewayResult:
         """Our refund ``refund_id`` found among the PaymentIntent's refunds by ``metadata.refund_id``

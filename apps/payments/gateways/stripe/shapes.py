@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.payments.gateways.base import CardInfo, GatewayResult, GatewayStatus, Outcome, SavedMethod
+from apps.payments.gateways.base import (
+    AUTHENTICATION_FAILED,
+    CardInfo,
+    GatewayResult,
+    GatewayStatus,
+    Outcome,
+    SavedMethod,
+)
 
 # Stripe's documented decline codes (docs.stripe.com/declines/codes) after which the same card
 # will not be approved anywhere: lost, stolen, closed or blocked cards, fraud, wrong card data.
@@ -138,6 +145,10 @@ def trimmed(intent: dict) -> dict:
     return raw
 
 
+# Stripe's error code of a PaymentIntent whose customer failed 3-D Secure (``last_payment_error``).
+AUTHENTICATION_FAILURE = "payment_intent_authentication_failure"
+
+
 def intent_result(intent: dict, *, account: str | None, operation: str) -> GatewayResult:
     """A PaymentIntent as our result: the one translation, for the adapter's calls (``operation``
     is the call) and for the webhooks (``"webhook <event type>"``). ``account`` is the connected
@@ -169,6 +180,8 @@ def intent_result(intent: dict, *, account: str | None, operation: str) -> Gatew
         outcome = Outcome.REQUIRES_ACTION
     elif status == GatewayStatus.DECLINED:
         decline_code = error.get("decline_code") or error.get("code") or "card_declined"
+        if decline_code == AUTHENTICATION_FAILURE:  # the customer failed 3-D Secure
+            decline_code = AUTHENTICATION_FAILED
         advice_code = error.get("advice_code")
         outcome = decline_outcome(decline_code, advice_code)
     elif status == GatewayStatus.ERROR:
@@ -193,7 +206,18 @@ def intent_result(intent: dict, *, account: str | None, operation: str) -> Gatew
         message=message,
         raw=trimmed(intent),
         network_transaction_id=card_network_transaction_id(charge) if outcome == Outcome.SUCCEEDED else "",
+        action_url=redirect_url(intent) if outcome == Outcome.REQUIRES_ACTION else "",
     )
+
+
+def redirect_url(intent: dict) -> str:
+    """The page Stripe sends the customer to for 3-D Secure: a PaymentIntent confirmed with a
+    ``return_url`` answers ``next_action.type == "redirect_to_url"`` and its
+    ``redirect_to_url.url``; without one (``use_stripe_sdk``, for Stripe.js) there is none."""
+    next_action = intent.get("next_action") or {}
+    if next_action.get("type") != "redirect_to_url":
+        return ""
+    return str((next_action.get("redirect_to_url") or {}).get("url") or "")
 
 
 def card_network_transaction_id(charge_or_attempt: dict | None) -> str:
