@@ -16,7 +16,6 @@ Declines are told to the shopper in one sentence (``DECLINED``), never the issue
 
 from __future__ import annotations
 
-import inspect
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -36,11 +35,16 @@ from apps.checkout.selectors import checkout_gateway, checkout_session_get
 from apps.checkout.states import session_to
 from apps.core.money import MoneyError, normalize_currency, require_amount
 from apps.customers.selectors import customer_get
-from apps.payments import services as payment_services
 from apps.payments.hooks import SplitPlanRejected, splits_hooks
 from apps.payments.models import PaymentIntent
 from apps.payments.selectors import payment_get
-from apps.payments.services import PaymentError, payment_cancel, payment_confirm, payment_intent_create
+from apps.payments.services import (
+    PaymentError,
+    payment_authentication_return,
+    payment_cancel,
+    payment_confirm,
+    payment_intent_create,
+)
 from apps.payments.services.methods import payment_method_create
 from apps.webhooks.outbound import event_publish
 
@@ -284,17 +288,6 @@ def _from_payment(session: CheckoutSession, intent: PaymentIntent) -> CheckoutRe
 # --------------------------------------------------------------------------- confirm
 
 
-def _accepts_return_url(service: object) -> bool:
-    """Whether the payments service takes ``return_url`` (issue 15's contract: the 3-D Secure
-    side adds it). Until that side is merged there is no redirect to come back from anyway; once
-    it is, this is always True and can go."""
-    return "return_url" in inspect.signature(service).parameters  # type: ignore[arg-type]
-
-
-def _with_return_url(service: object, return_url: str) -> dict:
-    return {"return_url": return_url} if return_url and _accepts_return_url(service) else {}
-
-
 def _open_session(session_id: str, now: datetime) -> CheckoutSession:
     session = checkout_session_sync(session_id=session_id)
     if session.status == CS.OPEN and session.expires_at <= now:
@@ -328,9 +321,7 @@ def checkout_session_confirm(
                 return _from_payment(session, intent)
             if intent.status == IS.PROCESSING:
                 return CheckoutResult("processing", session)
-        intent = payment_confirm(
-            intent_id=intent.pk, payment_method=token, **_with_return_url(payment_confirm, return_url)
-        )
+        intent = payment_confirm(intent_id=intent.pk, payment_method=token, return_url=return_url or None)
     except PaymentError as exc:
         if exc.param == "payment_method":  # a token no gateway takes: to the shopper, a decline
             return CheckoutResult("failed", checkout_session_sync(session_id=session_id), message=DECLINED)
@@ -363,7 +354,7 @@ def _payment_for(session: CheckoutSession, token: str, return_url: str) -> tuple
             setup_future_usage="off_session" if locked.save_payment_method else None,
             splits=locked.splits,
             confirm=False,
-            **_with_return_url(payment_intent_create, return_url),
+            return_url=return_url or None,
         )
         locked.payment_id = intent.pk
         locked.save(update_fields=["payment_id", "updated_at"])
@@ -394,18 +385,13 @@ def _setup_confirm(session: CheckoutSession, token: str) -> CheckoutResult:
 
 def checkout_session_return(*, session_id: str, payment_id: str, details: dict) -> CheckoutResult:
     """The customer is back from the processor's authentication page: the payment resumes
-    (``payment_authentication_return``, the payments side of issue 15) and the page shows the
+    (``payment_authentication_return``) and the page shows the
     outcome. ``details`` is what the processor added to the return URL (e.g. Adyen's
     ``redirectResult``)."""
     session = checkout_session_get(session_id=session_id)
     if session is None or not session.payment_id or session.payment_id != payment_id:
         raise CheckoutError("this return does not belong to this checkout", code="resource_missing")
-    resume = getattr(payment_services, "payment_authentication_return", None)
-    if resume is None:  # the 3-D Secure side of issue 15 is not merged: read the payment as it is
-        intent = payment_get(payment_id=payment_id)
-    else:
-        intent = resume(intent_id=payment_id, details=details or None)
-    assert intent is not None
+    intent = payment_authentication_return(intent_id=payment_id, details=details or None)
     return _from_payment(session, intent)
 
 

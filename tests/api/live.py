@@ -36,6 +36,7 @@ class Server:
             "REDIS_URL": settings.REDIS_URL,
             "DJANGO_DEBUG": "1",
             "LOG_LEVEL": "WARNING",
+            "PORT": str(self.port),  # what links to the marketplace's pages are built with (DEBUG)
             **(env or {}),
         }
         self.proc = subprocess.Popen(

@@ -5,10 +5,7 @@ iframe). A second local HTTP server plays the storefront: another origin, with a
 mounting the element, and the pages the checkout sends the shopper back to.
 
 Screenshots go to /tmp/checkout-shots/ (not committed); the time from clicking Pay to the success
-page is written to /tmp/checkout-shots/pay-to-success.txt (measured, never asserted).
-
-The 3-D Secure tests need the payments side of issue 15 (``payment_authentication_return`` and
-the simulator's challenge page): until it is merged they skip, saying so."""
+page is written to /tmp/checkout-shots/pay-to-success.txt (measured, never asserted)."""
 
 from __future__ import annotations
 
@@ -25,7 +22,6 @@ from urllib.parse import urlsplit
 import pytest
 from django_tenants.utils import tenant_context
 
-from apps.payments import services as payment_services
 from tests.api.live import Server
 from tests.vendors.test_browser import _wait_for_other_sessions_to_end
 
@@ -41,11 +37,6 @@ PHONE: dict[str, Any] = {
     "device_scale_factor": 2,
 }
 DEVICES: dict[str, dict[str, Any]] = {"desktop": DESKTOP, "phone": PHONE}
-NEEDS_3DS = pytest.mark.skipif(
-    not hasattr(payment_services, "payment_authentication_return"),
-    reason="needs issue 15's 3-D Secure side (payment_authentication_return, the simulator's "
-    "challenge page): run after merging it, then remove this skip",
-)
 
 
 # --------------------------------------------------------------------------- the storefront
@@ -366,7 +357,6 @@ def _challenge(page: Any, tenant: Any, server: Server, session: Any, button: str
     page.get_by_role("button", name=button).click()
 
 
-@NEEDS_3DS
 def test_3ds_challenge_completed_pays(chromium, server, storefront, committed):
     tenant = marketplace()
     session = checkout_session(tenant, success_url=f"{storefront.origin}/thanks")
@@ -381,7 +371,6 @@ def test_3ds_challenge_completed_pays(chromium, server, storefront, committed):
     assert (fresh.status, payment.status) == ("complete", "succeeded")
 
 
-@NEEDS_3DS
 def test_3ds_challenge_failed_is_a_decline_then_another_card_pays(chromium, server, storefront, committed):
     tenant = marketplace()
     session = checkout_session(tenant, success_url=f"{storefront.origin}/thanks")

@@ -14,7 +14,6 @@ from django.utils import timezone
 from apps.api.v1.checkout import session_url
 from apps.checkout.models import CheckoutSession
 from apps.checkout.services import DECLINED, checkout_sessions_sweep
-from apps.payments import services as payment_services
 from apps.payments.models import PaymentIntent
 from apps.webhooks.models import OutboundEvent
 
@@ -334,14 +333,6 @@ def test_a_return_that_is_not_the_sessions_payment_is_a_404(api):
     assert response.status_code == 404
 
 
-NEEDS_3DS = pytest.mark.skipif(
-    not hasattr(payment_services, "payment_authentication_return"),
-    reason="needs issue 15's 3-D Secure side (payment_authentication_return, return_url): run "
-    "after merging it, then remove this skip",
-)
-
-
-@NEEDS_3DS
 def test_3ds_redirects_to_the_challenge_with_the_checkout_return_url(api):
     session = create(api)
 
