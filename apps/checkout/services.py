@@ -11,7 +11,8 @@ learnt: the confirm's answer, the return from 3-D Secure, or the sweep that read
 ``expires_at`` expires, and a payment of it still waiting for the customer's authentication is
 canceled first, so an expired session can never be charged.
 
-Declines are told to the shopper in one sentence (``DECLINED``), never the issuer's detail.
+Declines are told to the shopper in one plain sentence (payments' ``customer_message``: the same
+words on every page), never the issuer's detail.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from apps.payments.models import PaymentIntent
 from apps.payments.selectors import payment_get
 from apps.payments.services import (
     PaymentError,
+    customer_message,
     payment_authentication_return,
     payment_cancel,
     payment_confirm,
@@ -282,7 +284,10 @@ def _from_payment(session: CheckoutSession, intent: PaymentIntent) -> CheckoutRe
         return CheckoutResult("processing", session)
     if intent.status == IS.CANCELED:
         return CheckoutResult("expired", session, message="This checkout has expired.")
-    return CheckoutResult("failed", session, message=DECLINED)
+    error = intent.last_error or {}
+    return CheckoutResult(
+        "failed", session, message=customer_message(error.get("code"), error.get("decline_code"))
+    )
 
 
 # --------------------------------------------------------------------------- confirm
@@ -375,7 +380,7 @@ def _setup_confirm(session: CheckoutSession, token: str) -> CheckoutResult:
     except PaymentError as exc:
         if exc.code == "gateway_error":
             raise CheckoutError("The card could not be saved now; try again.", code="gateway_error") from exc
-        return CheckoutResult("failed", session, message=DECLINED)
+        return CheckoutResult("failed", session, message=customer_message(exc.code))
     session = _complete(session.id, payment_method_id=method.pk)
     return CheckoutResult("complete", session, redirect=success_redirect(session))
 

@@ -16,6 +16,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
 
 from apps.checkout.errors import CheckoutError
 from apps.checkout.models import CheckoutSession
@@ -30,7 +31,7 @@ from apps.checkout.services import (
 )
 from apps.core.errors import error_body
 from apps.core.money import format_amount
-from apps.core.pan import find_card_number
+from apps.core.pan import card_number_path, find_card_number
 from apps.vendors.views import brand
 
 ELEMENT_JS = Path(__file__).parent / "static_src" / "checkout.js"
@@ -90,6 +91,7 @@ def _session(session_id: str) -> CheckoutSession:
 # --------------------------------------------------------------------------- the page
 
 
+@require_GET  # the page posts nothing: its fields belong to the processor
 def checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
     session = _session(session_id)
     context = {"session": session, "display": _display(session)}
@@ -104,6 +106,7 @@ def checkout_page(request: HttpRequest, session_id: str) -> HttpResponse:
     return _page(request, "checkout/page.html", {**context, "fields": card_fields()})
 
 
+@require_GET
 def checkout_return(request: HttpRequest, session_id: str) -> HttpResponse:
     """Back from the processor's authentication page: resume the payment, then the session's
     success URL, or the page again with the decline."""
@@ -146,6 +149,15 @@ def _json_error(status: int, code: str, message: str, param: str | None = None) 
     return _cors(JsonResponse(error_body("invalid_request_error", code, message, param), status=status))
 
 
+def _card_number_param(text: str) -> str | None:
+    """Where in the JSON body ``text`` the card number is (as the API names it), if it parses."""
+    try:
+        found = card_number_path(json.loads(text))
+    except ValueError:
+        return None
+    return found[0] or None if found is not None else None
+
+
 def _authenticated(
     request: HttpRequest, session_id: str
 ) -> tuple[CheckoutSession | None, dict, HttpResponse | None]:
@@ -163,8 +175,9 @@ def _authenticated(
             {},
             _json_error(
                 400,
-                "card_number_refused",
+                "card_number_not_allowed",
                 "Card numbers are never sent to this platform: use the card fields, which send them to the processor.",
+                param=_card_number_param(text),
             ),
         )
     try:

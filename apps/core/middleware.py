@@ -38,7 +38,9 @@ class RequestIdMiddleware:
 
 # The API answers for itself (apps.api.middleware); processors' webhooks are signed raw bodies
 # from Stripe or Adyen, which send a card's last four digits at most.
-_NOT_FORMS = ("/api/", "/webhooks/")
+# JSON endpoints, which refuse card numbers themselves with a JSON error (the API's middleware,
+# the processors' webhooks, the checkout's client-secret endpoints).
+_NOT_FORMS = ("/api/", "/webhooks/", "/checkout/")
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # The one exemption: the simulator's card fields, which play a processor's hosted fields in the
 # demo (apps/payments/gateways/simulator/card_fields.py: test numbers only, never stored or

@@ -224,7 +224,7 @@ class AttemptInline(admin.TabularInline):
 
 @admin.register(PaymentIntent)
 class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "amount_display", "status", "gateway_account", "amount_refunded", "created_at")
+    list_display = ("id", "amount_display", "status", "gateway_account", "refunded_display", "created_at")
     list_filter = ("status", "currency", "gateway_account", "capture_method")
     search_fields = ("=id", "customer_id")
     date_hierarchy = "created_at"

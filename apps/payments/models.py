@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.core.ids import new_id
+from apps.core.money import format_amount
 from apps.customers.models import Customer
 from apps.payments.gateways.base import Outcome
 
@@ -188,7 +189,7 @@ class PaymentIntent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.id} {self.amount} {self.currency} {self.status}"
+        return f"{self.id} {format_amount(self.amount, self.currency)} {self.status}"
 
 
 class PaymentAttempt(models.Model):

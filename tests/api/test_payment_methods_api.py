@@ -284,3 +284,30 @@ def test_an_issuer_refusing_to_save_a_card_is_a_402_card_error():
         payment_error(PaymentError("no such token", code="resource_missing", param="token")).status_code
         == 400
     )
+
+
+def test_a_saved_card_is_charged_off_session_with_its_network_transaction_id(api):
+    from apps.payments.models import PaymentMethod, SimulatorCharge
+
+    # given a card saved by a customer-initiated payment
+    cus = customer(api)
+    saved = pay(api, customer=cus, setup_future_usage="off_session")["saved_payment_method"]
+    network_id = PaymentMethod.objects.get(pk=saved).network_transaction_id
+
+    # when the marketplace charges it later without the customer
+    later = pay(api, customer=cus, payment_method=saved, off_session=True)
+    one_off = api.post(
+        "/api/v1/payments",
+        {"amount": 500, "currency": "usd", "payment_method": "pm_card_visa", "off_session": True},
+    )
+    no_customer = api.post(
+        "/api/v1/payments", {"amount": 500, "currency": "usd", "payment_method": saved, "off_session": True}
+    )
+
+    # then it is a merchant-initiated charge passing the first charge's network transaction id
+    assert later["status"] == "succeeded" and later["off_session"] is True
+    charge = SimulatorCharge.objects.get(attempt_id=f"{later['id']}_1")
+    assert charge.off_session and network_id and charge.network_transaction_id_passed == network_id
+    # and a token without a customer, or a saved method without its customer, cannot be charged so
+    assert (one_off.status_code, one_off.json()["error"]["param"]) == (400, "off_session")
+    assert no_customer.status_code == 400

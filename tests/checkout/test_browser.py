@@ -371,7 +371,7 @@ def test_3ds_challenge_completed_pays(chromium, server, storefront, committed):
     assert (fresh.status, payment.status) == ("complete", "succeeded")
 
 
-def test_3ds_challenge_failed_is_a_decline_then_another_card_pays(chromium, server, storefront, committed):
+def test_3ds_challenge_failed_says_so_then_another_card_pays(chromium, server, storefront, committed):
     tenant = marketplace()
     session = checkout_session(tenant, success_url=f"{storefront.origin}/thanks")
     context = chromium.new_context(**DESKTOP)
@@ -379,7 +379,7 @@ def test_3ds_challenge_failed_is_a_decline_then_another_card_pays(chromium, serv
     try:
         _challenge(page, tenant, server, session, "Fail authentication")
         page.wait_for_url("**/checkout/*/return?**")
-        page.get_by_role("alert").filter(has_text=DECLINED).first.wait_for()
+        page.get_by_role("alert").filter(has_text="Authentication failed. Try again").first.wait_for()
         _, payment = session_now(tenant, session)
         assert (payment.status, payment.last_error.get("code")) == ("failed", "authentication_failed")
         card(page, "4242 4242 4242 4242")

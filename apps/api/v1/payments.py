@@ -184,6 +184,9 @@ class PaymentOut(serializers.Serializer):
     last_error = LastErrorField()
     next_action = EmptyAsNullObjectField()
     routing = RoutingField()
+    off_session = serializers.BooleanField(
+        help_text="a merchant-initiated charge of a saved method, the customer not there"
+    )
     setup_future_usage = BlankAsNullField(
         help_text="off_session or on_session: the card is saved for the customer while charging it"
     )
@@ -245,6 +248,12 @@ class PaymentCreateIn(serializers.Serializer):
     )
     description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     metadata = MetadataField(required=False)
+    off_session = serializers.BooleanField(
+        default=False,
+        help_text="charge a saved method (paym_..., with its customer) without the customer there: a "
+        "merchant-initiated charge, passing the method's network transaction id; an issuer asking "
+        "for authentication leaves it in requires_action and emails the customer a link",
+    )
     setup_future_usage = serializers.ChoiceField(
         choices=SETUP_FUTURE_USAGES,
         required=False,

@@ -106,6 +106,20 @@ def _check_payment_method(token: str) -> None:
     raise PaymentError(f"No such PaymentMethod: {token!r}", code="resource_missing", param="payment_method")
 
 
+def _check_off_session(off_session: bool, *, payment_method: str, customer_id: str) -> None:
+    """A merchant-initiated charge is of a method the customer saved with us for that (a ``paym_``
+    of theirs): a processor's one-off token carries no consent to charge without the customer.
+    (The documented test tokens stand for saved cards in the demo, as in billing's renewals.)"""
+    saved = is_payment_method_id(payment_method) or payment_method in TEST_METHODS
+    if off_session and not (saved and customer_id):
+        raise PaymentError(
+            "off_session needs a saved payment method (paym_...) and its customer: a one-off token "
+            "carries no consent to charge without the customer",
+            code="parameter_invalid",
+            param="off_session",
+        )
+
+
 def _check_setup_future_usage(value: str | None, *, customer_id: str) -> None:
     """Saving the card needs a customer to save it for, and one of the two usages."""
     if not value:
@@ -201,6 +215,7 @@ def payment_intent_create(
             "capture_method must be automatic or manual", code="parameter_invalid", param="capture_method"
         )
     _check_setup_future_usage(setup_future_usage, customer_id=customer_id)
+    _check_off_session(off_session, payment_method=payment_method.strip(), customer_id=customer_id)
     return_url = _check_return_url(return_url)
     plan = None if splits is None else _split_plan(splits, amount=amount, currency=currency)
     intent = PaymentIntent(
