@@ -146,6 +146,7 @@ def test_auto_capture_success_sends_reference_amount_and_idempotency_key(adyen, 
         "shopperInteraction": "Ecommerce",
         "recurringProcessingModel": "CardOnFile",
         "returnUrl": "https://shop.example/return",
+        "authenticationData": {"threeDSRequestData": {"nativeThreeDS": "disabled"}},
     }
     assert call.request.headers["Idempotency-Key"] == ATTEMPT
     assert call.request.headers["x-api-key"] == "AQE1test-key"

@@ -285,6 +285,7 @@ def test_a_charge_that_stores_the_card_returns_its_credential(adyen, gateway, us
         "shopperInteraction": "Ecommerce",
         "recurringProcessingModel": model,
         "returnUrl": "https://shop.example/return",
+        "authenticationData": {"threeDSRequestData": {"nativeThreeDS": "disabled"}},
     }
     # and the result carries the charge, its network id and the stored card's credential
     assert (result.outcome, result.status, result.amount_captured) == (

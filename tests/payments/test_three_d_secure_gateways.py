@@ -130,6 +130,7 @@ def test_adyen_redirect_shopper_sends_our_return_url_and_answers_the_redirect_pa
     assert result.action_url == answer["action"]["url"]
     body = sent(call.calls[0])
     assert body["returnUrl"] == RETURN  # the payment's, not the account's default
+    assert body["authenticationData"] == {"threeDSRequestData": {"nativeThreeDS": "disabled"}}
     assert body["reference"] == "pay_7Hq2_1"
     assert call.calls[0].request.headers["Idempotency-Key"] == "pay_7Hq2_1"
 

@@ -280,6 +280,10 @@ class AdyenGateway:
         )
         if return_url:
             body["returnUrl"] = return_url
+            if not request.off_session:
+                # 3-D Secure 2 by redirect (a page the customer is sent to and comes back from),
+                # never Adyen's native in-page flow, which needs its JavaScript component.
+                body["authenticationData"] = {"threeDSRequestData": {"nativeThreeDS": "disabled"}}
         if not request.capture:
             additional["manualCapture"] = "true"
         elif self.settings.get("capture_delay_hours") is not None:
