@@ -10,6 +10,8 @@ from django.template.loader import render_to_string
 from apps.billing.models import Invoice
 from apps.core.money import format_amount
 from apps.customers.models import Customer
+from apps.payments.models import PaymentIntent
+from apps.payments.services import authentication_link_url
 from apps.tenants.db import current_schema
 from apps.vendors.onboarding import marketplace_base_url
 
@@ -60,12 +62,22 @@ def billing_email_send(*, invoice_id: str, kind: str) -> None:
     if not customer.email:
         return
     last = inv.attempts.order_by("-number").first()
+    # An off-session charge the bank will only take with the customer there: a link to authenticate
+    # the invoice's payment (payments' page), not only a new card.
+    waiting = (
+        kind == "payment_failed"
+        and inv.payment_id
+        and PaymentIntent.objects.filter(
+            pk=inv.payment_id, status=PaymentIntent.Status.REQUIRES_ACTION
+        ).exists()
+    )
     context = {
         "invoice": inv,
         "customer": customer,
         "amount": format_amount(inv.amount_due, inv.currency),
         "product": inv.subscription.price.product.name,
         "attempt": last,
+        "authentication_url": authentication_link_url(inv.payment_id) if waiting else "",
         **links(inv),
     }
     subject = render_to_string(f"emails/billing_{kind}_subject.txt", context).strip()

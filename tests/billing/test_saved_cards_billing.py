@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core import mail
 
 from apps.billing.models import Invoice
 from apps.billing.services import subscription_create, subscription_payment_method_update
@@ -147,6 +148,12 @@ def test_off_session_authentication_required_fails_the_attempt_and_dunning_retri
     inv.refresh_from_db()
     assert [a.decline_code for a in inv.attempts.order_by("number")] == ["authentication_required"] * 2
     assert [a[2] for a in attempts_of(intent)] == ["authentication_required"] * 2
+    # and jenny's emails are billing's alone, each with the link to authenticate the payment and
+    # the card page (payments sends no second email for an invoice's payment)
+    sent = [m for m in mail.outbox if "jenny@example.com" in m.to]
+    assert sent and all(
+        f"/pay/{intent.id}/authenticate?token=" in m.body and "/billing/card/" in m.body for m in sent
+    )
 
     # and when the customer gives a card that needs no authentication, it is charged
     subscription_payment_method_update(subscription_id=sub.id, payment_method="pm_card_visa")

@@ -525,7 +525,9 @@ def _answer_authentication_required(intent: PaymentIntent, attempt: PaymentAttem
     ``links``) or by dunning's next retry; ``payment.requires_action`` tells the storefront."""
     intent_to(intent, IS.REQUIRES_ACTION)
     intent.next_action = {"type": "authenticate", "reason": AUTHENTICATION_REQUIRED}
-    if intent.customer_id:  # the customer is emailed a link to authenticate it (once per payment)
+    # The customer is emailed a link to authenticate it (once per payment); a subscription's
+    # invoice payment (``recurring``) is billing's to tell: its payment-failed email carries the link.
+    if intent.customer_id and not intent.recurring:
         durable_enqueue(
             handler=AUTHENTICATION_LINK_HANDLER,
             kwargs={"intent_id": intent.id},
