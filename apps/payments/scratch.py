@@ -1,6 +1,8 @@
 """What a scratch marketplace (``apps.tenants.scratch``) takes from the one it is like: the
 payment mesh's configuration, so a simulation routes, declines and fails over as that marketplace
-would. Gateway accounts come with their settings and (encrypted) credentials; routing and decline
+would. Simulator accounts come with their settings and (encrypted) credentials; a real processor's
+account (Stripe, Adyen) comes disabled and without its credentials, so a simulation can never
+charge a real processor, even in test mode, while rules naming it stay valid. Routing and decline
 rules replace the defaults the new marketplace was provisioned with. Nothing else of payments is
 copied (no payments, methods or events)."""
 
@@ -30,6 +32,8 @@ def payments_config_copy(*, source, target) -> None:
         DeclineRule.objects.all().delete()
         GatewayAccount.objects.exclude(name__in=[a["name"] for a in accounts]).delete()
         for row in accounts:
+            if row["kind"] != "simulator":
+                row.update(enabled=False, credentials_encrypted="")
             GatewayAccount.objects.update_or_create(name=row.pop("name"), defaults=row)
         RoutingRule.objects.bulk_create([RoutingRule(**row) for row in routing])
         DeclineRule.objects.bulk_create([DeclineRule(**row) for row in declines])
