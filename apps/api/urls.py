@@ -20,7 +20,7 @@ class ObjectIdConverter:
 register_converter(ObjectIdConverter, "objid")
 
 urlpatterns = [
-    path("v1/account", views.account, name="api-account"),
+    path("v1/account", views.AccountView.as_view(), name="api-account"),
     path("v1/customers", customers.CustomerListView.as_view(), name="api-customers"),
     path("v1/customers/<objid:customer_id>", customers.CustomerDetailView.as_view(), name="api-customer"),
     path(

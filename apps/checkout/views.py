@@ -32,7 +32,7 @@ from apps.checkout.services import (
 from apps.core.errors import error_body
 from apps.core.money import format_amount
 from apps.core.pan import card_number_path, find_card_number
-from apps.vendors.views import brand
+from apps.tenants.branding import marketplace_brand
 
 ELEMENT_JS = Path(__file__).parent / "static_src" / "checkout.js"
 MAX_BODY = 16 * 1024
@@ -48,9 +48,7 @@ def return_url(request: HttpRequest, session_id: str) -> str:
 
 
 def _branding(request: HttpRequest) -> dict[str, Any]:
-    tenant = getattr(request, "tenant", None)
-    logo = getattr(tenant, "logo_url", "") or ""
-    return {**brand(request), "logo_url": logo if logo.startswith(("https://", "http://")) else ""}
+    return marketplace_brand(getattr(request, "tenant", None))
 
 
 def _money(amount: int, currency: str) -> str:

@@ -4,7 +4,6 @@ customer comes back to after the challenge. Views parse, call one payments servi
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -20,6 +19,7 @@ from apps.payments.services import (
     payment_authentication_link_confirm,
     payment_authentication_return,
 )
+from apps.tenants.branding import marketplace_brand
 from apps.tenants.selectors import marketplace_current
 
 IS = PaymentIntent.Status
@@ -83,16 +83,8 @@ def _render(
             "message": message,
             "amount": format_amount(intent.amount, intent.currency) if intent is not None else "",
             "marketplace_name": getattr(marketplace, "name", "") or "Payment",
-            "brand_color": _brand_color(marketplace),
+            "brand_color": marketplace_brand(marketplace)["color"],
+            "on_brand_color": marketplace_brand(marketplace)["on_color"],
         },
         status=status,
     )
-
-
-def _brand_color(marketplace: object) -> str:
-    """The marketplace's colour (its branding, when it has one), a safe CSS hex colour."""
-    for name in ("brand_color", "primary_color", "color"):
-        value = getattr(marketplace, name, None)
-        if isinstance(value, str) and re.fullmatch(r"#(?:[0-9a-fA-F]{3}){1,2}", value):
-            return value
-    return "#1d4ed8"

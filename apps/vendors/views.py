@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.core.forms import CardNumberRefusingFormMixin, card_numbers_refused_by_forms
 from apps.payments.gateways.connect import ConnectError
+from apps.tenants.branding import marketplace_brand
 from apps.vendors import auth, onboarding
 from apps.vendors.dashboard import vendor_dashboard
 from apps.vendors.models import Vendor
@@ -72,28 +73,14 @@ COUNTRIES = {
     "US": "United States",
 }
 COUNTRY_CHOICES: list[tuple[str, str]] = sorted(COUNTRIES.items(), key=lambda item: item[1])
-_HEX = re.compile(r"^#([0-9a-fA-F]{6})$")
 
 
 # --------------------------------------------------------------------------- page helpers
 
 
 def brand(request: HttpRequest) -> dict[str, Any]:
-    """The marketplace's name and colours for the templates: its ``brand_color`` (a neutral
-    indigo when unset or malformed), a readable text colour on it and a light tint."""
-    tenant = getattr(request, "tenant", None)
-    color = getattr(tenant, "brand_color", "") or ""
-    if not _HEX.match(color):
-        color = "#4f46e5"
-    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    luminance = 0.2126 * r + 0.7152 * g + 0.0722 * b
-    return {
-        "name": getattr(tenant, "name", "") or "Marketplace",
-        "color": color.lower(),
-        "on_color": "#111827" if luminance > 160 else "#ffffff",
-        "tint": f"rgba({r}, {g}, {b}, 0.08)",
-        "initial": (getattr(tenant, "name", "") or "M")[:1].upper(),
-    }
+    """The marketplace's name and colours for the templates (``apps.tenants.branding``)."""
+    return marketplace_brand(getattr(request, "tenant", None))
 
 
 def page(
