@@ -8,7 +8,9 @@ call one checkout service or selector, and render."""
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -228,23 +230,33 @@ def _no_unknown(body: dict, allowed: set[str]) -> HttpResponse | None:
     return None
 
 
-@csrf_exempt  # authenticated by the session's client secret in the body, never by cookies
-def session_info(request: HttpRequest, session_id: str) -> HttpResponse:
-    if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204))
-    session, _body, error = _authenticated(request, session_id)
-    if error is not None or session is None:
-        return error or _json_error(404, "resource_missing", "No such checkout session.")
+def client_secret_view(
+    view: Callable[[HttpRequest, CheckoutSession, dict], HttpResponse],
+) -> Callable[[HttpRequest, str], HttpResponse]:
+    """A JSON endpoint of the page and the element: answers the CORS preflight, authenticates the
+    session by the client secret in the body (never by cookies, so no CSRF token), and calls
+    ``view(request, session, body)``."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def endpoint(request: HttpRequest, session_id: str) -> HttpResponse:
+        if request.method == "OPTIONS":
+            return _cors(HttpResponse(status=204))
+        session, body, error = _authenticated(request, session_id)
+        if error is not None or session is None:
+            return error or _json_error(404, "resource_missing", "No such checkout session.")
+        return view(request, session, body)
+
+    return endpoint
+
+
+@client_secret_view
+def session_info(request: HttpRequest, session: CheckoutSession, body: dict) -> HttpResponse:
     return _cors(JsonResponse(_session_json(request, session)))
 
 
-@csrf_exempt  # authenticated by the session's client secret in the body, never by cookies
-def session_confirm(request: HttpRequest, session_id: str) -> HttpResponse:
-    if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204))
-    session, body, error = _authenticated(request, session_id)
-    if error is not None or session is None:
-        return error or _json_error(404, "resource_missing", "No such checkout session.")
+@client_secret_view
+def session_confirm(request: HttpRequest, session: CheckoutSession, body: dict) -> HttpResponse:
     refused = _no_unknown(body, {"client_secret", "token"})
     if refused is not None:
         return refused
@@ -261,14 +273,9 @@ def session_confirm(request: HttpRequest, session_id: str) -> HttpResponse:
     return _result(result)
 
 
-@csrf_exempt  # authenticated by the session's client secret in the body, never by cookies
-def session_status(request: HttpRequest, session_id: str) -> HttpResponse:
+@client_secret_view
+def session_status(request: HttpRequest, session: CheckoutSession, body: dict) -> HttpResponse:
     """What the page polls while a payment is processing."""
-    if request.method == "OPTIONS":
-        return _cors(HttpResponse(status=204))
-    session, _body, error = _authenticated(request, session_id)
-    if error is not None or session is None:
-        return error or _json_error(404, "resource_missing", "No such checkout session.")
     if session.status == CheckoutSession.Status.COMPLETE:
         return _result(CheckoutResult("complete", session, redirect=success_redirect(session)))
     if session.status == CheckoutSession.Status.EXPIRED:
