@@ -8,8 +8,9 @@ The order, within a transaction:
    ``lock_attempt`` (one statement locking the payment, then the attempt);
 3. its refunds (``Refund``): ``lock_refund`` (the payment, then the refund);
 4. the payment methods a charge's answer writes (the card it saved for the customer,
-   ``lock_customer_card``; the network transaction id kept on the method it charged,
-   ``lock_payment_method``), in a savepoint; nothing that locks a method locks a payment after it;
+   ``lock_customer_card``; the network transaction id kept on the method it charged, by an
+   update of it only while it has none), in a savepoint; nothing that locks a method locks a
+   payment after it;
 5. rows of other apps that the payment's writes reach through hooks (a split payment's plan and
    transfers, ``apps.payments.hooks``), then the ledger's balances, which recording the events
    locks last, just before the commit.

@@ -14,6 +14,7 @@ import logging
 from dataclasses import asdict, replace
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.core.crypto import decrypt_json, encrypt_json
 from apps.core.durable import durable_enqueue
@@ -220,11 +221,15 @@ def payment_method_credential_store(*, method_id: str, account: GatewayAccount, 
 def payment_method_network_transaction_id_keep(*, method_id: str, network_transaction_id: str) -> None:
     """Keep the network transaction id of a customer-initiated charge of the method ``method_id``
     (to pass on its later merchant-initiated charges), unless it has one: the first one wins.
-    Locks the method (after the payment's rows, when the caller holds them)."""
+    One conditional update (in a savepoint, after the payment's rows when the caller holds them):
+    it locks the method only when it has none yet, so the charges of a method that has one (most
+    of them, on the attempt-finish path) neither lock it nor wait on each other."""
     if not network_transaction_id:
         return
     with transaction.atomic():
-        _network_transaction_id_keep(lock_payment_method(method_id), network_transaction_id)
+        PaymentMethod.objects.filter(pk=method_id, network_transaction_id="").update(
+            network_transaction_id=network_transaction_id[:100], updated_at=timezone.now()
+        )
 
 
 # --------------------------------------------------------------------------- saved by a charge
