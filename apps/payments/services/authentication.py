@@ -23,7 +23,7 @@ from apps.payments.models import PaymentAttempt, PaymentIntent
 from apps.payments.selectors import payment_get
 from apps.payments.services.drive import charge_request
 from apps.payments.services.errors import PaymentError
-from apps.payments.services.late_charges import gateway_money_taken, gateway_voided
+from apps.payments.services.late_charges import gateway_voided
 from apps.payments.services.schedules import authentication_expired, authentication_expiry
 from apps.payments.services.setup import gateway_call
 from apps.payments.services.truth import payment_attempt_apply_gateway_truth
@@ -66,11 +66,11 @@ def payment_authentication_return(
     ``authentication_expired``, ``card_declined``); still ``requires_action`` when the gateway
     does not know yet; ``processing``. Raises PaymentError (``resource_missing``) for an unknown
     payment."""
-    intent = payment_get(payment_id=intent_id)
-    if intent is None:
-        raise PaymentError(f"No such payment: {intent_id!r}", code="resource_missing", param="payment")
-    attempt = _open_attempt(intent.pk)
-    if attempt is None:  # already settled (by a webhook, an earlier return, expiry)
+    attempt = _open_attempt(intent_id)  # with its payment: the payment's row is read once
+    if attempt is None:  # already settled (by a webhook, an earlier return, expiry), or no such payment
+        intent = payment_get(payment_id=intent_id)
+        if intent is None:
+            raise PaymentError(f"No such payment: {intent_id!r}", code="resource_missing", param="payment")
         return intent
     request = charge_request(attempt.intent, attempt)
     given = _details(details)
@@ -91,7 +91,7 @@ def payment_authentication_return(
     )
     if result.status in _SETTLED:
         payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=result)
-    return PaymentIntent.objects.get(pk=intent.pk)
+    return PaymentIntent.objects.get(pk=intent_id)
 
 
 def payments_authentication_expire(*, now: datetime | None = None) -> int:
@@ -133,7 +133,7 @@ def payment_authentication_expire(*, attempt_id: str) -> int:
             message="authentication expired: closed at the gateway",
         )
         return int("->" in payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=closed))
-    if gateway_money_taken(result) or result.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
+    if result.status in (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED):
         # Completed just before the close: applied from the gateway's full record.
         truth, _ = gateway_call(
             attempt.gateway_account,
