@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -212,21 +212,25 @@ def _skips_record(intent: PaymentIntent, decision: Decision) -> bool:
 # --------------------------------------------------------------------------- the gateway call
 
 
-def charge_request(intent: PaymentIntent, attempt: PaymentAttempt) -> ChargeRequest:
+def charge_request(
+    intent: PaymentIntent, attempt: PaymentAttempt, *, through_vault: bool = False
+) -> ChargeRequest:
     """What attempt ``attempt`` asks its gateway (the same request every time it is sent). When
-    the payment's method is ours, the gateway is sent its own credential for it and, on a
-    merchant-initiated charge, the network transaction id of the method's first
-    customer-initiated charge (from whichever processor). A one-off token is saved by the charge
-    when the payment asks ``setup_future_usage`` (a method of ours is saved already: the
-    payment only records the customer's consent)."""
+    the payment's method is ours, the gateway is sent its own credential for it (through a vault:
+    our id and no credential, the vault adds the card) and, on a merchant-initiated charge, the
+    network transaction id of the method's first customer-initiated charge (from whichever
+    processor). A one-off token is saved by the charge when the payment asks
+    ``setup_future_usage`` (a method of ours is saved already: the payment only records the
+    customer's consent)."""
     payment_method, credential, network_transaction_id = intent.payment_method, None, None
     setup_future_usage = intent.setup_future_usage or None
     if is_payment_method_id(payment_method):
-        credential = payment_method_credential(
-            method_id=payment_method, gateway_account_id=attempt.gateway_account_id
-        )
-        # None only if the credential went away after routing: the gateway then refuses our id.
-        payment_method = (credential or {}).get("reference", payment_method)
+        if not through_vault:
+            credential = payment_method_credential(
+                method_id=payment_method, gateway_account_id=attempt.gateway_account_id
+            )
+            # None only if the credential went away after routing: the gateway then refuses our id.
+            payment_method = (credential or {}).get("reference", payment_method)
         setup_future_usage = None
         if intent.off_session:
             network_transaction_id = payment_method_network_transaction_id(method_id=intent.payment_method)
@@ -290,13 +294,12 @@ def attempt_authorize(
     (``routing["via"]``) when the gateway holds no credential for the payment's method. A
     success through a vault that stored the card at the gateway stores the gateway's credential
     for the method, so later charges go direct."""
-    request = charge_request(intent, attempt)
     via = (intent.routing.get("via") or {}).get(attempt.id)
     if via is None:
-        return gateway.authorize(request)
+        return gateway.authorize(charge_request(intent, attempt))
     # Through the vault every time, as the first time: even if the gateway has a credential for
     # the method by now (another payment stored it), a replay must be the very request sent.
-    request = replace(request, payment_method=intent.payment_method, credential=None)
+    request = charge_request(intent, attempt, through_vault=True)
     config = config or mesh_config()
     account = config.account_by_id(attempt.gateway_account_id) or attempt.gateway_account
     charged = vault_charge(
