@@ -26,12 +26,10 @@ from apps.payments.services.errors import PaymentError
 from apps.payments.services.late_charges import gateway_voided
 from apps.payments.services.schedules import authentication_expired, authentication_expiry
 from apps.payments.services.setup import gateway_call
-from apps.payments.services.truth import payment_attempt_apply_gateway_truth
+from apps.payments.services.truth import ACTION_SETTLED, payment_attempt_apply_gateway_truth
 
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
 
-# What the gateway may say of an attempt that settles it here (else it still waits).
-_SETTLED = (GatewayStatus.CAPTURED, GatewayStatus.AUTHORIZED, GatewayStatus.DECLINED, GatewayStatus.CANCELED)
 # The parameters a processor adds to the return URL that are passed on to it (Adyen's), at most.
 _DETAIL_MAX_LENGTH = 20_000
 
@@ -89,7 +87,7 @@ def payment_authentication_return(
     result, _ = gateway_call(
         attempt.gateway_account, ask, operation="authentication_return", about={"attempt": attempt.id}
     )
-    if result.status in _SETTLED:
+    if result.status in ACTION_SETTLED:
         payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=result)
     return PaymentIntent.objects.get(pk=intent_id)
 
@@ -143,6 +141,6 @@ def payment_authentication_expire(*, attempt_id: str) -> int:
             operation="retrieve",
             about={"attempt": attempt.id},
         )
-        if truth.status in _SETTLED:
+        if truth.status in ACTION_SETTLED:
             payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=truth)
     return 0

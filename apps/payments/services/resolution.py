@@ -27,7 +27,7 @@ from apps.payments.services.schedules import (
     next_action_check,
 )
 from apps.payments.services.setup import gateway_client
-from apps.payments.services.truth import payment_attempt_apply_gateway_truth
+from apps.payments.services.truth import ACTION_SETTLED, payment_attempt_apply_gateway_truth
 
 IS, AS = PaymentIntent.Status, PaymentAttempt.Status
 
@@ -242,12 +242,7 @@ def payment_attempt_refresh(*, attempt_id: str) -> str:
     truth = gateway_client(attempt.gateway_account).retrieve(
         attempt_id=attempt.id, reference=attempt.reference or None
     )
-    if truth.status in (
-        GatewayStatus.CAPTURED,
-        GatewayStatus.AUTHORIZED,
-        GatewayStatus.DECLINED,
-        GatewayStatus.CANCELED,
-    ):
+    if truth.status in ACTION_SETTLED:
         return payment_attempt_apply_gateway_truth(attempt_id=attempt.id, result=truth)
     with transaction.atomic():
         attempt = lock_attempt(attempt_id)

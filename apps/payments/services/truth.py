@@ -28,6 +28,15 @@ IS, AS = PaymentIntent.Status, PaymentAttempt.Status
 # The payment's ``last_error.code`` when its authentication was closed unfinished.
 AUTHENTICATION_EXPIRED = "authentication_expired"
 
+# What a gateway may say of an attempt waiting for the customer that settles it (news to apply
+# here); anything else and it still waits.
+ACTION_SETTLED = (
+    GatewayStatus.CAPTURED,
+    GatewayStatus.AUTHORIZED,
+    GatewayStatus.DECLINED,
+    GatewayStatus.CANCELED,
+)
+
 
 def payment_attempt_apply_gateway_truth(*, attempt_id: str, result: GatewayResult) -> str:
     """Idempotent: move an attempt, and its payment, forward to what the gateway says the charge
