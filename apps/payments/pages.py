@@ -60,6 +60,7 @@ def _render(
     request: HttpRequest, intent: PaymentIntent | None, token: str, *, status: int = 200
 ) -> HttpResponse:
     marketplace = marketplace_current()
+    brand = marketplace_brand(marketplace)
     state, message = "invalid", "This link is not valid any more. Ask the merchant for a new one."
     if intent is not None:
         error = intent.last_error or {}
@@ -83,8 +84,8 @@ def _render(
             "message": message,
             "amount": format_amount(intent.amount, intent.currency) if intent is not None else "",
             "marketplace_name": getattr(marketplace, "name", "") or "Payment",
-            "brand_color": marketplace_brand(marketplace)["color"],
-            "on_brand_color": marketplace_brand(marketplace)["on_color"],
+            "brand_color": brand["color"],
+            "on_brand_color": brand["on_color"],
         },
         status=status,
     )
