@@ -59,10 +59,15 @@ def record_redact(record: logging.LogRecord) -> None:
         record.exc_text = redact_card_numbers(record.exc_text)
 
 
+# Set on a record the factory redacted, so the handlers' filter does not redact its message again.
+_REDACTED_AT_CREATION = "_card_numbers_redacted"
+
+
 def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def factory(*args, **kwargs) -> logging.LogRecord:
         record = make(*args, **kwargs)
         record_redact(record)
+        setattr(record, _REDACTED_AT_CREATION, True)
         return record
 
     factory.redacts_card_numbers = True  # type: ignore[attr-defined]
@@ -83,7 +88,8 @@ class CardNumberRedactionFilter(logging.Filter):
     exception text. Never drops a record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record_redact(record)
+        if not getattr(record, _REDACTED_AT_CREATION, False):  # not made by the redacting factory
+            record_redact(record)
         for name, value in _extras(record).items():
             if isinstance(value, str):
                 setattr(record, name, redact_card_numbers(value))

@@ -244,6 +244,7 @@ PAYMENT_LATENCY_BUDGET_MS = int(os.environ.get("PAYMENT_LATENCY_BUDGET_MS", "800
 # How long a started attempt's gateway call may still be running: longer than any adapter's
 # timeout (10 s read timeout, the simulator's 30 s latency cap). Until then nothing resolves or
 # closes the attempt; an answer later still is a late charge, reversed automatically.
+PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
 # A checkout session's page can be paid for this long after its creation (a request's
 # ``expires_in`` may shorten or lengthen it, within CHECKOUT_SESSION_EXPIRY_MAX_SECONDS).
 CHECKOUT_SESSION_EXPIRY_SECONDS = int(os.environ.get("CHECKOUT_SESSION_EXPIRY_SECONDS", str(24 * 3600)))
@@ -253,7 +254,6 @@ CHECKOUT_SESSION_EXPIRY_MAX_SECONDS = 7 * 24 * 3600
 # demo: the one path a card number may be posted to (test numbers only, never stored or logged).
 # Off unless asked for, or in development.
 SIMULATOR_CARD_FIELDS = env_bool("SIMULATOR_CARD_FIELDS", DEBUG)
-PAYMENT_ATTEMPT_LEASE_SECONDS = int(os.environ.get("PAYMENT_ATTEMPT_LEASE_SECONDS", "90"))
 # An authentication (3-D Secure) the customer has not finished this long after it began is closed
 # at its gateway and the payment fails with ``authentication_expired``.
 AUTHENTICATION_EXPIRY_SECONDS = int(os.environ.get("AUTHENTICATION_EXPIRY_SECONDS", "1800"))

@@ -3,6 +3,10 @@ after: it runs in a scratch marketplace of its own (``apps.tenants.scratch``).""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+from django.conf import settings
 from django_tenants.utils import schema_exists, tenant_context
 
 from apps.billing.models import Invoice
@@ -12,6 +16,7 @@ from apps.ledger.models import JournalTransaction, LedgerEvent
 from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, RoutingRule, SimulatorCharge
 from apps.tenants.models import Marketplace
 from apps.webhooks.models import OutboundEvent, WebhookDelivery, WebhookEndpoint
+from tests.support import BASE, database_url_for_tests
 
 
 def endpoint_add(tenant) -> None:
@@ -48,3 +53,23 @@ def footprint(tenant) -> dict:
 
 def scratch_exists(name: str) -> bool:
     return Marketplace.objects.filter(schema_name=name).exists() or schema_exists(name)
+
+
+def simulate(command: str, *args: str, debug: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """``manage.py <command> <args>`` in a process of its own, on the test database and Redis
+    (``DJANGO_DEBUG=1`` unless not ``debug``; ``env`` adds to its environment)."""
+    environment = {
+        "DATABASE_URL": database_url_for_tests(),
+        "REDIS_URL": settings.REDIS_URL,
+        "PATH": "/usr/bin:/bin",
+        **({"DJANGO_DEBUG": "1"} if debug else {}),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", command, *args],
+        cwd=BASE,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

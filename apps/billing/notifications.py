@@ -13,7 +13,7 @@ from apps.customers.models import Customer
 from apps.payments.models import PaymentIntent
 from apps.payments.services import authentication_link_url
 from apps.tenants.db import current_schema
-from apps.vendors.onboarding import marketplace_base_url
+from apps.tenants.selectors import marketplace_base_url
 
 CARD_UPDATE_SALT = "billing.card_update"
 CARD_UPDATE_MAX_AGE = 30 * 24 * 3600

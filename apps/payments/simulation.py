@@ -13,11 +13,14 @@ charged anywhere else.
 
 from __future__ import annotations
 
+from django.core.management.base import CommandError
+
 from apps.customers.models import Customer
 from apps.payments.models import GatewayAccount
 from apps.payments.services import gateway_account_update
 from apps.payments.services.methods import payment_method_create
 
+GATEWAYS = ("primary", "secondary")  # the simulator accounts a simulation charges at, in order
 VAULT_ACCOUNT = "card_vault"
 ONE_OFF, PRIMARY_ONLY, BOTH, VAULTED = "one_off", "primary_only", "both", "vaulted"
 # (kind, weight): the existing one-off test tokens, and saved methods.
@@ -28,6 +31,18 @@ SAVED_AT = {
     VAULTED: ("primary", VAULT_ACCOUNT),  # secondary only through the vault
 }
 VAULT_SETTINGS = {"vault": True, "latency_ms": {"p50": 0}}
+
+
+def simulation_accounts(*, like: str) -> dict[str, GatewayAccount]:
+    """The simulator accounts ``GATEWAYS`` by name, with the card vault made ready
+    (``vault_account_ensure``). CommandError when one is missing or not a simulator: the
+    marketplace ``like`` (whose configuration the run copied) has none to simulate with."""
+    accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
+    missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != GatewayAccount.Kind.SIMULATOR]
+    if missing:
+        raise CommandError(f"marketplace {like!r} has no simulator gateway {missing[0]!r}")
+    vault_account_ensure()
+    return accounts
 
 
 def vault_account_ensure() -> GatewayAccount:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.management.base import CommandError
+from django_tenants.utils import tenant_context
 
 from apps.tenants.models import Marketplace
-from apps.tenants.scratch import Scratch
+from apps.tenants.scratch import Scratch, scratch_marketplace
 from apps.tenants.selectors import marketplace_get
 
 
@@ -31,3 +34,22 @@ def scratch_kept(scratch: Scratch) -> str:
         f"(login {scratch.operator_email} / {scratch.operator_password}); "
         f"drop it with: python manage.py drop_scratch {scratch.name}"
     )
+
+
+def scratch_simulation(
+    *,
+    like: Marketplace,
+    purpose: str,
+    keep: bool,
+    note: Callable[[str], object],
+    run: Callable[[Marketplace], dict],
+) -> tuple[dict, str]:
+    """What the simulations (``simulate_*``) share: ``run(marketplace)`` in a scratch marketplace
+    configured like ``like`` (entered with ``tenant_context``), never in ``like`` itself, with the
+    line naming it given to ``note`` first. Returns the run's report, the scratch marketplace's
+    name first, and the line saying how to look at it when ``keep`` ("" otherwise)."""
+    with scratch_marketplace(like=like, purpose=purpose, keep=keep) as scratch:
+        note(scratch_started(scratch, like))
+        with tenant_context(scratch.marketplace):
+            report = run(scratch.marketplace)
+        return {"marketplace": scratch.name, **report}, scratch_kept(scratch) if keep else ""

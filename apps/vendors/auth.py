@@ -19,9 +19,10 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.tenants.db import current_schema
+from apps.tenants.selectors import marketplace_base_url, marketplace_current
 from apps.vendors.locks import login_token_lock
 from apps.vendors.models import Vendor, VendorLoginToken
-from apps.vendors.onboarding import current_marketplace, marketplace_base_url, tenant_reverse
+from apps.vendors.onboarding import tenant_reverse
 from apps.vendors.services import VendorError, hash_invite_token
 
 SESSION_KEY = "vendors.vendor"
@@ -35,7 +36,7 @@ def vendor_login_request(*, email: str, request_host: str | None = None) -> int:
     if not email:
         return 0
     vendors = list(Vendor.objects.filter(email__iexact=email).exclude(status=Vendor.Status.DISABLED))
-    marketplace = current_marketplace()
+    marketplace = marketplace_current()
     name = getattr(marketplace, "name", None) or "Your marketplace"
     base = marketplace_base_url(request_host=request_host)
     minutes = getattr(settings, "VENDOR_LOGIN_TTL_MINUTES", 15)

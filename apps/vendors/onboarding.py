@@ -32,8 +32,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.payments.gateways.connect import ConnectAccount, ConnectRail, ConnectStatus
-from apps.tenants.db import current_schema, tenant_connection
-from apps.tenants.selectors import marketplace_base_url as tenant_base_url
+from apps.tenants.db import current_schema
+from apps.tenants.selectors import marketplace_base_url, marketplace_current
 from apps.vendors.connect import requirements_in_words
 from apps.vendors.models import Vendor, VendorInvite
 from apps.vendors.selectors import SIMULATED_ACCOUNT_PREFIX, connect_client, is_simulated
@@ -54,24 +54,13 @@ def tenant_reverse(name: str, *, args: list) -> str:
     return reverse(name, args=args, urlconf=settings.ROOT_URLCONF)
 
 
-def current_marketplace() -> Any:
-    """The marketplace whose schema the connection is in (django-tenants sets it)."""
-    return getattr(tenant_connection(), "tenant", None)
-
-
-def marketplace_base_url(*, request_host: str | None = None) -> str:
-    """``scheme://host[:port]`` of the current marketplace's primary domain (see
-    ``apps.tenants.selectors.marketplace_base_url``)."""
-    return tenant_base_url(request_host=request_host)
-
-
 def vendor_invite_send(*, vendor: Vendor, request_host: str | None = None) -> str:
     """Create a single-use invite (``vendor_invite_create``), email its link to the vendor and
     return the link (absolute, on the marketplace's primary domain, see
     ``marketplace_base_url``). Raises VendorError for a disabled vendor; sends nothing then."""
     invite, raw = vendor_invite_create(vendor=vendor)
     url = marketplace_base_url(request_host=request_host) + tenant_reverse("vendors:invite", args=[raw])
-    marketplace = current_marketplace()
+    marketplace = marketplace_current()
     name = getattr(marketplace, "name", None) or "Your marketplace"
     context = {"vendor": vendor, "marketplace_name": name, "url": url, "expires_at": invite.expires_at}
     send_mail(

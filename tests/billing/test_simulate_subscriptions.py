@@ -4,18 +4,15 @@ marketplace (it runs in a scratch marketplace of its own)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.billing.models import Invoice
 from apps.payments.models import PaymentIntent
 from apps.tenants.models import Marketplace
 from apps.tenants.scratch import scratch_drop
-from tests.scratch_support import endpoint_add, footprint, scratch_exists
-from tests.support import BASE, database_url_for_tests, fresh_marketplace
+from tests.scratch_support import endpoint_add, footprint, scratch_exists, simulate
+from tests.support import fresh_marketplace
 
 
 def test_simulate_subscriptions_prints_the_contract_and_leaves_the_named_marketplace_alone(committed):
@@ -23,21 +20,8 @@ def test_simulate_subscriptions_prints_the_contract_and_leaves_the_named_marketp
     slug = tenant.schema_name
     endpoint_add(tenant)
     before = footprint(tenant)
-    env = {
-        "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_DEBUG": "1",
-    }
     args = ["--tenant", slug, "--customers", "20", "--months", "2", "--seed", "5", "--json"]
-    done = subprocess.run(
-        [sys.executable, "manage.py", "simulate_subscriptions", *args],
-        cwd=BASE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = simulate("simulate_subscriptions", *args)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     for key in (
@@ -69,12 +53,6 @@ def test_simulate_subscriptions_counts_failovers_and_recoveries_by_route_from_th
     # given a marketplace, and customers whose cards are one-off tokens or saved at primary only, at
     # both gateways, or at primary and the card vault (secondary reachable only through it)
     tenant = fresh_marketplace("ssr", simulator_latency_ms=None)
-    env = {
-        "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_DEBUG": "1",
-    }
     args = [
         "--tenant",
         tenant.schema_name,
@@ -89,14 +67,7 @@ def test_simulate_subscriptions_counts_failovers_and_recoveries_by_route_from_th
     ]
 
     # when two months of renewals run, primary declining foreign cards and some others
-    done = subprocess.run(
-        [sys.executable, "manage.py", "simulate_subscriptions", *args],
-        cwd=BASE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = simulate("simulate_subscriptions", *args)
 
     # then charges declined at primary moved to secondary directly, through the vault, or could not
     assert done.returncode == 0, done.stderr[-2000:]

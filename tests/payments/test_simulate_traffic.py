@@ -2,36 +2,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 from django_tenants.utils import tenant_context
 
 from apps.payments.models import GatewayAccount, PaymentIntent
 from apps.tenants.models import Marketplace
 from apps.tenants.scratch import scratch_drop
-from tests.scratch_support import endpoint_add, footprint, scratch_exists
-from tests.support import BASE, database_url_for_tests, fresh_marketplace
+from tests.scratch_support import endpoint_add, footprint, scratch_exists, simulate
+from tests.support import fresh_marketplace
 
 pytestmark = pytest.mark.slow
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    env = {
-        "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PATH": "/usr/bin:/bin",
-        "DJANGO_DEBUG": "1",
-    }
-    return subprocess.run(
-        [sys.executable, "manage.py", "simulate_traffic", *args],
-        cwd=BASE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return simulate("simulate_traffic", *args)
 
 
 def test_simulate_traffic_with_an_outage_saves_sales_and_never_charges_twice(committed):
@@ -154,25 +139,14 @@ def test_more_threads_than_pooled_connections_take_turns(committed):
             settings={"latency_ms": {"p50": 300, "p99": 300}}
         )
     before = footprint(tenant)
-    env = {
-        "DATABASE_URL": database_url_for_tests(),
-        "REDIS_URL": settings.REDIS_URL,
-        "PATH": "/usr/bin:/bin",
-        "DATABASE_POOL_MAX_SIZE": "2",
-        "DATABASE_POOL_TIMEOUT": "2",
-    }
 
     # when three threads make twelve payments
-    result = subprocess.run(
-        [
-            *(sys.executable, "manage.py", "simulate_traffic", "--tenant", tenant.schema_name),
-            *("--payments", "12", "--concurrency", "3", "--seed", "3", "--json"),
-        ],
-        cwd=BASE,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = simulate(
+        *("simulate_traffic", "--tenant", tenant.schema_name),
+        *("--payments", "12", "--concurrency", "3", "--seed", "3", "--json"),
+        debug=False,
+        DATABASE_POOL_MAX_SIZE="2",
+        DATABASE_POOL_TIMEOUT="2",
     )
 
     # then every payment was made

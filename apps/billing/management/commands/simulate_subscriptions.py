@@ -46,7 +46,6 @@ from datetime import UTC, datetime, timedelta
 
 from dateutil.relativedelta import relativedelta
 from django.core.management.base import BaseCommand, CommandError
-from django_tenants.utils import tenant_context
 
 from apps.billing.collection import billing_run
 from apps.billing.models import Invoice, InvoiceAttempt, Subscription
@@ -65,12 +64,10 @@ from apps.payments.config import mesh_config_changed
 from apps.payments.failovers import failovers_count
 from apps.payments.models import GatewayAccount, PaymentAttempt, RoutingRule, SimulatorCharge
 from apps.payments.selectors import payment_rounds
-from apps.payments.simulation import METHOD_MIX, simulation_method, vault_account_ensure
-from apps.tenants.cli import marketplace_named, scratch_kept, scratch_started
-from apps.tenants.scratch import scratch_marketplace
+from apps.payments.simulation import GATEWAYS, METHOD_MIX, simulation_accounts, simulation_method
+from apps.tenants.cli import marketplace_named, scratch_simulation
 from apps.vendors.services import vendor_create
 
-GATEWAYS = ("primary", "secondary")
 # (card, weight, country, behaviour): behaviour "funds" = insufficient funds until funds return,
 # "replace" = the card is dead (a share of customers give a new one), "never" = always declines.
 CARD_MIX = [
@@ -164,19 +161,20 @@ class Command(BaseCommand):
         if not 1 <= months <= 120:
             raise CommandError("--months must be from 1 to 120")
         quiet = opts["json"]
-        # Never in the named marketplace: in a scratch one configured like it (apps.tenants.scratch).
-        with scratch_marketplace(like=like, purpose="sim-subscriptions", keep=opts["keep"]) as scratch:
-            (sys.stderr if quiet else self.stdout).write(scratch_started(scratch, like) + "\n")
-            with tenant_context(scratch.marketplace):
-                report = self._run(like, n, months, opts["seed"])
-            report = {"marketplace": scratch.name, **report}
-            kept = scratch_kept(scratch) if opts["keep"] else ""
+        note = (sys.stderr if quiet else self.stdout).write
+        report, kept = scratch_simulation(
+            like=like,
+            purpose="sim-subscriptions",
+            keep=opts["keep"],
+            note=lambda line: note(line + "\n"),
+            run=lambda _tenant: self._run(like, n, months, opts["seed"]),
+        )
         if opts["json"]:
             self.stdout.write(json.dumps(report))
         else:
             self._print(report)
         if kept:
-            (sys.stderr if quiet else self.stdout).write(kept + "\n")
+            note(kept + "\n")
         if not report["ledger_verified"] or report["double_charged_periods"]:
             raise CommandError("the run broke an invariant (see above)")
 
@@ -187,11 +185,7 @@ class Command(BaseCommand):
     # ------------------------------------------------------------------ set-up and restore
 
     def _run(self, like, n: int, months: int, seed: int) -> dict:
-        accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
-        missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
-        if missing:
-            raise CommandError(f"marketplace {like.schema_name!r} has no simulator gateway {missing[0]!r}")
-        vault_account_ensure()
+        accounts = simulation_accounts(like=like.schema_name)
         saved_settings = {name: dict(a.settings) for name, a in accounts.items()}
         saved_rules = {r.pk: (list(r.candidates), r.mode) for r in RoutingRule.objects.all()}
         run_id = secrets.token_hex(3)

@@ -35,18 +35,18 @@ from tqdm import tqdm
 from apps.customers.services import customer_create
 from apps.ledger.integrity import ledger_seal, ledger_verify
 from apps.payments.failovers import failovers_count
-from apps.payments.models import GatewayAccount, PaymentAttempt, PaymentIntent, SimulatorCharge
+from apps.payments.models import PaymentAttempt, PaymentIntent, SimulatorCharge
 from apps.payments.selectors import payment_rounds
 from apps.payments.services import gateway_account_update, payment_attempt_resolve, payment_intent_create
 from apps.payments.simulation import (
+    GATEWAYS,
     METHOD_MIX,
     ONE_OFF,
+    simulation_accounts,
     simulation_method,
-    vault_account_ensure,
     without_vault,
 )
-from apps.tenants.cli import marketplace_named, scratch_kept, scratch_started
-from apps.tenants.scratch import scratch_marketplace
+from apps.tenants.cli import marketplace_named, scratch_simulation
 
 # (payment method, weight): mostly good cards, some foreign, soft and hard declines, 3-D Secure,
 # and the simulator's faults.
@@ -70,7 +70,6 @@ CARD_MIX = [
     ("pm_sim_gateway_error", 1),
 ]
 AMOUNTS = [499, 1000, 1999, 2500, 4999, 12000, 35000]
-GATEWAYS = ("primary", "secondary")
 
 
 class Command(BaseCommand):
@@ -94,15 +93,14 @@ class Command(BaseCommand):
             raise CommandError("--concurrency must be between 1 and 64")
         outage = self._parse_outage(opts["outage"])
         quiet = opts["json"]
-        # Never in the named marketplace: in a scratch one configured like it (apps.tenants.scratch).
-        with scratch_marketplace(like=like, purpose="sim-traffic", keep=opts["keep"]) as scratch:
-            (sys.stderr if quiet else self.stdout).write(scratch_started(scratch, like) + "\n")
-            with tenant_context(scratch.marketplace):
-                report = self._run(
-                    scratch.marketplace, like, n, concurrency, outage, opts["seed"], quiet=quiet
-                )
-            report = {"marketplace": scratch.name, **report}
-            kept = scratch_kept(scratch) if opts["keep"] else ""
+        note = (sys.stderr if quiet else self.stdout).write
+        report, kept = scratch_simulation(
+            like=like,
+            purpose="sim-traffic",
+            keep=opts["keep"],
+            note=lambda line: note(line + "\n"),
+            run=lambda tenant: self._run(tenant, like, n, concurrency, outage, opts["seed"], quiet=quiet),
+        )
         if opts["json"]:
             self.stdout.write(json.dumps(report))
         else:
@@ -111,7 +109,7 @@ class Command(BaseCommand):
                     value = ", ".join(f"{k} {v}" for k, v in value.items())
                 self.stdout.write(f"{key:<24} {value}")
         if kept:
-            (sys.stderr if quiet else self.stdout).write(kept + "\n")
+            note(kept + "\n")
         if not report["ledger_verified"] or report["max_charges_per_intent"] > 1:
             raise CommandError("the run broke an invariant (see above)")
 
@@ -133,11 +131,7 @@ class Command(BaseCommand):
 
     def _run(self, tenant, like, n, concurrency, outage, seed, *, quiet) -> dict:
         """The run, in ``tenant`` (the scratch marketplace) configured like ``like``."""
-        accounts = {a.name: a for a in GatewayAccount.objects.filter(name__in=GATEWAYS)}
-        missing = [g for g in GATEWAYS if g not in accounts or accounts[g].kind != "simulator"]
-        if missing:
-            raise CommandError(f"marketplace {like.schema_name!r} has no simulator gateway {missing[0]!r}")
-        vault_account_ensure()
+        accounts = simulation_accounts(like=like.schema_name)
         original = {name: dict(a.settings) for name, a in accounts.items()}
         running = {name: without_vault(cfg) for name, cfg in original.items()}
         rng = random.Random(seed)  # a reproducible traffic mix, not security
