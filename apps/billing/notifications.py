@@ -10,7 +10,7 @@ from django.template.loader import render_to_string
 from apps.billing.models import Invoice
 from apps.core.money import format_amount
 from apps.customers.models import Customer
-from apps.payments.models import PaymentIntent
+from apps.payments.selectors import payment_waits_for_customer
 from apps.payments.services import authentication_link_url
 from apps.tenants.db import current_schema
 from apps.tenants.selectors import marketplace_base_url
@@ -65,11 +65,7 @@ def billing_email_send(*, invoice_id: str, kind: str) -> None:
     # An off-session charge the bank will only take with the customer there: a link to authenticate
     # the invoice's payment (payments' page), not only a new card.
     waiting = (
-        kind == "payment_failed"
-        and inv.payment_id
-        and PaymentIntent.objects.filter(
-            pk=inv.payment_id, status=PaymentIntent.Status.REQUIRES_ACTION
-        ).exists()
+        kind == "payment_failed" and inv.payment_id and payment_waits_for_customer(payment_id=inv.payment_id)
     )
     context = {
         "invoice": inv,

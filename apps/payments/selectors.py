@@ -43,6 +43,11 @@ def payment_get(*, payment_id: str) -> PaymentIntent | None:
     return PaymentIntent.objects.filter(pk=payment_id).first()
 
 
+def payment_waits_for_customer(*, payment_id: str) -> bool:
+    """Whether the payment waits for its customer to act (``requires_action``: authenticate)."""
+    return PaymentIntent.objects.filter(pk=payment_id, status=PaymentIntent.Status.REQUIRES_ACTION).exists()
+
+
 def payment_with_attempts(*, payment_id: str) -> PaymentIntent | None:
     """The payment as ``payments_query`` reads it (attempts prefetched), or None."""
     return payments_query().filter(pk=payment_id).first()
