@@ -26,9 +26,8 @@ from apps.checkout.selectors import card_fields, client_secret_matches
 from apps.checkout.services import (
     CheckoutResult,
     checkout_session_confirm,
-    checkout_session_expire,
+    checkout_session_current,
     checkout_session_return,
-    checkout_session_sync,
     success_redirect,
 )
 from apps.core.errors import error_body
@@ -80,12 +79,9 @@ def _page(request: HttpRequest, template: str, context: dict, *, status: int = 2
 
 def _session(session_id: str) -> CheckoutSession:
     try:
-        session = checkout_session_sync(session_id=session_id)
+        return checkout_session_current(session_id=session_id)
     except CheckoutError:
         raise Http404("no such checkout session") from None
-    if session.status == CheckoutSession.Status.OPEN:
-        session = checkout_session_expire(session_id=session_id)  # only once past its time
-    return session
 
 
 # --------------------------------------------------------------------------- the page
