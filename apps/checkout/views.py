@@ -30,7 +30,7 @@ from apps.checkout.services import (
     checkout_session_return,
     success_redirect,
 )
-from apps.core.errors import error_body
+from apps.core.errors import error_body, error_response
 from apps.core.money import format_amount
 from apps.core.pan import card_number_path, find_card_number
 from apps.tenants.branding import marketplace_brand
@@ -142,7 +142,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 def _json_error(status: int, code: str, message: str, param: str | None = None) -> HttpResponse:
-    return _cors(JsonResponse(error_body("invalid_request_error", code, message, param), status=status))
+    return _cors(error_response(error_body("invalid_request_error", code, message, param), status))
 
 
 def _card_number_param(text: str) -> str | None:
