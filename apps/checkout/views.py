@@ -145,15 +145,6 @@ def _json_error(status: int, code: str, message: str, param: str | None = None) 
     return _cors(error_response(error_body("invalid_request_error", code, message, param), status))
 
 
-def _card_number_param(text: str) -> str | None:
-    """Where in the JSON body ``text`` the card number is (as the API names it), if it parses."""
-    try:
-        found = card_number_path(json.loads(text))
-    except ValueError:
-        return None
-    return found[0] or None if found is not None else None
-
-
 def _authenticated(
     request: HttpRequest, session_id: str
 ) -> tuple[CheckoutSession | None, dict, HttpResponse | None]:
@@ -165,7 +156,14 @@ def _authenticated(
     if len(request.body) > MAX_BODY:
         return None, {}, _json_error(413, "body_too_large", "The request body is too large.")
     text = request.body.decode("utf-8", errors="replace")
+    try:
+        body: Any = json.loads(text or "{}")
+        parsed = True
+    except ValueError:
+        body, parsed = None, False  # malformed: refused below, after the card number check
     if find_card_number(text):
+        # Where in the body the card number is (as the API names it), when the body parses.
+        found = card_number_path(body) if parsed else None
         return (
             None,
             {},
@@ -173,12 +171,10 @@ def _authenticated(
                 400,
                 "card_number_not_allowed",
                 "Card numbers are never sent to this platform: use the card fields, which send them to the processor.",
-                param=_card_number_param(text),
+                param=found[0] or None if found is not None else None,
             ),
         )
-    try:
-        body = json.loads(text or "{}")
-    except ValueError:
+    if not parsed:
         return None, {}, _json_error(400, "invalid_json", "The body is not valid JSON.")
     if not isinstance(body, dict):
         return None, {}, _json_error(400, "invalid_json", "The body must be a JSON object.")
