@@ -341,7 +341,10 @@ def checkout_session_confirm(
             "This payment is already being processed; wait a moment and try again.",
             code="checkout_session_busy",
         ) from exc
-    return _from_payment(checkout_session_sync(session_id=session_id), intent)
+    # The confirm's answer decides (completing the session when paid): no second read of the
+    # payment it just returned. The session names the payment _payment_for set under its lock.
+    session.payment_id = intent.pk
+    return _from_payment(session, intent)
 
 
 def _payment_for(session: CheckoutSession, token: str, return_url: str) -> tuple[PaymentIntent, bool]:
