@@ -201,6 +201,7 @@ def _session_json(request: HttpRequest, session: CheckoutSession) -> dict[str, A
     elif fields and fields.kind == "adyen":
         info.update(client_key=fields.client_key, environment=fields.environment)
     tenant = getattr(request, "tenant", None)
+    brand = _branding(request)
     return {
         "id": session.id,
         "object": "checkout_session",
@@ -209,7 +210,11 @@ def _session_json(request: HttpRequest, session: CheckoutSession) -> dict[str, A
         "amount": session.amount,
         "currency": session.currency.lower(),
         "total": _money(session.amount, session.currency),
-        "marketplace": {"name": getattr(tenant, "name", ""), "brand_color": _branding(request)["color"]},
+        "marketplace": {
+            "name": getattr(tenant, "name", ""),
+            "brand_color": brand["color"],
+            "on_brand_color": brand["on_color"],  # readable text on it (one rule: tenants.branding)
+        },
         "fields": info,
         "redirect": success_redirect(session) if session.status == CheckoutSession.Status.COMPLETE else None,
     }
