@@ -293,7 +293,11 @@ def _from_payment(session: CheckoutSession, intent: PaymentIntent) -> CheckoutRe
 # --------------------------------------------------------------------------- confirm
 
 
-def _open_session(session_id: str, now: datetime) -> CheckoutSession:
+def checkout_session_current(*, session_id: str, now: datetime | None = None) -> CheckoutSession:
+    """The session as the shopper should see it now: completed if its payment was paid
+    meanwhile, expired once past its ``expires_at``. Raises CheckoutError when there is no such
+    session."""
+    now = now or timezone.now()
     session = checkout_session_sync(session_id=session_id)
     if session.status == CS.OPEN and session.expires_at <= now:
         session = checkout_session_expire(session_id=session_id, now=now)
@@ -312,7 +316,7 @@ def checkout_session_confirm(
     token = (token or "").strip()
     if not token:
         raise CheckoutError("the card fields gave no token", code="parameter_missing", param="token")
-    session = _open_session(session_id, now)
+    session = checkout_session_current(session_id=session_id, now=now)
     if session.status == CS.COMPLETE:
         return CheckoutResult("complete", session, redirect=success_redirect(session))
     if session.status == CS.EXPIRED:
@@ -337,7 +341,10 @@ def checkout_session_confirm(
             "This payment is already being processed; wait a moment and try again.",
             code="checkout_session_busy",
         ) from exc
-    return _from_payment(checkout_session_sync(session_id=session_id), intent)
+    # The confirm's answer decides (completing the session when paid): no second read of the
+    # payment it just returned. The session names the payment _payment_for set under its lock.
+    session.payment_id = intent.pk
+    return _from_payment(session, intent)
 
 
 def _payment_for(session: CheckoutSession, token: str, return_url: str) -> tuple[PaymentIntent, bool]:

@@ -26,12 +26,11 @@ from apps.checkout.selectors import card_fields, client_secret_matches
 from apps.checkout.services import (
     CheckoutResult,
     checkout_session_confirm,
-    checkout_session_expire,
+    checkout_session_current,
     checkout_session_return,
-    checkout_session_sync,
     success_redirect,
 )
-from apps.core.errors import error_body
+from apps.core.errors import error_body, error_response
 from apps.core.money import format_amount
 from apps.core.pan import card_number_path, find_card_number
 from apps.tenants.branding import marketplace_brand
@@ -80,12 +79,9 @@ def _page(request: HttpRequest, template: str, context: dict, *, status: int = 2
 
 def _session(session_id: str) -> CheckoutSession:
     try:
-        session = checkout_session_sync(session_id=session_id)
+        return checkout_session_current(session_id=session_id)
     except CheckoutError:
         raise Http404("no such checkout session") from None
-    if session.status == CheckoutSession.Status.OPEN:
-        session = checkout_session_expire(session_id=session_id)  # only once past its time
-    return session
 
 
 # --------------------------------------------------------------------------- the page
@@ -146,16 +142,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 def _json_error(status: int, code: str, message: str, param: str | None = None) -> HttpResponse:
-    return _cors(JsonResponse(error_body("invalid_request_error", code, message, param), status=status))
-
-
-def _card_number_param(text: str) -> str | None:
-    """Where in the JSON body ``text`` the card number is (as the API names it), if it parses."""
-    try:
-        found = card_number_path(json.loads(text))
-    except ValueError:
-        return None
-    return found[0] or None if found is not None else None
+    return _cors(error_response(error_body("invalid_request_error", code, message, param), status))
 
 
 def _authenticated(
@@ -169,7 +156,14 @@ def _authenticated(
     if len(request.body) > MAX_BODY:
         return None, {}, _json_error(413, "body_too_large", "The request body is too large.")
     text = request.body.decode("utf-8", errors="replace")
+    try:
+        body: Any = json.loads(text or "{}")
+        parsed = True
+    except ValueError:
+        body, parsed = None, False  # malformed: refused below, after the card number check
     if find_card_number(text):
+        # Where in the body the card number is (as the API names it), when the body parses.
+        found = card_number_path(body) if parsed else None
         return (
             None,
             {},
@@ -177,12 +171,10 @@ def _authenticated(
                 400,
                 "card_number_not_allowed",
                 "Card numbers are never sent to this platform: use the card fields, which send them to the processor.",
-                param=_card_number_param(text),
+                param=found[0] or None if found is not None else None,
             ),
         )
-    try:
-        body = json.loads(text or "{}")
-    except ValueError:
+    if not parsed:
         return None, {}, _json_error(400, "invalid_json", "The body is not valid JSON.")
     if not isinstance(body, dict):
         return None, {}, _json_error(400, "invalid_json", "The body must be a JSON object.")
@@ -209,6 +201,7 @@ def _session_json(request: HttpRequest, session: CheckoutSession) -> dict[str, A
     elif fields and fields.kind == "adyen":
         info.update(client_key=fields.client_key, environment=fields.environment)
     tenant = getattr(request, "tenant", None)
+    brand = _branding(request)
     return {
         "id": session.id,
         "object": "checkout_session",
@@ -217,7 +210,11 @@ def _session_json(request: HttpRequest, session: CheckoutSession) -> dict[str, A
         "amount": session.amount,
         "currency": session.currency.lower(),
         "total": _money(session.amount, session.currency),
-        "marketplace": {"name": getattr(tenant, "name", ""), "brand_color": _branding(request)["color"]},
+        "marketplace": {
+            "name": getattr(tenant, "name", ""),
+            "brand_color": brand["color"],
+            "on_brand_color": brand["on_color"],  # readable text on it (one rule: tenants.branding)
+        },
         "fields": info,
         "redirect": success_redirect(session) if session.status == CheckoutSession.Status.COMPLETE else None,
     }

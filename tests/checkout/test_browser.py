@@ -24,7 +24,7 @@ from django_tenants.utils import tenant_context
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.api.live import Server
-from tests.vendors.test_browser import _wait_for_other_sessions_to_end
+from tests.browser import live_server
 
 pytestmark = pytest.mark.slow
 
@@ -86,14 +86,8 @@ def storefront() -> Iterator[Storefront]:
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, chromium) -> Iterator[Server]:
-    live = Server(env={"NO_PROXY": "*"})
-    try:
-        live.wait_ready()
+    with live_server(django_db_blocker, {"NO_PROXY": "*"}) as live:
         yield live
-    finally:
-        live.stop()
-        with django_db_blocker.unblock():
-            _wait_for_other_sessions_to_end()
 
 
 # --------------------------------------------------------------------------- helpers

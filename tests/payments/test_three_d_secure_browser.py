@@ -9,16 +9,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from django_tenants.utils import tenant_context
 
-from tests.api import live
 from tests.api.live import LiveMarketplace, Server, live_marketplace_create
-from tests.vendors.test_browser import _wait_for_other_sessions_to_end, chromium  # noqa: F401
+from tests.browser import chromium, live_server  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -31,19 +29,10 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, chromium) -> Iterator[Server]:  # noqa: F811
-    # The server builds the simulator's challenge URL on its own port (settings.PORT in DEBUG).
-    port = live.free_port()
-    with mock.patch.object(live, "free_port", return_value=port):
-        running = Server(
-            env={"PORT": str(port), "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
-        )
-    try:
-        running.wait_ready()
+    # The server builds the simulator's challenge URL on its own port (Server sets PORT, read in DEBUG).
+    env = {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    with live_server(django_db_blocker, env) as running:
         yield running
-    finally:
-        running.stop()
-        with django_db_blocker.unblock():
-            _wait_for_other_sessions_to_end()
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,10 @@ import pytest
 from django_tenants.utils import tenant_context
 
 from tests.api.live import Server
+from tests.browser import live_server
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 FIXTURES = Path(__file__).parent / "fixtures"
 VIEWPORTS: dict[str, dict[str, Any]] = {
@@ -40,14 +40,6 @@ VIEWPORTS: dict[str, dict[str, Any]] = {
         "device_scale_factor": 2,
     },
 }
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 # --------------------------------------------------------------------------- Stripe stub
@@ -154,32 +146,6 @@ class StripeStub:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (apt-get install chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    # Playwright's sync API keeps an event loop in this thread while it runs; our database calls
-    # between browser steps (and in the server fixture's teardown) are plain synchronous ones.
-    with pytest.MonkeyPatch.context() as patch, playwright_api.sync_playwright() as playwright:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-            _close_database_connections()
-
-
-def _close_database_connections() -> None:
-    """Close this process's connections while Playwright's loop still runs: the connection's
-    ``close`` checks for a running event loop, and the test database is dropped at the end of the
-    run only when no session is left on it."""
-    from django.db import connections
-
-    connections.close_all()
-
-
-@pytest.fixture(scope="module")
 def stripe_stub() -> Iterator[StripeStub]:
     with StripeStub() as stub:
         yield stub
@@ -187,32 +153,9 @@ def stripe_stub() -> Iterator[StripeStub]:
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, chromium) -> Iterator[Server]:
-    live = Server(env={"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend", "NO_PROXY": "*"})
-    try:
-        live.wait_ready()
+    env = {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend", "NO_PROXY": "*"}
+    with live_server(django_db_blocker, env) as live:
         yield live
-    finally:
-        live.stop()
-        with django_db_blocker.unblock():
-            _wait_for_other_sessions_to_end()
-
-
-def _wait_for_other_sessions_to_end(timeout: float = 15) -> None:
-    """PostgreSQL ends a closed client's backend a moment after the client exits; the test
-    database is dropped at the end of the run and refuses while another session is on it."""
-    from django.db import connection
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pid, application_name, state, backend_start FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            others = cursor.fetchall()
-        if not others:
-            return
-        time.sleep(0.2)
 
 
 def marketplace(*, stripe_api_base: str | None = None) -> Any:

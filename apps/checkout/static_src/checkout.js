@@ -70,13 +70,6 @@
     });
   }
 
-  function onBrand(hex) {
-    var m = /^#([0-9a-f]{6})$/i.exec(hex || "");
-    if (!m) { return "#fff"; }
-    var n = parseInt(m[1], 16), r = n >> 16, g = (n >> 8) & 255, b = n & 255;
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b > 160 ? "#111827" : "#fff";
-  }
-
   // ------------------------------------------------------------------ the processors' fields
 
   function simulatorFields(container, info) {
@@ -294,7 +287,7 @@
       if (!answer.ok) { throw new Error((answer.data.error && answer.data.error.message) || "unknown session"); }
       session = answer.data;
       box.style.setProperty("--mpc-brand", session.marketplace.brand_color);
-      box.style.setProperty("--mpc-on-brand", onBrand(session.marketplace.brand_color));
+      box.style.setProperty("--mpc-on-brand", session.marketplace.on_brand_color);
       if (session.status === "complete") { return settle({ok: true, data: {status: "complete", redirect: session.redirect}}); }
       if (session.status === "expired") { return settle({ok: true, data: {status: "expired"}}); }
       var make = DRIVERS[session.fields.kind];
