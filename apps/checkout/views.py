@@ -159,8 +159,8 @@ def _authenticated(
     try:
         body: Any = json.loads(text or "{}")
         parsed = True
-    except ValueError:
-        body, parsed = None, False  # malformed: refused below, after the card number check
+    except (ValueError, RecursionError):  # malformed, or nested too deep for the parser
+        body, parsed = None, False  # refused below, after the card number check
     if find_card_number(text):
         # Where in the body the card number is (as the API names it), when the body parses.
         found = card_number_path(body) if parsed else None

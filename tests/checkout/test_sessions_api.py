@@ -212,6 +212,17 @@ def test_the_confirm_endpoint_refuses_card_numbers_and_unknown_params(api):
     assert not PaymentIntent.objects.exists()
 
 
+def test_a_body_nested_too_deep_is_invalid_json_not_a_crash(api):
+    session = create(api)
+
+    deep = Client(HTTP_HOST=HOST).post(
+        f"/checkout/{session['id']}/confirm", "[" * 15_000, content_type="application/json"
+    )
+
+    assert (deep.status_code, deep.json()["error"]["code"]) == (400, "invalid_json")
+    assert not PaymentIntent.objects.exists()
+
+
 def test_cors_preflight_and_no_cookies_needed(api):
     session = create(api)
     client = Client(HTTP_HOST=HOST, enforce_csrf_checks=True)
