@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -42,8 +44,12 @@ def test_local_services_are_chosen_when_they_answer():
 
 
 @pytest.mark.slow
-def test_embedded_default_when_nothing_answers(tmp_path):
-    env = {"LOCAL_POSTGRES_ADDR": "127.0.0.1:1", "LOCAL_REDIS_ADDR": "127.0.0.1:1", "DATA_DIR": str(tmp_path)}
+def test_embedded_default_when_nothing_answers():
+    # Not under pytest's tmp_path: as root, pgserver runs PostgreSQL as its own user and opens the
+    # folders above its data to it, and another pytest session starting meanwhile closes
+    # /tmp/pytest-of-root again (0700), which would lock that user out mid-run.
+    data = tempfile.mkdtemp(prefix="discovery-embedded-")
+    env = {"LOCAL_POSTGRES_ADDR": "127.0.0.1:1", "LOCAL_REDIS_ADDR": "127.0.0.1:1", "DATA_DIR": data}
     try:
         result = run(["-m", "config.discovery", "check"], env, timeout=300)
         assert result.returncode == 0, result.stderr
@@ -54,6 +60,7 @@ def test_embedded_default_when_nothing_answers(tmp_path):
         assert again.returncode == 0 and "embedded" in again.stdout
     finally:
         down = run(["-m", "config.discovery", "down"], env)
+        shutil.rmtree(data, ignore_errors=True)
         assert down.returncode == 0
 
 
