@@ -82,6 +82,18 @@ def challenge_url(account: str, attempt_id: str) -> str:
     return f"{marketplace_base_url()}/simulator/{account}/authenticate/{attempt_id}"
 
 
+def saved_card(account: str, token: str) -> str | None:
+    """The test token of the card behind ``token``, one of simulator ``account``'s own tokens
+    (``simtok_...``); None when the account issued no such token."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return (
+        SimulatorToken.objects.filter(account=account, token=token)
+        .values_list("payment_method", flat=True)
+        .first()
+    )
+
+
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
 
 
@@ -226,21 +238,16 @@ class SimulatorGateway:
         return self._result_for(charge)
 
     def _method(self, payment_method: str) -> TestMethod | None:
-        """The test card a payment method stands for: a documented test token, or a token this
-        account issued (another account's tokens are unknown here, as at a real processor)."""
-        if payment_method.startswith(TOKEN_PREFIX):
-            saved = SimulatorToken.objects.filter(account=self.account, token=payment_method).first()
-            return TEST_METHODS.get(saved.payment_method) if saved is not None else None
-        return TEST_METHODS.get(payment_method)
+        """The test card a payment method stands for (see ``_card_token``)."""
+        card = self._card_token(payment_method)
+        return TEST_METHODS.get(card) if card is not None else None
 
     def _card_token(self, payment_method: str) -> str | None:
-        """The test card behind ``payment_method`` (one of this account's tokens or a test token)."""
+        """The test token of the card behind ``payment_method``: a documented test token, or a
+        token this account issued (another account's tokens are unknown here, as at a real
+        processor)."""
         if payment_method.startswith(TOKEN_PREFIX):
-            return (
-                SimulatorToken.objects.filter(account=self.account, token=payment_method)
-                .values_list("payment_method", flat=True)
-                .first()
-            )
+            return saved_card(self.account, payment_method)
         return payment_method if payment_method in TEST_METHODS else None
 
     def save_method(
