@@ -26,9 +26,11 @@ Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id),
 call with the same attempt id returns the same charge: the simulator honours idempotency keys,
 and ``retrieve`` tells the truth. An attempt that waits for 3-D Secure, or that we cancelled by its
 attempt id before any charge existed, is recorded in ``SimulatorAction``: the customer completes
-the action with ``action_complete`` (the processor's side of the challenge page), and a cancelled
-attempt can never charge afterwards, whether its request was still in flight or the customer
-completes the challenge late (the same guarantee Stripe's cancel and Adyen's technical cancel give).
+the action with ``action_complete`` (the processor's side of the challenge page; their return is
+answered by ``retrieve``, the port's default for adapters without ``action_result``), and a
+cancelled attempt can never charge afterwards, whether its request was still in flight or the
+customer completes the challenge late (the same guarantee Stripe's cancel and Adyen's technical
+cancel give).
 """
 
 from __future__ import annotations
@@ -388,10 +390,6 @@ class SimulatorGateway:
         """The challenge of ``attempt_id`` at this account (its amount, where it returns), if any:
         what the challenge page shows."""
         return SimulatorAction.objects.filter(account=self.account, attempt_id=attempt_id).first()
-
-    def action_result(self, *, request, reference, details, idempotency_key) -> GatewayResult:
-        """The customer came back from the challenge page: the simulator's truth (``retrieve``)."""
-        return self.retrieve(attempt_id=request.attempt_id, reference=reference)
 
     def action_complete(self, *, attempt_id: str, succeed: bool = True) -> GatewayResult:
         """The customer finishes (or fails) the 3-D Secure challenge of ``attempt_id`` at the
