@@ -108,6 +108,19 @@ def expandable_id(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def metadata_query(key: str, value: str) -> str:
+    """Stripe Search's query for the objects whose ``metadata[key]`` is ``value``, quoted as its
+    query language wants (backslashes and single quotes escaped)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"metadata['{key}']:'{escaped}'"
+
+
+def metadata_matches(page: dict, key: str, value: str) -> list[dict]:
+    """The objects of a list or Search ``page`` whose ``metadata[key]`` is exactly ``value``, in
+    the page's order (a Search answer is checked, never trusted as it is)."""
+    return [obj for obj in page.get("data") or [] if (obj.get("metadata") or {}).get(key) == value]
+
+
 def charge_amounts(charge: dict | None) -> tuple[int, int, int]:
     """(captured, refunded of captured money, fee) of a charge as Stripe returned it."""
     if not charge:
