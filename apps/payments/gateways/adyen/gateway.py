@@ -273,9 +273,7 @@ class AdyenGateway:
         elif "storedPaymentMethodId" in body["paymentMethod"]:
             body["shopperInteraction"] = "Ecommerce"
             body["recurringProcessingModel"] = "CardOnFile"
-        return_url = (
-            request.return_url or request.metadata.get("return_url") or self.settings.get("return_url")
-        )
+        return_url = request.return_url or self.settings.get("return_url")
         if return_url:
             body["returnUrl"] = return_url
             if not request.off_session:
