@@ -251,8 +251,7 @@ class AdyenGateway:
             "amount": {"value": request.amount, "currency": request.currency},
             "paymentMethod": payment_method,
         }
-        # A stored method is Adyen's for the shopper it was stored under (its credential says who).
-        shopper = (request.credential or {}).get("shopper_reference") or request.customer_reference
+        shopper = _shopper(request)
         if shopper:
             body["shopperReference"] = shopper
         additional: dict[str, str] = {}
@@ -270,14 +269,11 @@ class AdyenGateway:
             body["recurringProcessingModel"] = (
                 "CardOnFile" if request.setup_future_usage == "on_session" else _off_session_model(request)
             )
-            # Adyen stores a card under a shopper: ours, else one for this charge alone.
-            body.setdefault("shopperReference", request.attempt_id)
+            body["shopperReference"] = _storing_shopper(request)
         elif "storedPaymentMethodId" in body["paymentMethod"]:
             body["shopperInteraction"] = "Ecommerce"
             body["recurringProcessingModel"] = "CardOnFile"
-        return_url = (
-            request.return_url or request.metadata.get("return_url") or self.settings.get("return_url")
-        )
+        return_url = request.return_url or self.settings.get("return_url")
         if return_url:
             body["returnUrl"] = return_url
             if not request.off_session:
@@ -372,7 +368,7 @@ class AdyenGateway:
         card = {"type": "scheme", "number": "", "expiryMonth": "", "expiryYear": "", "cvc": ""}
         body = self._payment_body(request, card)
         body["storePaymentMethod"] = True
-        body.setdefault("shopperReference", request.customer_reference or request.attempt_id)
+        body["shopperReference"] = _storing_shopper(request)
         body.setdefault("shopperInteraction", "Ecommerce")
         body.setdefault("recurringProcessingModel", "CardOnFile")
         return ForwardedRequest(
@@ -600,7 +596,6 @@ class AdyenGateway:
             # the amounts below say how much was actually held.
             authorized = int((body.get("amount") or {}).get("value", request.amount))
             additional = body.get("additionalData") or {}
-            shopper = request.customer_reference or request.attempt_id
             return GatewayResult(
                 Outcome.SUCCEEDED,
                 GatewayStatus.CAPTURED if request.capture else GatewayStatus.AUTHORIZED,
@@ -610,7 +605,9 @@ class AdyenGateway:
                 message=code,
                 raw=raw,
                 network_transaction_id=str(additional.get("networkTxReference") or ""),
-                saved=stored_method(body, shopper) if stored or request.setup_future_usage else None,
+                saved=stored_method(body, _storing_shopper(request))
+                if stored or request.setup_future_usage
+                else None,
             )
         if code in ("Refused", "Cancelled"):
             return self._decline(body, psp, raw, cancelled=code == "Cancelled")
@@ -772,6 +769,18 @@ def _trim(body: dict) -> dict:
     if extra:
         kept["additionalData"] = extra
     return kept
+
+
+def _shopper(request: ChargeRequest) -> str | None:
+    """The ``shopperReference`` of a charge: a stored method is Adyen's for the shopper it was
+    stored under (its credential says who), else our customer's."""
+    return (request.credential or {}).get("shopper_reference") or request.customer_reference
+
+
+def _storing_shopper(request: ChargeRequest) -> str:
+    """The shopper a card stored by this charge is stored under (Adyen stores a card under a
+    shopper): ``_shopper``, else one for this charge alone."""
+    return _shopper(request) or request.attempt_id
 
 
 def _off_session_model(request: ChargeRequest) -> str:

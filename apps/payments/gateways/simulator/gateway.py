@@ -26,9 +26,11 @@ Charges are recorded in ``SimulatorCharge`` (unique per account and attempt id),
 call with the same attempt id returns the same charge: the simulator honours idempotency keys,
 and ``retrieve`` tells the truth. An attempt that waits for 3-D Secure, or that we cancelled by its
 attempt id before any charge existed, is recorded in ``SimulatorAction``: the customer completes
-the action with ``action_complete`` (the processor's side of the challenge page), and a cancelled
-attempt can never charge afterwards, whether its request was still in flight or the customer
-completes the challenge late (the same guarantee Stripe's cancel and Adyen's technical cancel give).
+the action with ``action_complete`` (the processor's side of the challenge page; their return is
+answered by ``retrieve``, the port's default for adapters without ``action_result``), and a
+cancelled attempt can never charge afterwards, whether its request was still in flight or the
+customer completes the challenge late (the same guarantee Stripe's cancel and Adyen's technical
+cancel give).
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def challenge_url(account: str, attempt_id: str) -> str:
     """The simulator's 3-D Secure challenge page for an attempt (``challenge.py``), on the
     marketplace's own host: the simulator plays the issuer's page there."""
     return f"{marketplace_base_url()}/simulator/{account}/authenticate/{attempt_id}"
+
+
+def saved_card(account: str, token: str) -> str | None:
+    """The test token of the card behind ``token``, one of simulator ``account``'s own tokens
+    (``simtok_...``); None when the account issued no such token."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    return (
+        SimulatorToken.objects.filter(account=account, token=token)
+        .values_list("payment_method", flat=True)
+        .first()
+    )
 
 
 HARD = {"lost_card", "stolen_card", "expired_card", "fraudulent", "incorrect_cvc", "pickup_card"}
@@ -226,21 +240,16 @@ class SimulatorGateway:
         return self._result_for(charge)
 
     def _method(self, payment_method: str) -> TestMethod | None:
-        """The test card a payment method stands for: a documented test token, or a token this
-        account issued (another account's tokens are unknown here, as at a real processor)."""
-        if payment_method.startswith(TOKEN_PREFIX):
-            saved = SimulatorToken.objects.filter(account=self.account, token=payment_method).first()
-            return TEST_METHODS.get(saved.payment_method) if saved is not None else None
-        return TEST_METHODS.get(payment_method)
+        """The test card a payment method stands for (see ``_card_token``)."""
+        card = self._card_token(payment_method)
+        return TEST_METHODS.get(card) if card is not None else None
 
     def _card_token(self, payment_method: str) -> str | None:
-        """The test card behind ``payment_method`` (one of this account's tokens or a test token)."""
+        """The test token of the card behind ``payment_method``: a documented test token, or a
+        token this account issued (another account's tokens are unknown here, as at a real
+        processor)."""
         if payment_method.startswith(TOKEN_PREFIX):
-            return (
-                SimulatorToken.objects.filter(account=self.account, token=payment_method)
-                .values_list("payment_method", flat=True)
-                .first()
-            )
+            return saved_card(self.account, payment_method)
         return payment_method if payment_method in TEST_METHODS else None
 
     def save_method(
@@ -381,10 +390,6 @@ class SimulatorGateway:
         """The challenge of ``attempt_id`` at this account (its amount, where it returns), if any:
         what the challenge page shows."""
         return SimulatorAction.objects.filter(account=self.account, attempt_id=attempt_id).first()
-
-    def action_result(self, *, request, reference, details, idempotency_key) -> GatewayResult:
-        """The customer came back from the challenge page: the simulator's truth (``retrieve``)."""
-        return self.retrieve(attempt_id=request.attempt_id, reference=reference)
 
     def action_complete(self, *, attempt_id: str, succeed: bool = True) -> GatewayResult:
         """The customer finishes (or fails) the 3-D Secure challenge of ``attempt_id`` at the

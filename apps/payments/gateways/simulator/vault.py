@@ -22,9 +22,8 @@ from apps.payments.gateways.base import (
     GatewayStatus,
     Outcome,
 )
-from apps.payments.gateways.simulator.gateway import TOKEN_PREFIX, SimulatorGateway
+from apps.payments.gateways.simulator.gateway import SimulatorGateway, saved_card
 from apps.payments.gateways.vault import VaultCharge
-from apps.payments.models import SimulatorToken
 
 
 class SimulatorVault:
@@ -55,12 +54,8 @@ class SimulatorVault:
                 )
             )
         reference = str(credential.get("reference", ""))
-        saved = (
-            SimulatorToken.objects.filter(account=self.account, token=reference).first()
-            if reference.startswith(TOKEN_PREFIX)
-            else None
-        )
-        if saved is None:
+        card = saved_card(self.account, reference)  # the card itself, handed from processor to processor
+        if card is None:
             return VaultCharge(
                 GatewayResult(
                     Outcome.DECLINED_HARD,
@@ -69,7 +64,6 @@ class SimulatorVault:
                     message=f"the simulator vault of {self.account!r} holds no card {reference!r}",
                 )
             )
-        card = saved.payment_method  # the card itself, handed from processor to processor
         result = target.authorize(replace(request, payment_method=card, credential=None))
         if result.outcome != Outcome.SUCCEEDED:
             return VaultCharge(result)

@@ -19,6 +19,7 @@ import stripe
 from stripe.params import CustomerCreateParams
 
 from apps.payments.gateways.stripe.sdk import request_options
+from apps.payments.gateways.stripe.shapes import metadata_matches, metadata_query
 
 
 def customer_idempotency_key(customer_reference: str) -> str:
@@ -40,19 +41,14 @@ def stripe_customer(
         alone: CustomerCreateParams = {"metadata": {"saved_with": idempotency_key}}
         options = request_options(f"{idempotency_key}:customer", account=account)
         return client.v1.customers.create(alone, options).id
-    escaped = customer_reference.replace("\\", "\\\\").replace("'", "\\'")
     try:
         found = client.v1.customers.search(
-            {"query": f"metadata['customer_reference']:'{escaped}'", "limit": 10},
+            {"query": metadata_query("customer_reference", customer_reference), "limit": 10},
             request_options(None, account=account),
         ).to_dict()
     except stripe.StripeError:  # Search unavailable: the creation's idempotency key still holds
         found = {}
-    ours = [
-        customer
-        for customer in found.get("data") or []
-        if (customer.get("metadata") or {}).get("customer_reference") == customer_reference
-    ]
+    ours = metadata_matches(found, "customer_reference", customer_reference)
     if ours:  # the oldest, so that a replayed save names the same Customer as the first
         return str(min(ours, key=lambda c: (int(c.get("created") or 0), str(c["id"])))["id"])
     params: CustomerCreateParams = {"metadata": {"customer_reference": customer_reference}}

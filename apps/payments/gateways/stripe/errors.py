@@ -11,6 +11,8 @@ What a failure means for the request:
 - ``card``: a card error (HTTP 402), the issuer declined.
 - ``in_flight``: the same idempotency key is being processed or was used for another request
   (409, ``idempotency_error``): what it did is unknown.
+- ``may_have_acted``: Stripe may have done it (answer lost after sending, 409, 500/504): never
+  read as "nothing happened".
 - ``retryable``: the very same request (same key) may be sent again: not reached, answer lost,
   409, 429, 5xx.
 """
@@ -55,6 +57,12 @@ class StripeFailure:
     @property
     def in_flight(self) -> bool:
         return self.idempotency or self.http_status == 409
+
+    @property
+    def may_have_acted(self) -> bool:
+        """Whether Stripe may have done what was asked: the answer was lost after sending, the
+        key is in flight, or a 500/504 (Stripe documents a 500 as "the result is unknown")."""
+        return (self.connection and self.sent) or self.in_flight or self.http_status in (500, 504)
 
     @property
     def retryable(self) -> bool:

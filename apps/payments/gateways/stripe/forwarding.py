@@ -125,11 +125,7 @@ class StripeForwarding:
         failure = read_failure(exc)
         message = f"forward: {failure.description}"
         raw = {"http_status": failure.http_status}
-        if failure.connection:
-            outcome = Outcome.UNKNOWN if failure.sent else Outcome.GATEWAY_ERROR
-        elif failure.in_flight or failure.http_status in (500, 504):
-            outcome = Outcome.UNKNOWN  # Stripe may have forwarded it: the target may have charged
-        else:
-            outcome = Outcome.GATEWAY_ERROR  # refused (4xx, 429, 502/503): nothing was forwarded
-        status = GatewayStatus.UNKNOWN if outcome == Outcome.UNKNOWN else GatewayStatus.ERROR
-        return GatewayResult(outcome, status, message=message, raw=raw)
+        if failure.may_have_acted:  # Stripe may have forwarded it: the target may have charged
+            return GatewayResult(Outcome.UNKNOWN, GatewayStatus.UNKNOWN, message=message, raw=raw)
+        # Not reached, or refused (4xx, 429, 502/503): nothing was forwarded.
+        return GatewayResult(Outcome.GATEWAY_ERROR, GatewayStatus.ERROR, message=message, raw=raw)

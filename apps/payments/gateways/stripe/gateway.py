@@ -83,6 +83,8 @@ from apps.payments.gateways.stripe.shapes import (
     decline_outcome,
     intent_result,
     intent_saved,
+    metadata_matches,
+    metadata_query,
     qualified_reference,
     refund_settled,
     setup_intent_saved,
@@ -455,25 +457,22 @@ class StripeGateway:
                 params["starting_after"] = starting_after
             page = self.client.v1.payment_intents.list(params).to_dict()
             intents = page.get("data") or []
-            for intent in intents:
-                if (intent.get("metadata") or {}).get("attempt_id") == attempt_id:
-                    return intent["id"], True
+            mine = metadata_matches(page, "attempt_id", attempt_id)
+            if mine:
+                return mine[0]["id"], True
             if not page.get("has_more") or not intents:
                 return None, not self.settings.get("direct_charges")  # we saw every PaymentIntent
             if int(intents[-1].get("created") or 0) < horizon:
                 window_covered = True
                 break
             starting_after = intents[-1]["id"]
-        escaped = attempt_id.replace("\\", "\\\\").replace("'", "\\'")
         try:
             found = self.client.v1.payment_intents.search(
-                {"query": f"metadata['attempt_id']:'{escaped}'", "limit": 10}
+                {"query": metadata_query("attempt_id", attempt_id), "limit": 10}
             ).to_dict()
         except stripe.StripeError:  # Search unavailable (localstripe, some regions)
             return None, False
-        matches = [
-            i for i in found.get("data") or [] if (i.get("metadata") or {}).get("attempt_id") == attempt_id
-        ]
+        matches = metadata_matches(found, "attempt_id", attempt_id)
         if matches:
             return matches[0]["id"], True
         return None, window_covered and not self.settings.get("direct_charges")

@@ -108,6 +108,19 @@ def expandable_id(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def metadata_query(key: str, value: str) -> str:
+    """Stripe Search's query for the objects whose ``metadata[key]`` is ``value``, quoted as its
+    query language wants (backslashes and single quotes escaped)."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"metadata['{key}']:'{escaped}'"
+
+
+def metadata_matches(page: dict, key: str, value: str) -> list[dict]:
+    """The objects of a list or Search ``page`` whose ``metadata[key]`` is exactly ``value``, in
+    the page's order (a Search answer is checked, never trusted as it is)."""
+    return [obj for obj in page.get("data") or [] if (obj.get("metadata") or {}).get(key) == value]
+
+
 def charge_amounts(charge: dict | None) -> tuple[int, int, int]:
     """(captured, refunded of captured money, fee) of a charge as Stripe returned it."""
     if not charge:
@@ -220,15 +233,13 @@ def redirect_url(intent: dict) -> str:
     return str((next_action.get("redirect_to_url") or {}).get("url") or "")
 
 
-def card_network_transaction_id(charge_or_attempt: dict | None) -> str:
+def card_network_transaction_id(charge_or_attempt: Any) -> str:
     """The card network's transaction id of a charge (or a SetupIntent's attempt) as Stripe
     reports it, ``payment_method_details.card.network_transaction_id``; "" when absent (a charge
-    not expanded, as in webhooks; a network that returned none)."""
-    if not isinstance(charge_or_attempt, dict):
-        return ""
-    details = charge_or_attempt.get("payment_method_details") or {}
+    not expanded, only its id, as in webhooks; a network that returned none)."""
+    details = charge_or_attempt.get("payment_method_details") if isinstance(charge_or_attempt, dict) else None
     card = details.get("card") if isinstance(details, dict) else None
-    return str((card or {}).get("network_transaction_id") or "") if isinstance(card, dict) else ""
+    return str(card.get("network_transaction_id") or "") if isinstance(card, dict) else ""
 
 
 def intent_saved(intent: dict) -> SavedMethod | None:
@@ -239,12 +250,7 @@ def intent_saved(intent: dict) -> SavedMethod | None:
     payment_method = intent.get("payment_method")
     if not isinstance(payment_method, dict):
         return None
-    charge = intent.get("latest_charge") if isinstance(intent.get("latest_charge"), dict) else None
-    saved = saved_method(
-        payment_method,
-        extra=_customer_extra(intent.get("customer") or payment_method.get("customer")),
-        network_transaction_id=card_network_transaction_id(charge),
-    )
+    saved = _attached_card(payment_method, owner=intent, transaction=intent.get("latest_charge"))
     return saved if saved.ok else None
 
 
@@ -268,14 +274,8 @@ def setup_intent_saved(setup_intent: dict) -> SavedMethod:
             return SavedMethod(
                 False, code="gateway_error", message=f"{label}, its PaymentMethod not expanded"
             )
-        return saved_method(
-            payment_method,
-            extra=_customer_extra(setup_intent.get("customer") or payment_method.get("customer")),
-            network_transaction_id=card_network_transaction_id(
-                setup_intent.get("latest_attempt")
-                if isinstance(setup_intent.get("latest_attempt"), dict)
-                else None
-            ),
+        return _attached_card(
+            payment_method, owner=setup_intent, transaction=setup_intent.get("latest_attempt")
         )
     if status == "requires_action":
         return SavedMethod(
@@ -292,9 +292,17 @@ def setup_intent_saved(setup_intent: dict) -> SavedMethod:
     return SavedMethod(False, code="gateway_error", message=label)
 
 
-def _customer_extra(customer: Any) -> dict[str, str]:
-    customer_id = expandable_id(customer)
-    return {"stripe_customer": customer_id} if customer_id else {}
+def _attached_card(payment_method: dict, *, owner: dict, transaction: Any) -> SavedMethod:
+    """The card a PaymentIntent or SetupIntent (``owner``) saved, as both answer it: the expanded
+    PaymentMethod, the Customer it is attached to (the owner's, else the PaymentMethod's) kept in
+    the credential as ``stripe_customer``, and the network transaction id of ``transaction`` (the
+    PaymentIntent's charge, the SetupIntent's attempt)."""
+    customer_id = expandable_id(owner.get("customer") or payment_method.get("customer"))
+    return saved_method(
+        payment_method,
+        extra={"stripe_customer": customer_id} if customer_id else {},
+        network_transaction_id=card_network_transaction_id(transaction),
+    )
 
 
 def saved_method(
