@@ -285,6 +285,27 @@ def test_forwarding_sends_the_card_from_stripe_to_adyen_and_stores_adyens_creden
     assert "paym_7Hq2" not in form["request[body]"][0]  # our id is no card of Adyen's
 
 
+def test_a_forwarded_merchant_initiated_charge_goes_without_cvc(stripe_api):
+    stripe_api.add(responses.POST, FORWARDING, json=recorded("forward_adyen_authorised"), status=200)
+
+    forwarding().forward_charge(
+        credential={"reference": STRIPE_PM},
+        target_kind="adyen",
+        target=adyen(),
+        request=request(off_session=True, network_transaction_id="831106128458302"),
+    )
+
+    # a CVC is not kept after use: Stripe is not asked for it, Adyen's body has no field for it
+    form = sent_form(stripe_api.calls[0])
+    assert [v for k, v in sorted(form.items()) if k.startswith("replacements[")] == [
+        ["card_number"],
+        ["card_expiry"],
+    ]
+    body = json.loads(form["request[body]"][0])
+    assert "cvc" not in body["paymentMethod"] and body["shopperInteraction"] == "ContAuth"
+    assert body["additionalData"]["networkTxReference"] == "831106128458302"
+
+
 def test_a_forwarded_decline_is_adyens_decline_and_stores_nothing(stripe_api):
     charged = forward(stripe_api, (200, recorded("forward_adyen_refused")))
 

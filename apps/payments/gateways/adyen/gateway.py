@@ -362,10 +362,14 @@ class AdyenGateway:
     def forward_request(self, request: ChargeRequest) -> ForwardedRequest:
         """``POST /payments`` for a forwarder (Stripe Forwarding) to send with the card it holds:
         the card fields are left empty for it to fill (``number``, ``expiryMonth``/``expiryYear``,
-        ``cvc``), and the card is stored at Adyen on the way (``storePaymentMethod``, with a
+        and ``cvc`` unless merchant-initiated: a CVC is not kept after use), and the card is stored at Adyen on the way (``storePaymentMethod``, with a
         ``shopperReference``: ours for the customer, else the attempt's) so later charges go
         direct. The same Idempotency-Key as a direct charge: Adyen itself never charges twice."""
         card = {"type": "scheme", "number": "", "expiryMonth": "", "expiryYear": "", "cvc": ""}
+        replacements: tuple[str, ...] = ("card_number", "card_expiry", "card_cvc")
+        if request.off_session:  # a CVC expires after use: a merchant-initiated charge goes without
+            del card["cvc"]
+            replacements = ("card_number", "card_expiry")
         body = self._payment_body(request, card)
         body["storePaymentMethod"] = True
         body["shopperReference"] = _storing_shopper(request)
@@ -379,6 +383,7 @@ class AdyenGateway:
                 "X-API-Key": str((self.config.credentials or {}).get("api_key", "")),
                 "Idempotency-Key": request.attempt_id,
             },
+            replacements=replacements,
         )
 
     def forward_answer(self, *, status: int, body: str, request: ChargeRequest) -> VaultCharge:
