@@ -4,6 +4,7 @@ hosted checkout (and its element, ``/checkout.js``) and the simulator's pages.""
 from django.contrib import admin
 from django.urls import include, path
 
+import apps.core.converters  # noqa: F401 - registers objid
 from apps.checkout.views import checkout_js
 from apps.payments import pages as payment_pages
 from apps.payments.gateways.simulator import card_fields
@@ -21,9 +22,11 @@ urlpatterns = [
     path("checkout.js", checkout_js, name="checkout-js"),
     # The simulator plays the processor: its hosted card fields and its 3-D Secure challenge page.
     path("simulator/card-fields", card_fields.card_fields, name="simulator-card-fields"),
-    path("simulator/<str:account>/authenticate/<str:attempt_id>", challenge_page, name="simulator-challenge"),
+    path(
+        "simulator/<slug:account>/authenticate/<objid:attempt_id>", challenge_page, name="simulator-challenge"
+    ),
     # The emailed link to authenticate an off-session payment.
-    path("pay/<str:payment_id>/authenticate", payment_pages.authenticate_page, name="payment-authenticate"),
-    path("pay/<str:payment_id>/authenticate/return", payment_pages.authenticate_return),
+    path("pay/<objid:payment_id>/authenticate", payment_pages.authenticate_page, name="payment-authenticate"),
+    path("pay/<objid:payment_id>/authenticate/return", payment_pages.authenticate_return),
     path("", include("apps.core.urls")),
 ]

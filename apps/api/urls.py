@@ -1,23 +1,9 @@
-from django.urls import path, re_path, register_converter
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import apps.core.converters  # noqa: F401 - registers objid
 from apps.api import errors, views
 from apps.api.v1 import billing, checkout, customers, ledger, payment_methods, payments, vendors, webhooks
-
-
-class ObjectIdConverter:
-    """Our ids are letters, digits and underscores; anything else cannot name an object."""
-
-    regex = "[A-Za-z0-9_]{1,64}"
-
-    def to_python(self, value: str) -> str:
-        return value
-
-    def to_url(self, value: str) -> str:
-        return value
-
-
-register_converter(ObjectIdConverter, "objid")
 
 urlpatterns = [
     path("v1/account", views.AccountView.as_view(), name="api-account"),
