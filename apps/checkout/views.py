@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
@@ -161,9 +162,11 @@ def _authenticated(
         parsed = True
     except (ValueError, RecursionError):  # malformed, or nested too deep for the parser
         body, parsed = None, False  # refused below, after the card number check
-    if find_card_number(text):
+    # Looked for in the body as sent, as decoded (JSON escapes such as ``\u0034``) and as a form
+    # would decode it (``+`` and ``%xx``): a number in any of them is never passed on.
+    found = card_number_path(body) if parsed else None
+    if found is not None or find_card_number(text) or find_card_number(unquote_plus(text)):
         # Where in the body the card number is (as the API names it), when the body parses.
-        found = card_number_path(body) if parsed else None
         return (
             None,
             {},

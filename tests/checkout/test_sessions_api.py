@@ -223,6 +223,52 @@ def test_a_body_nested_too_deep_is_invalid_json_not_a_crash(api):
     assert not PaymentIntent.objects.exists()
 
 
+def test_a_path_that_cannot_be_an_id_is_a_404_never_a_crash(api):
+    client = Client(HTTP_HOST=HOST)
+
+    # a NUL byte (or anything but letters, digits, underscores) names no object, and no query runs
+    for method, path in (
+        ("get", "/checkout/%00xx"),
+        ("post", "/checkout/%00xx/confirm"),
+        ("get", "/simulator/primary/authenticate/%00"),
+        ("get", "/pay/%00/authenticate"),
+    ):
+        assert getattr(client, method)(path).status_code == 404, path
+
+
+def test_a_card_number_escaped_in_json_or_in_a_form_body_is_refused(api):
+    session = create(api)
+    client = Client(HTTP_HOST=HOST)
+    url = f"/checkout/{session['id']}/confirm"
+
+    escaped = client.post(
+        url,
+        '{"client_secret": "%s", "token": "\\u0034242424242424242"}' % session["client_secret"],
+        content_type="application/json",
+    )
+    spaced = client.post(
+        url,
+        json.dumps(
+            {"client_secret": session["client_secret"], "token": "4242\u00a04242\u00a04242\u00a04242"}
+        ),
+        content_type="application/json",
+    )
+    form = client.post(
+        url,
+        f"client_secret={session['client_secret']}&token=4242+4242+4242+4242",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    for refused in (escaped, spaced):
+        assert refused.status_code == 400, refused.content
+        assert (refused.json()["error"]["code"], refused.json()["error"]["param"]) == (
+            "card_number_not_allowed",
+            "token",
+        )
+    assert (form.status_code, form.json()["error"]["code"]) == (400, "card_number_not_allowed")
+    assert not PaymentIntent.objects.exists()
+
+
 def test_cors_preflight_and_no_cookies_needed(api):
     session = create(api)
     client = Client(HTTP_HOST=HOST, enforce_csrf_checks=True)
