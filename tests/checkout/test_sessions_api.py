@@ -243,7 +243,7 @@ def test_a_card_number_escaped_in_json_or_in_a_form_body_is_refused(api):
 
     escaped = client.post(
         url,
-        '{"client_secret": "%s", "token": "\\u0034242424242424242"}' % session["client_secret"],
+        '{"client_secret": "' + session["client_secret"] + '", "token": "\\u0034242424242424242"}',
         content_type="application/json",
     )
     spaced = client.post(
