@@ -16,8 +16,22 @@ import logging
 import logging.config
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
-from apps.core.pan import redact_card_numbers
+from apps.core.pan import find_card_number, redact_card_numbers
+
+
+def log_text_redact(text: str) -> str:
+    """``text`` with its card numbers redacted, as written and as a URL would decode it (a path
+    or query logged as requested: ``4242+4242+...``, ``%C2%A0``): when only the decoded text
+    holds one, the line is logged decoded, with it redacted."""
+    clean = redact_card_numbers(text)
+    if "%" in clean or "+" in clean:
+        decoded = unquote_plus(clean)
+        if decoded != clean and find_card_number(decoded):
+            return redact_card_numbers(decoded)
+    return clean
+
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -50,13 +64,13 @@ def record_redact(record: logging.LogRecord) -> None:
     except Exception:  # a bad format string: leave the record to the formatter's own report
         message = None
     if message is not None:
-        clean = redact_card_numbers(message)
+        clean = log_text_redact(message)
         if clean != message:
             record.msg, record.args = clean, ()
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     if record.exc_text:
-        record.exc_text = redact_card_numbers(record.exc_text)
+        record.exc_text = log_text_redact(record.exc_text)
 
 
 # Set on a record the factory redacted, so the handlers' filter does not redact its message again.
@@ -92,7 +106,7 @@ class CardNumberRedactionFilter(logging.Filter):
             record_redact(record)
         for name, value in _extras(record).items():
             if isinstance(value, str):
-                setattr(record, name, redact_card_numbers(value))
+                setattr(record, name, log_text_redact(value))
         return True
 
 
@@ -117,7 +131,7 @@ class JsonFormatter(logging.Formatter):
         payload.update(_extras(record))
         if record.exc_info:
             payload["exc"] = _exception_text(self, record)
-        return redact_card_numbers(json.dumps(payload, default=str))
+        return log_text_redact(json.dumps(payload, default=str))
 
 
 class DevFormatter(logging.Formatter):
@@ -132,4 +146,4 @@ class DevFormatter(logging.Formatter):
             line += f"  {extras}"
         if record.exc_info:
             line += "\n" + _exception_text(self, record)
-        return redact_card_numbers(line)
+        return log_text_redact(line)

@@ -117,6 +117,18 @@ def test_the_dev_server_and_request_lines_are_redacted_through_every_handler(db)
             '"%s" %s %s',
             ("GET /admin/customers/customer/?q=4242424242424242 HTTP/1.1", "200", "9"),
         ),
+        # as a URL carries it: encoded spaces, no-break spaces, full-width digits
+        (
+            "django.server",
+            '"%s" %s %s',
+            ("GET /api/v1/payments?customer=4242+4242+4242+4242 HTTP/1.1", "400", "191"),
+        ),
+        ("django.request", "%s: %s", ("Bad Request", "/api/v1/payments/4242%C2%A04242%C2%A04242%C2%A04242")),
+        (
+            "django.server",
+            '"%s" %s %s',
+            ("GET /api/v1/payments?customer=" + "%EF%BC%94%EF%BC%92" * 8 + " HTTP/1.1", "400", "9"),
+        ),
     ]
     for name, msg, args in calls:
         stream = io.StringIO()
