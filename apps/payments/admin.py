@@ -302,12 +302,13 @@ class PaymentIntentAdmin(TenantOnlyAdminMixin, ReadOnlyAdminMixin, admin.ModelAd
                     detail,
                 )
             )
-        # Scrolls sideways inside its own box on a phone instead of being cut off.
-        return format_html(
-            '<div style="overflow-x:auto;max-width:calc(100vw - 48px)"><table>{}</table></div>',
-            format_html_join(
-                "", "<tr><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td></tr>", rows
-            ),
+        # One block per event, its lines wrapping: readable at any width, a phone's included.
+        return format_html_join(
+            "",
+            '<div style="padding:.35em 0;border-bottom:1px solid var(--hairline-color, #e5e7eb)">'
+            "<span>{}</span> <strong>{}</strong>"
+            '<div style="overflow-wrap:anywhere">{}</div><div style="overflow-wrap:anywhere">{}</div></div>',
+            rows,
         )
 
     @admin.display(description="routing")
